@@ -1,0 +1,141 @@
+"""Typed configuration of an agent: what it is (kind, encoder, dims) and how it writes memory.
+
+These are plain frozen dataclasses with validation, so the HTTP layer, the store and the
+learner all agree on one definition. ``to_dict``/``from_dict`` give the JSON form that is
+stored in the database and returned by the API.
+
+Examples
+--------
+>>> cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 4})
+>>> cfg.memory.rule, cfg.key_dim
+('delta', 4)
+>>> AgentConfig.from_dict({"kind": "classifier", "encoder": "none"})
+Traceback (most recent call last):
+...
+agent.errors.InputError: dim: required (a positive integer) when encoder is "none"
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agent.errors import InputError
+
+KINDS = ("classifier", "recall", "chat")
+ENCODERS = ("minilm", "none")
+RULES = ("delta", "rls")
+MINILM_DIM = 384
+MAX_DIM = 65536
+MAX_LIFT_DIM = 65536
+
+# Documented defaults (README, "Memory settings"); chosen by the evaluation in `deltamem eval`.
+DEFAULT_RULE = "delta"
+DEFAULT_BETA = 0.5
+DEFAULT_DECAY = 1.0
+DEFAULT_RIDGE = 1.0
+DEFAULT_FORGET = 1.0
+
+
+def _number(d: dict[str, Any], name: str, default: float, lo: float, hi: float,
+            lo_open: bool = True, field_prefix: str = "memory.") -> float:
+    if name not in d or d[name] is None:
+        return default
+    v = d[name]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise InputError(f"{field_prefix}{name}", f"expected a finite number, got {v!r}")
+    v = float(v)
+    ok = (lo < v if lo_open else lo <= v) and v <= hi
+    if not ok:
+        rng = f"({lo}, {hi}]" if lo_open else f"[{lo}, {hi}]"
+        raise InputError(f"{field_prefix}{name}", f"expected a number in {rng}, got {v}")
+    return v
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """How an agent writes its memory (DESIGN §2).
+
+    rule: ``"delta"`` (gated delta rule: ``beta`` strength, ``decay`` = α) or ``"rls"``
+    (preconditioned delta rule: ``ridge`` = λ, ``forget`` = ρ).
+    lift_dim: optional fixed random-feature lift φ of the key (None: identity).
+    """
+
+    rule: str = DEFAULT_RULE
+    beta: float = DEFAULT_BETA
+    decay: float = DEFAULT_DECAY
+    ridge: float = DEFAULT_RIDGE
+    forget: float = DEFAULT_FORGET
+    lift_dim: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> MemoryConfig:
+        d = dict(d or {})
+        if not isinstance(d, dict):
+            raise InputError("memory", "expected an object")
+        known = {"rule", "beta", "decay", "ridge", "forget", "lift_dim"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"memory.{unknown[0]}", f"unknown setting; expected one of {sorted(known)}")
+        rule = d.get("rule", DEFAULT_RULE) or DEFAULT_RULE
+        if rule not in RULES:
+            raise InputError("memory.rule", f'expected "delta" or "rls", got {rule!r}')
+        lift = d.get("lift_dim")
+        if lift is not None:
+            if isinstance(lift, bool) or not isinstance(lift, int) or not 1 <= lift <= MAX_LIFT_DIM:
+                raise InputError("memory.lift_dim", f"expected an integer in [1, {MAX_LIFT_DIM}], got {lift!r}")
+        return cls(
+            rule=rule,
+            beta=_number(d, "beta", DEFAULT_BETA, 0.0, 1.0),
+            decay=_number(d, "decay", DEFAULT_DECAY, 0.0, 1.0),
+            ridge=_number(d, "ridge", DEFAULT_RIDGE, 0.0, 1e12),
+            forget=_number(d, "forget", DEFAULT_FORGET, 0.0, 1.0),
+            lift_dim=lift,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What an agent is. ``dim`` is the input dimension (the encoder's for ``minilm``)."""
+
+    kind: str = "classifier"
+    encoder: str = "none"
+    dim: int = MINILM_DIM
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+
+    @property
+    def key_dim(self) -> int:
+        """d_k: the lifted dimension when a lift is set, else the input dimension."""
+        return self.memory.lift_dim or self.dim
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AgentConfig:
+        if not isinstance(d, dict):
+            raise InputError("body", "expected a JSON object")
+        kind = d.get("kind", "classifier")
+        if kind not in KINDS:
+            raise InputError("kind", f"expected one of {list(KINDS)}, got {kind!r}")
+        encoder = d.get("encoder", "none" if kind != "chat" else "minilm")
+        if encoder not in ENCODERS:
+            raise InputError("encoder", f'expected "minilm" or "none", got {encoder!r}')
+        dim = d.get("dim")
+        if encoder == "none":
+            if dim is None or isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
+                raise InputError("dim", f'required (a positive integer) when encoder is "none"'
+                                 if dim is None else f"expected an integer in [1, {MAX_DIM}], got {dim!r}")
+        else:
+            if dim is not None and dim != MINILM_DIM:
+                raise InputError("dim", f"the minilm encoder gives {MINILM_DIM} dimensions, got {dim!r}")
+            dim = MINILM_DIM
+        memory = d.get("memory")
+        if memory is not None and not isinstance(memory, dict):
+            raise InputError("memory", "expected an object")
+        return cls(kind=kind, encoder=encoder, dim=int(dim), memory=MemoryConfig.from_dict(memory))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "encoder": self.encoder, "dim": self.dim,
+                "memory": self.memory.to_dict()}

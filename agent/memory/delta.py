@@ -1,0 +1,207 @@
+"""Deltas: what one commit adds to a memory state, and how it is applied.
+
+A layer's state ``S`` has shape ``(d_v, d_k)``. One commit changes it by
+
+    S_new = gamma * pad_rows(S_old, d_v_new) + E.T @ A        (factor form, rank <= n)
+    S_new = gamma * pad_rows(S_old, d_v_new) + D              (dense form)
+
+``pad_rows`` appends zero rows when labels appeared (a new row starts at zero).
+The live learner and every rebuild call :func:`apply_layer` with the same arrays,
+so a rebuilt state is bit-identical to the live one on the same machine and library.
+
+Examples
+--------
+>>> import numpy as np
+>>> S = np.zeros((2, 3))
+>>> A = np.array([[1.0, 0.0, 0.0]])
+>>> E = np.array([[0.5, 0.0, 0.0]])
+>>> ld = LayerDelta.factors(A=A, E=E, gamma=1.0)
+>>> apply_layer(S, ld)[:, 0].tolist()
+[0.5, 0.0, 0.0]
+>>> ld.dense_is_smaller
+False
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "LayerDelta",
+    "Delta",
+    "apply_layer",
+    "apply_delta",
+    "pad_rows",
+    "state_checksum",
+]
+
+
+@dataclass(frozen=True)
+class LayerDelta:
+    """The change of one memory layer in one commit.
+
+    Exactly one of ``(A, E)`` or ``dense`` is set. ``shape`` is the layer's shape
+    after the commit ``(d_v, d_k)``.
+    """
+
+    shape: tuple[int, int]
+    gamma: float = 1.0
+    A: np.ndarray | None = None  # (n, d_k)
+    E: np.ndarray | None = None  # (n, d_v)
+    dense: np.ndarray | None = None  # (d_v, d_k)
+
+    def __post_init__(self) -> None:
+        if (self.dense is None) == (self.A is None or self.E is None):
+            raise ValueError("LayerDelta needs either (A, E) or dense, not both or neither")
+        if self.dense is not None and tuple(self.dense.shape) != tuple(self.shape):
+            raise ValueError(f"dense delta shape {self.dense.shape} != layer shape {self.shape}")
+        if self.A is not None and self.E is not None:
+            n_a, d_k = self.A.shape
+            n_e, d_v = self.E.shape
+            if n_a != n_e or (d_v, d_k) != tuple(self.shape):
+                raise ValueError(
+                    f"factor shapes A{self.A.shape} E{self.E.shape} do not give layer {self.shape}"
+                )
+
+    @classmethod
+    def factors(cls, A: np.ndarray, E: np.ndarray, gamma: float = 1.0) -> LayerDelta:
+        return cls(shape=(int(E.shape[1]), int(A.shape[1])), gamma=float(gamma), A=A, E=E)
+
+    @classmethod
+    def of_dense(cls, D: np.ndarray, gamma: float = 1.0) -> LayerDelta:
+        return cls(shape=(int(D.shape[0]), int(D.shape[1])), gamma=float(gamma), dense=D)
+
+    @property
+    def is_dense(self) -> bool:
+        return self.dense is not None
+
+    @property
+    def rank(self) -> int:
+        return int(self.A.shape[0]) if self.A is not None else min(self.shape)
+
+    @property
+    def dense_is_smaller(self) -> bool:
+        """True when ``n*(d_k+d_v) > d_k*d_v``: the dense matrix takes fewer numbers."""
+        if self.A is None:
+            return True
+        d_v, d_k = self.shape
+        return self.rank * (d_k + d_v) > d_k * d_v
+
+    def to_dense(self) -> np.ndarray:
+        if self.dense is not None:
+            return self.dense
+        assert self.A is not None and self.E is not None
+        return self.E.T @ self.A
+
+    def compact(self) -> LayerDelta:
+        """The smaller of the factor and dense forms (DESIGN §2)."""
+        if self.A is not None and self.dense_is_smaller:
+            return LayerDelta.of_dense(self.to_dense(), self.gamma)
+        return self
+
+    def astype(self, dtype: np.dtype | str) -> LayerDelta:
+        """The same delta with its arrays cast (e.g. float16 storage). Apply the cast
+        delta, not the original, to keep live and rebuilt states identical."""
+        dt = np.dtype(dtype)
+        if self.dense is not None:
+            return LayerDelta.of_dense(np.ascontiguousarray(self.dense, dtype=dt), self.gamma)
+        assert self.A is not None and self.E is not None
+        return LayerDelta.factors(
+            np.ascontiguousarray(self.A, dtype=dt), np.ascontiguousarray(self.E, dtype=dt), self.gamma
+        )
+
+    def norm(self) -> float:
+        """Frobenius norm of the additive part (reported as ``delta_norm``)."""
+        return float(np.linalg.norm(np.asarray(self.to_dense(), dtype=np.float64)))
+
+    def nbytes(self) -> int:
+        if self.dense is not None:
+            return int(self.dense.nbytes)
+        assert self.A is not None and self.E is not None
+        return int(self.A.nbytes + self.E.nbytes)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One commit: a :class:`LayerDelta` per changed layer, plus labels first seen in it."""
+
+    layers: dict[str, LayerDelta]
+    labels_added: list[str] = field(default_factory=list)
+
+    def compact(self) -> Delta:
+        return Delta({k: v.compact() for k, v in self.layers.items()}, list(self.labels_added))
+
+    def astype(self, dtype: np.dtype | str) -> Delta:
+        return Delta({k: v.astype(dtype) for k, v in self.layers.items()}, list(self.labels_added))
+
+    def norm(self) -> float:
+        return float(np.sqrt(sum(ld.norm() ** 2 for ld in self.layers.values())))
+
+    def nbytes(self) -> int:
+        return sum(ld.nbytes() for ld in self.layers.values())
+
+
+def pad_rows(S: np.ndarray, d_v: int) -> np.ndarray:
+    """``S`` with zero rows appended up to ``d_v`` rows (new labels start at zero)."""
+    if S.shape[0] == d_v:
+        return S
+    if S.shape[0] > d_v:
+        raise ValueError(f"cannot shrink a layer from {S.shape[0]} to {d_v} rows")
+    out = np.zeros((d_v, S.shape[1]), dtype=S.dtype)
+    out[: S.shape[0]] = S
+    return out
+
+
+def apply_layer(S: np.ndarray, ld: LayerDelta) -> np.ndarray:
+    """``S_new = gamma * pad_rows(S) + Eᵀ A`` (or ``+ D``), computed in ``S``'s dtype.
+
+    This is the one operation both the live learner and a rebuild use.
+    """
+    S = pad_rows(S, ld.shape[0])
+    if S.shape[1] != ld.shape[1]:
+        raise ValueError(f"layer has d_k={S.shape[1]}, delta expects {ld.shape[1]}")
+    dt = S.dtype
+    if ld.dense is not None:
+        add = np.asarray(ld.dense, dtype=dt)
+    else:
+        assert ld.A is not None and ld.E is not None
+        add = np.asarray(ld.E, dtype=dt).T @ np.asarray(ld.A, dtype=dt)  # (d_v, n) @ (n, d_k)
+    return dt.type(ld.gamma) * S + add
+
+
+def apply_delta(layers: dict[str, np.ndarray], delta: Delta) -> dict[str, np.ndarray]:
+    """Apply every layer delta; layers not in ``delta`` are kept as they are."""
+    out = dict(layers)
+    for name, ld in delta.layers.items():
+        if name not in out:
+            raise KeyError(f"delta for unknown layer {name!r}")
+        out[name] = apply_layer(out[name], ld)
+    return out
+
+
+def state_checksum(layers: dict[str, np.ndarray], labels: list[str] | None = None) -> str:
+    """A deterministic SHA-256 over layer names, dtypes, shapes, raw bytes and labels.
+
+    >>> import numpy as np
+    >>> a = state_checksum({"S": np.zeros((2, 2))}, ["x"])
+    >>> a == state_checksum({"S": np.zeros((2, 2))}, ["x"])
+    True
+    >>> a == state_checksum({"S": np.zeros((2, 2))}, ["y"])
+    False
+    """
+    h = hashlib.sha256()
+    for name in sorted(layers):
+        arr = np.ascontiguousarray(layers[name])
+        arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        h.update(name.encode())
+        h.update(b"\0")
+        h.update(arr.dtype.str.encode())
+        h.update(repr(tuple(arr.shape)).encode())
+        h.update(arr.tobytes())
+    for label in labels or []:
+        h.update(b"\x1f")
+        h.update(label.encode("utf-8"))
+    return h.hexdigest()
