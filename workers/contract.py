@@ -1,0 +1,77 @@
+"""The contract between the HTTP/CLI layer and the Ray runtime.
+
+The HTTP app (``workers.app``) parses and checks request bodies, authenticates, and calls a
+:class:`ServiceAPI`; the runtime (``workers.runtime``) implements it over the Ray actors and
+the store. Every method returns plain JSON-ready dicts exactly as DESIGN §7 shows them, or
+raises :class:`ServiceError`, which the app turns into ``{"error": {...}}`` with its status.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class ServiceError(Exception):
+    """An error with an HTTP status, a code, a message and the field it concerns.
+
+    ``extra`` is merged into the error body's top level (e.g. ``{"rejected": [...]}``
+    or ``{"head": 7}`` for a 409).
+    """
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.extra = extra or {}
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            err["field"] = self.field
+        return {"error": err, **self.extra}
+
+
+def not_found(what: str, field: str | None = None) -> ServiceError:
+    return ServiceError(404, "not_found", f"{what} not found", field)
+
+
+class ServiceAPI(Protocol):
+    """What the HTTP app calls. ``tenant_id`` comes from the authenticated key."""
+
+    # tenants and keys
+    def create_tenant(self, name: str) -> dict[str, Any]: ...  # {"id","name","api_key"}
+    def authenticate(self, api_key: str) -> str | None: ...  # tenant id, or None
+
+    # agents
+    def create_agent(self, tenant_id: str, name: str, config: dict[str, Any]) -> dict[str, Any]: ...
+    def list_agents(self, tenant_id: str) -> list[dict[str, Any]]: ...
+    def get_agent(self, tenant_id: str, agent_id: str) -> dict[str, Any]: ...
+
+    # events: each event is {"id"?: str, "input": str | list[float], "target"?: str,
+    # "beta"?: float, "ts"?: datetime, "speaker"?: str} already schema-checked by the app;
+    # agent-specific checks (dims, encoder kind, finite values) happen here and come back
+    # as rejected entries {"index", "error"} (422 unless partial).
+    def ingest(self, tenant_id: str, agent_id: str, events: list[dict[str, Any]],
+               partial: bool) -> dict[str, Any]: ...  # {"accepted","duplicates","rejected"}
+
+    def predict(self, tenant_id: str, agent_id: str, inputs: list[Any], *,
+                version: int | None = None, min_version: int | None = None,
+                as_of: datetime | None = None, top_k: int | None = None,
+                wait_ms: int | None = None) -> dict[str, Any]: ...
+
+    # versions
+    def versions(self, tenant_id: str, agent_id: str, limit: int | None,
+                 before: int | None) -> dict[str, Any]: ...
+    def rollback(self, tenant_id: str, agent_id: str, version: int) -> dict[str, Any]: ...
+    def forget(self, tenant_id: str, agent_id: str, event_ids: list[str]) -> dict[str, Any]: ...
+    def fork(self, tenant_id: str, agent_id: str, version: int | None,
+             name: str) -> dict[str, Any]: ...
+
+    # operations
+    def healthy(self) -> bool: ...
+    def ready(self) -> dict[str, Any]: ...  # {"ready": bool, "ray":..., "database":..., "serving":...}
+    def metrics_text(self) -> str: ...  # Prometheus text exposition

@@ -1,0 +1,71 @@
+"""The one typed settings object of a deployment.
+
+Values come from keyword arguments (CLI flags), then ``DELTAMEM_*`` environment variables,
+then an optional ``.env``-style file named by ``DELTAMEM_SETTINGS_FILE``, then the defaults
+below (the embedded defaults: SQLite in the working directory, local Ray on 127.0.0.1,
+HTTP on 127.0.0.1:8000).
+
+Examples
+--------
+>>> s = Settings(port=9001, database_url="sqlite:///x.db")
+>>> s.port, s.host
+(9001, '127.0.0.1')
+"""
+
+from __future__ import annotations
+
+import os
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DELTAMEM_",
+        env_file=os.environ.get("DELTAMEM_SETTINGS_FILE"),
+        extra="ignore",
+    )
+
+    # where things live
+    database_url: str = "sqlite:///deltamem.db"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    admin_key: SecretStr | None = None  # creates tenants; never logged
+
+    # Ray (DESIGN §5: loopback, small)
+    ray_address: str | None = None  # None: start a local cluster; "auto" or an address: join
+    ray_num_cpus: int = Field(2, ge=1)
+    ray_object_store_mb: int = Field(512, ge=64)
+    ray_namespace: str = "deltamem"
+    learner_shards: int = Field(1, ge=1, le=64)
+    serving_replicas: int = Field(1, ge=1, le=64)
+    http_backend: str = Field("uvicorn", pattern="^(uvicorn|serve)$")
+
+    # learner micro-batching and backpressure
+    batch_max_events: int = Field(64, ge=1, le=100_000)
+    batch_max_ms: float = Field(50.0, ge=0.0)
+    queue_max_events: int = Field(100_000, ge=1)  # per learner shard; beyond: 429
+    delta_dtype: str = Field("float64", pattern="^(float64|float32|float16)$")
+
+    # serving cache
+    cache_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+
+    # request limits (DESIGN §7)
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    max_events_per_request: int = Field(10_000, ge=1)
+    max_input_chars: int = Field(10_000, ge=1)
+    max_predict_inputs: int = Field(1_000, ge=1)
+    default_wait_ms: int = Field(5000, ge=0)
+
+    # scheduled jobs
+    snapshot_every_versions: int = Field(100, ge=1)
+    snapshot_every_s: float = Field(300.0, gt=0)
+    retention_window_s: float = Field(7 * 24 * 3600.0, ge=0)
+    scheduler_enabled: bool = True
+
+    def public_dict(self) -> dict[str, object]:
+        """Settings without secrets, for logs and ``/readyz``."""
+        d = self.model_dump()
+        d["admin_key"] = "***" if self.admin_key else None
+        return d
