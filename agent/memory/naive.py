@@ -1,0 +1,130 @@
+"""The oracles: float64 loops of single writes, written exactly as DESIGN §2 states the rules.
+
+Every fast kernel in :mod:`agent.memory` (chunk, many, cupy_kernels) is tested against these.
+They are deliberately simple — one write at a time, no algebra — so that they are obviously
+right; they are slow on purpose.
+
+Delta rule (gated), one write with key ``k`` (unit norm), value ``v``, strength ``β``, decay ``α``::
+
+    o  = S k                       # read before write
+    S ← α·S + β·(v − α·S k) kᵀ
+
+RLS (preconditioned delta rule) with forgetting factor ``ρ``::
+
+    g = P k / (ρ + kᵀ P k)
+    S ← S + (v − S k) gᵀ
+    P ← (P − g kᵀ P) / ρ
+
+Examples
+--------
+>>> import numpy as np
+>>> S = np.zeros((2, 2))
+>>> K = np.array([[1.0, 0.0], [1.0, 0.0]])
+>>> V = np.array([[1.0, 0.0], [0.0, 1.0]])
+>>> S1, O = delta_rule_naive(S, K, V, np.ones(2))
+>>> S1[:, 0].tolist(), O[1].tolist()     # the newer target for the same key wins
+([0.0, 1.0], [1.0, 0.0])
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["delta_rule_naive", "rls_naive"]
+
+
+def _as_beta(beta: np.ndarray | float, n: int) -> np.ndarray:
+    b = np.asarray(beta, dtype=np.float64)
+    return np.full(n, float(b)) if b.ndim == 0 else b.reshape(n)
+
+
+def _as_alpha(alpha: np.ndarray | float, n: int) -> np.ndarray:
+    a = np.asarray(alpha, dtype=np.float64)
+    return np.full(n, float(a)) if a.ndim == 0 else a.reshape(n)
+
+
+def delta_rule_naive(
+    S: np.ndarray,
+    K: np.ndarray,
+    V: np.ndarray,
+    beta: np.ndarray | float,
+    alpha: np.ndarray | float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """n sequential gated delta-rule writes in float64.
+
+    Parameters
+    ----------
+    S : (d_v, d_k) initial state.
+    K : (n, d_k) keys (unit rows).
+    V : (n, d_v) values.
+    beta : (n,) or scalar, strengths in (0, 1].
+    alpha : scalar or (n,), decay in (0, 1] (one per write when an array).
+
+    Returns
+    -------
+    S_final : (d_v, d_k) float64
+    O : (n, d_v) float64, ``O[t] = S_{t-1} k_t`` (the read before write t).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> S, O = delta_rule_naive(np.zeros((1, 1)), np.ones((3, 1)), np.ones((3, 1)), 0.5)
+    >>> float(S[0, 0]), O[:, 0].tolist()
+    (0.875, [0.0, 0.5, 0.75])
+    """
+    S = np.array(S, dtype=np.float64)  # (d_v, d_k), a copy
+    K = np.asarray(K, dtype=np.float64)  # (n, d_k)
+    V = np.asarray(V, dtype=np.float64)  # (n, d_v)
+    n = K.shape[0]
+    b = _as_beta(beta, n)
+    a = _as_alpha(alpha, n)
+    O = np.zeros((n, S.shape[0]))
+    for t in range(n):
+        k, v = K[t], V[t]
+        O[t] = S @ k  # (d_v,)
+        S = a[t] * S + b[t] * np.outer(v - a[t] * (S @ k), k)
+    return S, O
+
+
+def rls_naive(
+    S: np.ndarray,
+    P: np.ndarray,
+    K: np.ndarray,
+    V: np.ndarray,
+    rho: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n sequential RLS writes in float64.
+
+    Parameters
+    ----------
+    S : (d_v, d_k) initial state.
+    P : (d_k, d_k) initial inverse covariance (``I/λ`` at creation), symmetric positive definite.
+    K : (n, d_k) keys.
+    V : (n, d_v) values.
+    rho : forgetting factor in (0, 1].
+
+    Returns
+    -------
+    S_final : (d_v, d_k), P_final : (d_k, d_k), O : (n, d_v) with ``O[t] = S_{t-1} k_t``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> S, P, O = rls_naive(np.zeros((1, 1)), np.eye(1), np.ones((2, 1)), np.ones((2, 1)))
+    >>> round(float(S[0, 0]), 6), round(float(P[0, 0]), 6)   # ridge: 2/(1+2), 1/(1+2)
+    (0.666667, 0.333333)
+    """
+    S = np.array(S, dtype=np.float64)
+    P = np.array(P, dtype=np.float64)
+    K = np.asarray(K, dtype=np.float64)
+    V = np.asarray(V, dtype=np.float64)
+    n = K.shape[0]
+    O = np.zeros((n, S.shape[0]))
+    for t in range(n):
+        k, v = K[t], V[t]
+        O[t] = S @ k
+        Pk = P @ k  # (d_k,)
+        g = Pk / (rho + k @ Pk)  # (d_k,)
+        S = S + np.outer(v - S @ k, g)
+        P = (P - np.outer(g, k @ P)) / rho
+    return S, P, O

@@ -1,0 +1,329 @@
+"""The reference learner: an agent = base (encoder, lift) + delta-rule memory layers.
+
+:class:`MemoryAgent` implements DESIGN §7 exactly; the Ray workers hold one per agent and the
+evaluation harness streams data sets through it.
+
+* key ``k = φ(x)/‖φ(x)‖``: ``x`` is the raw vector or the MiniLM embedding of a text, ``φ`` the
+  identity or a fixed random-feature lift (``memory.lift_dim``) seeded from the config, so every
+  process builds the same φ;
+* classifier (and recall with ``encoder: "none"``): one row of ``S`` per label, labels in order of
+  first appearance (new rows start at zero), value = one-hot of the target;
+  recall with the MiniLM encoder: ``S`` is (384, d_k), the value is the unit embedding of the
+  answer text, and the answer texts (the labels) are the explicit memory the read-out is matched
+  against by cosine;
+* rule ``"delta"``: ``S ← α·S + β·(v − α·S k)kᵀ`` (β = the event's or ``memory.beta``,
+  α = ``memory.decay``); rule ``"rls"``: DESIGN §2 with ``P0 = I/ridge`` and ``ρ = forget``
+  (``beta`` and ``decay`` are ignored: RLS sets its own gain);
+* a micro-batch is one :class:`~agent.memory.delta.Delta` computed by the chunk kernels; the
+  learner applies the delta exactly as stored (after ``compact``/``astype``), so a rebuild from
+  stored deltas is bit-identical to the live state.
+
+Examples
+--------
+>>> from agent.config import AgentConfig
+>>> cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 2,
+...                              "memory": {"beta": 1.0}})
+>>> m = MemoryAgent(cfg)
+>>> m.predict_many([[1.0, 0.0]])
+[{'label': None, 'score': 0.0}]
+>>> d = m.learn_many([[1.0, 0.0], [0.0, 2.0]], ["left", "up"])
+>>> d.labels_added
+['left', 'up']
+>>> [p["label"] for p in m.predict_many([[3.0, 0.1], [0.0, 1.0]])]
+['left', 'up']
+>>> _ = m.learn_many([[1.0, 0.0]], ["right"])       # a newer target for the same key wins
+>>> m.predict_many([[1.0, 0.0]], top_k=2)[0]["top"]
+[['right', 1.0], ['left', 0.0]]
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from numbers import Real
+from typing import Any
+
+import numpy as np
+
+from agent.backbones.minilm import Encoder, get_minilm
+from agent.config import AgentConfig
+from agent.errors import InputError
+from agent.memory.chunk import delta_rule_chunk, rls_chunk
+from agent.memory.delta import Delta, apply_delta, pad_rows, state_checksum
+
+__all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed"]
+
+MAX_RLS_KEY_DIM = 4096  # P is d_k × d_k: 4096² float64 = 128 MiB per agent
+LIFT_ACTIVATION = "relu"  # the lift's nonlinearity (chosen by the evaluation, benchmarks/EVAL.md)
+
+
+def lift_seed(config: AgentConfig) -> int:
+    """The lift's seed: a function of the config alone, so every process builds the same φ."""
+    return zlib.crc32(f"deltamem-lift:{config.encoder}:{config.dim}:{config.memory.lift_dim}".encode())
+
+
+class MemoryAgent:
+    """An agent's learner: keys, writes (as deltas) and reads.
+
+    Parameters
+    ----------
+    config : what the agent is (kind, encoder, dim, memory settings).
+    encoder : the text encoder (default: the shared MiniLM when ``config.encoder == "minilm"``).
+    dtype : the state's dtype (float64 or float32).
+
+    Learned state: ``_layers`` (``"S"``: (d_v, d_k); ``"P"``: (d_k, d_k) with rule ``rls``) and
+    ``_labels`` (labels or answer texts, in order of first appearance).
+    """
+
+    def __init__(self, config: AgentConfig, encoder: Encoder | None = None, dtype: Any = np.float64):
+        self.config = config
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise InputError("dtype", f"expected float32 or float64, got {self.dtype}")
+        self._check_config(config)
+        if config.encoder == "minilm":
+            self.encoder: Encoder | None = encoder if encoder is not None else get_minilm()
+        else:
+            self.encoder = None
+        self._lift = None
+        if config.memory.lift_dim:
+            from agent.memory.lift import Lift
+
+            self._lift = Lift(config.dim, config.memory.lift_dim, seed=lift_seed(config),
+                              activation=LIFT_ACTIVATION)
+        # answers are embedded (recall + MiniLM): the value is the answer's embedding
+        self._embedded_answers = config.kind == "recall" and config.encoder == "minilm"
+        self._layers, self._labels = self.initial_state(config, self.dtype)
+        self._index = {label: i for i, label in enumerate(self._labels)}
+        self._answers = np.zeros((0, config.dim), dtype=np.float64)  # (m, 384) unit answer rows
+
+    # ------------------------------------------------------------------ state
+
+    @staticmethod
+    def _check_config(config: AgentConfig) -> None:
+        if config.kind not in ("classifier", "recall"):
+            raise InputError("kind", f'MemoryAgent serves "classifier" and "recall", not {config.kind!r}')
+        if config.memory.rule == "rls" and config.key_dim > MAX_RLS_KEY_DIM:
+            fld = "memory.lift_dim" if config.memory.lift_dim else "dim"
+            raise InputError(fld, f'rule "rls" keeps a d_k × d_k matrix; d_k = {config.key_dim} '
+                             f"exceeds {MAX_RLS_KEY_DIM}")
+
+    @staticmethod
+    def initial_state(config: AgentConfig, dtype: Any = np.float64) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The empty state (version 0): ``S`` zeros, ``P = I/ridge`` for ``rls``, no labels."""
+        MemoryAgent._check_config(config)
+        d_k = config.key_dim
+        d_v = config.dim if (config.kind == "recall" and config.encoder == "minilm") else 0
+        layers = {"S": np.zeros((d_v, d_k), dtype=dtype)}
+        if config.memory.rule == "rls":
+            layers["P"] = np.eye(d_k, dtype=dtype) / np.asarray(config.memory.ridge, dtype=dtype)
+        return layers, []
+
+    @property
+    def state(self) -> tuple[dict[str, np.ndarray], list[str]]:
+        """``(layers, labels)``; the arrays are never changed in place, only replaced."""
+        return dict(self._layers), list(self._labels)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    def checksum(self) -> str:
+        return state_checksum(self._layers, self._labels)
+
+    def load_state(self, layers: dict[str, np.ndarray], labels: Sequence[str]) -> None:
+        """Replace the state (e.g. a snapshot from the store); shapes are checked first."""
+        ref, _ = self.initial_state(self.config, self.dtype)
+        labels = list(labels)
+        if len(set(labels)) != len(labels):
+            raise ValueError("labels must be unique")
+        if set(layers) != set(ref):
+            raise ValueError(f"expected layers {sorted(ref)}, got {sorted(layers)}")
+        d_v = self.config.dim if self._embedded_answers else len(labels)
+        new = {}
+        for name, arr in layers.items():
+            want = (d_v, self.config.key_dim) if name == "S" else ref[name].shape
+            if tuple(arr.shape) != tuple(want):
+                raise ValueError(f"layer {name}: expected shape {want}, got {arr.shape}")
+            new[name] = np.asarray(arr, dtype=self.dtype)
+        answers = self._embed_answers(labels) if self._embedded_answers else self._answers[:0]
+        self._layers, self._labels = new, labels
+        self._index = {label: i for i, label in enumerate(labels)}
+        self._answers = answers
+
+    def apply(self, delta: Delta) -> None:
+        """Apply a committed delta (the same operation a rebuild uses) and extend the labels."""
+        dup = [label for label in delta.labels_added if label in self._index]
+        if dup or len(set(delta.labels_added)) != len(delta.labels_added):
+            raise ValueError(f"delta adds labels already present: {dup[:3]}")
+        layers = apply_delta(self._layers, delta)
+        answers = self._answers
+        if self._embedded_answers and delta.labels_added:
+            answers = np.concatenate([answers, self._embed_answers(delta.labels_added)], axis=0)
+        self._layers = layers
+        for label in delta.labels_added:
+            self._index[label] = len(self._labels)
+            self._labels.append(label)
+        self._answers = answers
+
+    # ------------------------------------------------------------------ keys
+
+    def _embed_answers(self, texts: list[str]) -> np.ndarray:
+        assert self.encoder is not None
+        X = np.asarray(self.encoder.encode(list(texts)), dtype=np.float64)  # (m, 384)
+        nrm = np.linalg.norm(X, axis=1, keepdims=True)
+        return X / np.where(nrm > 0, nrm, 1.0)
+
+    def keys(self, inputs: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Unit keys ``(n, d_k)`` float64 for texts (MiniLM agents) or raw vectors of ``dim``.
+
+        Raises :class:`InputError` naming ``inputs[i]`` for a wrong type or dimension, a
+        NaN/Inf, an empty text or a zero key.
+        """
+        dim = self.config.dim
+        if isinstance(inputs, np.ndarray) and inputs.ndim == 2 and inputs.dtype.kind == "f":
+            if inputs.shape[1] != dim:
+                raise InputError("inputs[0]", f"expected {dim} numbers, got {inputs.shape[1]}")
+            X = np.array(inputs, dtype=np.float64)  # (n, dim), a copy
+        else:
+            if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Sequence, np.ndarray)):
+                raise InputError("inputs", "expected a list of inputs")
+            X = np.empty((len(inputs), dim), dtype=np.float64)  # (n, dim)
+            texts: list[str] = []
+            rows: list[int] = []
+            for i, x in enumerate(inputs):
+                if isinstance(x, str):
+                    if self.encoder is None:
+                        raise InputError(f"inputs[{i}]", f"expected a list of {dim} numbers "
+                                         '(this agent has encoder "none"), got a text')
+                    if not x.strip():
+                        raise InputError(f"inputs[{i}]", "expected a non-empty text")
+                    texts.append(x)
+                    rows.append(i)
+                else:
+                    X[i] = self._vector(x, i)
+            if texts:
+                assert self.encoder is not None
+                X[rows] = np.asarray(self.encoder.encode(texts), dtype=np.float64)
+        bad = ~np.isfinite(X).all(axis=1)
+        if bad.any():
+            raise InputError(f"inputs[{int(np.argmax(bad))}]", "expected finite numbers (no NaN/Inf)")
+        Phi = self._lift(X) if self._lift is not None else X  # (n, d_k)
+        Phi = np.asarray(Phi, dtype=np.float64)
+        nrm = np.linalg.norm(Phi, axis=1)  # (n,)
+        bad = ~(np.isfinite(nrm) & (nrm > 0))
+        if bad.any():
+            raise InputError(f"inputs[{int(np.argmax(bad))}]", "the input gives a zero key "
+                             "(all zeros, or zero after the lift); it cannot be normalised")
+        return Phi / nrm[:, None]
+
+    def _vector(self, x: Any, i: int) -> np.ndarray:
+        dim = self.config.dim
+        if isinstance(x, np.ndarray):
+            if x.ndim != 1 or x.dtype.kind not in "fiu":
+                raise InputError(f"inputs[{i}]", f"expected a list of {dim} numbers")
+            v = x.astype(np.float64)
+        elif isinstance(x, (list, tuple)):
+            if not all(isinstance(e, Real) and not isinstance(e, bool) for e in x):
+                raise InputError(f"inputs[{i}]", f"expected a list of {dim} numbers")
+            v = np.asarray(x, dtype=np.float64)
+        else:
+            want = "a text or a list of numbers" if self.encoder is not None else f"a list of {dim} numbers"
+            raise InputError(f"inputs[{i}]", f"expected {want}, got {type(x).__name__}")
+        if v.shape != (dim,):
+            raise InputError(f"inputs[{i}]", f"expected {dim} numbers, got {v.size}")
+        return v
+
+    # ------------------------------------------------------------------ writes
+
+    def _betas(self, betas: Sequence[float | None] | None, n: int) -> np.ndarray:
+        default = self.config.memory.beta
+        if betas is None:
+            return np.full(n, default)
+        if len(betas) != n:
+            raise InputError("betas", f"expected {n} values (one per input), got {len(betas)}")
+        out = np.empty(n)
+        for i, b in enumerate(betas):
+            if b is None:
+                out[i] = default
+            elif isinstance(b, bool) or not isinstance(b, Real) or not (math.isfinite(b) and 0 < b <= 1):
+                raise InputError(f"betas[{i}]", f"expected a number in (0, 1], got {b!r}")
+            else:
+                out[i] = float(b)
+        return out
+
+    def compute_delta(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str],
+                      betas: Sequence[float | None] | None = None) -> Delta:
+        """The delta of learning ``(inputs, targets)`` in order; changes nothing."""
+        n = len(inputs)
+        if n == 0:
+            raise InputError("inputs", "expected at least one input")
+        if isinstance(targets, str) or len(targets) != n:
+            raise InputError("targets", f"expected {n} targets (one per input)")
+        for i, t in enumerate(targets):
+            if not isinstance(t, str) or not t:
+                raise InputError(f"targets[{i}]", f"expected a non-empty string, got {t!r}")
+        b = self._betas(betas, n)
+        K = self.keys(inputs)  # (n, d_k)
+        added: list[str] = []
+        seen = set(self._index)
+        for t in targets:
+            if t not in seen:
+                seen.add(t)
+                added.append(t)
+        S = self._layers["S"]
+        if self._embedded_answers:
+            V = self._embed_answers(list(targets)).astype(self.dtype)  # (n, 384)
+        else:
+            index = dict(self._index)
+            index.update({t: len(self._labels) + j for j, t in enumerate(added)})
+            S = pad_rows(S, len(index))  # (d_v_new, d_k)
+            V = np.zeros((n, len(index)), dtype=self.dtype)  # (n, d_v_new) one-hot
+            V[np.arange(n), [index[t] for t in targets]] = 1.0
+        mem = self.config.memory
+        if mem.rule == "rls":
+            dS, dP = rls_chunk(S, self._layers["P"], K, V, rho=mem.forget)
+            return Delta({"S": dS, "P": dP}, added)
+        return Delta({"S": delta_rule_chunk(S, K, V, b, alpha=mem.decay)}, added)
+
+    def learn_many(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str],
+                   betas: Sequence[float | None] | None = None, delta_dtype: Any = None) -> Delta:
+        """Learn a micro-batch; returns the delta exactly as applied (compact, cast)."""
+        delta = self.compute_delta(inputs, targets, betas).compact()
+        delta = delta.astype(delta_dtype if delta_dtype is not None else self.dtype)
+        self.apply(delta)
+        return delta
+
+    # ------------------------------------------------------------------ reads
+
+    def scores(self, inputs: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Per-label scores ``(n, m)``: ``S k`` (one-hot agents) or cosine of ``S k`` with each answer."""
+        K = self.keys(inputs)  # (n, d_k)
+        Y = K @ np.asarray(self._layers["S"], dtype=np.float64).T  # (n, d_v)
+        if not self._embedded_answers:
+            return Y
+        nrm = np.linalg.norm(Y, axis=1, keepdims=True)
+        return (Y / np.where(nrm > 0, nrm, 1.0)) @ self._answers.T  # (n, m) cosines
+
+    def predict_many(self, inputs: Sequence[Any] | np.ndarray, top_k: int | None = None) -> list[dict]:
+        """``[{"label", "score", "top"?}]`` per input; ``label`` None while nothing is learned."""
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise InputError("top_k", f"expected a positive integer, got {top_k!r}")
+        Y = self.scores(inputs)  # (n, m)
+        out: list[dict] = []
+        m = len(self._labels)
+        for row in Y:
+            if m == 0:
+                p: dict = {"label": None, "score": 0.0}
+                if top_k is not None:
+                    p["top"] = []
+                out.append(p)
+                continue
+            j = int(np.argmax(row))
+            p = {"label": self._labels[j], "score": float(row[j])}
+            if top_k is not None:
+                order = np.argsort(-row, kind="stable")[: min(top_k, m)]
+                p["top"] = [[self._labels[i], float(row[i])] for i in order]
+            out.append(p)
+        return out

@@ -1,0 +1,104 @@
+"""Fact overwrite: N question→answer facts, then a quarter corrected, asked back.
+
+The facts are generated in code from templates (people × attributes), with paraphrase templates
+per attribute, so the test needs no download:
+
+1. learn N facts ``"What is Ada's favourite colour?" → "Ada's favourite colour is teal."``;
+2. correct a random quarter with new answers (the correction asked verbatim, or paraphrased);
+3. ask every fact back verbatim and paraphrased (a template never used for writing): accuracy on
+   the corrected facts (the newest answer must win) and on the untouched ones.
+
+Methods: recall agents (:class:`agent.model.MemoryAgent`, kind ``recall``, MiniLM encoder) with
+the settings under test, and the vector store baseline (every pair kept, nearest question wins,
+the most recent on ties).
+
+Examples
+--------
+>>> facts = make_facts(12, seed=0)
+>>> len(facts), facts[0].question.startswith("What")
+(12, True)
+>>> len({f.answer for f in facts}) == 12
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NAMES = """Ada Ben Cleo Dev Elif Femi Gus Hana Ivo Jade Kai Lena Milo Nia Omar Pia Quinn Rhea Sami
+Tara Uma Vic Wren Xena Yuri Zoe Abel Bea Cyrus Dina Emil Faye Gil Hugo Iris Joel Kira Liam Maya Noah
+Olga Pablo Rosa Sven Tess Ugo Vera Walt Yara Zack Alba Boris Carla Dario Edda Felix Greta Hector Ines
+Jonas Katja Lars Mira Nils Otto Petra Rafa Selma Timo Ulla Viggo Wanda Yves Zora Anton Bianca Conor
+Delia Ezra Flora Gino Helga Igor Juno Kofi Lila Marco Nadia Oscar Paula Rolf Sofia Theo Una Vito Wilma
+Xavi Yoko Zeno Amos Beth Ciro Dora""".split()
+
+# attribute: (verbatim question, paraphrases..., answer template, values)
+ATTRS: list[tuple[str, list[str], str, list[str]]] = [
+    ("What is {p}'s favourite colour?", ["Which colour does {p} like best?",
+     "Tell me the colour {p} prefers."], "{p}'s favourite colour is {v}.",
+     "teal crimson amber violet olive navy coral ivory scarlet indigo lime maroon".split()),
+    ("Where does {p} live?", ["In which city is {p}'s home?", "What city does {p} live in?"],
+     "{p} lives in {v}.", "Lisbon Osaka Denver Lagos Hanoi Quito Oslo Perth Tunis Lyon Porto Kyoto".split()),
+    ("What is the name of {p}'s pet?", ["What is {p}'s pet called?", "How is {p}'s pet named?"],
+     "{p}'s pet is called {v}.", "Biscuit Pepper Mochi Rex Luna Ziggy Noodle Pixel Waffles Tofu Bolt Mango".split()),
+    ("What does {p} do for a living?", ["What is {p}'s job?", "Which profession does {p} have?"],
+     "{p} works as a {v}.", "nurse pilot baker plumber lawyer chemist teacher welder architect "
+     "dentist farmer journalist".split()),
+    ("Which sport does {p} play?", ["What sport is {p} into?", "What game does {p} play on weekends?"],
+     "{p} plays {v}.", "tennis rugby chess golf hockey squash cricket volleyball badminton "
+     "baseball handball polo".split()),
+    ("What is {p}'s favourite dish?", ["Which food does {p} love most?", "What meal does {p} like best?"],
+     "{p}'s favourite dish is {v}.", "lasagna ramen paella tacos curry sushi risotto goulash falafel "
+     "pierogi moussaka pho".split()),
+    ("Which instrument does {p} play?", ["What musical instrument does {p} play?",
+     "What does {p} play in the band?"], "{p} plays the {v}.",
+     "violin cello flute trumpet piano drums harp banjo oboe tuba clarinet accordion".split()),
+    ("In which month was {p} born?", ["What is {p}'s birth month?", "When is {p}'s birthday month?"],
+     "{p} was born in {v}.", "January February March April May June July August September "
+     "October November December".split()),
+    ("What car does {p} drive?", ["Which car does {p} own?", "What is {p}'s car?"],
+     "{p} drives a {v}.", "Volvo Fiat Tesla Subaru Mazda Skoda Honda Jeep Mini Saab Lada Kia".split()),
+    ("Which company does {p} work for?", ["Who is {p}'s employer?", "Where is {p} employed?"],
+     "{p} works for {v}.", "Acme Globex Initech Umbrella Hooli Stark Wayne Wonka Cyberdyne Tyrell "
+     "Soylent Gringotts".split()),
+]
+
+
+@dataclass(frozen=True)
+class Fact:
+    person: str
+    attr: int
+    question: str
+    paraphrases: tuple[str, ...]
+    answer: str
+    value: str
+
+
+def _fact(person: str, a: int, value: str) -> Fact:
+    q, paras, ans, _ = ATTRS[a]
+    return Fact(person, a, q.format(p=person), tuple(s.format(p=person) for s in paras),
+                ans.format(p=person, v=value), value)
+
+
+def make_facts(n: int, seed: int = 0) -> list[Fact]:
+    """``n`` distinct (person, attribute) facts with random values (n ≤ 1,000)."""
+    slots = [(p, a) for p in NAMES for a in range(len(ATTRS))]
+    if n > len(slots):
+        raise ValueError(f"at most {len(slots)} facts")
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(slots), size=n, replace=False)
+    return [_fact(slots[i][0], slots[i][1], str(rng.choice(ATTRS[slots[i][1]][3]))) for i in pick]
+
+
+def corrections(facts: list[Fact], frac: float = 0.25, seed: int = 1) -> dict[int, Fact]:
+    """A new value for a random ``frac`` of the facts: ``{index: corrected fact}``."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(facts), size=int(round(frac * len(facts))), replace=False)
+    out = {}
+    for i in sorted(int(j) for j in idx):
+        f = facts[i]
+        choices = [v for v in ATTRS[f.attr][3] if v != f.value]
+        out[i] = _fact(f.person, f.attr, str(rng.choice(choices)))
+    return out

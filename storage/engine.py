@@ -1,0 +1,121 @@
+"""Engines and sessions for SQLite (embedded default) and PostgreSQL.
+
+SQLite connections get WAL journaling, enforced foreign keys, a busy timeout and
+``synchronous=FULL`` (an acknowledged event survives a power cut, not only a killed
+process). pysqlite's own transaction handling is switched off and SQLAlchemy emits
+``BEGIN`` itself, so SAVEPOINTs work; a session made by :meth:`Database.write_session`
+starts with ``BEGIN IMMEDIATE`` on SQLite (takes the write lock up front, so a transaction
+that reads first and writes later never fails on a stale snapshot).
+
+Examples
+--------
+>>> db = Database("sqlite://")
+>>> with db.session() as s:
+...     s.execute(text("select 1")).scalar_one()
+1
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["Database", "make_engine", "normalize_url", "text"]
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def normalize_url(url: str) -> str:
+    """Accept ``postgresql://`` / ``postgres://`` and use the psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    u = make_url(url)
+    if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("psycopg2", "postgresql"):
+        if "+" not in u.drivername:
+            u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any, memory: bool, synchronous: str) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    if not memory:
+        cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
+    cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    mode = conn.get_execution_options().get("sqlite_begin", "")
+    conn.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = False,
+                **kwargs: Any) -> Engine:
+    """An engine for ``url`` with the pragmas/driver this store needs."""
+    url = normalize_url(url)
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        memory = u.database in (None, "", ":memory:")
+        if not memory:
+            os.makedirs(os.path.dirname(os.path.abspath(u.database)) or ".", exist_ok=True)
+        connect_args = kwargs.pop("connect_args", {})
+        connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
+        connect_args.setdefault("check_same_thread", False)
+        engine = create_engine(url, echo=echo, connect_args=connect_args, **kwargs)
+        event.listen(engine, "connect",
+                     lambda c, r: _sqlite_pragmas(c, r, memory, sqlite_synchronous))
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, echo=echo, **kwargs)
+
+
+class Database:
+    """An engine plus session factories. The caller owns each session's transaction.
+
+    Parameters
+    ----------
+    url : str
+        ``sqlite:///path.db`` or ``postgresql://user@host:port/db``.
+    """
+
+    def __init__(self, url: str, **engine_kwargs: Any) -> None:
+        self.url = normalize_url(url)
+        self.engine = make_engine(self.url, **engine_kwargs)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+        write_engine = (self.engine.execution_options(sqlite_begin="IMMEDIATE")
+                        if self.is_sqlite else self.engine)
+        self.WriteSession = sessionmaker(write_engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self.Session.begin() as s:
+            yield s
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """Like :meth:`session`, but takes SQLite's write lock at BEGIN."""
+        with self.WriteSession.begin() as s:
+            yield s
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as c:
+                c.execute(text("select 1"))
+            return True
+        except Exception:  # noqa: BLE001 - readiness probe
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,289 @@
+"""The schema, as typed SQLAlchemy 2.0 models (Alembic revisions are its only DDL source).
+
+Append-only tables: ``versions``, ``deltas``, ``snapshots``/``snapshot_layers``, ``events``
+(rows gain ``applied_version``/``forgotten_version`` marks but are never deleted) and
+``answers``. Retention deletes ``deltas`` rows only, and marks the versions it thins.
+
+Arrays are stored as raw bytes (``data``) + ``dtype`` + shape columns + ``sha256``
+(see :mod:`storage.codec`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID_LEN = 40  # "ag_" / "tn_" + 32 hex digits
+NAME_LEN = 200
+EVENT_ID_LEN = 200
+LAYER_LEN = 100
+SHA_LEN = 64
+KIND_LEN = 16
+DTYPE_LEN = 8
+
+VERSION_KINDS = ("create", "delta", "snapshot", "rollback", "forget", "fork")
+VERSION_STATUSES = ("ok", "thinned")
+DELTA_FORMS = ("factors", "dense")
+
+# BIGINT primary keys autoincrement everywhere (SQLite needs INTEGER for its rowid alias).
+BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive UTC text).
+
+    Naive datetimes given to the store are taken as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(column_0_N_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiKey(Base):
+    """An API key, stored as the SHA-256 of the key (keys are 256-bit random strings)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    key_hash: Mapped[str] = mapped_column(String(SHA_LEN), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Agent(Base):
+    """An agent. ``base_*``: the fork source; ``root_agent_id``: whose version 0 holds the
+    empty state replays start from (the agent itself when NULL)."""
+
+    __tablename__ = "agents"
+    __table_args__ = (
+        CheckConstraint("head_version >= 0", name="head_nonneg"),
+        CheckConstraint("events_applied <= events_received", name="applied_le_received"),
+        Index("ix_agents_tenant_name", "tenant_id", "name"),
+    )
+
+    id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
+    config: Mapped[dict[str, Any]]
+    head_version: Mapped[int] = mapped_column(Integer, default=0)
+    events_received: Mapped[int] = mapped_column(BigInteger, default=0)
+    events_applied: Mapped[int] = mapped_column(BigInteger, default=0)
+    next_seq: Mapped[int] = mapped_column(BigInteger, default=1)
+    base_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), default=None)
+    base_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    root_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "tenant_id": self.tenant_id, "name": self.name,
+                "config": self.config, "head_version": self.head_version,
+                "events_received": self.events_received, "events_applied": self.events_applied,
+                "base": None if self.base_agent_id is None else
+                {"agent_id": self.base_agent_id, "version": self.base_version},
+                "created_at": self.created_at}
+
+
+class Version(Base):
+    """One committed version. ``state_of`` is set on rollbacks (the version whose state it
+    has); ``has_snapshot`` when a full state is stored for it; ``status`` is ``thinned``
+    once retention dropped deltas it needs."""
+
+    __tablename__ = "versions"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "version", name="uq_versions_agent_version"),
+        Index("ix_versions_agent_created", "agent_id", "created_at"),
+        CheckConstraint("version >= 0", name="version_nonneg"),
+        CheckConstraint("parent IS NULL OR parent < version", name="parent_before"),
+        CheckConstraint("state_of IS NULL OR state_of < version", name="state_of_before"),
+        CheckConstraint(f"kind IN {VERSION_KINDS}", name="kind_known"),
+        CheckConstraint(f"status IN {VERSION_STATUSES}", name="status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    parent: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(KIND_LEN))
+    state_of: Mapped[int | None] = mapped_column(Integer, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    checksum: Mapped[str] = mapped_column(String(SHA_LEN))
+    delta_norm: Mapped[float] = mapped_column(Double, default=0.0)
+    labels_added: Mapped[list[Any]] = mapped_column(default=list)
+    has_snapshot: Mapped[bool] = mapped_column(Boolean, default=False)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(KIND_LEN), default="ok")
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as DESIGN §7 lists it (plus state_of, pinned, snapshot, status)."""
+        return {"version": self.version, "parent": self.parent, "kind": self.kind,
+                "created_at": self.created_at, "events": self.event_count,
+                "checksum": self.checksum, "delta_norm": self.delta_norm,
+                "state_of": self.state_of, "pinned": self.pinned,
+                "snapshot": self.has_snapshot, "status": self.status}
+
+
+
+class DeltaRow(Base):
+    """One layer's delta of one version: factors (``data`` = A then E) or dense."""
+
+    __tablename__ = "deltas"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "version", "layer", name="uq_deltas_agent_version_layer"),
+        ForeignKeyConstraint(["agent_id", "version"], ["versions.agent_id", "versions.version"],
+                             ondelete="CASCADE", name="fk_deltas_version"),
+        CheckConstraint(f"form IN {DELTA_FORMS}", name="form_known"),
+        CheckConstraint("form = 'dense' OR rank IS NOT NULL", name="factors_have_rank"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(String(ID_LEN))
+    version: Mapped[int] = mapped_column(Integer)
+    layer: Mapped[str] = mapped_column(String(LAYER_LEN))
+    form: Mapped[str] = mapped_column(String(KIND_LEN))
+    gamma: Mapped[float] = mapped_column(Double)
+    d_v: Mapped[int] = mapped_column(Integer)
+    d_k: Mapped[int] = mapped_column(Integer)
+    rank: Mapped[int | None] = mapped_column(Integer)
+    dtype: Mapped[str] = mapped_column(String(DTYPE_LEN))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(SHA_LEN))
+
+
+class Snapshot(Base):
+    """The full state at one version: labels here, arrays in :class:`SnapshotLayer`."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "version", name="uq_snapshots_agent_version"),
+        ForeignKeyConstraint(["agent_id", "version"], ["versions.agent_id", "versions.version"],
+                             ondelete="CASCADE", name="fk_snapshots_version"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(String(ID_LEN))
+    version: Mapped[int] = mapped_column(Integer)
+    labels: Mapped[list[Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SnapshotLayer(Base):
+    __tablename__ = "snapshot_layers"
+    __table_args__ = (UniqueConstraint("snapshot_id", "layer", name="uq_snapshot_layers"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    snapshot_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("snapshots.id", ondelete="CASCADE"))
+    layer: Mapped[str] = mapped_column(String(LAYER_LEN))
+    dtype: Mapped[str] = mapped_column(String(DTYPE_LEN))
+    d_v: Mapped[int] = mapped_column(Integer)
+    d_k: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(SHA_LEN))
+
+
+class Event(Base):
+    """An accepted event. ``seq``: the per-agent order of acknowledgement (apply order);
+    ``origin_event_id``: the source row of an event a fork inherited."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "client_id", name="uq_events_agent_client_id"),
+        UniqueConstraint("agent_id", "seq", name="uq_events_agent_seq"),
+        Index("ix_events_agent_applied", "agent_id", "applied_version"),
+        CheckConstraint("seq >= 1", name="seq_pos"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    applied_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    forgotten_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    origin_event_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("events.id"), default=None)
+
+    def as_replay(self) -> dict[str, Any]:
+        """The event as replay functions receive it: the payload plus ``id`` and ``seq``."""
+        return {**self.payload, "id": self.client_id, "seq": self.seq}
+
+
+class Answer(Base):
+    """Explicit memory: every label/answer text an agent has seen, in order of first
+    appearance (``position``) and the version that first added it."""
+
+    __tablename__ = "answers"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "position", name="uq_answers_agent_position"),
+        UniqueConstraint("agent_id", "text_sha256", name="uq_answers_agent_text"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    text_sha256: Mapped[str] = mapped_column(String(SHA_LEN))
+    first_version: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,206 @@
+"""Pydantic models that document the HTTP API (DESIGN §7) in the OpenAPI schema.
+
+They are documentation only: the app parses every body itself (``workers.validation``), so it
+controls each error message and status. :func:`request_body` makes the ``openapi_extra`` for a
+route's body; :func:`install_schemas` adds the request models to ``components.schemas``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
+
+REF = "#/components/schemas/{model}"
+
+
+# ---- requests -------------------------------------------------------------------------------
+
+class TenantCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, description="the tenant's name")
+
+
+class MemorySettings(BaseModel):
+    rule: Literal["delta", "rls"] = "delta"
+    beta: float = Field(0.5, gt=0, le=1, description="write strength β (delta rule)")
+    decay: float = Field(1.0, gt=0, le=1, description="decay α (delta rule)")
+    ridge: float = Field(1.0, gt=0, description="λ_ridge (rls)")
+    forget: float = Field(1.0, gt=0, le=1, description="forgetting factor ρ (rls)")
+    lift_dim: int | None = Field(None, ge=1, le=65536, description="random-feature lift of the key")
+
+
+class AgentCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    kind: Literal["classifier", "recall", "chat"] = "classifier"
+    encoder: Literal["minilm", "none"] = "none"
+    dim: int | None = Field(None, ge=1, le=65536, description='required with encoder "none"')
+    memory: MemorySettings | None = None
+
+
+class Event(BaseModel):
+    id: str | None = Field(None, min_length=1, max_length=200,
+                           description="idempotency key, unique per agent")
+    input: str | list[float] = Field(description='text (encoder "minilm") or a vector of dim '
+                                     'finite numbers, not all zero (encoder "none")')
+    target: str | None = Field(None, min_length=1, max_length=1000,
+                               description="the label or answer; required for classifier/recall")
+    beta: float | None = Field(None, gt=0, le=1)
+    ts: str | None = Field(None, description="ISO-8601 timestamp (naive = UTC)")
+    speaker: str | None = Field(None, description="chat turns only")
+    meta: dict[str, Any] | None = None
+
+
+class EventBatch(BaseModel):
+    events: list[Event] = Field(min_length=1)
+
+
+class PredictRequest(BaseModel):
+    inputs: list[str | list[float]] = Field(min_length=1)
+    version: int | None = Field(None, ge=0, description="pin this version")
+    min_version: int | None = Field(None, ge=0, description="read-your-writes: wait for it")
+    as_of: str | None = Field(None, description="ISO-8601: the last version at or before it")
+    top_k: int | None = Field(None, ge=1, le=1000)
+    wait_ms: int | None = Field(None, ge=0, le=60000, description="how long min_version waits")
+
+
+class RollbackRequest(BaseModel):
+    version: int = Field(ge=0)
+
+
+class ForgetRequest(BaseModel):
+    event_ids: list[str] = Field(min_length=1)
+
+
+class ForkRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    version: int | None = Field(None, ge=0, description="default: the source's head")
+
+
+REQUEST_MODELS: list[type[BaseModel]] = [TenantCreate, AgentCreate, EventBatch, PredictRequest,
+                                         RollbackRequest, ForgetRequest, ForkRequest]
+
+
+# ---- answers --------------------------------------------------------------------------------
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Rejected(BaseModel):
+    index: int
+    line: int | None = None
+    error: str
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+    rejected: list[Rejected] | None = None
+
+
+class Tenant(BaseModel):
+    id: str
+    name: str
+    api_key: str = Field(description="shown once; stored hashed")
+
+
+class Agent(BaseModel):
+    id: str
+    name: str
+    kind: str
+    encoder: str
+    dim: int
+    memory: dict[str, Any]
+    head_version: int
+    events_received: int
+    events_applied: int
+    labels: list[str]
+
+
+class AgentList(BaseModel):
+    agents: list[Agent]
+
+
+class IngestResult(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[Rejected]
+
+
+class Prediction(BaseModel):
+    label: str | None = None
+    score: float | None = None
+    top: list[tuple[str, float]] | None = None
+    text: str | None = Field(None, description="chat agents: the reply")
+
+
+class PredictResult(BaseModel):
+    version: int
+    predictions: list[Prediction]
+
+
+class VersionRow(BaseModel):
+    version: int
+    parent: int | None
+    kind: str
+    created_at: str
+    events: int
+    checksum: str
+    delta_norm: float | None
+
+
+class VersionList(BaseModel):
+    head: int
+    versions: list[VersionRow]
+
+
+class RollbackResult(BaseModel):
+    version: int
+    kind: Literal["rollback"]
+    state_of: int
+    checksum: str
+
+
+class ForgetResult(BaseModel):
+    version: int
+    kind: Literal["forget"]
+    events_removed: int
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+def request_body(model: type[BaseModel], ndjson: bool = False) -> dict[str, Any]:
+    """``openapi_extra`` documenting a JSON (and optionally NDJSON) request body."""
+    content: dict[str, Any] = {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}}
+    if ndjson:
+        content["application/x-ndjson"] = {"schema": {"type": "string", "description":
+                                           "one event object per line (lines counted from 1)"}}
+    return {"requestBody": {"required": True, "content": content}}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries for the given error statuses, all with :class:`ErrorBody`."""
+    return {s: {"model": ErrorBody, "description": "error"} for s in statuses}
+
+
+def install_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Add the request models (and what they reference) to ``components.schemas``."""
+    _, top = models_json_schema([(m, "validation") for m in REQUEST_MODELS], ref_template=REF)
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for name, schema in top.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    # FastAPI documents its own {"detail": ...} 422 for path parameters; the app never sends it
+    for path in openapi.get("paths", {}).values():
+        for op in path.values():
+            resp = op.get("responses", {}).get("422")
+            if resp and "HTTPValidationError" in str(resp):
+                op["responses"]["422"] = {"description": "error", "content": {"application/json": {
+                    "schema": {"$ref": REF.format(model="ErrorBody")}}}}
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    openapi["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer", "description": "a tenant API key "
+                   "(or, for POST /v1/tenants, the admin key)"}}
+    return openapi

@@ -1,0 +1,206 @@
+"""Learner actors: hold head states, micro-batch each agent's events, commit one version per batch.
+
+Events are durable in the store before the client is acknowledged; a ``notify`` only says
+"agent X may have pending events", so a lost or repeated notify is harmless and a restarted
+learner finds its work by asking the store (``__init__``). Each commit is one transaction:
+version row + delta rows + events marked applied + head moved. The effect of every
+acknowledged event is therefore exactly once, in acknowledgement order.
+
+Rollback and forget for an agent go through its learner shard too, so the head of an agent
+has a single writer: pending events acknowledged before a rollback are applied first (and
+are undone by it); events acknowledged after it are applied on the rolled-back state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import zlib
+from typing import Any
+
+import ray
+
+from workers.agents import learn_events, make_learner, make_replay
+from workers.settings import Settings
+from workers.store import Store
+
+log = logging.getLogger("deltamem.learner")
+
+
+def shard_of(agent_id: str, n_shards: int) -> int:
+    """Stable across processes (Python's ``hash`` is salted per process)."""
+    return zlib.crc32(agent_id.encode()) % n_shards
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
+class LearnerActor:
+    def __init__(self, shard: int, n_shards: int, settings_json: str) -> None:
+        from agent.memory.backend import set_blas_threads
+
+        set_blas_threads(1)  # small matrices: one BLAS thread per process is much faster here
+        self._s = Settings.model_validate_json(settings_json)
+        self._shard, self._n = shard, n_shards
+        self._store = Store(self._s.database_url)
+        self._heads: dict[str, tuple[int, Any]] = {}  # agent -> (version, learner)
+        self._locks: dict[str, threading.Lock] = {}
+        self._dirty: set[str] = set()
+        self._backlog = 0
+        self._cv = threading.Condition()
+        self._stats = {"versions": 0, "events": 0, "commit_s": 0.0, "learn_s": 0.0, "errors": 0}
+        self._stop = False
+        with self._store.tx() as repo:  # recover: whatever was acknowledged but not applied
+            pending = [a for a in repo.agents_with_pending_events()
+                       if shard_of(a, self._n) == self._shard]
+        self._dirty.update(pending)
+        self._thread = threading.Thread(target=self._loop, name=f"learner-{shard}", daemon=True)
+        self._thread.start()
+
+    # ---- messages --------------------------------------------------------------------
+    def notify(self, agent_ids: list[str], n_events: int = 0) -> int:
+        """Agents that may have pending events. Returns this shard's backlog (events)."""
+        with self._cv:
+            self._dirty.update(agent_ids)
+            self._backlog += n_events
+            self._cv.notify()
+            return self._backlog
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def ping(self) -> dict[str, Any]:
+        return {"shard": self._shard, "backlog": self._backlog, "agents": len(self._heads),
+                **self._stats}
+
+    def flush(self, agent_id: str) -> int:
+        """Apply every pending event of ``agent_id`` now; returns the head version."""
+        self._drain(agent_id)
+        return self._head(agent_id)[0]
+
+    def rollback(self, agent_id: str, version: int) -> dict[str, Any]:
+        with self._lock(agent_id):
+            self._drain(agent_id)
+            with self._store.tx() as repo:
+                row = repo.rollback(agent_id, version)
+                out = {"version": row.version, "kind": "rollback", "state_of": version,
+                       "checksum": row.checksum}
+            self._reset(agent_id)
+            return out
+
+    def forget(self, agent_id: str, event_ids: list[str]) -> dict[str, Any]:
+        with self._lock(agent_id):
+            self._drain(agent_id)
+            with self._store.tx() as repo:
+                cfg = repo.get_agent(agent_id).config
+                row, removed = repo.forget(agent_id, event_ids,
+                                           make_replay(cfg, self._s.delta_dtype,
+                                                       self._s.batch_max_events))
+                out = {"version": row.version, "kind": "forget", "events_removed": removed,
+                       "checksum": row.checksum}
+            self._reset(agent_id)
+            return out
+
+    def snapshot_due(self, every_versions: int, every_s: float) -> int:
+        """Write snapshots of held heads that are due; returns how many were written."""
+        n = 0
+        for agent_id in list(self._heads):
+            with self._lock(agent_id):
+                if agent_id not in self._heads:
+                    continue
+                version, learner = self._heads[agent_id]
+                with self._store.tx() as repo:
+                    if repo.snapshot_due(agent_id, version, every_versions, every_s):
+                        layers, labels = learner.state
+                        repo.write_snapshot(agent_id, version, layers, labels)
+                        n += 1
+        return n
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+
+    # ---- internals -------------------------------------------------------------------
+    def _lock(self, agent_id: str) -> threading.Lock:
+        with self._cv:
+            return self._locks.setdefault(agent_id, threading.Lock())
+
+    def _head(self, agent_id: str) -> tuple[int, Any]:
+        if agent_id not in self._heads:
+            with self._store.tx() as repo:
+                agent = repo.get_agent(agent_id)
+                layers, labels = repo.load_state(agent_id, agent.head_version)
+                learner = make_learner(agent.config)
+                learner.load_state(layers, labels)
+                self._heads[agent_id] = (agent.head_version, learner)
+        return self._heads[agent_id]
+
+    def _reset(self, agent_id: str) -> None:
+        self._heads.pop(agent_id, None)
+        version, _ = self._head(agent_id)
+        self._publish(agent_id, None, version, None)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._dirty and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                # time window: give a burst a moment to fill the micro-batch
+                deadline = time.monotonic() + self._s.batch_max_ms / 1000.0
+                while self._backlog < self._s.batch_max_events and not self._stop:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cv.wait(left)
+                agents, self._dirty = sorted(self._dirty), set()
+            for agent_id in agents:
+                try:
+                    self._drain(agent_id)
+                except Exception:  # keep the shard alive; the agent is retried on next notify
+                    self._stats["errors"] += 1
+                    log.exception("learner %s: applying events of %s failed", self._shard, agent_id)
+                    self._heads.pop(agent_id, None)
+
+    def _drain(self, agent_id: str) -> None:
+        with self._lock(agent_id):
+            while True:
+                with self._store.tx() as repo:
+                    events = repo.pending_events(agent_id, limit=self._s.batch_max_events)
+                    payloads = [e.payload for e in events]
+                    seqs = [e.seq for e in events]
+                if not events:
+                    return
+                version, learner = self._head(agent_id)
+                t0 = time.perf_counter()
+                try:
+                    delta = learn_events(learner, payloads, self._s.delta_dtype)
+                    t1 = time.perf_counter()
+                    with self._store.tx() as repo:
+                        row = repo.commit_version(
+                            agent_id, version, "delta", delta=delta, event_seqs=seqs,
+                            checksum=learner.checksum(), delta_norm=delta.norm())
+                        new_version = row.version
+                except Exception:
+                    self._heads.pop(agent_id, None)  # the learner may hold an uncommitted write
+                    raise
+                t2 = time.perf_counter()
+                self._heads[agent_id] = (new_version, learner)
+                with self._cv:
+                    self._backlog = max(0, self._backlog - len(events))
+                self._stats["versions"] += 1
+                self._stats["events"] += len(events)
+                self._stats["learn_s"] += t1 - t0
+                self._stats["commit_s"] += t2 - t1
+                self._publish(agent_id, version, new_version, delta)
+
+    def _publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
+        for i in range(self._s.serving_replicas):
+            try:
+                h = ray.get_actor(f"serving-{i}", namespace=self._s.ray_namespace)
+                h.publish.remote(agent_id, parent, version, delta)
+            except ValueError:  # replica not up (yet): it rebuilds from the store on a miss
+                pass

@@ -1,0 +1,57 @@
+"""Prometheus text for the deployment: store totals, learner queues and commit times, caches.
+
+The HTTP app adds its own request/error/latency metrics; this module renders what only the
+runtime knows. Every figure is read when scraped (no module-level registries).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+
+def _line(out: list[str], name: str, kind: str, help_: str,
+          samples: list[tuple[dict[str, str], float]]) -> None:
+    out.append(f"# HELP {name} {help_}")
+    out.append(f"# TYPE {name} {kind}")
+    for labels, value in samples:
+        lab = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        out.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
+
+
+def render_metrics(rt: Any) -> str:
+    out: list[str] = []
+    with rt.store.tx() as repo:
+        totals = repo.totals()
+    _line(out, "deltamem_agents", "gauge", "Agents in the store.", [({}, totals["agents"])])
+    _line(out, "deltamem_events_received_total", "counter", "Events accepted.",
+          [({}, totals["events_received"])])
+    _line(out, "deltamem_events_applied_total", "counter", "Events committed into a version.",
+          [({}, totals["events_applied"])])
+    _line(out, "deltamem_versions_total", "counter", "Versions committed (all kinds).",
+          [({}, totals["versions"])])
+    try:
+        pings = ray.get([a.ping.remote() for a in rt._learners], timeout=5)
+    except Exception:
+        pings = []
+    _line(out, "deltamem_queue_depth", "gauge", "Events acknowledged but not yet applied, by shard.",
+          [({"shard": str(p["shard"])}, p["backlog"]) for p in pings])
+    _line(out, "deltamem_commit_seconds_total", "counter", "Time spent in commit transactions.",
+          [({"shard": str(p["shard"])}, round(p["commit_s"], 6)) for p in pings])
+    _line(out, "deltamem_learn_seconds_total", "counter", "Time spent computing deltas.",
+          [({"shard": str(p["shard"])}, round(p["learn_s"], 6)) for p in pings])
+    _line(out, "deltamem_commits_total", "counter", "Delta versions committed by learners.",
+          [({"shard": str(p["shard"])}, p["versions"]) for p in pings])
+    _line(out, "deltamem_learner_errors_total", "counter", "Failed micro-batches (retried).",
+          [({"shard": str(p["shard"])}, p["errors"]) for p in pings])
+    try:
+        stats = ray.get([a.stats.remote() for a in rt._servers], timeout=5)
+    except Exception:
+        stats = []
+    for key, help_ in (("entries", "Cached states."), ("bytes", "Bytes of cached states."),
+                       ("hits", "Cache hits."), ("misses", "Cache misses (rebuilds).")):
+        kind = "gauge" if key in ("entries", "bytes") else "counter"
+        name = f"deltamem_serving_cache_{key}" + ("" if kind == "gauge" else "_total")
+        _line(out, name, kind, help_, [({"replica": str(s["replica"])}, s[key]) for s in stats])
+    return "\n".join(out) + "\n"

@@ -1,0 +1,168 @@
+"""Start and stop a deployment: Ray, the actors, the scheduler and the HTTP server.
+
+``start(settings)`` brings everything up and returns a :class:`RunningService`; its
+``service`` implements :class:`workers.contract.ServiceAPI` over the actors and the store.
+``serve_forever(settings)`` is ``deltamem serve``: start, block until SIGTERM/SIGINT, stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from workers.service import Runtime
+from workers.settings import Settings
+
+log = logging.getLogger("deltamem.runtime")
+
+
+def _init_ray(s: Settings) -> bool:
+    """Start (or join) Ray on loopback with a bounded object store. True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if s.ray_address:
+        ray.init(address=s.ray_address, namespace=s.ray_namespace, log_to_driver=False)
+    else:
+        ray.init(num_cpus=s.ray_num_cpus, object_store_memory=s.ray_object_store_mb * 2**20,
+                 include_dashboard=False, namespace=s.ray_namespace,
+                 _node_ip_address="127.0.0.1", log_to_driver=False,
+                 configure_logging=False)
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+class _HttpServer:
+    """uvicorn in a thread of this process, serving the FastAPI app."""
+
+    def __init__(self, app: Any, host: str, port: int) -> None:
+        import uvicorn
+
+        cfg = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                             access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the HTTP server did not start (port taken?)")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@dataclass
+class RunningService:
+    settings: Settings
+    service: Runtime
+    url: str
+    _http: _HttpServer | None
+    _scheduler: Any
+    _owns_ray: bool
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.stop()
+        if self._scheduler is not None:
+            self._scheduler.shutdown()
+        self.service.shutdown()
+        if self._owns_ray:
+            import ray
+
+            ray.shutdown()
+
+    def __enter__(self) -> RunningService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start(settings: Settings | None = None, http: bool = True) -> RunningService:
+    """Bring a deployment up: database schema, Ray + actors, scheduler, HTTP."""
+    from storage.migrate import upgrade
+
+    s = settings or Settings()
+    upgrade(s.database_url)
+    owns_ray = _init_ray(s)
+    service = Runtime(s)
+    service.start_actors()
+    scheduler = None
+    if s.scheduler_enabled:
+        from workers.scheduler import start_scheduler
+
+        scheduler = start_scheduler(s, service)
+    server = None
+    url = f"http://{s.host}:{s.port}"
+    if http:
+        from workers.app import build_app
+
+        server = _HttpServer(build_app(service, s), s.host, s.port)
+        try:
+            server.start()
+        except Exception:
+            if scheduler is not None:
+                scheduler.shutdown()
+            service.shutdown()
+            raise
+        port = server.server.servers[0].sockets[0].getsockname()[1] if s.port == 0 else s.port
+        url = f"http://{s.host}:{port}"
+    return RunningService(s, service, url, server, scheduler, owns_ray)
+
+
+def serve_forever(settings: Settings | None = None) -> int:
+    """``deltamem serve``: run in the foreground until SIGTERM or SIGINT, then stop it all."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    s = settings or Settings()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    running = start(s)
+    log.info("deltamem serving on %s (database %s)", running.url, _redact(s.database_url))
+    print(f"deltamem serving on {running.url}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        log.info("stopping")
+        running.stop()
+    return 0
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url

@@ -1,0 +1,243 @@
+"""The :class:`ServiceAPI` over the Ray actors and the store (what the HTTP app calls).
+
+Reads that only need the store (auth, agents, versions) go straight to it; writes that touch
+an agent's head go through that agent's learner shard (its single writer); predictions go to
+a serving replica chosen by agent, so each agent's states stay hot in one cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from datetime import datetime
+from typing import Any
+
+import ray
+
+from agent.config import AgentConfig
+from agent.errors import InputError
+from agent.memory.delta import state_checksum
+from workers.agents import initial_state
+from workers.contract import ServiceError, not_found
+from workers.ingest import IngestActor
+from workers.learner import LearnerActor, shard_of
+from workers.metrics import render_metrics
+from workers.serving import ServingActor
+from workers.settings import Settings
+from workers.store import Store
+
+
+def _raise_actor_error(out: Any) -> Any:
+    if isinstance(out, dict) and "error" in out and isinstance(out["error"], dict) \
+            and "status" in out["error"]:
+        e = out["error"]
+        raise ServiceError(e["status"], e["code"], e["message"], e.get("field"), e.get("extra"))
+    return out
+
+
+def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
+    cfg = agent.config
+    return {"id": agent.id, "name": agent.name, "kind": cfg["kind"], "encoder": cfg["encoder"],
+            "dim": cfg["dim"], "memory": cfg["memory"], "head_version": agent.head_version,
+            "events_received": agent.events_received, "events_applied": agent.events_applied,
+            "labels": labels, "created_at": agent.created_at.isoformat(),
+            "base": agent.base_json() if hasattr(agent, "base_json") else None}
+
+
+class Runtime:
+    """Implements :class:`workers.contract.ServiceAPI`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.store = Store(settings.database_url)
+        self._learners: list[Any] = []
+        self._servers: list[Any] = []
+        self._ingest: list[Any] = []
+        self._rr = itertools.count()
+        self.errors_by_code: dict[str, int] = {}
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start_actors(self) -> None:
+        js, ns = self.s.model_dump_json(), self.s.ray_namespace
+        opts = {"namespace": ns, "get_if_exists": True, "lifetime": None}
+        self._servers = [ServingActor.options(name=f"serving-{i}", **opts).remote(i, js)
+                         for i in range(self.s.serving_replicas)]
+        self._learners = [LearnerActor.options(name=f"learner-{i}", **opts)
+                          .remote(i, self.s.learner_shards, js)
+                          for i in range(self.s.learner_shards)]
+        self._ingest = [IngestActor.options(name=f"ingest-{i}", **opts).remote(js)
+                        for i in range(max(1, self.s.learner_shards))]
+        ray.get([a.ping.remote() for a in self._learners] +
+                [a.stats.remote() for a in self._servers], timeout=120)
+
+    def shutdown(self) -> None:
+        for a in self._learners:
+            try:
+                ray.get(a.stop.remote(), timeout=5)
+            except Exception:
+                pass
+        for a in self._learners + self._servers + self._ingest:
+            try:
+                ray.kill(a, no_restart=True)
+            except Exception:
+                pass
+        self.store.close()
+
+    def learner(self, agent_id: str) -> Any:
+        return self._learners[shard_of(agent_id, len(self._learners))]
+
+    def server(self, agent_id: str) -> Any:
+        return self._servers[zlib.crc32(agent_id.encode()) % len(self._servers)]
+
+    def _call(self, ref: Any, timeout: float | None = 300) -> Any:
+        try:
+            return _raise_actor_error(ray.get(ref, timeout=timeout))
+        except ray.exceptions.RayTaskError as e:
+            raise _map_store_error(e.cause) from None
+
+    # ---- tenants ---------------------------------------------------------------------
+    def create_tenant(self, name: str) -> dict[str, Any]:
+        with self.store.tx() as repo:
+            tenant, key = repo.create_tenant(name)
+            return {"id": tenant.id, "name": tenant.name, "api_key": key}
+
+    def authenticate(self, api_key: str) -> str | None:
+        with self.store.tx() as repo:
+            tenant = repo.tenant_for_key(api_key)
+            return None if tenant is None else tenant.id
+
+    # ---- agents ----------------------------------------------------------------------
+    def _agent(self, repo: Any, tenant_id: str, agent_id: str) -> Any:
+        agent = repo.get_agent(agent_id, tenant_id=tenant_id)
+        if agent is None:
+            raise not_found(f"agent {agent_id!r}", "agent_id")
+        return agent
+
+    def create_agent(self, tenant_id: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
+        try:
+            cfg = AgentConfig.from_dict(config)
+        except InputError as e:
+            raise ServiceError(422, "invalid_input", e.message, e.field) from None
+        layers, labels = initial_state(cfg)
+        with self.store.tx() as repo:
+            agent = repo.create_agent(tenant_id, name, cfg.to_dict(), layers, labels,
+                                      state_checksum(layers, labels))
+            return agent_json(agent, labels)
+
+    def list_agents(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self.store.tx() as repo:
+            return [agent_json(a, repo.labels_at(a.id, a.head_version))
+                    for a in repo.list_agents(tenant_id)]
+
+    def get_agent(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
+        with self.store.tx() as repo:
+            a = self._agent(repo, tenant_id, agent_id)
+            return agent_json(a, repo.labels_at(a.id, a.head_version))
+
+    # ---- events and predictions ------------------------------------------------------
+    def ingest(self, tenant_id: str, agent_id: str, events: list[dict[str, Any]],
+               partial: bool) -> dict[str, Any]:
+        with self.store.tx() as repo:
+            self._agent(repo, tenant_id, agent_id)
+        if not events:
+            return {"accepted": 0, "duplicates": 0, "duplicate_ids": [], "rejected": []}
+        actor = self._ingest[next(self._rr) % len(self._ingest)]
+        out = self._call(actor.ingest.remote(agent_id, events))
+        out["rejected"] = []
+        return out
+
+    def predict(self, tenant_id: str, agent_id: str, inputs: list[Any], *,
+                version: int | None = None, min_version: int | None = None,
+                as_of: datetime | None = None, top_k: int | None = None,
+                wait_ms: int | None = None) -> dict[str, Any]:
+        with self.store.tx() as repo:
+            config = self._agent(repo, tenant_id, agent_id).config
+        wait = self.s.default_wait_ms if wait_ms is None else wait_ms
+        return self._call(self.server(agent_id).predict.remote(
+            agent_id, config, inputs, version, min_version, as_of, top_k, wait),
+            timeout=wait / 1000.0 + 300)
+
+    # ---- versions --------------------------------------------------------------------
+    def versions(self, tenant_id: str, agent_id: str, limit: int | None,
+                 before: int | None) -> dict[str, Any]:
+        with self.store.tx() as repo:
+            a = self._agent(repo, tenant_id, agent_id)
+            rows = repo.list_versions(agent_id, limit=limit, before=before)
+            return {"head": a.head_version, "versions": [_version_json(r) for r in rows]}
+
+    def _check_version(self, tenant_id: str, agent_id: str, version: int) -> None:
+        with self.store.tx() as repo:
+            a = self._agent(repo, tenant_id, agent_id)
+            if not repo.version_exists(agent_id, version):
+                raise ServiceError(404, "unknown_version", f"version {version} does not exist "
+                                   f"(head is {a.head_version})", "version")
+
+    def rollback(self, tenant_id: str, agent_id: str, version: int) -> dict[str, Any]:
+        self._check_version(tenant_id, agent_id, version)
+        return self._call(self.learner(agent_id).rollback.remote(agent_id, version))
+
+    def forget(self, tenant_id: str, agent_id: str, event_ids: list[str]) -> dict[str, Any]:
+        with self.store.tx() as repo:
+            self._agent(repo, tenant_id, agent_id)
+        return self._call(self.learner(agent_id).forget.remote(agent_id, event_ids))
+
+    def fork(self, tenant_id: str, agent_id: str, version: int | None,
+             name: str) -> dict[str, Any]:
+        if version is not None:
+            self._check_version(tenant_id, agent_id, version)
+        # pending events acknowledged before the fork belong to the source's head
+        if version is None:
+            self._call(self.learner(agent_id).flush.remote(agent_id))
+        with self.store.tx() as repo:
+            src = self._agent(repo, tenant_id, agent_id)
+            v = src.head_version if version is None else version
+            agent = repo.fork_agent(agent_id, v, name, tenant_id)
+            return agent_json(agent, repo.labels_at(agent.id, agent.head_version))
+
+    # ---- operations ------------------------------------------------------------------
+    def healthy(self) -> bool:
+        return True
+
+    def ready(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"ray": ray.is_initialized()}
+        try:
+            with self.store.tx() as repo:
+                repo.ping()
+            out["database"] = True
+        except Exception as e:  # report, don't raise: readiness is a status
+            out["database"] = False
+            out["database_error"] = type(e).__name__
+        try:
+            ray.get([a.stats.remote() for a in self._servers] +
+                    [a.ping.remote() for a in self._learners], timeout=5)
+            out["serving"] = out["learners"] = True
+        except Exception:
+            out["serving"] = out["learners"] = False
+        out["ready"] = all(out.get(k) for k in ("ray", "database", "serving", "learners"))
+        return out
+
+    def metrics_text(self) -> str:
+        return render_metrics(self)
+
+
+def _version_json(r: Any) -> dict[str, Any]:
+    return {"version": r.version, "parent": r.parent, "kind": r.kind,
+            "created_at": r.created_at.isoformat(), "events": r.event_count,
+            "checksum": r.checksum, "delta_norm": r.delta_norm,
+            **({"state_of": r.state_of} if getattr(r, "state_of", None) is not None else {})}
+
+
+def _map_store_error(err: BaseException | None) -> BaseException:
+    """Store exceptions raised inside an actor → the service error a client should see."""
+    if isinstance(err, ServiceError):
+        return err
+    name = type(err).__name__
+    if name == "UnknownEvents":
+        ids = list(getattr(err, "ids", []))
+        return ServiceError(404, "unknown_events", f"unknown event ids: {ids}", "event_ids",
+                            {"unknown_ids": ids})
+    if name in ("NotFound", "UnknownVersion"):
+        return ServiceError(404, "not_found", str(err), None)
+    if isinstance(err, InputError):
+        return ServiceError(422, "invalid_input", err.message, err.field)
+    return err if isinstance(err, Exception) else RuntimeError(str(err))

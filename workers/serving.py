@@ -1,0 +1,169 @@
+"""Serving actors: cache composed states per (agent, version), apply published deltas in order,
+rebuild from the store on a miss or a gap, and answer predict calls.
+
+The cache is an LRU bounded in bytes. A published delta is applied only onto the exact parent
+version it was computed from; anything else (a gap, a reset after rollback/forget, a restart)
+drops the entry and the next request rebuilds it from the store (snapshot + deltas, checksum
+verified). Every answer reports the version it used.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import ray
+
+from agent.errors import InputError
+from workers.agents import make_learner
+from workers.settings import Settings
+from workers.store import Store
+
+
+def _nbytes(learner: Any) -> int:
+    layers, labels = learner.state
+    return int(sum(a.nbytes for a in layers.values())) + sum(len(x) for x in labels)
+
+
+def _error(status: int, code: str, message: str, field: str | None = None,
+           **extra: Any) -> dict[str, Any]:
+    return {"error": {"status": status, "code": code, "message": message, "field": field,
+                      "extra": extra}}
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
+class ServingActor:
+    def __init__(self, replica: int, settings_json: str) -> None:
+        from agent.memory.backend import set_blas_threads
+
+        set_blas_threads(1)
+        self._s = Settings.model_validate_json(settings_json)
+        self._replica = replica
+        self._store = Store(self._s.database_url)
+        self._cache: OrderedDict[tuple[str, int], tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._heads: dict[str, int] = {}  # newest version seen per agent
+        self._cv = threading.Condition()
+        self._stats = {"hits": 0, "misses": 0, "applied": 0, "predictions": 0}
+
+    # ---- cache -----------------------------------------------------------------------
+    def _put(self, key: tuple[str, int], learner: Any) -> None:
+        size = _nbytes(learner)
+        old = self._cache.pop(key, None)
+        if old is not None:
+            self._bytes -= old[1]
+        self._cache[key] = (learner, size)
+        self._bytes += size
+        while self._bytes > self._s.cache_max_bytes and len(self._cache) > 1:
+            _, (_, sz) = self._cache.popitem(last=False)
+            self._bytes -= sz
+
+    def _pop(self, key: tuple[str, int]) -> Any | None:
+        item = self._cache.pop(key, None)
+        if item is None:
+            return None
+        self._bytes -= item[1]
+        return item[0]
+
+    def _get(self, agent_id: str, version: int, config: dict[str, Any]) -> Any:
+        key = (agent_id, version)
+        with self._cv:
+            item = self._cache.get(key)
+            if item is not None:
+                self._cache.move_to_end(key)
+                self._stats["hits"] += 1
+                return item[0]
+        self._stats["misses"] += 1
+        with self._store.tx() as repo:
+            layers, labels = repo.load_state(agent_id, version)
+        learner = make_learner(config)
+        learner.load_state(layers, labels)
+        with self._cv:
+            self._put(key, learner)
+        return learner
+
+    # ---- messages --------------------------------------------------------------------
+    def publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
+        """A committed version. Applied onto ``parent`` if we hold exactly that; else the
+        entry is dropped (rebuilt from the store on the next request)."""
+        with self._cv:
+            self._heads[agent_id] = max(self._heads.get(agent_id, -1), version)
+            if parent is not None and delta is not None:
+                learner = self._pop((agent_id, parent))
+                if learner is not None:
+                    learner.apply(delta)
+                    self._put((agent_id, version), learner)
+                    self._stats["applied"] += 1
+            self._cv.notify_all()
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()
+
+    def stats(self) -> dict[str, Any]:
+        return {"replica": self._replica, "entries": len(self._cache), "bytes": self._bytes,
+                **self._stats}
+
+    def predict(self, agent_id: str, config: dict[str, Any], inputs: list[Any],
+                version: int | None = None, min_version: int | None = None,
+                as_of: datetime | None = None, top_k: int | None = None,
+                wait_ms: int | None = None) -> dict[str, Any]:
+        try:
+            v = self._resolve(agent_id, version, min_version, as_of, wait_ms)
+            if isinstance(v, dict):
+                return v
+            learner = self._get(agent_id, v, config)
+            preds = learner.predict_many(inputs, top_k=top_k)
+        except InputError as e:
+            return _error(422, "invalid_input", e.message, e.field)
+        self._stats["predictions"] += len(inputs)
+        return {"version": v, "predictions": [_jsonable(p) for p in preds]}
+
+    def _resolve(self, agent_id: str, version: int | None, min_version: int | None,
+                 as_of: datetime | None, wait_ms: int | None) -> int | dict[str, Any]:
+        with self._store.tx() as repo:
+            head = repo.get_agent(agent_id).head_version
+            if version is not None:
+                if not repo.version_exists(agent_id, version):
+                    return _error(404, "unknown_version", f"version {version} does not exist "
+                                  f"(head is {head})", "version", head=head)
+                return version
+            if as_of is not None:
+                v = repo.version_as_of(agent_id, as_of)
+                if v is None:
+                    return _error(404, "unknown_version", "no version was committed at or "
+                                  "before as_of", "as_of", head=head)
+                return v
+        if min_version is not None and head < min_version:
+            wait = (self._s.default_wait_ms if wait_ms is None else wait_ms) / 1000.0
+            deadline = time.monotonic() + wait
+            while head < min_version:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return _error(409, "version_not_reached",
+                                  f"min_version {min_version} not reached within "
+                                  f"{int(wait * 1000)} ms; head is {head}", "min_version",
+                                  head=head)
+                with self._cv:
+                    self._cv.wait(min(left, 0.05))
+                with self._store.tx() as repo:
+                    head = repo.get_agent(agent_id).head_version
+        return head
+
+
+def _jsonable(p: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in p.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        elif k == "top" and v is not None:
+            v = [[lab, float(sc)] for lab, sc in v]
+        out[k] = v
+    if "score" in out and out["score"] is not None:
+        out["score"] = float(out["score"])
+    return out

@@ -1,0 +1,316 @@
+"""Checks on request bodies: pure functions from parsed JSON to validated values.
+
+Every check raises :class:`agent.errors.InputError` naming the field (a dotted path such as
+``events[3].input``) and what was expected; nothing here touches the service, so a rejected
+request changes nothing. The HTTP app (``workers.app``) turns an ``InputError`` into a 422
+``{"error": {"code": "invalid_input", "message", "field"}}``.
+
+Examples
+--------
+>>> from workers.settings import Settings
+>>> agent = {"kind": "classifier", "encoder": "none", "dim": 2}
+>>> ev = check_event({"id": "e1", "input": [1, 0], "target": "a", "ts": "2024-01-01T00:00:00"},
+...                  agent, Settings())
+>>> ev["ts"].isoformat()
+'2024-01-01T00:00:00+00:00'
+>>> check_event({"input": [1, float("nan")], "target": "a"}, agent, Settings())
+Traceback (most recent call last):
+...
+agent.errors.InputError: input[1]: expected a finite number, got nan
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.errors import InputError
+from workers.settings import Settings
+
+MAX_ID_CHARS = 200
+MAX_TARGET_CHARS = 1000
+MAX_NAME_CHARS = 200
+MAX_SPEAKER_CHARS = 200
+MAX_WAIT_MS = 60_000
+MAX_TOP_K = 1000
+LABELED_KINDS = ("classifier", "recall")
+
+
+def _join(prefix: str, name: str) -> str:
+    if not prefix:
+        return name
+    return f"{prefix}{name}" if name.startswith("[") else f"{prefix}.{name}"
+
+
+def is_int(v: Any) -> bool:
+    """True for a JSON integer (``bool`` is not one)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v: Any) -> bool:
+    """True for a JSON number (``bool`` is not one)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def check_object(v: Any, field: str = "body") -> dict[str, Any]:
+    """Return ``v`` if it is a JSON object, else raise."""
+    if not isinstance(v, dict):
+        raise InputError(field, f"expected a JSON object, got {_kind(v)}")
+    return v
+
+
+def check_str(v: Any, field: str, max_chars: int, required: bool = True) -> str | None:
+    """A non-empty string of at most ``max_chars`` characters (``None`` allowed if not required).
+
+    >>> check_str("x", "name", 10)
+    'x'
+    >>> check_str("", "name", 10)
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: name: expected a non-empty string
+    """
+    if v is None:
+        if required:
+            raise InputError(field, "required (a non-empty string)")
+        return None
+    if not isinstance(v, str):
+        raise InputError(field, f"expected a string, got {_kind(v)}")
+    if not v.strip():
+        raise InputError(field, "expected a non-empty string")
+    if len(v) > max_chars:
+        raise InputError(field, f"too long: {len(v)} characters, at most {max_chars}")
+    return v
+
+
+def check_int(v: Any, field: str, lo: int = 0, hi: int | None = None,
+              required: bool = False) -> int | None:
+    """An integer in ``[lo, hi]`` (``None`` allowed unless required).
+
+    >>> check_int(3, "version")
+    3
+    >>> check_int(-1, "version")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: version: expected an integer >= 0, got -1
+    """
+    if v is None:
+        if required:
+            raise InputError(field, f"required (an integer >= {lo})")
+        return None
+    if not is_int(v):
+        raise InputError(field, f"expected an integer >= {lo}, got {_kind(v)}")
+    if v < lo:
+        raise InputError(field, f"expected an integer >= {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise InputError(field, f"expected an integer <= {hi}, got {v}")
+    return int(v)
+
+
+def parse_query_int(raw: str | None, field: str, lo: int = 0, hi: int | None = None) -> int | None:
+    """Parse an integer query parameter (``None`` when absent)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        v = int(raw.strip())
+    except ValueError:
+        raise InputError(field, f"expected an integer >= {lo}, got {raw!r}") from None
+    return check_int(v, field, lo, hi)
+
+
+def parse_bool(raw: str | None, field: str) -> bool:
+    """Parse a boolean query parameter: true/false, 1/0, yes/no (absent: False)."""
+    if raw is None or raw == "":
+        return False
+    low = raw.strip().lower()
+    if low in ("true", "1", "yes"):
+        return True
+    if low in ("false", "0", "no"):
+        return False
+    raise InputError(field, f"expected true or false, got {raw!r}")
+
+
+def check_ts(v: Any, field: str) -> datetime:
+    """An ISO-8601 timestamp string; a naive one is UTC. Returns an aware ``datetime``.
+
+    >>> check_ts("2024-05-01T12:00:00Z", "ts").isoformat()
+    '2024-05-01T12:00:00+00:00'
+    """
+    if not isinstance(v, str):
+        raise InputError(field, f"expected an ISO-8601 timestamp string, got {_kind(v)}")
+    try:
+        dt = datetime.fromisoformat(v.strip())
+    except ValueError:
+        raise InputError(field, f"expected an ISO-8601 timestamp, got {v!r}") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt
+
+
+def check_input(v: Any, agent: dict[str, Any], settings: Settings, field: str) -> str | list[float]:
+    """One model input: text for encoder ``minilm``, a vector of ``dim`` numbers for ``none``.
+
+    A vector must hold exactly ``dim`` finite numbers (no booleans, NaN or Inf) and must not
+    be all zeros (it has no direction, so it cannot be a key).
+    """
+    if agent.get("encoder") == "none":
+        dim = int(agent["dim"])
+        if not isinstance(v, list):
+            raise InputError(field, f"expected a list of {dim} numbers, got {_kind(v)}")
+        if len(v) != dim:
+            raise InputError(field, f"expected {dim} numbers, got {len(v)}")
+        out: list[float] = []
+        for i, x in enumerate(v):
+            if not is_number(x) or not math.isfinite(x):
+                what = repr(x) if is_number(x) else _kind(x)
+                raise InputError(f"{field}[{i}]", f"expected a finite number, got {what}")
+            out.append(float(x))
+        if not any(out):
+            raise InputError(field, "the vector is all zeros; it has no direction to use as a key")
+        return out
+    if not isinstance(v, str):
+        raise InputError(field, f"expected a non-empty string, got {_kind(v)}")
+    if not v.strip():
+        raise InputError(field, "expected a non-empty string")
+    if len(v) > settings.max_input_chars:
+        raise InputError(field, f"too long: {len(v)} characters, at most {settings.max_input_chars}")
+    return v
+
+
+def check_event(raw: Any, agent: dict[str, Any], settings: Settings, field: str = "") -> dict[str, Any]:
+    """One event for ``agent`` (a dict with ``kind``, ``encoder``, ``dim``).
+
+    Returns ``{"input", "target"?, "id"?, "beta"?, "ts"?, "meta"?, "speaker"?}`` with ``ts``
+    as an aware datetime. Unknown fields are ignored; chat events keep no target.
+    """
+    ev = check_object(raw, field or "event")
+    out: dict[str, Any] = {}
+    if "input" not in ev or ev["input"] is None:
+        raise InputError(_join(field, "input"), "required")
+    out["input"] = check_input(ev["input"], agent, settings, _join(field, "input"))
+    if agent.get("kind") in LABELED_KINDS:
+        out["target"] = check_str(ev.get("target"), _join(field, "target"), MAX_TARGET_CHARS)
+    elif ev.get("speaker") is not None:
+        out["speaker"] = check_str(ev["speaker"], _join(field, "speaker"), MAX_SPEAKER_CHARS)
+    if ev.get("id") is not None:
+        out["id"] = check_str(ev["id"], _join(field, "id"), MAX_ID_CHARS)
+    if ev.get("beta") is not None:
+        b = ev["beta"]
+        if not is_number(b) or not math.isfinite(b) or not 0.0 < b <= 1.0:
+            raise InputError(_join(field, "beta"), f"expected a number in (0, 1], got {b!r}")
+        out["beta"] = float(b)
+    if ev.get("ts") is not None:
+        out["ts"] = check_ts(ev["ts"], _join(field, "ts"))
+    if ev.get("meta") is not None:
+        out["meta"] = check_object(ev["meta"], _join(field, "meta"))
+    return out
+
+
+def check_events_list(body: Any, settings: Settings) -> list[Any]:
+    """The ``events`` list of a JSON ingest body (checked for shape and count, not content)."""
+    body = check_object(body)
+    events = body.get("events")
+    if events is None:
+        raise InputError("events", "required (a non-empty list of events)")
+    if not isinstance(events, list):
+        raise InputError("events", f"expected a list of events, got {_kind(events)}")
+    check_event_count(len(events), settings)
+    return events
+
+
+def check_event_count(n: int, settings: Settings) -> None:
+    """Raise for an empty batch; :class:`TooMany` for one over ``max_events_per_request``."""
+    if n == 0:
+        raise InputError("events", "expected at least one event")
+    if n > settings.max_events_per_request:
+        raise TooMany("events", f"{n} events in one request, at most "
+                      f"{settings.max_events_per_request} (DELTAMEM_MAX_EVENTS_PER_REQUEST)")
+
+
+class TooMany(InputError):
+    """Too many items in one request (HTTP 413, code ``too_many_events``)."""
+
+
+def check_predict(body: Any, agent: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A predict body → keyword arguments for ``ServiceAPI.predict`` (plus ``inputs``).
+
+    >>> from workers.settings import Settings
+    >>> a = {"kind": "classifier", "encoder": "none", "dim": 1}
+    >>> check_predict({"inputs": [[2]], "top_k": 2}, a, Settings(default_wait_ms=10))
+    {'inputs': [[2.0]], 'version': None, 'min_version': None, 'as_of': None, 'top_k': 2, 'wait_ms': 10}
+    """
+    body = check_object(body)
+    inputs = body.get("inputs")
+    if inputs is None:
+        raise InputError("inputs", "required (a non-empty list of inputs)")
+    if not isinstance(inputs, list):
+        raise InputError("inputs", f"expected a list of inputs, got {_kind(inputs)}")
+    if not inputs:
+        raise InputError("inputs", "expected at least one input")
+    if len(inputs) > settings.max_predict_inputs:
+        raise TooMany("inputs", f"{len(inputs)} inputs in one request, at most "
+                      f"{settings.max_predict_inputs} (DELTAMEM_MAX_PREDICT_INPUTS)")
+    checked = [check_input(x, agent, settings, f"inputs[{i}]") for i, x in enumerate(inputs)]
+    version = check_int(body.get("version"), "version")
+    min_version = check_int(body.get("min_version"), "min_version")
+    as_of = check_ts(body["as_of"], "as_of") if body.get("as_of") is not None else None
+    wait = check_int(body.get("wait_ms"), "wait_ms", 0, MAX_WAIT_MS)
+    return {"inputs": checked, "version": version, "min_version": min_version, "as_of": as_of,
+            "top_k": check_int(body.get("top_k"), "top_k", 1, MAX_TOP_K),
+            "wait_ms": settings.default_wait_ms if wait is None else wait}
+
+
+def check_name_body(body: Any) -> str:
+    """``{"name"}`` (tenants) → the name."""
+    return check_str(check_object(body).get("name"), "name", MAX_NAME_CHARS)  # type: ignore[return-value]
+
+
+def check_rollback(body: Any) -> int:
+    """``{"version"}`` → the version to roll back to."""
+    return check_int(check_object(body).get("version"), "version", required=True)  # type: ignore[return-value]
+
+
+def check_forget(body: Any) -> list[str]:
+    """``{"event_ids": [...]}`` → the ids, de-duplicated in order."""
+    ids = check_object(body).get("event_ids")
+    if ids is None:
+        raise InputError("event_ids", "required (a non-empty list of event ids)")
+    if not isinstance(ids, list):
+        raise InputError("event_ids", f"expected a list of strings, got {_kind(ids)}")
+    if not ids:
+        raise InputError("event_ids", "expected at least one event id")
+    out = [check_str(x, f"event_ids[{i}]", MAX_ID_CHARS) for i, x in enumerate(ids)]
+    return list(dict.fromkeys(out))  # type: ignore[arg-type]
+
+
+def check_fork(body: Any) -> tuple[str, int | None]:
+    """``{"name", "version"?}`` → ``(name, version)``."""
+    body = check_object(body)
+    name = check_str(body.get("name"), "name", MAX_NAME_CHARS)
+    return name, check_int(body.get("version"), "version")  # type: ignore[return-value]
+
+
+def check_agent_body(body: Any) -> tuple[str, dict[str, Any]]:
+    """A create-agent body → ``(name, config dict)`` validated by ``AgentConfig``."""
+    from agent.config import AgentConfig
+
+    body = check_object(body)
+    name = check_str(body.get("name"), "name", MAX_NAME_CHARS)
+    return name, AgentConfig.from_dict(body).to_dict()  # type: ignore[return-value]
+
+
+def _kind(v: Any) -> str:
+    """A JSON type name for messages."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, (int, float)):
+        return f"the number {v!r}"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
