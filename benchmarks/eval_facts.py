@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -102,3 +103,87 @@ def corrections(facts: list[Fact], frac: float = 0.25, seed: int = 1) -> dict[in
         choices = [v for v in ATTRS[f.attr][3] if v != f.value]
         out[i] = _fact(f.person, f.attr, str(rng.choice(choices)))
     return out
+
+
+# --------------------------------------------------------------------------- the evaluation
+
+RECALL_CONFIGS: list[dict] = [
+    {"rule": "delta", "beta": 1.0},
+    {"rule": "delta", "beta": 1.0, "lift_dim": 4096},
+    {"rule": "rls", "ridge": 0.1},
+    {"rule": "rls", "ridge": 0.1, "forget": 0.99, "lift_dim": 2048},
+]
+
+
+class _RecallAgent:
+    def __init__(self, memory: dict):
+        from agent.config import AgentConfig
+        from agent.model import MemoryAgent
+
+        self.name = "deltamem recall " + " ".join(f"{k}={v}" for k, v in memory.items())
+        self._agent = MemoryAgent(AgentConfig.from_dict({"kind": "recall", "encoder": "minilm",
+                                                         "memory": memory}))
+
+    def learn_many(self, questions: list[str], answers: list[str]) -> None:
+        self._agent.learn_many(questions, answers)
+
+    def ask(self, questions: list[str]) -> list[str]:
+        return [p["label"] for p in self._agent.predict_many(questions)]
+
+
+class _Store:
+    name = "vector store (nearest question, most recent wins)"
+
+    def __init__(self) -> None:
+        from agent.backbones.minilm import get_minilm
+
+        from benchmarks.eval_baselines import VectorStore
+
+        self._enc, self._vs = get_minilm(), VectorStore()
+
+    def learn_many(self, questions: list[str], answers: list[str]) -> None:
+        self._vs.learn_many(self._enc.encode(questions), answers)
+
+    def ask(self, questions: list[str]) -> list[str]:
+        return self._vs.predict_many(self._enc.encode(questions))
+
+
+def evaluate(method, n: int, corrected_as: str = "verbatim", batch: int = 50, seed: int = 0) -> dict:
+    """Accuracy on corrected and untouched facts, asked verbatim and paraphrased."""
+    facts = make_facts(n, seed)
+    corr = corrections(facts, seed=seed + 1)
+    for s in range(0, n, batch):
+        part = facts[s : s + batch]
+        method.learn_many([f.question for f in part], [f.answer for f in part])
+    ci = list(corr)
+    for s in range(0, len(ci), batch):
+        part = [corr[i] for i in ci[s : s + batch]]
+        qs = [f.question if corrected_as == "verbatim" else f.paraphrases[1] for f in part]
+        method.learn_many(qs, [f.answer for f in part])
+    want = np.array([corr[i].answer if i in corr else f.answer for i, f in enumerate(facts)])
+    is_corr = np.array([i in corr for i in range(n)])
+    out = {}
+    for mode in ("verbatim", "paraphrased"):
+        qs = [f.question if mode == "verbatim" else f.paraphrases[0] for f in facts]
+        hit = np.array(method.ask(qs)) == want
+        out[mode] = (float(hit[is_corr].mean()), float(hit[~is_corr].mean()))
+    return out
+
+
+def run(out: Path, quick: bool = False, configs: list[dict] | None = None) -> dict:
+    from benchmarks.eval_common import md_table
+
+    sizes = (200,) if quick else (200, 1000)
+    rows, results = [], {}
+    for n in sizes:
+        for corrected_as in ("verbatim", "paraphrased"):
+            methods = [_RecallAgent(c) for c in (configs or RECALL_CONFIGS)] + [_Store()]
+            for m in methods:
+                r = evaluate(m, n, corrected_as)
+                results[(n, corrected_as, m.name)] = r
+                rows.append([n, corrected_as, m.name, r["verbatim"][0], r["verbatim"][1],
+                             r["paraphrased"][0], r["paraphrased"][1]])
+                print(f"  facts N={n} corr={corrected_as:11s} {m.name:60s} {r}", flush=True)
+    md = md_table(["N", "correction asked", "method", "verbatim: corrected", "verbatim: untouched",
+                   "paraphrased: corrected", "paraphrased: untouched"], rows)
+    return {"name": "facts", "markdown": md, "plots": [], "results": results}

@@ -136,12 +136,11 @@ class VersionThinned(StorageError):
 
     code = "version_thinned"
 
-    def __init__(self, agent_id: str, version: int, missing: int) -> None:
+    def __init__(self, agent_id: str, version: int) -> None:
         super().__init__(
             f"agent {agent_id!r} version {version} was thinned by retention "
-            f"(the delta of version {missing} is gone)"
+            "(deltas it needs are gone); it is listed but cannot be loaded"
         )
         self.agent_id = agent_id
         self.version = version
-        self.missing = missing
         self.field = "version"

@@ -25,3 +25,18 @@ def ray_cluster():
                  configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+def _gpu_usable() -> bool:
+    from agent.memory.backend import gpu_available
+
+    return gpu_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``gpu``-marked tests unless CuPy and a usable CUDA GPU are present."""
+    gpu_items = [it for it in items if "gpu" in it.keywords]
+    if gpu_items and not _gpu_usable():
+        skip = pytest.mark.skip(reason="needs CuPy and a usable CUDA GPU")
+        for it in gpu_items:
+            it.add_marker(skip)

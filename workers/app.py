@@ -21,17 +21,26 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from agent.errors import InputError
 from workers import api_schema as doc
 from workers.auth import Auth
 from workers.contract import ServiceAPI, ServiceError
 from workers.errors import install_error_handlers
+from workers.event_batch import remap_rejected, split_events
 from workers.http_middleware import BodyLimit, HttpMetrics, MetricsMiddleware
 from workers.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
 from workers.settings import Settings
-from workers.validation import (check_agent_body, check_event, check_event_count,
-                                check_events_list, check_fork, check_forget, check_name_body,
-                                check_predict, check_rollback, parse_bool, parse_query_int)
+from workers.validation import (
+    check_agent_body,
+    check_event_count,
+    check_events_list,
+    check_forget,
+    check_fork,
+    check_name_body,
+    check_predict,
+    check_rollback,
+    parse_bool,
+    parse_query_int,
+)
 
 AUTH = [{"bearer": []}]
 
@@ -70,21 +79,12 @@ async def read_events(request: Request, settings: Settings) -> list[tuple[int | 
     return [(None, ev, None) for ev in events]
 
 
-def _rejected(index: int, line: int | None, error: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"index": index}
-    if line is not None:
-        entry["line"] = line
-    entry["error"] = error
-    return entry
-
-
 def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
     """The FastAPI app serving DESIGN §7 over ``service`` with the limits of ``settings``."""
     metrics = HttpMetrics()
     auth = Auth(service, settings)
     app = FastAPI(title="deltamem", version="1.0.0",
                   description="Online continual learning on versioned delta-rule memory.")
-    app.state.http_metrics = metrics
     install_error_handlers(app, metrics)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -139,20 +139,7 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
         partial = parse_bool(request.query_params.get("partial"), "partial")
         agent = await call(service.get_agent, tenant, agent_id)
         items = await read_events(request, settings)
-        valid: list[tuple[int, dict[str, Any]]] = []
-        rejected: list[dict[str, Any]] = []
-        first_field = None
-        for i, (line, raw, err) in enumerate(items):
-            if err is not None:
-                rejected.append(_rejected(i, line, err))
-                first_field = first_field or f"events[{i}]"
-                continue
-            try:
-                valid.append((i, check_event(raw, agent, settings, f"events[{i}]")))
-            except InputError as e:
-                where = f"line {line}: " if line is not None else ""
-                rejected.append(_rejected(i, line, where + str(e)))
-                first_field = first_field or e.field
+        valid, rejected, first_field = split_events(items, agent, settings)
         if rejected and not partial:
             raise ServiceError(422, "invalid_events",
                                f"{len(rejected)} of {len(items)} events are invalid, so none was "
@@ -161,22 +148,16 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
         result: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": []}
         if valid:
             index_of = [i for i, _ in valid]
-            lines = {i: line for i, (line, _, _) in enumerate(items)}
-
-            def remap(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-                out = []
-                for r in entries:
-                    j = index_of[r["index"]] if 0 <= r.get("index", -1) < len(index_of) else r.get("index", 0)
-                    out.append(_rejected(j, lines.get(j), str(r.get("error", "invalid event"))))
-                return out
+            lines = [line for line, _, _ in items]
             try:
-                result = dict(await call(service.ingest, tenant, agent_id,
-                                         [ev for _, ev in valid], partial))
+                out = await call(service.ingest, tenant, agent_id, [ev for _, ev in valid], partial)
             except ServiceError as e:
                 if "rejected" in e.extra:
-                    e.extra["rejected"] = remap(e.extra["rejected"])
+                    e.extra["rejected"] = remap_rejected(e.extra["rejected"], index_of, lines)
                 raise
-            result["rejected"] = remap(result.get("rejected") or [])
+            result = {"accepted": int(out.get("accepted", 0)),
+                      "duplicates": int(out.get("duplicates", 0)),
+                      "rejected": remap_rejected(out.get("rejected") or [], index_of, lines)}
         result["rejected"] = sorted(rejected + result["rejected"], key=lambda r: r["index"])
         return JSONResponse(result, status_code=202)
 

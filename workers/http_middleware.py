@@ -38,6 +38,10 @@ class HttpMetrics:
                                  ["method", "route"], buckets=LATENCY_BUCKETS,
                                  registry=self.registry)
 
+    def __reduce__(self) -> tuple[type[HttpMetrics], tuple[()]]:
+        """Pickled (e.g. shipped to a Ray Serve replica) as a fresh, empty set of metrics."""
+        return (HttpMetrics, ())
+
     def error(self, status: int, code: str) -> None:
         """Count one error answer."""
         self.errors.labels(str(status), code).inc()

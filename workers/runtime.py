@@ -93,6 +93,10 @@ class RunningService:
     def stop(self) -> None:
         if self._http is not None:
             self._http.stop()
+        if self.settings.http_backend == "serve":
+            from workers.serve_http import undeploy
+
+            undeploy()
         if self._scheduler is not None:
             self._scheduler.shutdown()
         self.service.shutdown()
@@ -124,7 +128,11 @@ def start(settings: Settings | None = None, http: bool = True) -> RunningService
         scheduler = start_scheduler(s, service)
     server = None
     url = f"http://{s.host}:{s.port}"
-    if http:
+    if http and s.http_backend == "serve":
+        from workers.serve_http import deploy
+
+        deploy(s)
+    elif http:
         from workers.app import build_app
 
         server = _HttpServer(build_app(service, s), s.host, s.port)

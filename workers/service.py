@@ -24,6 +24,7 @@ from workers.learner import LearnerActor, shard_of
 from workers.metrics import render_metrics
 from workers.serving import ServingActor
 from workers.settings import Settings
+from storage.errors import NotFound
 from workers.store import Store
 
 
@@ -70,7 +71,21 @@ class Runtime:
         ray.get([a.ping.remote() for a in self._learners] +
                 [a.stats.remote() for a in self._servers], timeout=120)
 
+    def attach_actors(self) -> None:
+        """Use the actors another process started (the Serve ingress replica does this)."""
+        ns = self.s.ray_namespace
+        self._servers = [ray.get_actor(f"serving-{i}", namespace=ns)
+                         for i in range(self.s.serving_replicas)]
+        self._learners = [ray.get_actor(f"learner-{i}", namespace=ns)
+                          for i in range(self.s.learner_shards)]
+        self._ingest = [ray.get_actor(f"ingest-{i}", namespace=ns)
+                        for i in range(max(1, self.s.learner_shards))]
+        self._owner = False
+
     def shutdown(self) -> None:
+        if not getattr(self, "_owner", True):
+            self.store.close()
+            return
         for a in self._learners:
             try:
                 ray.get(a.stop.remote(), timeout=5)
@@ -108,10 +123,10 @@ class Runtime:
 
     # ---- agents ----------------------------------------------------------------------
     def _agent(self, repo: Any, tenant_id: str, agent_id: str) -> Any:
-        agent = repo.get_agent(agent_id, tenant_id=tenant_id)
-        if agent is None:
-            raise not_found(f"agent {agent_id!r}", "agent_id")
-        return agent
+        try:
+            return repo.get_agent(agent_id, tenant_id=tenant_id)
+        except NotFound:
+            raise not_found(f"agent {agent_id!r}", "agent_id") from None
 
     def create_agent(self, tenant_id: str, name: str, config: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -191,7 +206,7 @@ class Runtime:
         with self.store.tx() as repo:
             src = self._agent(repo, tenant_id, agent_id)
             v = src.head_version if version is None else version
-            agent = repo.fork_agent(agent_id, v, name, tenant_id)
+            agent = repo.fork(agent_id, v, name, tenant_id)
             return agent_json(agent, repo.labels_at(agent.id, agent.head_version))
 
     # ---- operations ------------------------------------------------------------------

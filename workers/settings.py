@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     admin_key: SecretStr | None = None  # creates tenants; never logged
 
+    # client side (the CLI's client commands and workers.client)
+    url: str = "http://127.0.0.1:8000"  # DELTAMEM_URL: where a client finds the service
+    api_key: SecretStr | None = None  # DELTAMEM_API_KEY: a tenant's key; never logged
+
     # Ray (DESIGN §5: loopback, small)
     ray_address: str | None = None  # None: start a local cluster; "auto" or an address: join
     ray_num_cpus: int = Field(2, ge=1)
@@ -68,4 +72,5 @@ class Settings(BaseSettings):
         """Settings without secrets, for logs and ``/readyz``."""
         d = self.model_dump()
         d["admin_key"] = "***" if self.admin_key else None
+        d["api_key"] = "***" if self.api_key else None
         return d

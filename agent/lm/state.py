@@ -31,7 +31,7 @@ Examples
 --------
 >>> S = torch.zeros(1, 1, 1)
 >>> K = torch.ones(1, 3, 1); V = torch.ones(1, 3, 1); b = torch.full((1, 3, 1), 0.5)
->>> S1, O = write_naive(S, K, V, b)
+>>> S1, out = write_naive(S, K, V, b)
 >>> float(S1), O[0, :, 0].tolist()
 (0.875, [0.0, 0.5, 0.75])
 """
@@ -92,8 +92,8 @@ def write_naive(S: torch.Tensor, K: torch.Tensor, V: torch.Tensor, beta: torch.T
             S = decay[:, t, :, None] * S  # (N, d_v, d_k), row-wise decay
         err = v - torch.einsum("nvk,nk->nv", S, k)  # (N, d_v)
         S = S + (b * err)[:, :, None] * k[:, None, :]
-    O = torch.stack(outs, dim=1) if outs else V.new_zeros(V.shape)
-    return S, O
+    out = torch.stack(outs, dim=1) if outs else V.new_zeros(V.shape)
+    return S, out
 
 
 def _chunk(S0: torch.Tensor, K: torch.Tensor, V: torch.Tensor, beta: torch.Tensor,
@@ -124,11 +124,11 @@ def _chunk(S0: torch.Tensor, K: torch.Tensor, V: torch.Tensor, beta: torch.Tenso
     Dprev = torch.exp((c_prev[..., :, None] - c[..., None, :]).masked_fill(~strict, float("-inf")))
     QK = torch.einsum("ntk,nsk->nts", Q, K)[:, None]  # (N, 1, C, C)
     S0Q = torch.einsum("nvk,ntk->nvt", S0, Q)  # (N, d_v, C)
-    O = torch.exp(c_prev) * S0Q + torch.einsum("nvts,nvs->nvt", Dprev * QK, U)
+    out = torch.exp(c_prev) * S0Q + torch.einsum("nvts,nvs->nvt", Dprev * QK, U)
     # final state: S_C = exp(c_C) S0 + Σ_s D_Cs u_s k_sᵀ
     DC = torch.exp(c[..., -1:] - c)  # (N, d_v, C)
     S = torch.exp(c[..., -1])[..., None] * S0 + torch.einsum("nvs,nsk->nvk", DC * U, K)
-    return S, O.transpose(1, 2)
+    return S, out.transpose(1, 2)
 
 
 def write_chunk(S: torch.Tensor, K: torch.Tensor, V: torch.Tensor, beta: torch.Tensor,
@@ -144,11 +144,11 @@ def write_chunk(S: torch.Tensor, K: torch.Tensor, V: torch.Tensor, beta: torch.T
     outs = []
     for t0 in range(0, K.shape[1], chunk):
         sl = slice(t0, t0 + chunk)
-        S, O = _chunk(S, K[:, sl], V[:, sl], beta[:, sl],
-                      None if logdecay is None else logdecay[:, sl], Q[:, sl])
-        outs.append(O)
-    O = torch.cat(outs, dim=1) if outs else V.new_zeros(V.shape)
-    return S, O
+        S, out = _chunk(S, K[:, sl], V[:, sl], beta[:, sl],
+                        None if logdecay is None else logdecay[:, sl], Q[:, sl])
+        outs.append(out)
+    out = torch.cat(outs, dim=1) if outs else V.new_zeros(V.shape)
+    return S, out
 
 
 def masked_mean(x: torch.Tensor, seg: torch.Tensor, n_segments: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -28,6 +28,8 @@ agent.errors.InputError: inputs[1]: the key has zero norm (an all-zero input or 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from agent.errors import InputError
@@ -58,7 +60,7 @@ class Lift:
         activation: str = "relu",
         center: np.ndarray | None = None,
         scale: float | None = None,
-        dtype: np.dtype | str = np.float32,
+        dtype: Any = np.float32,
     ) -> None:
         if int(in_dim) < 1:
             raise InputError("in_dim", f"expected a positive integer, got {in_dim}")

@@ -13,7 +13,7 @@ all B·d_v rows at once. For a chunk of C writes, with ``c_t = Π_{s<t} a_s`` pe
     Γ[t, i] = c_{t+1}/c_{i+1}              (i < t)               # (B, d_v, C, C)
     (I + strict_lower(β ⊙ (K Kᵀ ⊙ Γ))) R = β ⊙ (V − c_{t+1} ⊙ K S0ᵀ)
     S_C = c_C ⊙ S0 + Σ_i (c_C/c_{i+1}) R[i] k_iᵀ
-    O[t] = c_t ⊙ S0 k_t + Σ_{i<t} (c_t/c_{i+1}) (k_i·k_t) R[i]
+    Y[t] = c_t ⊙ S0 k_t + Σ_{i<t} (c_t/c_{i+1}) (k_i·k_t) R[i]
 
 The unit lower-triangular inverse is taken by doubling, ``(I+L)⁻¹ = Π_m (I + (−L)^{2^m})``,
 log₂C batched C×C products — no Python loop over tokens inside a chunk. The functions take
@@ -29,9 +29,12 @@ Examples
 >>> K /= np.linalg.norm(K, axis=-1, keepdims=True)
 >>> V = rng.standard_normal((3, 5, 2)); beta = rng.uniform(0.1, 0.9, (3, 5))
 >>> decay = rng.uniform(0.5, 1.0, (3, 5, 2))
->>> Sf, O = many_delta_write(S, K, V, beta, decay, chunk=2)
+>>> Sf, Y = many_delta_write(S, K, V, beta, decay, chunk=2, method="chunk")
 >>> Sr, Or = many_delta_write_naive(S, K, V, beta, decay)
->>> bool(np.allclose(Sf, Sr, atol=1e-12) and np.allclose(O, Or, atol=1e-12))
+>>> bool(np.allclose(Sf, Sr, atol=1e-12) and np.allclose(Y, Or, atol=1e-12))
+True
+>>> Sf, Y = many_delta_write(S, K, V, beta, decay)   # the recurrent form (CPU default)
+>>> bool(np.allclose(Sf, Sr, atol=1e-12) and np.allclose(Y, Or, atol=1e-12))
 True
 """
 
@@ -73,7 +76,7 @@ def many_delta_write_naive(
     """The oracle: a float64 loop over states and writes, one write at a time.
 
     Shapes: S (B, d_v, d_k), K (B, T, d_k), V (B, T, d_v), beta (B, T) or (B, T, d_v),
-    decay (B, T, d_v) or None (no decay). Returns (S_final (B, d_v, d_k), O (B, T, d_v)).
+    decay (B, T, d_v) or None (no decay). Returns (S_final (B, d_v, d_k), Y (B, T, d_v)).
     """
     S = np.array(S, dtype=np.float64)
     K = np.asarray(K, dtype=np.float64)
@@ -83,18 +86,18 @@ def many_delta_write_naive(
     _check_many(S, K, V, beta, dec)
     B, T = K.shape[:2]
     d_v = S.shape[1]
-    O = np.zeros((B, T, d_v))
+    Y = np.zeros((B, T, d_v))
     for b in range(B):
         Sb = S[b]
         for t in range(T):
             k, v = K[b, t], V[b, t]
             a = np.ones(d_v) if dec is None else dec[b, t]  # (d_v,)
             bt = beta[b, t] if beta.ndim == 2 else beta[b, t]  # scalar or (d_v,)
-            O[b, t] = Sb @ k
+            Y[b, t] = Sb @ k
             Sd = a[:, None] * Sb  # diag(a) S
             Sb = Sd + np.outer(bt * (v - Sd @ k), k)
         S[b] = Sb
-    return S, O
+    return S, Y
 
 
 def _unit_lower_inverse(L: Any, xp: Any) -> Any:
@@ -111,25 +114,50 @@ def _unit_lower_inverse(L: Any, xp: Any) -> Any:
     return inv
 
 
+def _recurrent(S: Any, K: Any, V: Any, beta: Any, decay: Any | None, xp: Any) -> tuple[Any, Any]:
+    """One step per token, vectorised over the B states (S is copied, then updated in place)."""
+    S = S.copy()
+    B, T, d_v = V.shape
+    Y = xp.empty((B, T, d_v), dtype=S.dtype)
+    for t in range(T):
+        k = K[:, t]  # (B, d_k)
+        Sk = (S @ k[:, :, None])[:, :, 0]  # (B, d_v)  read before write
+        Y[:, t] = Sk
+        b = beta[:, t] if beta.ndim == 3 else beta[:, t, None]  # (B, d_v) or (B, 1)
+        if decay is not None:
+            a = decay[:, t]  # (B, d_v)
+            S *= a[:, :, None]
+            err = b * (V[:, t] - a * Sk)
+        else:
+            err = b * (V[:, t] - Sk)
+        S += err[:, :, None] * k[:, None, :]  # rank-1 per state
+    return S, Y
+
+
 def many_delta_write(
     S: Any,
     K: Any,
     V: Any,
     beta: Any,
     decay: Any | None = None,
-    chunk: int = 16,
+    chunk: int = 8,
+    method: str = "recurrent",
 ) -> tuple[Any, Any]:
-    """Chunked, batched form of :func:`many_delta_write_naive`, in ``S``'s dtype and module.
+    """Batched form of :func:`many_delta_write_naive`, in ``S``'s dtype and array module.
 
     Parameters
     ----------
     S : (B, d_v, d_k) states; K : (B, T, d_k) keys; V : (B, T, d_v) values;
     beta : (B, T) or (B, T, d_v) strengths; decay : (B, T, d_v) in (0, 1] or None;
-    chunk : writes per chunk (16 keeps the C×C blocks in cache).
+    method : ``"recurrent"`` — one vectorised step per token over all B states (fastest on
+        the CPU for 8×8 states: measured 1.7–4.6 M writes/s against 0.4–0.9 M for the chunk
+        form, whose tiny batched C×C products NumPy runs slowly); ``"chunk"`` — the chunk form
+        above (T/C steps; for larger states or array libraries with fast batched products);
+    chunk : writes per chunk of the chunk form (8 measured fastest: the doubling costs C³).
 
     Returns
     -------
-    (S_final (B, d_v, d_k), O (B, T, d_v)) with O the reads before each write.
+    (S_final (B, d_v, d_k), Y (B, T, d_v)) with Y the reads before each write.
     """
     xp = array_module(S)
     dt = S.dtype if S.dtype in (np.float32, np.float64) else np.dtype(np.float64)
@@ -141,9 +169,13 @@ def many_delta_write(
     _check_many(S, K, V, beta, decay)
     if chunk < 1:
         raise InputError("chunk", f"expected a positive integer, got {chunk}")
+    if method == "recurrent":
+        return _recurrent(S, K, V, beta, decay, xp)
+    if method != "chunk":
+        raise InputError("method", f"expected 'recurrent' or 'chunk', got {method!r}")
     B, T, _ = K.shape
     d_v = S.shape[1]
-    O = xp.empty((B, T, d_v), dtype=dt)
+    Y = xp.empty((B, T, d_v), dtype=dt)
     bet = beta if beta.ndim == 3 else xp.broadcast_to(beta[:, :, None], (B, T, d_v))
     for s in range(0, T, chunk):
         e = min(s + chunk, T)
@@ -157,7 +189,7 @@ def many_delta_write(
             L = xp.where(tril, KK, 0)[:, None] * bc[..., None]  # (B, d_v, C, C)
             rhs = bc * xp.moveaxis(Vc - KS, 1, 2)  # (B, d_v, C)
             R = (_unit_lower_inverse(L, xp) @ rhs[..., None])[..., 0]  # (B, d_v, C)
-            O[:, s:e] = KS + xp.swapaxes((xp.where(tril, KK, 0)[:, None] @ R[..., None])[..., 0], 1, 2)
+            Y[:, s:e] = KS + xp.swapaxes((xp.where(tril, KK, 0)[:, None] @ R[..., None])[..., 0], 1, 2)
             S = S + R @ Kc  # (B, d_v, C) @ (B, C, d_k)
             continue
         la = xp.log(xp.moveaxis(decay[:, s:e], 1, 2))  # (B, d_v, C)
@@ -172,10 +204,10 @@ def many_delta_write(
         rhs = bc * (xp.moveaxis(Vc, 1, 2) - xp.exp(lc[..., 1:]) * KSr)
         R = (_unit_lower_inverse(L, xp) @ rhs[..., None])[..., 0]  # (B, d_v, C)
         Ob = xp.exp(lc[..., :-1]) * KSr + ((KK[:, None] * Go) @ R[..., None])[..., 0]
-        O[:, s:e] = xp.moveaxis(Ob, 2, 1)
+        Y[:, s:e] = xp.moveaxis(Ob, 2, 1)
         w = xp.exp(lc[..., -1:] - lc[..., 1:]) * R  # (B, d_v, C) c_C/c_{i+1} R[i]
         S = xp.exp(lc[..., -1:]) * S + w @ Kc
-    return S, O
+    return S, Y
 
 
 def batched_read_naive(states: np.ndarray, idx: np.ndarray, Q: np.ndarray) -> np.ndarray:

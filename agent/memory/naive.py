@@ -21,8 +21,8 @@ Examples
 >>> S = np.zeros((2, 2))
 >>> K = np.array([[1.0, 0.0], [1.0, 0.0]])
 >>> V = np.array([[1.0, 0.0], [0.0, 1.0]])
->>> S1, O = delta_rule_naive(S, K, V, np.ones(2))
->>> S1[:, 0].tolist(), O[1].tolist()     # the newer target for the same key wins
+>>> S1, Y = delta_rule_naive(S, K, V, np.ones(2))
+>>> S1[:, 0].tolist(), Y[1].tolist()     # the newer target for the same key wins
 ([0.0, 1.0], [1.0, 0.0])
 """
 
@@ -63,13 +63,13 @@ def delta_rule_naive(
     Returns
     -------
     S_final : (d_v, d_k) float64
-    O : (n, d_v) float64, ``O[t] = S_{t-1} k_t`` (the read before write t).
+    Y : (n, d_v) float64, ``Y[t] = S_{t-1} k_t`` (the read before write t).
 
     Examples
     --------
     >>> import numpy as np
-    >>> S, O = delta_rule_naive(np.zeros((1, 1)), np.ones((3, 1)), np.ones((3, 1)), 0.5)
-    >>> float(S[0, 0]), O[:, 0].tolist()
+    >>> S, Y = delta_rule_naive(np.zeros((1, 1)), np.ones((3, 1)), np.ones((3, 1)), 0.5)
+    >>> float(S[0, 0]), Y[:, 0].tolist()
     (0.875, [0.0, 0.5, 0.75])
     """
     S = np.array(S, dtype=np.float64)  # (d_v, d_k), a copy
@@ -78,12 +78,12 @@ def delta_rule_naive(
     n = K.shape[0]
     b = _as_beta(beta, n)
     a = _as_alpha(alpha, n)
-    O = np.zeros((n, S.shape[0]))
+    Y = np.zeros((n, S.shape[0]))
     for t in range(n):
         k, v = K[t], V[t]
-        O[t] = S @ k  # (d_v,)
+        Y[t] = S @ k  # (d_v,)
         S = a[t] * S + b[t] * np.outer(v - a[t] * (S @ k), k)
-    return S, O
+    return S, Y
 
 
 def rls_naive(
@@ -105,12 +105,12 @@ def rls_naive(
 
     Returns
     -------
-    S_final : (d_v, d_k), P_final : (d_k, d_k), O : (n, d_v) with ``O[t] = S_{t-1} k_t``.
+    S_final : (d_v, d_k), P_final : (d_k, d_k), Y : (n, d_v) with ``Y[t] = S_{t-1} k_t``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> S, P, O = rls_naive(np.zeros((1, 1)), np.eye(1), np.ones((2, 1)), np.ones((2, 1)))
+    >>> S, P, Y = rls_naive(np.zeros((1, 1)), np.eye(1), np.ones((2, 1)), np.ones((2, 1)))
     >>> round(float(S[0, 0]), 6), round(float(P[0, 0]), 6)   # ridge: 2/(1+2), 1/(1+2)
     (0.666667, 0.333333)
     """
@@ -119,12 +119,12 @@ def rls_naive(
     K = np.asarray(K, dtype=np.float64)
     V = np.asarray(V, dtype=np.float64)
     n = K.shape[0]
-    O = np.zeros((n, S.shape[0]))
+    Y = np.zeros((n, S.shape[0]))
     for t in range(n):
         k, v = K[t], V[t]
-        O[t] = S @ k
+        Y[t] = S @ k
         Pk = P @ k  # (d_k,)
         g = Pk / (rho + k @ Pk)  # (d_k,)
         S = S + np.outer(v - S @ k, g)
         P = (P - np.outer(g, k @ P)) / rho
-    return S, P, O
+    return S, P, Y

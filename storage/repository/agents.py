@@ -1,0 +1,116 @@
+"""Agents: create (version 0 = the initial state, stored as a snapshot), look up (a tenant
+mismatch is "not found"), list, and fork (a new agent whose version 0 is another agent's
+version, inheriting that version's event history as copied rows)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from agent.memory.delta import state_checksum
+from storage.errors import ForgottenEvents, InputError, NotFound, VersionThinned
+from storage.models import Agent, Event, Tenant
+from storage.repository._base import check_checksum
+from storage.repository.tenants import check_name
+from storage.repository.versions import VersionsMixin
+from storage.repository.state import check_state
+
+
+def new_agent_id() -> str:
+    return "ag_" + uuid.uuid4().hex
+
+
+def _check_config(config: Any) -> dict[str, Any]:
+    if not isinstance(config, dict):
+        raise InputError("config", "expected an object")
+    try:
+        json.dumps(config, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InputError("config", f"not storable as JSON: {exc}") from exc
+    return config
+
+
+class AgentsMixin(VersionsMixin):
+    def create_agent(self, tenant_id: str, name: str, config: dict[str, Any],
+                     layers: dict[str, np.ndarray], labels: list[str], checksum: str, *,
+                     created_at: datetime | None = None) -> Agent:
+        """A new agent at version 0 (kind ``create``) whose state is ``(layers, labels)``
+        (its empty state, or a base fitted offline); replays after a forget start here."""
+        check_name(name)
+        _check_config(config)
+        check_state(layers, labels, "state")
+        check_checksum(checksum)
+        if state_checksum(layers, labels) != checksum:
+            raise InputError("checksum", "does not match the initial state")
+        if self.session.get(Tenant, tenant_id) is None:
+            raise NotFound(f"tenant {tenant_id!r} not found")
+        agent = Agent(id=new_agent_id(), tenant_id=tenant_id, name=name, config=dict(config),
+                      head_version=0, events_received=0, events_applied=0, next_seq=1,
+                      **({"created_at": created_at} if created_at else {}))
+        self.session.add(agent)
+        self.session.flush()
+        v0 = self._insert_version(agent.id, 0, None, "create", checksum=checksum,
+                                  labels_added=list(labels), created_at=created_at)
+        self._put_snapshot(agent.id, 0, layers, labels)
+        v0.has_snapshot = True
+        self._record_answers(agent.id, 0, labels)
+        self.session.flush()
+        return agent
+
+    def get_agent(self, agent_id: str, tenant_id: str | None = None) -> Agent:
+        """The agent; :class:`AgentNotFound` if unknown or owned by another tenant."""
+        return self._agent(agent_id, tenant_id)
+
+    def list_agents(self, tenant_id: str) -> list[Agent]:
+        return list(self.session.scalars(select(Agent).where(Agent.tenant_id == tenant_id)
+                                         .order_by(Agent.created_at, Agent.id)))
+
+    def fork(self, agent_id: str, version: int | None, name: str, tenant_id: str, *,
+             created_at: datetime | None = None) -> Agent:
+        """A new agent (same tenant, same config) whose version 0 (kind ``fork``) has the
+        state of ``agent_id`` at ``version`` (None: the head) and a copy of the events in
+        that version's history (same client ids and order, marked applied at 0). The source
+        is untouched. Replays on the fork start from the source's root (empty) state."""
+        check_name(name)
+        src = self._agent(agent_id, tenant_id)
+        vmap = self._vmap(agent_id)
+        if version is None:
+            version = src.head_version
+        info = self._vinfo(agent_id, version, vmap)
+        if info.status == "thinned":
+            raise VersionThinned(agent_id, version)
+        gone = self._forgotten_in(agent_id, vmap, version)
+        if gone:
+            raise ForgottenEvents(agent_id, version, gone)
+        layers, labels = self.load_state(agent_id, version)
+        history = self.events_by_seqs(agent_id, self._history(agent_id, vmap, version))
+        n = len(history)
+        fork = Agent(id=new_agent_id(), tenant_id=src.tenant_id, name=name,
+                     config=dict(src.config), head_version=0, events_received=n,
+                     events_applied=n, next_seq=n + 1, base_agent_id=src.id,
+                     base_version=version, root_agent_id=src.root_agent_id or src.id,
+                     **({"created_at": created_at} if created_at else {}))
+        self.session.add(fork)
+        self.session.flush()
+        v0 = self._insert_version(fork.id, 0, None, "fork", checksum=info.checksum,
+                                  event_count=n, labels_added=list(labels),
+                                  created_at=created_at)
+        self._put_snapshot(fork.id, 0, layers, labels)
+        v0.has_snapshot = True
+        self.session.add_all([
+            Event(agent_id=fork.id, client_id=e.client_id, seq=i + 1, payload=dict(e.payload),
+                  received_at=e.received_at, applied_version=0, origin_event_id=e.id)
+            for i, e in enumerate(history)])
+        self._record_answers(fork.id, 0, [a.text for a in self.answers(agent_id)] + labels)
+        self.session.flush()
+        return fork
+
+    def events_of(self, agent_id: str) -> list[Event]:
+        """All of the agent's events, by seq (for inspection and tests)."""
+        return list(self.session.scalars(select(Event).where(Event.agent_id == agent_id)
+                                         .order_by(Event.seq)))

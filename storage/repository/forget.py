@@ -1,0 +1,96 @@
+"""Forget: exact unlearning. Rebuild the head's state without some events, from the most
+recent snapshot on the head's path whose history is a prefix of the new history (at worst
+the agent's root empty state), replaying the remaining events in their original order, and
+commit it as a new version (kind ``forget``, stored as a snapshot)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import update
+
+from agent.memory.delta import state_checksum
+from storage.errors import InputError, UnknownEvents
+from storage.models import EVENT_ID_LEN, Event, Version
+from storage.repository._base import chunks
+from storage.repository.agents import AgentsMixin
+
+State = tuple[dict[str, np.ndarray], list[str]]
+#: replay(start_layers, start_labels, events in order) -> (layers, labels). Each event is
+#: ``Event.as_replay()``: its payload plus ``id`` and ``seq``.
+Replay = Callable[[dict[str, np.ndarray], list[str], list[dict[str, Any]]], State]
+MAX_FORGET = 100_000
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """``version``: the new version row; ``events_removed``: forgotten events that were in
+    the head's state; ``pending_dropped``: forgotten events not applied yet (now never
+    will be); ``from_version``: the agent and version the replay started from;
+    ``events_replayed``: how many events were replayed."""
+
+    version: Version
+    events_removed: int
+    pending_dropped: int
+    from_version: tuple[str, int]
+    events_replayed: int
+
+
+class ForgetMixin(AgentsMixin):
+    def forget(self, agent_id: str, event_client_ids: list[str], replay: Replay, *,
+               created_at: datetime | None = None) -> ForgetResult:
+        """Forget events by client id; see the module doc.
+
+        Raises :class:`UnknownEvents` (naming every unknown id; nothing changes) and
+        :class:`InputError` for a malformed id list. Forgotten events are marked: they are
+        never applied or replayed again, and versions still holding them cannot be rolled
+        back to or forked from.
+        """
+        if not isinstance(event_client_ids, list) or not event_client_ids:
+            raise InputError("event_ids", "expected a non-empty list of event ids")
+        if len(event_client_ids) > MAX_FORGET:
+            raise InputError("event_ids", f"at most {MAX_FORGET} ids")
+        for i, cid in enumerate(event_client_ids):
+            if not isinstance(cid, str) or not cid or len(cid) > EVENT_ID_LEN:
+                raise InputError(f"event_ids[{i}]", "expected a non-empty string id")
+        agent = self._lock_agent(agent_id)
+        rows = self.events_by_ids(agent_id, event_client_ids)
+        unknown = set(event_client_ids) - {e.client_id for e in rows}
+        if unknown:
+            raise UnknownEvents(agent_id, unknown)
+        head = agent.head_version
+        new = head + 1
+        vmap = self._vmap(agent_id)
+        marks = self._event_marks(agent_id)
+        drop = {e.seq for e in rows} | {s for g in marks[1].values() for s in g}
+        hists = list(self._histories(agent_id, vmap, head, marks))
+        head_hist = hists[-1][1]
+        kept = [s for s in head_hist if s not in drop]
+        removed = sum(1 for s in head_hist if s in drop)
+        # the start point: the longest snapshot history that is a prefix of `kept`
+        start: tuple[str, int] = (agent.root_agent_id or agent_id, 0)
+        start_len = 0
+        for v, hist in hists:
+            if vmap[v].has_snapshot and vmap[v].status == "ok" and len(hist) >= start_len \
+                    and kept[:len(hist)] == hist:
+                start, start_len = (agent_id, v), len(hist)
+        if start[0] != agent_id:  # a fork's root: the source's empty state
+            start_len = 0
+        layers, labels = self.load_state(*start)
+        todo = self.events_by_seqs(agent_id, kept[start_len:])
+        layers, labels = replay(layers, list(labels), [e.as_replay() for e in todo])
+        checksum = state_checksum(layers, labels)
+        pending = [e for e in rows if e.applied_version is None and e.forgotten_version is None]
+        version = self.commit_version(agent_id, head, "forget", snapshot=(layers, labels),
+                                      checksum=checksum, delta_norm=0.0, created_at=created_at)
+        version.event_count = removed
+        for part in chunks(sorted(e.seq for e in rows if e.forgotten_version is None)):
+            self.session.execute(update(Event).where(Event.agent_id == agent_id,
+                                                     Event.seq.in_(part))
+                                 .values(forgotten_version=new))
+        self.session.flush()
+        return ForgetResult(version, removed, len(pending), start, len(todo))

@@ -1,0 +1,176 @@
+"""Unit tests of the request checks (workers.validation) and strict JSON/NDJSON parsing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from agent.errors import InputError
+from workers.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
+from workers.settings import Settings
+from workers.validation import (
+    TooMany,
+    check_agent_body,
+    check_event,
+    check_events_list,
+    check_forget,
+    check_fork,
+    check_predict,
+    check_rollback,
+    parse_bool,
+    parse_query_int,
+)
+
+S = Settings(max_input_chars=50, max_events_per_request=3, max_predict_inputs=2,
+             default_wait_ms=123)
+VEC = {"kind": "classifier", "encoder": "none", "dim": 3}
+TEXT = {"kind": "recall", "encoder": "minilm", "dim": 384}
+CHAT = {"kind": "chat", "encoder": "minilm", "dim": 384}
+
+
+def field_of(fn, *args) -> str:
+    with pytest.raises(InputError) as e:
+        fn(*args)
+    return e.value.field
+
+
+def test_valid_vector_event_is_normalized():
+    ev = check_event({"id": "e1", "input": [1, 0, 2.5], "target": "a", "beta": 1,
+                      "ts": "2024-01-02T03:04:05", "meta": {"k": 1}, "extra": "ignored"}, VEC, S)
+    assert ev == {"id": "e1", "input": [1.0, 0.0, 2.5], "target": "a", "beta": 1.0,
+                  "ts": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "meta": {"k": 1}}
+
+
+@pytest.mark.parametrize("value, field", [
+    ([1, 2], "input"),                       # wrong dimension
+    ([1, 2, 3, 4], "input"),
+    ([0, 0, 0], "input"),                    # zero vector
+    ([1, float("nan"), 0], "input[1]"),
+    ([1, 0, float("inf")], "input[2]"),
+    ([1, True, 0], "input[1]"),              # booleans are not numbers
+    ([1, "2", 0], "input[1]"),
+    ("text", "input"),                       # text for a vector agent
+    (None, "input"),
+])
+def test_bad_vector_inputs_name_the_field(value, field):
+    assert field_of(check_event, {"input": value, "target": "a"}, VEC, S) == field
+
+
+@pytest.mark.parametrize("event, field", [
+    ({"input": "", "target": "a"}, "input"),
+    ({"input": "   ", "target": "a"}, "input"),
+    ({"input": "x" * 51, "target": "a"}, "input"),
+    ({"input": [1.0, 2.0], "target": "a"}, "input"),
+    ({"input": 5, "target": "a"}, "input"),
+    ({"input": "q"}, "target"),
+    ({"input": "q", "target": ""}, "target"),
+    ({"input": "q", "target": 3}, "target"),
+    ({"input": "q", "target": "t" * 1001}, "target"),
+    ({"input": "q", "target": "a", "beta": 0}, "beta"),
+    ({"input": "q", "target": "a", "beta": 1.5}, "beta"),
+    ({"input": "q", "target": "a", "beta": True}, "beta"),
+    ({"input": "q", "target": "a", "ts": "yesterday"}, "ts"),
+    ({"input": "q", "target": "a", "ts": 17}, "ts"),
+    ({"input": "q", "target": "a", "id": 7}, "id"),
+    ({"input": "q", "target": "a", "id": ""}, "id"),
+    ({"input": "q", "target": "a", "id": "i" * 201}, "id"),
+    ({"input": "q", "target": "a", "meta": [1]}, "meta"),
+    (["not", "an", "object"], "event"),
+])
+def test_bad_text_events_name_the_field(event, field):
+    assert field_of(check_event, event, TEXT, S) == field
+
+
+def test_field_prefix_for_batches():
+    assert field_of(check_event, {"input": "q"}, TEXT, S, "events[4]") == "events[4].target"
+
+
+def test_chat_turns_need_no_target_and_keep_the_speaker():
+    ev = check_event({"input": "hello", "speaker": "ann", "target": "ignored"}, CHAT, S)
+    assert ev == {"input": "hello", "speaker": "ann"}
+    assert field_of(check_event, {"input": "hi", "speaker": 3}, CHAT, S) == "speaker"
+
+
+def test_events_list_shape_and_count():
+    assert check_events_list({"events": [1, 2]}, S) == [1, 2]
+    assert field_of(check_events_list, {"events": []}, S) == "events"
+    assert field_of(check_events_list, {}, S) == "events"
+    assert field_of(check_events_list, {"events": {"a": 1}}, S) == "events"
+    assert field_of(check_events_list, [], S) == "body"
+    with pytest.raises(TooMany):
+        check_events_list({"events": [1, 2, 3, 4]}, S)
+
+
+def test_predict_body():
+    out = check_predict({"inputs": ["a", "b"], "min_version": 2, "top_k": 3,
+                         "as_of": "2024-01-01T00:00:00+02:00"}, TEXT, S)
+    assert out["inputs"] == ["a", "b"] and out["min_version"] == 2 and out["top_k"] == 3
+    assert out["wait_ms"] == 123 and out["as_of"].utcoffset().total_seconds() == 7200
+    for body, field in [({}, "inputs"), ({"inputs": []}, "inputs"), ({"inputs": "a"}, "inputs"),
+                        ({"inputs": [""]}, "inputs[0]"), ({"inputs": ["a"], "version": -1}, "version"),
+                        ({"inputs": ["a"], "version": 1.5}, "version"),
+                        ({"inputs": ["a"], "min_version": "3"}, "min_version"),
+                        ({"inputs": ["a"], "top_k": 0}, "top_k"),
+                        ({"inputs": ["a"], "wait_ms": -1}, "wait_ms"),
+                        ({"inputs": ["a"], "as_of": "soon"}, "as_of")]:
+        assert field_of(check_predict, body, TEXT, S) == field, body
+    with pytest.raises(TooMany):
+        check_predict({"inputs": ["a", "b", "c"]}, TEXT, S)
+    assert field_of(check_predict, {"inputs": [[1, 0]]}, VEC, S) == "inputs[0]"
+
+
+def test_small_bodies():
+    assert check_rollback({"version": 0}) == 0
+    assert field_of(check_rollback, {"version": "1"}) == "version"
+    assert field_of(check_rollback, {}) == "version"
+    assert check_forget({"event_ids": ["a", "b", "a"]}) == ["a", "b"]
+    assert field_of(check_forget, {"event_ids": []}) == "event_ids"
+    assert field_of(check_forget, {"event_ids": ["a", 1]}) == "event_ids[1]"
+    assert check_fork({"name": "f"}) == ("f", None)
+    assert check_fork({"name": "f", "version": 3}) == ("f", 3)
+    assert field_of(check_fork, {"name": ""}) == "name"
+    assert field_of(check_fork, {"name": "f", "version": -2}) == "version"
+
+
+def test_agent_body_uses_agent_config():
+    name, cfg = check_agent_body({"name": "a", "kind": "classifier", "encoder": "none", "dim": 4})
+    assert name == "a" and cfg["dim"] == 4 and cfg["memory"]["rule"] == "delta"
+    assert field_of(check_agent_body, {"name": "a", "encoder": "none"}) == "dim"
+    assert field_of(check_agent_body, {"kind": "classifier"}) == "name"
+    assert field_of(check_agent_body, {"name": "a", "kind": "nope"}) == "kind"
+    assert field_of(check_agent_body, {"name": "a", "encoder": "minilm", "memory": {"beta": 2}}) == "memory.beta"
+
+
+def test_query_parsing():
+    assert parse_query_int("5", "limit", 1) == 5
+    assert parse_query_int(None, "limit") is None
+    assert field_of(parse_query_int, "x", "limit") == "limit"
+    assert field_of(parse_query_int, "0", "limit", 1) == "limit"
+    assert parse_bool("true", "partial") and not parse_bool("0", "partial")
+    assert field_of(parse_bool, "maybe", "partial") == "partial"
+
+
+@pytest.mark.parametrize("body", [b"", b"   ", b"{", b'{"a": NaN}', b'{"a": Infinity}',
+                                  b'[-Infinity]', b"\xff\xfe", b"{'a': 1}"])
+def test_strict_json_rejects(body):
+    with pytest.raises(MalformedJSON):
+        loads_strict(body)
+
+
+def test_strict_json_accepts_bom_and_big_numbers():
+    assert loads_strict(b'\xef\xbb\xbf{"a": 1e308}') == {"a": 1e308}
+
+
+def test_ndjson_lines_are_numbered_from_one_and_blank_lines_skipped():
+    lines = parse_ndjson(b'{"a": 1}\r\n\n  \n{"b": NaN}\n[1\n"str"\n')
+    assert [(ln.line, ln.value) for ln in lines] == [(1, {"a": 1}), (4, None), (5, None), (6, "str")]
+    assert "line 4" in lines[1].error and "NaN" in lines[1].error
+    assert "line 5" in lines[2].error
+
+
+def test_content_types():
+    assert is_ndjson("application/x-ndjson") and is_ndjson("application/jsonl; charset=utf-8")
+    assert not is_ndjson(None) and not is_ndjson("application/json")
+    assert is_json(None) and is_json("application/json; charset=utf-8")
+    assert is_json("application/merge-patch+json") and not is_json("text/plain")

@@ -1,0 +1,69 @@
+"""The HTTP app on Ray Serve (``DELTAMEM_HTTP_BACKEND=serve``): a FastAPI ingress deployment.
+
+The app is built in the driver and shipped to the Serve replica; its service is a
+:class:`LazyService` that, in whichever process it lands, builds a :class:`Runtime` attached
+to the deployment's named actors (it starts none). Ray Serve places the proxy and the ingress
+replicas on the cluster and restarts them when they die; the default backend (uvicorn in the
+``deltamem serve`` process) answers with less latency on one small machine.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from workers.settings import Settings
+
+
+class LazyService:
+    """A :class:`workers.contract.ServiceAPI` that attaches to the running actors on first use."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._rt: Any = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_settings": self._settings}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["_settings"])  # type: ignore[misc]
+
+    def _runtime(self) -> Any:
+        with self._lock:
+            if self._rt is None:
+                from workers.service import Runtime
+
+                rt = Runtime(self._settings)
+                rt.attach_actors()
+                self._rt = rt
+            return self._rt
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._runtime(), name)
+
+
+def deploy(settings: Settings) -> Any:
+    """Start Serve on ``settings.host:port`` and run the ingress; returns the app handle."""
+    from ray import serve
+
+    from workers.app import build_app
+
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    app = build_app(LazyService(settings), settings)
+    ingress = serve.deployment(
+        name="deltamem-http", num_replicas=1, max_ongoing_requests=64,
+        ray_actor_options={"num_cpus": 0},
+    )(serve.ingress(app)(type("DeltamemHTTP", (), {})))
+    return serve.run(ingress.bind(), name="deltamem", route_prefix="/")
+
+
+def undeploy() -> None:
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    except Exception:  # already down with Ray
+        pass
