@@ -55,7 +55,13 @@ from agent.memory.delta import Delta, apply_delta, pad_rows, state_checksum
 __all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed"]
 
 MAX_RLS_KEY_DIM = 4096  # P is d_k × d_k: 4096² float64 = 128 MiB per agent
-LIFT_ACTIVATION = "relu"  # the lift's nonlinearity (chosen by the evaluation, benchmarks/EVAL.md)
+# The lift φ (when ``memory.lift_dim`` is set): random Fourier features of a Gaussian kernel.
+# Chosen by the evaluation (benchmarks/EVAL.md): "cos" features are zero-mean, so distinct inputs
+# get nearly orthogonal keys (what the delta rule needs); ReLU features share a large positive
+# mean and keep keys correlated. The weight scale sets the kernel bandwidth: MiniLM embeddings
+# are unit vectors (scale 2.0); raw vectors use the Lift default 1/sqrt(dim) (O(1) entries).
+LIFT_ACTIVATION = "cos"
+LIFT_SCALE: dict[str, float | None] = {"minilm": 2.0, "none": None}
 
 
 def lift_seed(config: AgentConfig) -> int:
@@ -91,7 +97,7 @@ class MemoryAgent:
             from agent.memory.lift import Lift
 
             self._lift = Lift(config.dim, config.memory.lift_dim, seed=lift_seed(config),
-                              activation=LIFT_ACTIVATION)
+                              activation=LIFT_ACTIVATION, scale=LIFT_SCALE.get(config.encoder))
         # answers are embedded (recall + MiniLM): the value is the answer's embedding
         self._embedded_answers = config.kind == "recall" and config.encoder == "minilm"
         self._layers, self._labels = self.initial_state(config, self.dtype)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from tests.db_fixtures import *  # noqa: F401,F403
 from sqlalchemy import inspect, text
 
 from agent.memory.delta import state_checksum
@@ -14,6 +13,7 @@ from storage.engine import Database, make_engine
 from storage.migrate import current, downgrade, head, upgrade
 from storage.models import Base
 from storage.repository import unit_of_work
+from tests.db_fixtures import *  # noqa: F401,F403
 
 TABLES = set(Base.metadata.tables)
 

@@ -49,7 +49,7 @@ class LearnerActor:
         self._cv = threading.Condition()
         self._stats = {"versions": 0, "events": 0, "commit_s": 0.0, "learn_s": 0.0, "errors": 0}
         self._stop = False
-        with self._store.tx() as repo:  # recover: whatever was acknowledged but not applied
+        with self._store.read() as repo:  # recover: whatever was acknowledged but not applied
             pending = [a for a in repo.agents_with_pending_events()
                        if shard_of(a, self._n) == self._shard]
         self._dirty.update(pending)
@@ -129,7 +129,7 @@ class LearnerActor:
 
     def _head(self, agent_id: str) -> tuple[int, Any]:
         if agent_id not in self._heads:
-            with self._store.tx() as repo:
+            with self._store.read() as repo:
                 agent = repo.get_agent(agent_id)
                 layers, labels = repo.load_state(agent_id, agent.head_version)
                 learner = make_learner(agent.config)
@@ -168,7 +168,7 @@ class LearnerActor:
     def _drain(self, agent_id: str) -> None:
         with self._lock(agent_id):
             while True:
-                with self._store.tx() as repo:
+                with self._store.read() as repo:
                     events = repo.pending_events(agent_id, limit=self._s.batch_max_events)
                     payloads = [e.payload for e in events]
                     seqs = [e.seq for e in events]

@@ -117,7 +117,7 @@ class Runtime:
             return {"id": tenant.id, "name": tenant.name, "api_key": key}
 
     def authenticate(self, api_key: str) -> str | None:
-        with self.store.tx() as repo:
+        with self.store.read() as repo:
             tenant = repo.tenant_for_key(api_key)
             return None if tenant is None else tenant.id
 
@@ -140,19 +140,19 @@ class Runtime:
             return agent_json(agent, labels)
 
     def list_agents(self, tenant_id: str) -> list[dict[str, Any]]:
-        with self.store.tx() as repo:
+        with self.store.read() as repo:
             return [agent_json(a, repo.labels_at(a.id, a.head_version))
                     for a in repo.list_agents(tenant_id)]
 
     def get_agent(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
-        with self.store.tx() as repo:
+        with self.store.read() as repo:
             a = self._agent(repo, tenant_id, agent_id)
             return agent_json(a, repo.labels_at(a.id, a.head_version))
 
     # ---- events and predictions ------------------------------------------------------
     def ingest(self, tenant_id: str, agent_id: str, events: list[dict[str, Any]],
                partial: bool) -> dict[str, Any]:
-        with self.store.tx() as repo:
+        with self.store.read() as repo:
             self._agent(repo, tenant_id, agent_id)
         if not events:
             return {"accepted": 0, "duplicates": 0, "duplicate_ids": [], "rejected": []}
@@ -165,7 +165,7 @@ class Runtime:
                 version: int | None = None, min_version: int | None = None,
                 as_of: datetime | None = None, top_k: int | None = None,
                 wait_ms: int | None = None) -> dict[str, Any]:
-        with self.store.tx() as repo:
+        with self.store.read() as repo:
             config = self._agent(repo, tenant_id, agent_id).config
         wait = self.s.default_wait_ms if wait_ms is None else wait_ms
         return self._call(self.server(agent_id).predict.remote(
@@ -175,13 +175,13 @@ class Runtime:
     # ---- versions --------------------------------------------------------------------
     def versions(self, tenant_id: str, agent_id: str, limit: int | None,
                  before: int | None) -> dict[str, Any]:
-        with self.store.tx() as repo:
+        with self.store.read() as repo:
             a = self._agent(repo, tenant_id, agent_id)
             rows = repo.list_versions(agent_id, limit=limit, before=before)
             return {"head": a.head_version, "versions": [_version_json(r) for r in rows]}
 
     def _check_version(self, tenant_id: str, agent_id: str, version: int) -> None:
-        with self.store.tx() as repo:
+        with self.store.read() as repo:
             a = self._agent(repo, tenant_id, agent_id)
             if not repo.version_exists(agent_id, version):
                 raise ServiceError(404, "unknown_version", f"version {version} does not exist "
@@ -192,7 +192,7 @@ class Runtime:
         return self._call(self.learner(agent_id).rollback.remote(agent_id, version))
 
     def forget(self, tenant_id: str, agent_id: str, event_ids: list[str]) -> dict[str, Any]:
-        with self.store.tx() as repo:
+        with self.store.read() as repo:
             self._agent(repo, tenant_id, agent_id)
         return self._call(self.learner(agent_id).forget.remote(agent_id, event_ids))
 
@@ -216,7 +216,7 @@ class Runtime:
     def ready(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ray": ray.is_initialized()}
         try:
-            with self.store.tx() as repo:
+            with self.store.read() as repo:
                 repo.ping()
             out["database"] = True
         except Exception as e:  # report, don't raise: readiness is a status

@@ -78,7 +78,7 @@ class ServingActor:
                 self._stats["hits"] += 1
                 return item[0]
         self._stats["misses"] += 1
-        with self._store.tx() as repo:
+        with self._store.read() as repo:
             layers, labels = repo.load_state(agent_id, version)
         learner = make_learner(config)
         learner.load_state(layers, labels)
@@ -126,7 +126,7 @@ class ServingActor:
 
     def _resolve(self, agent_id: str, version: int | None, min_version: int | None,
                  as_of: datetime | None, wait_ms: int | None) -> int | dict[str, Any]:
-        with self._store.tx() as repo:
+        with self._store.read() as repo:
             head = repo.get_agent(agent_id).head_version
             if version is not None:
                 if not repo.version_exists(agent_id, version):
@@ -151,7 +151,7 @@ class ServingActor:
                                   head=head)
                 with self._cv:
                     self._cv.wait(min(left, 0.05))
-                with self._store.tx() as repo:
+                with self._store.read() as repo:
                     head = repo.get_agent(agent_id).head_version
         return head
 

@@ -2,7 +2,7 @@
 
 The caller owns the session (SQLAlchemy 2.0 style): ``with store.tx() as repo:`` opens a
 transaction, yields a :class:`storage.repository.Repository` bound to it, commits on success
-and rolls back on any exception.
+and rolls back on any exception. ``tx(write=False)`` is for reads (no SQLite write lock).
 """
 
 from __future__ import annotations
@@ -10,20 +10,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from storage.engine import make_engine, make_sessionmaker
-from storage.repository import Repository
+from storage.engine import Database
+from storage.repository import Repository, unit_of_work
 
 
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = make_engine(url)
-        self._sessions = make_sessionmaker(self.engine)
+        self.db = Database(url)
+        self.engine = self.db.engine
 
     @contextmanager
-    def tx(self) -> Iterator[Repository]:
-        with self._sessions() as session, session.begin():
-            yield Repository(session)
+    def tx(self, write: bool = True) -> Iterator[Repository]:
+        with unit_of_work(self.db, write=write) as repo:
+            yield repo
+
+    def read(self) -> contextmanager[Repository]:  # type: ignore[type-arg]
+        return self.tx(write=False)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.dispose()

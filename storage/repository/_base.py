@@ -199,9 +199,7 @@ class RepoBase:
             yield v, list(hist)
 
     def _history(self, agent_id: str, vmap: dict[int, VInfo], version: int) -> list[int]:
-        hist: list[int] = []
-        for _, hist in self._histories(agent_id, vmap, version):
-            pass
+        *_, (_, hist) = self._histories(agent_id, vmap, version)
         return hist
 
     def _forgotten_in(self, agent_id: str, vmap: dict[int, VInfo], version: int) -> list[str]:

@@ -16,9 +16,9 @@ from agent.memory.delta import state_checksum
 from storage.errors import ForgottenEvents, InputError, NotFound, VersionThinned
 from storage.models import Agent, Event, Tenant
 from storage.repository._base import check_checksum
+from storage.repository.state import check_state
 from storage.repository.tenants import check_name
 from storage.repository.versions import VersionsMixin
-from storage.repository.state import check_state
 
 
 def new_agent_id() -> str:

@@ -11,7 +11,7 @@ pinned versions are never thinned.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
@@ -44,7 +44,6 @@ class RetentionMixin(ForgetMixin):
         created = {v: c for v, c, _ in rows}
         pinned = {v for v, _, p in rows if p}
         if cutoff.tzinfo is None:
-            from datetime import UTC
             cutoff = cutoff.replace(tzinfo=UTC)
 
         def walk(v: int, marked: set[int]) -> None:  # mark v's path until a snapshot
@@ -61,7 +60,7 @@ class RetentionMixin(ForgetMixin):
                                          or v == agent.head_version or info.has_snapshot)):
                 walk(v, needed)
         covered: set[int] = set()
-        for v, info in vmap.items():
+        for info in vmap.values():
             if info.has_snapshot and info.source is not None:
                 cur: int | None = info.source
                 while cur is not None and cur not in covered:

@@ -158,7 +158,6 @@ class StateMixin(RepoBase):
                                   f"bad source version {src!r}")
             cur = vmap[src]
         chain.reverse()
-        chain = chain[::-1] if len(chain) > 2 else chain
         return cur.version, chain
 
     def load_state(self, agent_id: str, version: int) -> State:

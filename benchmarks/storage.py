@@ -1,0 +1,162 @@
+"""Storage figures: bytes stored per event, rebuild time, commit rate (SQLite, PostgreSQL).
+
+    .venv/bin/python -m benchmarks.storage [--pg URL] [--versions 1000] [--commits 200]
+
+PostgreSQL is measured when ``--pg`` or ``DELTAMEM_TEST_POSTGRES_URL`` is given (a scratch
+database is created in it and dropped). Correctness of what is measured is proved by
+tests/test_storage_properties.py (rebuilds are bit-identical) and test_storage_repository.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+
+import numpy as np
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from agent.memory.delta import Delta, LayerDelta, apply_delta, state_checksum
+from storage.codec import encode
+from storage.engine import Database, normalize_url
+from storage.migrate import upgrade
+from storage.repository import unit_of_work
+
+D = 384
+LABELS = 150
+BATCH = 64
+
+
+def _deltas(rule: str, rng: np.random.Generator) -> dict[str, LayerDelta]:
+    """One 64-event micro-batch's delta at d = 384 (factor form)."""
+    A = rng.standard_normal((BATCH, D))
+    out = {"S": LayerDelta.factors(A, rng.standard_normal((BATCH, LABELS)))}
+    if rule == "rls":  # P ← P − G (P Kᵀ)ᵀ: a rank-64 factor pair of 384-vectors
+        out["P"] = LayerDelta.factors(rng.standard_normal((BATCH, D)),
+                                      rng.standard_normal((BATCH, D)))
+    return out
+
+
+def bytes_per_event() -> list[tuple[str, str, str, float]]:
+    rng = np.random.default_rng(0)
+    rows = []
+    for rule in ("delta", "rls"):
+        lds = _deltas(rule, rng)
+        for form in ("factors", "dense"):
+            for dtype in ("float16", "float32", "float64"):
+                total = 0
+                for ld in lds.values():
+                    ld = (LayerDelta.of_dense(ld.to_dense()) if form == "dense" else ld)
+                    ld = ld.astype(dtype)
+                    arrays = [ld.dense] if ld.is_dense else [ld.A, ld.E]
+                    total += encode(arrays).nbytes
+                rows.append((rule, form, dtype, total / BATCH))
+    return rows
+
+
+def _new_agent(db: Database, d: int = D, labels: int = LABELS):
+    with unit_of_work(db) as repo:
+        tenant, _ = repo.create_tenant("bench")
+        layers = {"S": np.zeros((labels, d))}
+        names = [f"l{i}" for i in range(labels)]
+        agent = repo.create_agent(tenant.id, "bench", {}, layers, names,
+                                  state_checksum(layers, names))
+        return agent.id, layers, names
+
+
+def rebuild_time(db: Database, n_versions: int, dtype: str) -> tuple[float, float]:
+    """(seconds to commit, seconds to rebuild the state n_versions after the snapshot)."""
+    rng = np.random.default_rng(1)
+    agent_id, layers, labels = _new_agent(db)
+    t = time.perf_counter()
+    for v in range(n_versions):
+        d = Delta({"S": LayerDelta.factors(rng.standard_normal((BATCH, D)) * 0.01,
+                                           rng.standard_normal((BATCH, LABELS)) * 0.01)})
+        d = d.astype(dtype)
+        layers = apply_delta(layers, d)
+        with unit_of_work(db) as repo:
+            repo.commit_version(agent_id, v, delta=d, checksum=state_checksum(layers, labels))
+    commit_s = time.perf_counter() - t
+    t = time.perf_counter()
+    with unit_of_work(db, write=False) as repo:
+        got, _ = repo.load_state(agent_id, n_versions)
+    rebuild_s = time.perf_counter() - t
+    assert got["S"].tobytes() == layers["S"].tobytes()
+    return commit_s, rebuild_s
+
+
+def commit_rate(db: Database, n_commits: int) -> float:
+    """Versions/s: each commit applies 64 pending events (delta rule, float32 factors)."""
+    rng = np.random.default_rng(2)
+    agent_id, layers, labels = _new_agent(db)
+    with unit_of_work(db) as repo:
+        repo.append_events(agent_id, [{"input": [0.0] * 8, "target": "l0"}
+                                      for _ in range(BATCH * n_commits)])
+    deltas = [Delta({"S": LayerDelta.factors(rng.standard_normal((BATCH, D)),
+                                             rng.standard_normal((BATCH, LABELS)))})
+              .astype("float32") for _ in range(n_commits)]
+    sums = []
+    for d in deltas:
+        layers = apply_delta(layers, d)
+        sums.append(state_checksum(layers, labels))
+    t = time.perf_counter()
+    for v in range(n_commits):
+        with unit_of_work(db) as repo:
+            seqs = [e.seq for e in repo.pending_events(agent_id, limit=BATCH)]
+            repo.commit_version(agent_id, v, delta=deltas[v], event_seqs=seqs, checksum=sums[v])
+    return n_commits / (time.perf_counter() - t)
+
+
+def _databases(pg: str | None):
+    tmp = tempfile.mkdtemp()
+    url = f"sqlite:///{tmp}/bench.db"
+    upgrade(url)
+    yield "sqlite", url
+    if pg:
+        admin = normalize_url(pg)
+        name = "dmbench_" + uuid.uuid4().hex[:8]
+        eng = create_engine(admin, isolation_level="AUTOCOMMIT")
+        with eng.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+        upgrade(url)
+        try:
+            yield "postgresql", url
+        finally:
+            with eng.connect() as c:
+                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            eng.dispose()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pg", default=os.environ.get("DELTAMEM_TEST_POSTGRES_URL"))
+    ap.add_argument("--versions", type=int, default=1000)
+    ap.add_argument("--commits", type=int, default=200)
+    args = ap.parse_args()
+
+    print(f"bytes stored per event (d = {D}, S {LABELS}x{D}, rls adds P {D}x{D}; "
+          f"{BATCH}-event micro-batches; array bytes only)")
+    print(f"{'rule':6} {'form':8} {'dtype':8} {'bytes/event':>12}")
+    for rule, form, dtype, b in bytes_per_event():
+        print(f"{rule:6} {form:8} {dtype:8} {b:12,.0f}")
+    print()
+    print(f"{'database':10} {'dtype':8} {'commit v/s':>11} {'rebuild ' + str(args.versions):>14}"
+          f" {'64-ev commit v/s':>17}")
+    for name, url in _databases(args.pg):
+        db = Database(url)
+        try:
+            for dtype in ("float32", "float16"):
+                commit_s, rebuild_s = rebuild_time(db, args.versions, dtype)
+                rate = commit_rate(db, args.commits) if dtype == "float32" else float("nan")
+                print(f"{name:10} {dtype:8} {args.versions / commit_s:11.1f} "
+                      f"{rebuild_s * 1000:12.0f}ms {rate:17.1f}")
+        finally:
+            db.dispose()
+
+
+if __name__ == "__main__":
+    main()
