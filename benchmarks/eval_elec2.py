@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.backbones.vector import OnlineStandardizer
 from benchmarks.eval_baselines import DeltaMem, River, VowpalWabbit
 from benchmarks.eval_common import Timer, data_dir, md_table, plot_curves, rolling_mean
 
@@ -60,11 +61,19 @@ def default_methods(quick: bool) -> list[Any]:
     ]
 
 
-def stream(method: Any, X: np.ndarray, y: list[str], batch: int = 1) -> dict[str, Any]:
+def stream(method: Any, X: np.ndarray, y: list[str], batch: int = 1,
+           standardize: bool = True) -> dict[str, Any]:
+    """Prequential run; inputs are standardised online with the statistics of earlier events
+    (the same preprocessing for every method, as River's StandardScaler would do)."""
     hits: list[bool] = []
     t = Timer()
+    std = OnlineStandardizer(X.shape[1])
     for s in range(0, len(y), batch):
         Xb, yb = X[s : s + batch], y[s : s + batch]
+        if standardize:
+            raw = Xb
+            Xb = std.transform_many(raw) if std.n_ >= 2 else raw
+            std.learn_many(raw)
         with t:
             pred = method.predict_many(Xb)
             method.learn_many(Xb, yb)

@@ -15,8 +15,8 @@ the most recent on ties).
 Examples
 --------
 >>> facts = make_facts(12, seed=0)
->>> len(facts), facts[0].question.startswith("What")
-(12, True)
+>>> len(facts), facts[0].question.endswith("?"), facts[0].person in facts[0].answer
+(12, True, True)
 >>> len({f.answer for f in facts}) == 12
 True
 """
@@ -109,6 +109,7 @@ def corrections(facts: list[Fact], frac: float = 0.25, seed: int = 1) -> dict[in
 
 RECALL_CONFIGS: list[dict] = [
     {"rule": "delta", "beta": 1.0},
+    {"rule": "delta", "beta": 0.5, "lift_dim": 4096},
     {"rule": "delta", "beta": 1.0, "lift_dim": 4096},
     {"rule": "rls", "ridge": 0.1},
     {"rule": "rls", "ridge": 0.1, "forget": 0.99, "lift_dim": 2048},

@@ -23,8 +23,8 @@ FILES = ("locomo_dev.json",)
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 CONFIGS: list[dict] = [
     {"rule": "delta", "beta": 1.0},
+    {"rule": "delta", "beta": 1.0, "lift_dim": 4096},
     {"rule": "rls", "ridge": 0.1},
-    {"rule": "rls", "ridge": 1.0},
 ]
 
 

@@ -5,7 +5,9 @@ Streams the data sets of ``../shared/data`` through the in-process learner
 and writes ``<out>/<task>.md`` (a markdown table per task), ``<out>/README.md`` (all of them) and
 PNG plots of accuracy over the stream. ``--quick`` subsamples (about 1-3 minutes on one core).
 
-The service mode (``--service URL --key KEY``) is not implemented here yet; see benchmarks/EVAL.md.
+With ``--service URL --key KEY`` a CLINC150 subsample goes through the running service instead
+(:mod:`benchmarks.eval_service`), beside the in-process learner, and the report says whether they
+agree.
 
 Examples
 --------
@@ -32,6 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="subsample for a run of 1-3 minutes")
     p.add_argument("--out", default="reports/eval", help="report folder (default reports/eval)")
     p.add_argument("--batch", type=int, default=100, help="CLINC micro-batch size (default 100)")
+    p.add_argument("--big", action="store_true", help="CLINC: add the 4096-d rls learner (slow)")
     p.add_argument("--service", default=None, help="stream through a running service (URL)")
     p.add_argument("--key", default=None, help="API key for --service")
     a = p.parse_args(argv)
@@ -43,9 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv if argv is not None else sys.argv[1:])
     from benchmarks.eval_common import data_dir, have_data
 
-    if args.service:
-        print("deltamem eval: --service is not available yet; run without it "
-              "(the in-process learner is the service's learner)", file=sys.stderr)
+    if args.service and not args.key:
+        print("deltamem eval: --service needs --key (a tenant API key)", file=sys.stderr)
         return 2
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
@@ -57,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import eval_clinc, eval_elec2, eval_facts, eval_locomo
 
     mods = {"clinc": eval_clinc, "elec2": eval_elec2, "facts": eval_facts, "locomo": eval_locomo}
+    if args.service:
+        from benchmarks import eval_service
+
+        mods = {"clinc": eval_service}
+        args.tasks = ["clinc"]  # the agreement check streams CLINC150 through both
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sections = []
@@ -69,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         t0 = time.perf_counter()
         print(f"== {task}{' (quick)' if args.quick else ''}", flush=True)
-        kw = {"batch": args.batch} if task == "clinc" else {}
+        kw: dict = {"batch": args.batch, "big": args.big} if task == "clinc" else {}
+        if args.service:
+            kw = {"batch": args.batch, "url": args.service, "key": args.key}
         res = mod.run(out, quick=args.quick, **kw)
         secs = time.perf_counter() - t0
         text = f"## {task}{' (quick)' if args.quick else ''}\n\n{res['markdown']}\n"

@@ -241,9 +241,31 @@ def test_compute_delta_is_pure():
     assert d.layers["S"].shape == (2, DIM)
 
 
-def test_lift_is_deterministic_per_config():
-    a, b = make(lift=32), make(lift=32)
+@pytest.mark.parametrize("rule", ["delta", "rls"])
+def test_lift_is_deterministic_per_config(rule):
+    a, b = make(rule=rule, lift=32), make(rule=rule, lift=32)
     x = [[0.3, -1.0, 2.0, 0.1, 0.0, 5.0]]
     assert np.array_equal(a.keys(x), b.keys(x))
     assert a.keys(x).shape == (1, 32)
     assert np.linalg.norm(a.keys(x)) == pytest.approx(1.0)
+    # the key is the normalised lift of the raw input, nothing else
+    phi = np.asarray(a._lift(np.asarray(x)), dtype=np.float64)
+    np.testing.assert_allclose(a.keys(x), phi / np.linalg.norm(phi), rtol=1e-12)
+    assert a._lift.activation == {"delta": "cos", "rls": "relu"}[rule]
+
+
+def test_online_standardizer_matches_numpy():
+    from agent.backbones.vector import OnlineStandardizer
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((101, 3)) * [1.0, 10.0, 0.01] + [5.0, -2.0, 0.0]
+    s = OnlineStandardizer(3)
+    for a, b in [(0, 1), (1, 7), (7, 60), (60, 101)]:
+        s.learn_many(X[a:b])
+        np.testing.assert_allclose(s.mean_, X[:b].mean(axis=0), rtol=1e-12, atol=1e-12)
+        if b > 1:
+            np.testing.assert_allclose(s.std_, X[:b].std(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(s.transform_many(X).std(axis=0), 1.0, rtol=1e-10)
+    with pytest.raises(InputError) as e:
+        s.learn_many(np.array([[1.0, np.nan, 0.0]]))
+    assert e.value.field == "inputs[0]"

@@ -43,7 +43,7 @@ class LearnerActor:
         self._shard, self._n = shard, n_shards
         self._store = Store(self._s.database_url)
         self._heads: dict[str, tuple[int, Any]] = {}  # agent -> (version, learner)
-        self._locks: dict[str, threading.Lock] = {}
+        self._locks: dict[str, threading.RLock] = {}
         self._dirty: set[str] = set()
         self._backlog = 0
         self._cv = threading.Condition()
@@ -94,11 +94,11 @@ class LearnerActor:
             self._drain(agent_id)
             with self._store.tx() as repo:
                 cfg = repo.get_agent(agent_id).config
-                row, removed = repo.forget(agent_id, event_ids,
-                                           make_replay(cfg, self._s.delta_dtype,
-                                                       self._s.batch_max_events))
-                out = {"version": row.version, "kind": "forget", "events_removed": removed,
-                       "checksum": row.checksum}
+                res = repo.forget(agent_id, event_ids,
+                                  make_replay(cfg, self._s.delta_dtype, self._s.batch_max_events))
+                out = {"version": res.version.version, "kind": "forget",
+                       "events_removed": res.events_removed + res.pending_dropped,
+                       "checksum": res.version.checksum}
             self._reset(agent_id)
             return out
 
@@ -123,9 +123,9 @@ class LearnerActor:
             self._cv.notify()
 
     # ---- internals -------------------------------------------------------------------
-    def _lock(self, agent_id: str) -> threading.Lock:
+    def _lock(self, agent_id: str) -> threading.RLock:
         with self._cv:
-            return self._locks.setdefault(agent_id, threading.Lock())
+            return self._locks.setdefault(agent_id, threading.RLock())
 
     def _head(self, agent_id: str) -> tuple[int, Any]:
         if agent_id not in self._heads:

@@ -32,7 +32,7 @@ Examples
 >>> S = torch.zeros(1, 1, 1)
 >>> K = torch.ones(1, 3, 1); V = torch.ones(1, 3, 1); b = torch.full((1, 3, 1), 0.5)
 >>> S1, out = write_naive(S, K, V, b)
->>> float(S1), O[0, :, 0].tolist()
+>>> float(S1), out[0, :, 0].tolist()
 (0.875, [0.0, 0.5, 0.75])
 """
 

@@ -17,13 +17,14 @@ from storage.engine import Database
 from storage.repository.events import EventsMixin
 from storage.repository.forget import ForgetResult, Replay
 from storage.repository.retention import RetentionMixin, RetentionReport
+from storage.repository.service import ServiceQueriesMixin
 from storage.repository.tenants import TenantsMixin, hash_key
 
 __all__ = ["Repository", "unit_of_work", "ForgetResult", "Replay", "RetentionReport",
            "hash_key"]
 
 
-class Repository(RetentionMixin, EventsMixin, TenantsMixin):
+class Repository(ServiceQueriesMixin, RetentionMixin, EventsMixin, TenantsMixin):
     """Tenants, agents, events, versions, states, forget, fork and retention.
 
     Parameters

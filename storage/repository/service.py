@@ -1,0 +1,78 @@
+"""Small reads the workers need: existence checks, labels at a version, recovery scans,
+snapshot scheduling, deployment totals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select, text
+
+from storage.errors import CorruptData
+from storage.models import Agent, Event, Snapshot, Version
+from storage.repository._base import RepoBase
+
+
+class ServiceQueriesMixin(RepoBase):
+    def version_exists(self, agent_id: str, version: int) -> bool:
+        return self.session.scalar(select(func.count()).select_from(Version).where(
+            Version.agent_id == agent_id, Version.version == version)) == 1
+
+    def labels_at(self, agent_id: str, version: int) -> list[str]:
+        """The labels (answers) of the state at ``version``, without reading any array:
+        the covering snapshot's labels plus those added by the deltas after it."""
+        vmap = self._vmap(agent_id, upto=version)
+        self._vinfo(agent_id, version, vmap)
+        start, chain = self._plan(agent_id, vmap, version)  # type: ignore[attr-defined]
+        labels = self.session.scalar(select(Snapshot.labels).where(
+            Snapshot.agent_id == agent_id, Snapshot.version == start))
+        if labels is None:
+            raise CorruptData(f"agent {agent_id!r} version {start}", "snapshot missing")
+        out = list(labels)
+        if chain:
+            added = self._labels_added(agent_id, chain)  # type: ignore[attr-defined]
+            for v in chain:
+                out.extend(added.get(v) or [])
+        return out
+
+    def agents_with_pending_events(self) -> list[str]:
+        """Agents that have acknowledged events not yet applied (a learner's recovery scan)."""
+        return list(self.session.scalars(select(Agent.id).where(
+            Agent.events_received > Agent.events_applied)))
+
+    def all_agent_ids(self) -> list[str]:
+        return list(self.session.scalars(select(Agent.id).order_by(Agent.id)))
+
+    def applied_events(self, agent_id: str) -> list[Event]:
+        """Every applied event of the agent, in ``seq`` order."""
+        return list(self.session.scalars(select(Event).where(
+            Event.agent_id == agent_id, Event.applied_version.is_not(None)).order_by(Event.seq)))
+
+    def snapshot_due(self, agent_id: str, version: int, every_versions: int,
+                     every_s: float, now: datetime | None = None) -> bool:
+        """Whether ``version`` should get a snapshot: ``every_versions`` versions or
+        ``every_s`` seconds (with at least one new version) since the newest snapshot."""
+        last = self.session.execute(
+            select(Snapshot.version, Snapshot.created_at).where(Snapshot.agent_id == agent_id)
+            .order_by(Snapshot.version.desc()).limit(1)).first()
+        if last is None:
+            return True
+        if last.version >= version:
+            return False
+        if version - last.version >= every_versions:
+            return True
+        now = now or datetime.now(UTC)
+        created = last.created_at if last.created_at.tzinfo else \
+            last.created_at.replace(tzinfo=UTC)
+        return (now - created).total_seconds() >= every_s
+
+    def totals(self) -> dict[str, Any]:
+        row = self.session.execute(select(
+            func.count(Agent.id), func.coalesce(func.sum(Agent.events_received), 0),
+            func.coalesce(func.sum(Agent.events_applied), 0))).one()
+        versions = self.session.scalar(select(func.count()).select_from(Version))
+        return {"agents": int(row[0]), "events_received": int(row[1]),
+                "events_applied": int(row[2]), "versions": int(versions or 0)}
+
+    def ping(self) -> bool:
+        return self.session.execute(text("SELECT 1")).scalar() == 1
