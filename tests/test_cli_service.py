@@ -88,10 +88,13 @@ def test_predict_versions_rollback_forget_fork(env, capsys):
     assert code == 0 and "create" in out and "checksum" in out.splitlines()[1]
     code, out, _ = run(capsys, "rollback", agent.id, str(v1))
     assert code == 0 and f"state of version {v1}" in out
-    code, out, _ = run(capsys, "forget", agent.id, "a")
-    assert code == 0 and "forgot 1 event" in out
     code, out, _ = run(capsys, "fork", agent.id, "cli-child", "--version", str(v2))
     assert code == 0 and "cli-child" in out
+    code, out, _ = run(capsys, "forget", agent.id, "a")
+    assert code == 0 and "forgot 1 event" in out
+    # v2 holds the forgotten event: forking from it would bring it back, so it is refused
+    code, _, err = run(capsys, "fork", agent.id, "cli-child-2", "--version", str(v2))
+    assert code == 1 and "(HTTP 409)" in err and err.count("\n") == 1
     code, _, err = run(capsys, "rollback", agent.id, "9999")
     assert code == 1 and err.startswith("error: ") and "(HTTP 404)" in err
 

@@ -75,3 +75,50 @@ class ServiceAPI(Protocol):
     def healthy(self) -> bool: ...
     def ready(self) -> dict[str, Any]: ...  # {"ready": bool, "ray":..., "database":..., "serving":...}
     def metrics_text(self) -> str: ...  # Prometheus text exposition
+
+
+def error_dict(exc: BaseException) -> dict[str, Any] | None:
+    """A known error raised inside an actor, as a plain dict that crosses Ray safely
+    (store exceptions have constructors Ray cannot rebuild). None: not a known error."""
+    from agent.errors import InputError
+    from storage import errors as se
+
+    def out(status: int, code: str, message: str, field: str | None = None,
+            **extra: Any) -> dict[str, Any]:
+        return {"error": {"status": status, "code": code, "message": message, "field": field,
+                          "extra": extra}}
+
+    if isinstance(exc, ServiceError):
+        return out(exc.status, exc.code, exc.message, exc.field, **exc.extra)
+    if isinstance(exc, se.UnknownEvents):
+        ids = sorted(getattr(exc, "ids", []))
+        return out(404, "unknown_events", f"unknown event ids: {', '.join(ids)}", "event_ids",
+                   unknown_ids=ids)
+    if isinstance(exc, se.VersionNotFound):
+        return out(404, "unknown_version", str(exc), getattr(exc, "field", "version"))
+    if isinstance(exc, se.AgentNotFound):
+        return out(404, "not_found", "agent not found", "agent_id")
+    if isinstance(exc, se.ForgottenEvents):
+        return out(409, "forgotten_events", str(exc), "version")
+    if isinstance(exc, se.VersionThinned):
+        return out(410, "version_thinned", str(exc), "version")
+    if isinstance(exc, InputError):  # storage's InputError subclasses agent's
+        return out(422, "invalid_input", exc.message, exc.field)
+    return None
+
+
+def returning_errors(fn: Any) -> Any:
+    """Decorator for actor methods: known errors come back as :func:`error_dict` values."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            d = error_dict(exc)
+            if d is None:
+                raise
+            return d
+
+    return wrapper

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.errors import InputError
+from storage.errors import NotFound, StorageError
 from workers.contract import ServiceError
 from workers.http_middleware import HttpMetrics
 from workers.validation import TooMany
@@ -34,6 +35,21 @@ def error_body(status: int, code: str, message: str, field: str | None = None,
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON error body."""
     return ServiceError(status, code, message, field, extra).body()
+
+
+STORAGE_STATUS = {"VersionConflict": 409, "ForgottenEvents": 409, "VersionThinned": 410,
+                  "StoreBusy": 503}
+
+
+def storage_service_error(e: StorageError) -> ServiceError:
+    """A store error that reached the HTTP layer → its answer (404 for anything not found)."""
+    status = 404 if isinstance(e, NotFound) else 500
+    for cls in type(e).__mro__:
+        status = STORAGE_STATUS.get(cls.__name__, status)
+    extra = {"ids": list(e.ids)} if hasattr(e, "ids") else None
+    message = str(e) if status < 500 else f"{e.code}: the store could not complete the request"
+    return ServiceError(status, getattr(e, "code", "storage_error"), message,
+                        getattr(e, "field", None), extra)
 
 
 def _loc_field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -62,6 +78,16 @@ def install_error_handlers(app: FastAPI, metrics: HttpMetrics) -> None:
             code = "too_many_events" if e.field == "events" else "too_many_inputs"
             return answer(ServiceError(413, code, e.message, e.field))
         return answer(ServiceError(422, "invalid_input", e.message, e.field))
+
+    @app.exception_handler(StorageError)
+    async def storage_error(request: Request, e: StorageError) -> JSONResponse:
+        err = storage_service_error(e)
+        if err.status >= 500:
+            log.error("store error on %s %s: %s", request.method, request.url.path, e)
+        resp = answer(err)
+        if err.status == 503:
+            resp.headers["Retry-After"] = "1"
+        return resp
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:

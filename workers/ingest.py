@@ -12,6 +12,7 @@ from typing import Any
 
 import ray
 
+from workers.contract import returning_errors
 from workers.learner import shard_of
 from workers.settings import Settings
 from workers.store import Store
@@ -40,6 +41,7 @@ class IngestActor:
                 self._pending_refs.pop(shard, None)
         return self._backlog.get(shard, 0)
 
+    @returning_errors
     def ingest(self, agent_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
         shard = shard_of(agent_id, self._s.learner_shards)
         backlog = self._refresh_backlog(shard)

@@ -22,6 +22,7 @@ from typing import Any
 import ray
 
 from workers.agents import learn_events, make_learner, make_replay
+from workers.contract import returning_errors
 from workers.settings import Settings
 from workers.store import Store
 
@@ -74,11 +75,13 @@ class LearnerActor:
         return {"shard": self._shard, "backlog": self._backlog, "agents": len(self._heads),
                 **self._stats}
 
+    @returning_errors
     def flush(self, agent_id: str) -> int:
         """Apply every pending event of ``agent_id`` now; returns the head version."""
         self._drain(agent_id)
         return self._head(agent_id)[0]
 
+    @returning_errors
     def rollback(self, agent_id: str, version: int) -> dict[str, Any]:
         with self._lock(agent_id):
             self._drain(agent_id)
@@ -89,6 +92,7 @@ class LearnerActor:
             self._reset(agent_id)
             return out
 
+    @returning_errors
     def forget(self, agent_id: str, event_ids: list[str]) -> dict[str, Any]:
         with self._lock(agent_id):
             self._drain(agent_id)

@@ -17,14 +17,14 @@ import ray
 from agent.config import AgentConfig
 from agent.errors import InputError
 from agent.memory.delta import state_checksum
+from storage.errors import NotFound
 from workers.agents import initial_state
-from workers.contract import ServiceError, not_found
+from workers.contract import ServiceError, error_dict, not_found
 from workers.ingest import IngestActor
 from workers.learner import LearnerActor, shard_of
 from workers.metrics import render_metrics
 from workers.serving import ServingActor
 from workers.settings import Settings
-from storage.errors import NotFound
 from workers.store import Store
 
 
@@ -108,7 +108,10 @@ class Runtime:
         try:
             return _raise_actor_error(ray.get(ref, timeout=timeout))
         except ray.exceptions.RayTaskError as e:
-            raise _map_store_error(e.cause) from None
+            d = error_dict(e.cause) if e.cause is not None else None
+            if d is None:
+                raise
+            _raise_actor_error(d)
 
     # ---- tenants ---------------------------------------------------------------------
     def create_tenant(self, name: str) -> dict[str, Any]:
@@ -242,17 +245,25 @@ def _version_json(r: Any) -> dict[str, Any]:
             **({"state_of": r.state_of} if getattr(r, "state_of", None) is not None else {})}
 
 
-def _map_store_error(err: BaseException | None) -> BaseException:
-    """Store exceptions raised inside an actor → the service error a client should see."""
-    if isinstance(err, ServiceError):
-        return err
-    name = type(err).__name__
-    if name == "UnknownEvents":
-        ids = list(getattr(err, "ids", []))
-        return ServiceError(404, "unknown_events", f"unknown event ids: {ids}", "event_ids",
-                            {"unknown_ids": ids})
-    if name in ("NotFound", "UnknownVersion"):
-        return ServiceError(404, "not_found", str(err), None)
-    if isinstance(err, InputError):
-        return ServiceError(422, "invalid_input", err.message, err.field)
-    return err if isinstance(err, Exception) else RuntimeError(str(err))
+def _store_errors_as_service_errors(fn: Any) -> Any:
+    """Store and input errors raised in this process → :class:`ServiceError`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ServiceError:
+            raise
+        except Exception as exc:
+            d = error_dict(exc)
+            if d is None:
+                raise
+            _raise_actor_error(d)
+
+    return wrapper
+
+
+for _name in ("create_tenant", "create_agent", "list_agents", "get_agent", "ingest", "predict",
+              "versions", "rollback", "forget", "fork"):
+    setattr(Runtime, _name, _store_errors_as_service_errors(getattr(Runtime, _name)))

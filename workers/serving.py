@@ -20,6 +20,7 @@ import ray
 
 from agent.errors import InputError
 from workers.agents import make_learner
+from workers.contract import returning_errors
 from workers.settings import Settings
 from workers.store import Store
 
@@ -109,6 +110,7 @@ class ServingActor:
         return {"replica": self._replica, "entries": len(self._cache), "bytes": self._bytes,
                 **self._stats}
 
+    @returning_errors
     def predict(self, agent_id: str, config: dict[str, Any], inputs: list[Any],
                 version: int | None = None, min_version: int | None = None,
                 as_of: datetime | None = None, top_k: int | None = None,
