@@ -2,7 +2,9 @@
 
 Every event is predicted, then learnt (micro-batches of one event by default: the label of the
 previous half hour is the strongest signal of this drifting stream, so a method must use it at
-once). Vector agents (``encoder: "none"``, dim 6) take the six normalised columns as they are.
+once). Every method gets the same six columns standardised online
+(:class:`agent.backbones.vector.OnlineStandardizer`, statistics of earlier events only);
+vector agents are ``encoder: "none"``, dim 6.
 Baselines: Vowpal Wabbit with logistic loss and quadratic features, River LogisticRegression and
 the Hoeffding adaptive tree, and the "no change" rule (predict the previous label).
 """
@@ -51,10 +53,12 @@ def default_methods(quick: bool) -> list[Any]:
     from river import linear_model, tree
 
     return [
-        DeltaMem({"rule": "delta", "beta": 0.5, "lift_dim": 512}, dim=6, encoder="none"),
-        DeltaMem({"rule": "delta", "beta": 1.0, "lift_dim": 2048}, dim=6, encoder="none"),
+        DeltaMem({"rule": "delta", "beta": 0.5}, dim=6, encoder="none"),
+        DeltaMem({"rule": "delta", "beta": 0.5, "lift_dim": 1024}, dim=6, encoder="none"),
+        DeltaMem({"rule": "delta", "beta": 0.3, "lift_dim": 1024}, dim=6, encoder="none"),
         DeltaMem({"rule": "rls", "ridge": 1.0, "lift_dim": 512}, dim=6, encoder="none"),
         VowpalWabbit("-q aa"),
+        VowpalWabbit("-q aa --power_t 0 -l 0.5"),
         River(linear_model.LogisticRegression(), "river LogisticRegression"),
         River(tree.HoeffdingAdaptiveTreeClassifier(seed=0), "river HoeffdingAdaptiveTree"),
         NoChange(),

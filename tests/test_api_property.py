@@ -35,7 +35,7 @@ def _runner(op, mode, extra, url, key, failures, calls):
         resp = case.call(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60)
         calls.append(resp.status_code)
         if resp.status_code >= 500 or '"detail"' in resp.text:
-            failures.append(f"{case.method} {case.formatted_path} body={case.body!r} "
+            failures.append(f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r} "
                             f"-> {resp.status_code} {resp.text[:300]}")
 
     return run

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 REF = "#/components/schemas/{model}"
+MAXV = 2**53  # workers.validation.MAX_VERSION
 
 
 # ---- requests -------------------------------------------------------------------------------
@@ -57,15 +58,15 @@ class EventBatch(BaseModel):
 
 class PredictRequest(BaseModel):
     inputs: list[str | list[float]] = Field(min_length=1)
-    version: int | None = Field(None, ge=0, description="pin this version")
-    min_version: int | None = Field(None, ge=0, description="read-your-writes: wait for it")
+    version: int | None = Field(None, ge=0, le=MAXV, description="pin this version")
+    min_version: int | None = Field(None, ge=0, le=MAXV, description="read-your-writes: wait for it")
     as_of: str | None = Field(None, description="ISO-8601: the last version at or before it")
     top_k: int | None = Field(None, ge=1, le=1000)
     wait_ms: int | None = Field(None, ge=0, le=60000, description="how long min_version waits")
 
 
 class RollbackRequest(BaseModel):
-    version: int = Field(ge=0)
+    version: int = Field(ge=0, le=MAXV)
 
 
 class ForgetRequest(BaseModel):
@@ -74,7 +75,7 @@ class ForgetRequest(BaseModel):
 
 class ForkRequest(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    version: int | None = Field(None, ge=0, description="default: the source's head")
+    version: int | None = Field(None, ge=0, le=MAXV, description="default: the source's head")
 
 
 REQUEST_MODELS: list[type[BaseModel]] = [TenantCreate, AgentCreate, EventBatch, PredictRequest,

@@ -30,6 +30,7 @@ from workers.http_middleware import BodyLimit, HttpMetrics, MetricsMiddleware
 from workers.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
 from workers.settings import Settings
 from workers.validation import (
+    MAX_VERSION,
     check_agent_body,
     check_event_count,
     check_events_list,
@@ -181,14 +182,14 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
              "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
              "description": "at most this many versions, newest first"},
             {"name": "before", "in": "query", "required": False,
-             "schema": {"type": "integer", "minimum": 0},
+             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_VERSION},
              "description": "only versions below this one (paging)"}]},
         responses={200: {"model": doc.VersionList}, **doc.errors(401, 404, 422)})
     async def versions(agent_id: str, request: Request) -> JSONResponse:
         """The version history, newest first."""
         tenant = await auth.tenant(request)
         limit = parse_query_int(request.query_params.get("limit"), "limit", 1, 10_000)
-        before = parse_query_int(request.query_params.get("before"), "before", 0)
+        before = parse_query_int(request.query_params.get("before"), "before", 0, MAX_VERSION)
         return JSONResponse(await call(service.versions, tenant, agent_id, limit, before))
 
     @app.post("/v1/agents/{agent_id}/rollback", tags=["versions"], openapi_extra={

@@ -175,6 +175,43 @@ class Runtime:
             agent_id, config, inputs, version, min_version, as_of, top_k, wait),
             timeout=wait / 1000.0 + 300)
 
+    def predict_batch(self, tenant_id: str,
+                      requests: list[tuple[str, list[Any], int | None]]) -> list[dict[str, Any]]:
+        """Predict for many agents at once: ``[(agent_id, inputs, top_k)]`` →
+        ``[{"version", "predictions"}]`` in the same order, each at its agent's head.
+
+        Every agent must belong to ``tenant_id`` (else 404, nothing is read). Requests are
+        grouped by serving replica, one call per replica, and each replica reads all its
+        agents' states with one batched read (:mod:`workers.batch_predict`).
+        """
+        if not requests:
+            return []
+        with self.store.read() as repo:
+            configs: dict[str, dict[str, Any]] = {}
+            for agent_id, _, _ in requests:
+                if agent_id not in configs:
+                    configs[agent_id] = self._agent(repo, tenant_id, agent_id).config
+        by_server: dict[int, list[int]] = {}
+        for r, (agent_id, _, _) in enumerate(requests):
+            by_server.setdefault(zlib.crc32(agent_id.encode()) % len(self._servers), []).append(r)
+        refs = {i: self._servers[i].predict_batch.remote(
+            [{"agent_id": requests[r][0], "config": configs[requests[r][0]],
+              "inputs": requests[r][1], "top_k": requests[r][2]} for r in rows])
+            for i, rows in by_server.items()}
+        out: list[dict[str, Any]] = [{} for _ in requests]
+        for i, rows in by_server.items():
+            try:
+                answers = self._call(refs[i])
+            except ServiceError as e:  # name the request in the caller's numbering
+                if e.field and e.field.startswith("requests["):
+                    local, rest = e.field[len("requests["):].split("]", 1)
+                    e.field = f"requests[{rows[int(local)]}]{rest}"
+                    e.message = e.message
+                raise
+            for r, ans in zip(rows, answers, strict=True):
+                out[r] = ans
+        return out
+
     # ---- versions --------------------------------------------------------------------
     def versions(self, tenant_id: str, agent_id: str, limit: int | None,
                  before: int | None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import ray
 
 from agent.errors import InputError
 from workers.agents import make_learner
+from workers.batch_predict import predict_many_agents
 from workers.contract import returning_errors
 from workers.settings import Settings
 from workers.store import Store
@@ -125,6 +126,53 @@ class ServingActor:
             return _error(422, "invalid_input", e.message, e.field)
         self._stats["predictions"] += len(inputs)
         return {"version": v, "predictions": [_jsonable(p) for p in preds]}
+
+    def predict_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]] | dict[str, Any]:
+        """Predict for many agents in one call (see :mod:`workers.batch_predict`).
+
+        Parameters
+        ----------
+        requests : ``{"agent_id", "config", "inputs", "top_k"?, "version"?}`` each; without a
+            ``version`` the agent's head is used (all heads are read in one transaction).
+
+        Returns
+        -------
+        ``[{"version", "predictions"}]`` in request order, or an error dict (the first bad
+        request, its field prefixed with ``requests[r].``).
+        """
+        try:
+            versions = self._batch_versions(requests)
+            if isinstance(versions, dict):
+                return versions
+            learners: dict[tuple[str, int], Any] = {}
+            batch = []
+            for req, v in zip(requests, versions, strict=True):
+                key = (req["agent_id"], v)
+                if key not in learners:
+                    learners[key] = self._get(req["agent_id"], v, req["config"])
+                batch.append((learners[key], req["inputs"], req.get("top_k")))
+            preds = predict_many_agents(batch)
+        except InputError as e:
+            return _error(422, "invalid_input", e.message, e.field)
+        self._stats["predictions"] += sum(len(p) for p in preds)
+        return [{"version": v, "predictions": [_jsonable(x) for x in p]}
+                for v, p in zip(versions, preds, strict=True)]
+
+    def _batch_versions(self, requests: list[dict[str, Any]]) -> list[int] | dict[str, Any]:
+        out: list[int] = []
+        with self._store.read() as repo:
+            heads: dict[str, int] = {}
+            for r, req in enumerate(requests):
+                a = req["agent_id"]
+                if a not in heads:
+                    heads[a] = repo.get_agent(a).head_version
+                v = req.get("version")
+                if v is not None and not repo.version_exists(a, v):
+                    return _error(404, "unknown_version", f"version {v} does not exist "
+                                  f"(head is {heads[a]})", f"requests[{r}].version",
+                                  head=heads[a])
+                out.append(heads[a] if v is None else v)
+        return out
 
     def _resolve(self, agent_id: str, version: int | None, min_version: int | None,
                  as_of: datetime | None, wait_ms: int | None) -> int | dict[str, Any]:

@@ -34,6 +34,7 @@ MAX_NAME_CHARS = 200
 MAX_SPEAKER_CHARS = 200
 MAX_WAIT_MS = 60_000
 MAX_TOP_K = 1000
+MAX_VERSION = 2**53  # the largest integer every JSON client represents exactly
 LABELED_KINDS = ("classifier", "recall")
 
 
@@ -251,8 +252,8 @@ def check_predict(body: Any, agent: dict[str, Any], settings: Settings) -> dict[
         raise TooMany("inputs", f"{len(inputs)} inputs in one request, at most "
                       f"{settings.max_predict_inputs} (DELTAMEM_MAX_PREDICT_INPUTS)")
     checked = [check_input(x, agent, settings, f"inputs[{i}]") for i, x in enumerate(inputs)]
-    version = check_int(body.get("version"), "version")
-    min_version = check_int(body.get("min_version"), "min_version")
+    version = check_int(body.get("version"), "version", 0, MAX_VERSION)
+    min_version = check_int(body.get("min_version"), "min_version", 0, MAX_VERSION)
     as_of = check_ts(body["as_of"], "as_of") if body.get("as_of") is not None else None
     wait = check_int(body.get("wait_ms"), "wait_ms", 0, MAX_WAIT_MS)
     return {"inputs": checked, "version": version, "min_version": min_version, "as_of": as_of,
@@ -267,7 +268,8 @@ def check_name_body(body: Any) -> str:
 
 def check_rollback(body: Any) -> int:
     """``{"version"}`` → the version to roll back to."""
-    return check_int(check_object(body).get("version"), "version", required=True)  # type: ignore[return-value]
+    return check_int(check_object(body).get("version"), "version", 0, MAX_VERSION,  # type: ignore[return-value]
+                     required=True)
 
 
 def check_forget(body: Any) -> list[str]:
@@ -287,7 +289,7 @@ def check_fork(body: Any) -> tuple[str, int | None]:
     """``{"name", "version"?}`` → ``(name, version)``."""
     body = check_object(body)
     name = check_str(body.get("name"), "name", MAX_NAME_CHARS)
-    return name, check_int(body.get("version"), "version")  # type: ignore[return-value]
+    return name, check_int(body.get("version"), "version", 0, MAX_VERSION)  # type: ignore[return-value]
 
 
 def check_agent_body(body: Any) -> tuple[str, dict[str, Any]]:
