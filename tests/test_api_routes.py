@@ -165,6 +165,21 @@ def test_operations_routes(raw, tenant_a):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert 'deltamem_http_requests_total{method="GET",route="/v1/agents",status="200"}' in r.text
     assert "deltamem_http_request_duration_seconds_bucket" in r.text
+    raw.get("/v1/agents")  # no key: counted as an error by status and code
+    r = raw.get("/metrics")
+    assert 'deltamem_http_errors_total{code="unauthorized",status="401"}' in r.text
+
+
+def test_client_ndjson_and_typed_results(tenant_a, new_vector_agent):
+    agent = new_vector_agent()
+    res = tenant_a.ingest_ndjson(agent.id, vec_events(3) + [{"input": [0, 0, 0, 0], "target": "z"}],
+                                 partial=True)
+    assert (res.accepted, res.duplicates) == (3, 0)
+    assert [(r.index, r.line) for r in res.rejected] == [(3, 4)]
+    a = wait_applied(tenant_a, agent.id, 3)
+    assert a.events_applied == 3 and a.head_version >= 1
+    vl = tenant_a.versions(agent.id, limit=1)
+    assert vl.head == a.head_version and [v.version for v in vl.versions] == [a.head_version]
 
 
 def test_openapi_documents_every_route(raw):

@@ -4,6 +4,7 @@ nothing twice; rollback while events arrive never applies an event onto the wron
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import threading
@@ -124,3 +125,26 @@ def test_rollback_while_events_arrive(dep):
     ref = reference(CONFIG, [r.payload for r in sorted(after, key=lambda r: r.seq)],
                     start_state=state_v)
     assert_same_predictions(svc, tenant, agent, ref, _probes(6))
+
+
+def test_nothing_listens_beyond_loopback(dep):
+    """DESIGN §5: every socket of the deployment (driver, Ray daemons, actors) is on loopback."""
+    import psutil
+
+    me = psutil.Process()
+    procs = {me.pid} | {p.pid for p in me.children(recursive=True)}
+    for p in psutil.process_iter(["pid", "cmdline"]):  # Ray daemons may be re-parented
+        cmd = " ".join(p.info["cmdline"] or [])
+        if "ray" in cmd and ("gcs_server" in cmd or "raylet" in cmd or "ray::" in cmd
+                             or "default_worker" in cmd or "dashboard" in cmd):
+            procs.add(p.info["pid"])
+    listening = [c for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in procs]
+    assert listening, "found no listening socket at all (the check would prove nothing)"
+    def loopback(ip: str) -> bool:
+        addr = ipaddress.ip_address(ip.split("%")[0])
+        mapped = getattr(addr, "ipv4_mapped", None)
+        return (mapped or addr).is_loopback
+
+    outside = [(c.pid, c.laddr) for c in listening if not loopback(c.laddr.ip)]
+    assert not outside, f"listening beyond loopback: {outside}"

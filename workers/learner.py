@@ -48,7 +48,10 @@ class LearnerActor:
         self._dirty: set[str] = set()
         self._backlog = 0
         self._cv = threading.Condition()
-        self._stats = {"versions": 0, "events": 0, "commit_s": 0.0, "learn_s": 0.0, "errors": 0}
+        # timers (seconds, summed over commits): read_s = pending events + head state from
+        # SQL, learn_s = the kernel, commit_s = the commit transaction, busy_s = all of _drain
+        self._stats = {"versions": 0, "events": 0, "commit_s": 0.0, "learn_s": 0.0,
+                       "read_s": 0.0, "busy_s": 0.0, "errors": 0}
         self._stop = False
         with self._store.read() as repo:  # recover: whatever was acknowledged but not applied
             pending = [a for a in repo.agents_with_pending_events()
@@ -70,6 +73,10 @@ class LearnerActor:
         import os
 
         return os.getpid()
+
+    def node(self) -> str:
+        """The id of the Ray node this shard runs on."""
+        return ray.get_runtime_context().get_node_id()
 
     def ping(self) -> dict[str, Any]:
         return {"shard": self._shard, "backlog": self._backlog, "agents": len(self._heads),
@@ -170,16 +177,26 @@ class LearnerActor:
                     self._heads.pop(agent_id, None)
 
     def _drain(self, agent_id: str) -> None:
+        t_start = time.perf_counter()
+        try:
+            self._drain_locked(agent_id)
+        finally:
+            self._stats["busy_s"] += time.perf_counter() - t_start
+
+    def _drain_locked(self, agent_id: str) -> None:
         with self._lock(agent_id):
             while True:
+                tr = time.perf_counter()
                 with self._store.read() as repo:
                     events = repo.pending_events(agent_id, limit=self._s.batch_max_events)
                     payloads = [e.payload for e in events]
                     seqs = [e.seq for e in events]
                 if not events:
+                    self._stats["read_s"] += time.perf_counter() - tr
                     return
                 version, learner = self._head(agent_id)
                 t0 = time.perf_counter()
+                self._stats["read_s"] += t0 - tr
                 try:
                     delta = learn_events(learner, payloads, self._s.delta_dtype)
                     t1 = time.perf_counter()

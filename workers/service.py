@@ -61,9 +61,11 @@ class Runtime:
     def start_actors(self) -> None:
         js, ns = self.s.model_dump_json(), self.s.ray_namespace
         opts = {"namespace": ns, "get_if_exists": True, "lifetime": None}
+        nodes = _alive_nodes()
         self._servers = [ServingActor.options(name=f"serving-{i}", **opts).remote(i, js)
                          for i in range(self.s.serving_replicas)]
-        self._learners = [LearnerActor.options(name=f"learner-{i}", **opts)
+        self._learners = [LearnerActor.options(name=f"learner-{i}", **opts,
+                                               **_placement(i, nodes))
                           .remote(i, self.s.learner_shards, js)
                           for i in range(self.s.learner_shards)]
         self._ingest = [IngestActor.options(name=f"ingest-{i}", **opts).remote(js)
@@ -206,7 +208,6 @@ class Runtime:
                 if e.field and e.field.startswith("requests["):
                     local, rest = e.field[len("requests["):].split("]", 1)
                     e.field = f"requests[{rows[int(local)]}]{rest}"
-                    e.message = e.message
                 raise
             for r, ans in zip(rows, answers, strict=True):
                 out[r] = ans
@@ -273,6 +274,25 @@ class Runtime:
 
     def metrics_text(self) -> str:
         return render_metrics(self)
+
+
+def _alive_nodes() -> list[str]:
+    """Ids of the alive Ray nodes: the driver's own node first, then the others by id."""
+    here = ray.get_runtime_context().get_node_id()
+    ids = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))
+    return sorted(ids, key=lambda n: n != here)
+
+
+def _placement(shard: int, nodes: list[str]) -> dict[str, Any]:
+    """Where learner shard ``shard`` starts: with one node, Ray's default; with several,
+    round-robin over the alive nodes with a *soft* node affinity, so a shard whose node dies
+    is restarted (``max_restarts``) on a node that is still alive."""
+    if len(nodes) <= 1:
+        return {}
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[shard % len(nodes)],
+                                                                  soft=True)}
 
 
 def _version_json(r: Any) -> dict[str, Any]:
