@@ -137,7 +137,6 @@ class _Store:
 
     def __init__(self) -> None:
         from agent.backbones.minilm import get_minilm
-
         from benchmarks.eval_baselines import VectorStore
 
         self._enc, self._vs = get_minilm(), VectorStore()

@@ -131,12 +131,13 @@ def _databases(pg: str | None):
             eng.dispose()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="deltamem bench storage", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pg", default=os.environ.get("DELTAMEM_TEST_POSTGRES_URL"))
     ap.add_argument("--versions", type=int, default=1000)
     ap.add_argument("--commits", type=int, default=200)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     print(f"bytes stored per event (d = {D}, S {LABELS}x{D}, rls adds P {D}x{D}; "
           f"{BATCH}-event micro-batches; array bytes only)")
@@ -156,6 +157,7 @@ def main() -> None:
                       f"{rebuild_s * 1000:12.0f}ms {rate:17.1f}")
         finally:
             db.dispose()
+    return 0
 
 
 if __name__ == "__main__":

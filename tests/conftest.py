@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.service_fixtures"]
+
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -20,7 +22,7 @@ def ray_cluster():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=256 * 2**20, include_dashboard=False,
+        ray.init(address="local", num_cpus=2, object_store_memory=256 * 2**20, include_dashboard=False,
                  _node_ip_address="127.0.0.1", log_to_driver=False, namespace="deltamem-tests",
                  configure_logging=False)
     yield ray

@@ -2,145 +2,25 @@
 killed with SIGKILL together with every process it started; a throwaway PostgreSQL that can be
 crashed and restarted; and the store-level checks every crash test ends with.
 
-The service runs in a new session (``start_new_session=True``), so the serve process, Ray's GCS,
-raylet, dashboard and every worker it forks share one session id; :meth:`ServeProcess.kill_all`
-SIGKILLs all of them, plus anything whose command line names the Ray session directory of that
-serve process (Ray names it ``session_<date>_<pid of the driver>``).
+:class:`benchmarks.deployment.ServeProcess` runs the service in a session of its own and kills
+every process of it (see there).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
-import psutil
 
+from benchmarks.deployment import ADMIN_KEY, ServeProcess, free_port
 from storage.engine import Database
 from storage.repository import unit_of_work
 
-ADMIN_KEY = "reliability-admin"
-RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-           "RAY_USAGE_STATS_ENABLED": "0", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def free_port() -> int:
-    from workers.runtime import free_port as _free
-
-    return _free()
-
-
-class ServeProcess:
-    """``deltamem serve`` in a subprocess of its own session, on ``database_url``."""
-
-    def __init__(self, database_url: str, log_path: Path, **settings: Any) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, **RAY_ENV, "DELTAMEM_DATABASE_URL": database_url,
-               "DELTAMEM_PORT": str(self.port), "DELTAMEM_HOST": "127.0.0.1",
-               "DELTAMEM_ADMIN_KEY": ADMIN_KEY,
-               "DELTAMEM_RAY_NAMESPACE": f"rel-{uuid.uuid4().hex[:8]}"}
-        env.pop("RAY_ADDRESS", None)
-        env.update({f"DELTAMEM_{k.upper()}": str(v) for k, v in settings.items()})
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 (closed in kill_all/stop)
-        exe = Path(sys.executable).with_name("deltamem")
-        self.proc = subprocess.Popen([str(exe), "serve"], env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        self.sid = self.proc.pid
-
-    def wait_ready(self, timeout: float = 180.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"deltamem serve exited ({self.proc.returncode}):\n"
-                                     + self.log_tail())
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"deltamem serve not ready after {timeout}s:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 4000) -> str:
-        return self.log_path.read_bytes()[-n:].decode(errors="replace")
-
-    def processes(self) -> list[psutil.Process]:
-        """Every live process of this service: its session, its tree, its Ray session."""
-        mark = f"_{self.proc.pid}"
-        found: dict[int, psutil.Process] = {}
-        for p in psutil.process_iter(["pid", "cmdline"]):
-            try:
-                if p.pid == os.getpid():
-                    continue
-                in_session = os.getsid(p.pid) == self.sid
-                cmd = " ".join(p.info["cmdline"] or [])
-                in_ray_session = "session_" in cmd and any(
-                    part.startswith("session_") and part.endswith(mark)
-                    for part in cmd.replace("=", "/").split("/"))
-                if in_session or in_ray_session:
-                    found[p.pid] = p
-            except (psutil.Error, ProcessLookupError, PermissionError):
-                continue
-        try:
-            for c in psutil.Process(self.proc.pid).children(recursive=True):
-                found.setdefault(c.pid, c)
-        except psutil.Error:
-            pass
-        return [p for p in found.values() if _alive(p)]
-
-    def kill_all(self, timeout: float = 20.0) -> int:
-        """SIGKILL every process of the service until none is left; returns how many died."""
-        killed: set[int] = set()
-        deadline = time.monotonic() + timeout
-        while True:
-            procs = self.processes()
-            if self.proc.poll() is None:
-                procs.append(psutil.Process(self.proc.pid))
-            if not procs:
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"processes survived SIGKILL: {[p.pid for p in procs]}")
-            for p in procs:
-                try:
-                    p.kill()
-                    killed.add(p.pid)
-                except psutil.Error:
-                    pass
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            time.sleep(0.1)
-        self.proc.wait(timeout=10)
-        self._log.close()
-        return len(killed)
-
-    def stop(self, timeout: float = 60.0) -> None:
-        """SIGTERM (a clean stop), then SIGKILL whatever is left."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill_all()
-
-
-def _alive(p: psutil.Process) -> bool:
-    try:
-        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+__all__ = ["ADMIN_KEY", "ServeProcess", "PgServer", "tenant_key", "make_batches", "check_store"]
 
 
 def tenant_key(url: str) -> str:
@@ -184,3 +64,57 @@ def check_store(database_url: str, agent_id: str, sent_ids: list[str]) -> dict[s
                     "head": agent.head_version}
     finally:
         db.dispose()
+
+
+class PgServer:
+    """A throwaway PostgreSQL 15 on loopback that a test may crash and restart.
+
+    Unlike ``scripts/pg_test_server.sh`` (which trades durability for speed), commits are
+    synchronous: an immediate restart must keep every committed transaction. ``fsync`` stays
+    off (the machine does not crash here, only the server processes).
+    """
+
+    PGBIN = Path(os.environ.get("PGBIN", "/usr/lib/postgresql/15/bin"))
+
+    def __init__(self) -> None:
+        import shutil
+        import tempfile
+
+        if not (self.PGBIN / "initdb").exists() or shutil.which("runuser") is None:
+            import pytest
+
+            pytest.skip(f"PostgreSQL binaries (or runuser) not found in {self.PGBIN}")
+        self.dir = Path(tempfile.mkdtemp(prefix="deltamem-pgrel."))  # readable by postgres
+        self.port = free_port()
+        self._as_pg = [] if _user() == "postgres" else ["runuser", "-u", "postgres", "--"]
+        if self._as_pg:
+            subprocess.run(["chown", "postgres", str(self.dir)], check=True)
+        subprocess.run([*self._as_pg, str(self.PGBIN / "initdb"), "-D", str(self.dir / "data"),
+                        "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"],
+                       check=True, capture_output=True)
+        self.opts = (f"-h 127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off "
+                     "-c synchronous_commit=on -c max_connections=100")
+        self._ctl("start")
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run([*self._as_pg, str(self.PGBIN / "pg_ctl"), "-D", str(self.dir / "data"),
+                        "-l", str(self.dir / "server.log"), "-w", "-t", "60", *args,
+                        "-o", self.opts], check=True, capture_output=True)
+
+    def restart_immediate(self) -> None:
+        """``pg_ctl restart -m immediate``: every connection is cut, no clean shutdown."""
+        self._ctl("restart", "-m", "immediate")
+
+    def stop(self) -> None:
+        subprocess.run([*self._as_pg, str(self.PGBIN / "pg_ctl"), "-D", str(self.dir / "data"),
+                        "-m", "immediate", "stop"], check=False, capture_output=True)
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name

@@ -59,6 +59,6 @@ def test_harness_writes_its_table(tmp_path):
     # the vector store's overall recall@5 in the table equals a direct computation
     conv = eval_locomo.load(quick=True)[0]
     ranks = eval_locomo._ranks_store(conv["turns"], [q["question"] for q in conv["qa"]])
-    want = np.mean([eval_locomo.recall_at(r, q["evidence"]) for r, q in zip(ranks, conv["qa"])])
+    want = np.mean([eval_locomo.recall_at(r, q["evidence"]) for r, q in zip(ranks, conv["qa"], strict=True)])
     row = next(line for line in text.splitlines() if line.startswith("| vector store"))
     assert float(row.strip("| ").split("|")[-1]) == pytest.approx(want, abs=5e-4)

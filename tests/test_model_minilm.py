@@ -39,12 +39,12 @@ def recall_agent(enc, **mem):
     return MemoryAgent(cfg, encoder=enc)
 
 
-@pytest.mark.parametrize("mem", [{"rule": "delta"}, {"rule": "delta", "beta": 1.0}])
+@pytest.mark.parametrize("mem", [{"rule": "delta", "lift_dim": 4096}, {"rule": "delta", "beta": 1.0, "lift_dim": 4096}])
 def test_recall_fact_overwrite_verbatim_and_paraphrased(enc, mem):
     agent = recall_agent(enc, **mem)
     qs = [f"What is the capital of {c}?" for c in CITIES]
     agent.learn_many(qs, [f"The capital of {c} is {a}." for c, a in CITIES.items()])
-    assert agent.state[0]["S"].shape == (MINILM_DIM, MINILM_DIM)
+    assert agent.state[0]["S"].shape == (MINILM_DIM, 4096)
     changed = list(CITIES)[:3]
     agent.learn_many([f"What is the capital of {c}?" for c in changed],
                      [f"The capital of {c} is now New {CITIES[c]}." for c in changed])

@@ -15,85 +15,18 @@ CI runs one kill; the long form (``-m slow``) kills the service four times at ra
 from __future__ import annotations
 
 import random
-import threading
 import time
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
-from tests.reliability_helpers import ServeProcess, check_store, make_batches, tenant_key
-from tests.workers_helpers import reference
+from tests.reliability_helpers import ServeProcess, make_batches, tenant_key
+from tests.reliability_stream import Sender, check_against_reference, resend, wait_all_applied
 
 DIM = 16
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": DIM,
           "memory": {"rule": "delta", "beta": 0.5, "decay": 1.0}}
-
-
-class Sender:
-    """Streams (agent, batch) pairs in order in a thread; stops at the first transport error."""
-
-    def __init__(self, url: str, key: str, batches: list[tuple[str, list[dict[str, Any]]]],
-                 start: int) -> None:
-        self.url, self.key, self.batches, self.next = url, key, batches, start
-        self.acked: list[int] = []
-        self.refused: list[tuple[int, int, str]] = []
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30,
-                          headers={"Authorization": f"Bearer {self.key}"}) as c:
-            while self.next < len(self.batches):
-                agent, batch = self.batches[self.next]
-                try:
-                    r = c.post(f"/v1/agents/{agent}/events", json={"events": batch})
-                except httpx.HTTPError:
-                    return  # the service is gone: this batch is not acknowledged
-                if r.status_code == 202:
-                    assert r.json()["accepted"] + r.json()["duplicates"] == len(batch)
-                    self.acked.append(self.next)
-                    self.next += 1
-                elif r.status_code == 429:  # backpressure: retry the same batch
-                    time.sleep(0.05)
-                else:
-                    self.refused.append((self.next, r.status_code, r.text[:200]))
-                    return
-
-
-def resend(url: str, key: str, batches: list[tuple[str, list[dict[str, Any]]]],
-           upto: int, acked: set[int]) -> int:
-    """Re-send batches [0, upto): acknowledged ones must be all duplicates; every other batch
-    either all accepted or all duplicates (its transaction committed before the crash but the
-    answer was lost). Returns the number of events newly accepted."""
-    new = 0
-    with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {key}"}) as c:
-        for i in range(upto):
-            agent, batch = batches[i]
-            r = c.post(f"/v1/agents/{agent}/events", json={"events": batch})
-            assert r.status_code == 202, r.text
-            out = r.json()
-            if i in acked:
-                assert out["duplicates"] == len(batch) and out["accepted"] == 0, (i, out)
-            else:
-                assert (out["accepted"], out["duplicates"]) in ((len(batch), 0), (0, len(batch))), \
-                    (i, out)
-                new += out["accepted"]
-    return new
-
-
-def wait_all_applied(url: str, key: str, agents: list[str], n_each: int,
-                     timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as c:
-        while True:
-            infos = [c.get(f"/v1/agents/{a}").json() for a in agents]
-            if all(i["events_applied"] == i["events_received"] == n_each for i in infos):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not all applied after {timeout}s: "
-                                     f"{[(i['events_received'], i['events_applied']) for i in infos]}")
-            time.sleep(0.1)
 
 
 def run_crash_cycles(tmp_path, kills: int, n_batches: int, size: int, seed: int) -> None:
@@ -112,15 +45,7 @@ def run_crash_cycles(tmp_path, kills: int, n_batches: int, size: int, seed: int)
     finally:
         for s in started:
             s.kill_all()
-    for a in dict.fromkeys(ag for ag, _ in batches):
-        sent = [e for ag, b in batches if ag == a for e in b]
-        head = check_store(db_url, a, [e["id"] for e in sent])
-        ref_layers, ref_labels = reference(CONFIG, sent).state
-        assert head["labels"] == list(ref_labels)
-        for name, want in ref_layers.items():
-            got = head["layers"][name]
-            err = np.linalg.norm(got - want) / max(np.linalg.norm(want), 1e-12)
-            assert err < 1e-6, f"{a} layer {name}: rel err {err:.2e} vs the reference"
+    check_against_reference(db_url, CONFIG, batches)
 
 
 def _cycles(serve, kills: int, n_batches: int, size: int, rnd: random.Random,

@@ -26,11 +26,11 @@ def wait_for(cond: Callable[[], bool], timeout: float = 120.0, what: str = "cond
         time.sleep(0.05)
 
 
-def start_deployment(tmp: Path, **overrides: Any) -> RunningService:
+def start_deployment(tmp: Path, http: bool = False, **overrides: Any) -> RunningService:
     s = Settings(database_url=f"sqlite:///{tmp / 'deltamem.db'}",
                  ray_namespace=f"t-{uuid.uuid4().hex[:8]}", scheduler_enabled=False,
                  batch_max_ms=5.0, **overrides)
-    return start(s, http=False)
+    return start(s, http=http)
 
 
 def all_applied(svc: Any, tenant: str, agent_ids: list[str]) -> bool:

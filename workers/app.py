@@ -4,12 +4,8 @@ The app authenticates (``Authorization: Bearer <key>``), parses and checks every
 (``workers.validation``, ``workers.ndjson``), and calls the service in a worker thread so a
 blocking call never stalls the event loop. Every error answer has the form
 ``{"error": {"code", "message", "field"?}}`` (``workers.errors``); the OpenAPI schema at
-``/openapi.json`` documents each body (``workers.api_schema``).
-
-Examples
---------
->>> from workers.settings import Settings
->>> app = build_app(service=None, settings=Settings())  # doctest: +SKIP
+``/openapi.json`` documents each body (``workers.api_schema``). ``workers.runtime`` serves
+``build_app(service, settings)`` with uvicorn (or Ray Serve); the tests drive it over real HTTP.
 """
 
 from __future__ import annotations

@@ -295,12 +295,9 @@ def cmd_db(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
-    suites = ["kernels", "storage"] if args.suite == "all" else [args.suite]
-    status = 0
-    for suite in suites:
-        mod = importlib.import_module(f"benchmarks.{suite}")
-        status = status or int(mod.main(list(args.rest)) or 0)
-    return status
+    module = "bench_all" if args.suite == "all" else args.suite
+    mod = importlib.import_module(f"benchmarks.{module}")
+    return int(mod.main(list(args.rest)) or 0)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

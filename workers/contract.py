@@ -104,7 +104,21 @@ def error_dict(exc: BaseException) -> dict[str, Any] | None:
         return out(410, "version_thinned", str(exc), "version")
     if isinstance(exc, InputError):  # storage's InputError subclasses agent's
         return out(422, "invalid_input", exc.message, exc.field)
+    if database_unavailable(exc):
+        return out(503, "database_unavailable",
+                   "the database is unavailable (connection lost or refused); retry shortly")
     return None
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "the database cannot be reached right now" (a restart, a
+    cut connection, a locked SQLite file): the client should retry, so they answer 503."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    from storage.errors import StoreBusy
+
+    return isinstance(exc, (OperationalError, InterfaceError, StoreBusy)) or (
+        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated))
 
 
 def returning_errors(fn: Any) -> Any:

@@ -109,6 +109,15 @@ def install_error_handlers(app: FastAPI, metrics: HttpMetrics) -> None:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, e: Exception) -> JSONResponse:
+        from workers.contract import database_unavailable
+
+        if database_unavailable(e):  # e.g. PostgreSQL restarting: retry, not a server bug
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                        type(e).__name__)
+            resp = answer(ServiceError(503, "database_unavailable", "the database is "
+                                       "unavailable (connection lost or refused); retry shortly"))
+            resp.headers["Retry-After"] = "1"
+            return resp
         log.exception("internal error on %s %s", request.method, request.url.path)
         metrics.error(500, "internal")
         return JSONResponse(error_body(500, "internal", "internal error; see the server log"),

@@ -154,6 +154,7 @@ class LearnerActor:
         self._publish(agent_id, None, version, None)
 
     def _loop(self) -> None:
+        backoff = 0.1
         while True:
             with self._cv:
                 while not self._dirty and not self._stop:
@@ -168,22 +169,24 @@ class LearnerActor:
                         break
                     self._cv.wait(left)
                 agents, self._dirty = sorted(self._dirty), set()
+            failed = []
             for agent_id in agents:
                 try:
                     self._drain(agent_id)
-                except Exception:  # keep the shard alive; the agent is retried on next notify
+                except Exception:  # keep the shard alive; retry the agent after a backoff
                     self._stats["errors"] += 1
                     log.exception("learner %s: applying events of %s failed", self._shard, agent_id)
                     self._heads.pop(agent_id, None)
+                    failed.append(agent_id)
+            # events already acknowledged must not wait for a next notify (there may be none,
+            # e.g. the database restarted under the last commit): retry, backing off to 5 s
+            backoff = min(5.0, 2 * backoff) if failed else 0.1
+            if failed:
+                with self._cv:
+                    self._cv.wait(backoff)
+                    self._dirty.update(failed)
 
     def _drain(self, agent_id: str) -> None:
-        t_start = time.perf_counter()
-        try:
-            self._drain_locked(agent_id)
-        finally:
-            self._stats["busy_s"] += time.perf_counter() - t_start
-
-    def _drain_locked(self, agent_id: str) -> None:
         with self._lock(agent_id):
             while True:
                 tr = time.perf_counter()
@@ -193,6 +196,7 @@ class LearnerActor:
                     seqs = [e.seq for e in events]
                 if not events:
                     self._stats["read_s"] += time.perf_counter() - tr
+                    self._stats["busy_s"] += time.perf_counter() - tr
                     return
                 version, learner = self._head(agent_id)
                 t0 = time.perf_counter()
@@ -217,6 +221,7 @@ class LearnerActor:
                 self._stats["learn_s"] += t1 - t0
                 self._stats["commit_s"] += t2 - t1
                 self._publish(agent_id, version, new_version, delta)
+                self._stats["busy_s"] += time.perf_counter() - tr
 
     def _publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
         for i in range(self._s.serving_replicas):

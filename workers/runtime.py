@@ -34,7 +34,10 @@ def _init_ray(s: Settings) -> bool:
     if s.ray_address:
         ray.init(address=s.ray_address, namespace=s.ray_namespace, log_to_driver=False)
     else:
-        ray.init(num_cpus=s.ray_num_cpus, object_store_memory=s.ray_object_store_mb * 2**20,
+        # address="local": always start our own; with None, Ray joins any other local
+        # cluster it finds (another deployment's GCS on this machine, ray_current_cluster)
+        ray.init(address="local", num_cpus=s.ray_num_cpus,
+                 object_store_memory=s.ray_object_store_mb * 2**20,
                  include_dashboard=False, namespace=s.ray_namespace,
                  _node_ip_address="127.0.0.1", log_to_driver=False,
                  configure_logging=False)

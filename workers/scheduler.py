@@ -97,7 +97,8 @@ def _hold_lease(rt: Any) -> bool:
     """Take or renew this deployment's scheduler lease; False if another holds it."""
     now = datetime.now(UTC).replace(tzinfo=None)
     until = now + timedelta(seconds=LEASE_S)
-    with rt.store.engine.begin() as conn:
+    with rt.store.db.write_session() as session:  # SQLite: take the write lock at BEGIN
+        conn = session.connection()
         row = conn.execute(text("SELECT holder, expires_at FROM scheduler_lease "
                                 "WHERE name = 'scheduler'")).first()
         if row is None:

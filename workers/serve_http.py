@@ -1,6 +1,6 @@
 """The HTTP app on Ray Serve (``DELTAMEM_HTTP_BACKEND=serve``): a FastAPI ingress deployment.
 
-The app is built in the driver and shipped to the Serve replica; its service is a
+The app is built inside the Serve replica by a builder function; its service is a
 :class:`LazyService` that, in whichever process it lands, builds a :class:`Runtime` attached
 to the deployment's named actors (it starts none). Ray Serve places the proxy and the ingress
 replicas on the cluster and restarts them when they die; the default backend (uvicorn in the
@@ -45,18 +45,25 @@ class LazyService:
         return getattr(self._runtime(), name)
 
 
+def build_replica_app(settings: Settings) -> Any:
+    """The FastAPI app, built inside the Serve replica (a FastAPI app does not pickle)."""
+    from workers.app import build_app
+
+    return build_app(LazyService(settings), settings)
+
+
 def deploy(settings: Settings) -> Any:
     """Start Serve on ``settings.host:port`` and run the ingress; returns the app handle."""
     from ray import serve
 
-    from workers.app import build_app
+    def builder() -> Any:  # a plain function: Serve calls it on the replica to get the app
+        return build_replica_app(settings)
 
     serve.start(http_options={"host": settings.host, "port": settings.port})
-    app = build_app(LazyService(settings), settings)
     ingress = serve.deployment(
         name="deltamem-http", num_replicas=1, max_ongoing_requests=64,
         ray_actor_options={"num_cpus": 0},
-    )(serve.ingress(app)(type("DeltamemHTTP", (), {})))
+    )(serve.ingress(builder)(type("DeltamemHTTP", (), {})))
     return serve.run(ingress.bind(), name="deltamem", route_prefix="/")
 
 

@@ -23,7 +23,7 @@ from workers.contract import ServiceError, error_dict, not_found
 from workers.ingest import IngestActor
 from workers.learner import LearnerActor, shard_of
 from workers.metrics import render_metrics
-from workers.serving import ServingActor
+from workers.serving import ServingActor, agents_by_id
 from workers.settings import Settings
 from workers.store import Store
 
@@ -189,10 +189,11 @@ class Runtime:
         if not requests:
             return []
         with self.store.read() as repo:
-            configs: dict[str, dict[str, Any]] = {}
-            for agent_id, _, _ in requests:
-                if agent_id not in configs:
-                    configs[agent_id] = self._agent(repo, tenant_id, agent_id).config
+            found = agents_by_id(repo, [a for a, _, _ in requests], tenant_id)
+            configs = {a: row.config for a, row in found.items()}
+        for r, (agent_id, _, _) in enumerate(requests):
+            if agent_id not in configs:
+                raise not_found(f"agent {agent_id!r}", f"requests[{r}].agent_id")
         by_server: dict[int, list[int]] = {}
         for r, (agent_id, _, _) in enumerate(requests):
             by_server.setdefault(zlib.crc32(agent_id.encode()) % len(self._servers), []).append(r)
@@ -286,12 +287,18 @@ def _alive_nodes() -> list[str]:
 def _placement(shard: int, nodes: list[str]) -> dict[str, Any]:
     """Where learner shard ``shard`` starts: with one node, Ray's default; with several,
     round-robin over the alive nodes with a *soft* node affinity, so a shard whose node dies
-    is restarted (``max_restarts``) on a node that is still alive."""
+    is restarted (``max_restarts``) on a node that is still alive.
+
+    The shard then asks for a token 0.01 CPU: Ray sends an actor with an *empty* resource
+    request to a random node whatever its soft affinity says (only hard affinity is honoured
+    for those; ray-project/ray#25360), so the request must not be empty.
+    """
     if len(nodes) <= 1:
         return {}
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[shard % len(nodes)],
+    return {"num_cpus": 0.01,
+            "scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[shard % len(nodes)],
                                                                   soft=True)}
 
 

@@ -31,6 +31,23 @@ def _nbytes(learner: Any) -> int:
     return int(sum(a.nbytes for a in layers.values())) + sum(len(x) for x in labels)
 
 
+def agents_by_id(repo: Any, ids: list[str], tenant_id: str | None = None) -> dict[str, Any]:
+    """The agents with these ids (and of ``tenant_id`` when given) in a few queries, not one per
+    agent; unknown ids are left out."""
+    from sqlalchemy import select
+
+    from storage.models import Agent
+
+    out: dict[str, Any] = {}
+    uniq = sorted(set(ids))
+    for lo in range(0, len(uniq), 500):
+        q = select(Agent).where(Agent.id.in_(uniq[lo : lo + 500]))
+        if tenant_id is not None:
+            q = q.where(Agent.tenant_id == tenant_id)
+        out.update((a.id, a) for a in repo.session.scalars(q))
+    return out
+
+
 def _error(status: int, code: str, message: str, field: str | None = None,
            **extra: Any) -> dict[str, Any]:
     return {"error": {"status": status, "code": code, "message": message, "field": field,
@@ -125,7 +142,10 @@ class ServingActor:
         except InputError as e:
             return _error(422, "invalid_input", e.message, e.field)
         self._stats["predictions"] += len(inputs)
-        return {"version": v, "predictions": [_jsonable(p) for p in preds]}
+        out = [_jsonable(p) for p in preds]
+        if config.get("kind") == "chat":  # DESIGN §7: {"text": reply, "version"} per input
+            out = [{**p, "version": v} for p in out]
+        return {"version": v, "predictions": out}
 
     def predict_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]] | dict[str, Any]:
         """Predict for many agents in one call (see :mod:`workers.batch_predict`).
@@ -161,11 +181,13 @@ class ServingActor:
     def _batch_versions(self, requests: list[dict[str, Any]]) -> list[int] | dict[str, Any]:
         out: list[int] = []
         with self._store.read() as repo:
-            heads: dict[str, int] = {}
+            found = agents_by_id(repo, [req["agent_id"] for req in requests])
+            heads = {a: row.head_version for a, row in found.items()}
             for r, req in enumerate(requests):
                 a = req["agent_id"]
                 if a not in heads:
-                    heads[a] = repo.get_agent(a).head_version
+                    return _error(404, "not_found", f"agent {a!r} not found",
+                                  f"requests[{r}].agent_id")
                 v = req.get("version")
                 if v is not None and not repo.version_exists(a, v):
                     return _error(404, "unknown_version", f"version {v} does not exist "
