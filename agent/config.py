@@ -125,7 +125,7 @@ class AgentConfig:
         dim = d.get("dim")
         if encoder == "none":
             if dim is None or isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= MAX_DIM:
-                raise InputError("dim", f'required (a positive integer) when encoder is "none"'
+                raise InputError("dim", 'required (a positive integer) when encoder is "none"'
                                  if dim is None else f"expected an integer in [1, {MAX_DIM}], got {dim!r}")
         else:
             if dim is not None and dim != MINILM_DIM:
