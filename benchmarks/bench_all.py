@@ -93,6 +93,11 @@ def run(quick: bool) -> list[dict[str, Any]]:
             rows.append(_row("ingest vector, HTTP -> committed", ev_s, "events/s",
                              "kernel alone, same shapes", k["events_per_s"],
                              note=f"{n_vec} events, 4 agents, SQLite"))
+            pv = dep.per_version
+            rows.append(_row("  learner per version: learn+commit", (pv["learn_s"] + pv["commit_s"])
+                             * 1000, "ms", "kernel alone, same events", pv["events"]
+                             / k["events_per_s"] * 1000, note=f"{pv['events']:.0f} events/version, "
+                             f"commit {pv['commit_s'] * 1000:.1f} ms"))
             text_s = dep.ingest_text(n_text)
             ceiling = minilm_sentences_per_s(n_text)
             rows.append(_row("ingest text (MiniLM), HTTP -> comm.", text_s, "events/s",

@@ -114,13 +114,26 @@ class Deployment:
                             self.send(a, work[a][j], c)
 
         threads = [threading.Thread(target=sender, args=(agents[i::2],)) for i in range(2)]
+        before = self.learner_stats()
         t0 = time.perf_counter()
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         self.wait_applied(agents)
-        return total / (time.perf_counter() - t0), agents
+        rate = total / (time.perf_counter() - t0)
+        after = self.learner_stats()
+        self.per_version = {k: (after[k] - before[k]) / max(1, after["versions"] - before["versions"])
+                            for k in ("learn_s", "commit_s", "events")}
+        return rate, agents
+
+    def learner_stats(self) -> dict[str, float]:
+        """The learner shards' counters summed: versions, events, learn_s, commit_s."""
+        import ray
+
+        pings = ray.get([a.ping.remote() for a in self.running.service._learners], timeout=60)
+        return {k: float(sum(p[k] for p in pings))
+                for k in ("versions", "events", "learn_s", "commit_s")}
 
     def ingest_text(self, n: int) -> float:
         """Events/s for MiniLM-encoded text events (the learner encodes them)."""

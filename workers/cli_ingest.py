@@ -61,6 +61,14 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON (use a finite number)")
 
 
+def _finite_float(text: str) -> float:
+    """A number literal too large for a double (``1e400``) would become ``inf``: reject it."""
+    v = float(text)
+    if not math.isfinite(v):
+        raise ValueError(f"{text} is out of range (use a finite number)")
+    return v
+
+
 def read_events(stream: TextIO, name: str, fmt: str = "jsonl",
                 vector: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, event)`` for each event of ``stream``; raise :class:`FileError`."""
@@ -83,7 +91,7 @@ def _read_jsonl(stream: TextIO, name: str) -> Iterator[tuple[int, dict[str, Any]
         if not raw.strip():
             continue
         try:
-            ev = json.loads(raw, parse_constant=_reject_constant)
+            ev = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
         except json.JSONDecodeError as e:
             raise FileError(name, n, f"malformed JSON: {e.msg} (column {e.colno})") from None
         except ValueError as e:
@@ -126,7 +134,8 @@ def _read_csv(stream: TextIO, name: str, vector: bool) -> Iterator[tuple[int, di
             ev["input"] = [_number(row[i], name, n, f"x{k}") for k, i in xcols]
         elif vector and "input" in ev:
             try:
-                vec = json.loads(ev["input"], parse_constant=_reject_constant)
+                vec = json.loads(ev["input"], parse_constant=_reject_constant,
+                                 parse_float=_finite_float)
             except ValueError:
                 raise FileError(name, n, "input: expected a JSON list of numbers") from None
             ev["input"] = vec

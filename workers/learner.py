@@ -191,7 +191,8 @@ class LearnerActor:
             while True:
                 tr = time.perf_counter()
                 with self._store.read() as repo:
-                    events = repo.pending_events(agent_id, limit=self._s.batch_max_events)
+                    events = repo.pending_events(agent_id, limit=max(self._s.batch_max_events,
+                                                                   self._s.batch_burst_events))
                     payloads = [e.payload for e in events]
                     seqs = [e.seq for e in events]
                 if not events:

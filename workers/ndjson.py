@@ -19,6 +19,7 @@ workers.ndjson.MalformedJSON: line 1 column 7: NaN is not valid JSON (use a fini
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,15 @@ class _Constant(ValueError):
     pass
 
 
+def _finite_float(text: str) -> float:
+    """``parse_float`` hook: a number literal too large for a double (``1e400``) would become
+    ``inf``; reject it like the ``Infinity`` literal."""
+    v = float(text)
+    if not math.isfinite(v):
+        raise _Constant(text)
+    return v
+
+
 def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
@@ -47,7 +57,7 @@ def _decode(data: bytes) -> str:
 
 def _loads_text(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except _Constant as c:
         where = _where(text, str(c))
         raise MalformedJSON(f"{where}{c} is not valid JSON (use a finite number)") from None
@@ -95,7 +105,8 @@ def parse_ndjson(data: bytes | str) -> list[NdjsonLine]:
         if not raw.strip():
             continue
         try:
-            out.append(NdjsonLine(n, json.loads(raw, parse_constant=_reject_constant)))
+            out.append(NdjsonLine(n, json.loads(raw, parse_constant=_reject_constant,
+                                                    parse_float=_finite_float)))
         except _Constant as c:
             out.append(NdjsonLine(n, None, f"line {n}: {c} is not valid JSON (use a finite number)"))
         except json.JSONDecodeError as e:

@@ -47,7 +47,10 @@ class Settings(BaseSettings):
     http_backend: str = Field("uvicorn", pattern="^(uvicorn|serve)$")
 
     # learner micro-batching and backpressure
-    batch_max_events: int = Field(64, ge=1, le=100_000)
+    batch_max_events: int = Field(64, ge=1, le=100_000)  # a batch this full commits at once
+    # under a backlog, everything already pending (up to this many) goes into one commit:
+    # it adds no latency (those events are waiting anyway) and amortises the SQL commit
+    batch_burst_events: int = Field(512, ge=1, le=100_000)
     batch_max_ms: float = Field(50.0, ge=0.0)
     queue_max_events: int = Field(100_000, ge=1)  # per learner shard; beyond: 429
     delta_dtype: str = Field("float64", pattern="^(float64|float32|float16)$")

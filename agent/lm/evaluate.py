@@ -172,7 +172,9 @@ def speed(lm: Any, prompt_tokens: int = 256, new_tokens: int = 32, repeats: int 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deltamem eval lm", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true", help="few episodes/questions (CPU smoke)")
+    p.add_argument("--quick", action="store_true",
+                   help="CPU smoke: <= 6 synthetic episodes with <= 500 filler tokens, 3 LoCoMo "
+                        "questions per category from the first conversation")
     p.add_argument("--adapter", default=None, help="δ-mem safetensors (default: shipped or untrained)")
     p.add_argument("--synthetic", type=int, default=50)
     p.add_argument("--filler-tokens", type=int, default=10_000)
@@ -193,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.synthetic = min(args.synthetic, 6)
+        args.filler_tokens = min(args.filler_tokens, 500)  # a 10k-token history takes ~25 min on 1 CPU
         args.locomo_convs = args.locomo_convs.split(",")[0]
         args.locomo_per_category = args.locomo_per_category or 3
     lm = get_lm(args.adapter)

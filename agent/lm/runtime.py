@@ -93,8 +93,8 @@ class MemLM:
             att[i, : len(r_ids)] = 1
         dev = self.device
         ids, seg, att = ids.to(dev), seg.to(dev), att.to(dev)
-        with torch.no_grad(), self.mem.capturing() as xs:
-            self.bb.model(input_ids=ids, attention_mask=att, use_cache=False)
+        with torch.no_grad(), self.mem.capturing() as xs:  # the decoder only: no lm_head
+            self.bb.model.model(input_ids=ids, attention_mask=att, use_cache=False)
         X = torch.stack(xs, dim=2)  # (B, T, L, d)
         if self.cfg.write == "ssw":
             B, _, L, d = X.shape
