@@ -26,6 +26,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage import jsoncodec
+
 __all__ = ["Database", "make_engine", "normalize_url", "text"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -70,13 +72,16 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fals
         connect_args = kwargs.pop("connect_args", {})
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
         connect_args.setdefault("check_same_thread", False)
-        engine = create_engine(url, echo=echo, connect_args=connect_args, **kwargs)
+        engine = create_engine(url, echo=echo, connect_args=connect_args,
+                               json_serializer=jsoncodec.dumps,
+                               json_deserializer=jsoncodec.loads, **kwargs)
         event.listen(engine, "connect",
                      lambda c, r: _sqlite_pragmas(c, r, memory, sqlite_synchronous))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, echo=echo, **kwargs)
+    return create_engine(url, echo=echo, json_serializer=jsoncodec.dumps,
+                         json_deserializer=jsoncodec.loads, **kwargs)
 
 
 class Database:

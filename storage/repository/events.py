@@ -3,13 +3,13 @@ order the service acknowledged them (``seq``), and lookups."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 
+from storage import jsoncodec
 from storage.errors import InputError
 from storage.models import EVENT_ID_LEN, Event, utcnow
 from storage.repository._base import RepoBase, check_int, chunks
@@ -30,7 +30,7 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any]]:
     payload = {k: (v.isoformat() if isinstance(v, datetime) else v)
                for k, v in ev.items() if k != "id"}
     try:
-        json.dumps(payload, allow_nan=False)
+        jsoncodec.dumps(payload)
     except (TypeError, ValueError) as exc:
         raise InputError(field, f"not storable as JSON: {exc}") from exc
     return cid, payload
