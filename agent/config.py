@@ -30,11 +30,13 @@ MINILM_DIM = 384
 MAX_DIM = 65536
 MAX_LIFT_DIM = 65536
 
-# Documented defaults (README, "Memory settings"); chosen by the evaluation in `deltamem eval`.
+# Documented defaults, chosen by the evaluation in `deltamem eval` (benchmarks/EVAL.md, "Defaults").
+# ridge 0.1: on MiniLM keys ridge 1.0 over-smooths (CLINC150 rls 0.911 at 0.1); forget 1.0 and
+# decay 1.0: ρ < 1 winds up P until the Cholesky fails on long streams, α < 1 only lost accuracy.
 DEFAULT_RULE = "delta"
 DEFAULT_BETA = 0.5
 DEFAULT_DECAY = 1.0
-DEFAULT_RIDGE = 1.0
+DEFAULT_RIDGE = 0.1
 DEFAULT_FORGET = 1.0
 
 

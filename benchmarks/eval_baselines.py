@@ -165,21 +165,28 @@ class VowpalWabbit:
 
 
 class River:
-    """A River classifier (``learn_one``/``predict_one`` on dict features)."""
+    """A River classifier (``learn_one``/``predict_one`` on dict features).
 
-    def __init__(self, model: Any, name: str):
+    ``binary=True`` for River's binary models (labels ``"1"``/``"0"`` as True/False).
+    """
+
+    def __init__(self, model: Any, name: str, binary: bool = False):
         self._model = model
         self.name = name
+        self.binary = binary
 
     def learn_many(self, X: np.ndarray, y: list[str]) -> None:
         for x, t in zip(X, y, strict=True):
-            self._model.learn_one(dict(enumerate(map(float, x))), t)
+            self._model.learn_one(dict(enumerate(map(float, x))), t == "1" if self.binary else t)
 
     def predict_many(self, X: np.ndarray) -> list[str]:
         out = []
         for x in X:
             p = self._model.predict_one(dict(enumerate(map(float, x))))
-            out.append("" if p is None else str(p))
+            if self.binary:
+                out.append("1" if p else "0")
+            else:
+                out.append("" if p is None else str(p))
         return out
 
 

@@ -59,7 +59,7 @@ def default_methods(quick: bool) -> list[Any]:
         DeltaMem({"rule": "rls", "ridge": 1.0, "lift_dim": 512}, dim=6, encoder="none"),
         VowpalWabbit("-q aa"),
         VowpalWabbit("-q aa --power_t 0 -l 0.5"),
-        River(linear_model.LogisticRegression(), "river LogisticRegression"),
+        River(linear_model.LogisticRegression(), "river LogisticRegression", binary=True),
         River(tree.HoeffdingAdaptiveTreeClassifier(seed=0), "river HoeffdingAdaptiveTree"),
         NoChange(),
     ]
