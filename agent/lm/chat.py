@@ -78,6 +78,8 @@ class ChatAgent:
     dtype : the state's dtype (float32 or float64).
     """
 
+    is_chat = True  # the workers pass turns (and speakers), never targets
+
     def __init__(self, config: AgentConfig, lm: Any = None, encoder: Any = None,
                  settings: ChatSettings | None = None, dtype: Any = np.float32) -> None:
         if config.kind != "chat":
