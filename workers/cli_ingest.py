@@ -111,10 +111,23 @@ def _number(text: str, name: str, line: int, column: str) -> float:
     return v
 
 
+def _csv_rows(reader: Any, name: str) -> Iterator[list[str]]:
+    """The reader's rows; a malformed row (e.g. a bare CR in an unquoted cell) → FileError."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise FileError(name, reader.line_num, f"malformed CSV: {e}") from None
+        yield row
+
+
 def _read_csv(stream: TextIO, name: str, vector: bool) -> Iterator[tuple[int, dict[str, Any]]]:
     reader = csv.reader(stream)
+    rows = _csv_rows(reader, name)
     try:
-        header = [h.strip() for h in next(reader)]
+        header = [h.strip() for h in next(rows)]
     except StopIteration:
         return
     xcols = sorted(((int(m.group(1)), i) for i, h in enumerate(header) if (m := _XCOL.match(h))))
@@ -122,7 +135,7 @@ def _read_csv(stream: TextIO, name: str, vector: bool) -> Iterator[tuple[int, di
         raise FileError(name, 1, "vector columns must be x0, x1, ... without gaps")
     if "input" not in header and not xcols:
         raise FileError(name, 1, "the header needs an 'input' column (or x0, x1, ... columns)")
-    for row in reader:
+    for row in rows:
         n = reader.line_num
         if not any(c.strip() for c in row):
             continue

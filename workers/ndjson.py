@@ -23,6 +23,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
                 "application/x-jsonlines", "application/jsonlines")
 
@@ -55,9 +57,18 @@ def _decode(data: bytes) -> str:
         raise MalformedJSON(f"not UTF-8 text (byte {e.start})") from None
 
 
+def _loads_raw(text: str) -> Any:
+    """Strict JSON. Fast path: orjson, which refuses NaN/Infinity/1e400 too and parses valid
+    JSON to the same values; when it refuses, the standard parser decides (and says why)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def _loads_text(text: str) -> Any:
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        return _loads_raw(text)
     except _Constant as c:
         where = _where(text, str(c))
         raise MalformedJSON(f"{where}{c} is not valid JSON (use a finite number)") from None
@@ -105,8 +116,7 @@ def parse_ndjson(data: bytes | str) -> list[NdjsonLine]:
         if not raw.strip():
             continue
         try:
-            out.append(NdjsonLine(n, json.loads(raw, parse_constant=_reject_constant,
-                                                    parse_float=_finite_float)))
+            out.append(NdjsonLine(n, _loads_raw(raw)))
         except _Constant as c:
             out.append(NdjsonLine(n, None, f"line {n}: {c} is not valid JSON (use a finite number)"))
         except json.JSONDecodeError as e:
