@@ -35,6 +35,7 @@ MAX_LIFT_DIM = 65536
 # decay 1.0: ρ < 1 winds up P until the Cholesky fails on long streams, α < 1 only lost accuracy.
 DEFAULT_RULE = "delta"
 DEFAULT_BETA = 0.5
+DEFAULT_RECALL_BETA = 1.0  # recall agents: a correction must win outright (fact overwrite)
 DEFAULT_DECAY = 1.0
 DEFAULT_RIDGE = 0.1
 DEFAULT_FORGET = 1.0
@@ -72,7 +73,9 @@ class MemoryConfig:
     lift_dim: int | None = None
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> MemoryConfig:
+    def from_dict(cls, d: dict[str, Any] | None, kind: str = "classifier") -> MemoryConfig:
+        """``kind`` picks the documented defaults: a recall agent writes with ``beta`` 1.0
+        (the newest answer for a question replaces the old one; benchmarks/EVAL.md)."""
         d = dict(d or {})
         if not isinstance(d, dict):
             raise InputError("memory", "expected an object")
@@ -89,7 +92,8 @@ class MemoryConfig:
                 raise InputError("memory.lift_dim", f"expected an integer in [1, {MAX_LIFT_DIM}], got {lift!r}")
         return cls(
             rule=rule,
-            beta=_number(d, "beta", DEFAULT_BETA, 0.0, 1.0),
+            beta=_number(d, "beta", DEFAULT_RECALL_BETA if kind == "recall" else DEFAULT_BETA,
+                         0.0, 1.0),
             decay=_number(d, "decay", DEFAULT_DECAY, 0.0, 1.0),
             ridge=_number(d, "ridge", DEFAULT_RIDGE, 0.0, 1e12),
             forget=_number(d, "forget", DEFAULT_FORGET, 0.0, 1.0),
@@ -136,7 +140,8 @@ class AgentConfig:
         memory = d.get("memory")
         if memory is not None and not isinstance(memory, dict):
             raise InputError("memory", "expected an object")
-        return cls(kind=kind, encoder=encoder, dim=int(dim), memory=MemoryConfig.from_dict(memory))
+        return cls(kind=kind, encoder=encoder, dim=int(dim),
+                   memory=MemoryConfig.from_dict(memory, kind))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "encoder": self.encoder, "dim": self.dim,

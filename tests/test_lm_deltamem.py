@@ -65,6 +65,72 @@ def test_generation_reads_state_through_kv_cache():
     assert int(torch.argmax(full)) == out[-1]
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_fused_read_equals_unfused(seed):
+    bb = tiny_llama(seed=seed)
+    mem = DeltaMem(DeltaMemConfig.for_backbone(bb), seed=seed + 1)
+    g = torch.Generator().manual_seed(seed + 2)
+    with torch.no_grad():
+        mem.W_dq.copy_(torch.randn(mem.W_dq.shape, generator=g) * 0.2)
+        mem.W_do.copy_(torch.randn(mem.W_do.shape, generator=g) * 0.2)
+        mem.scale.copy_(torch.rand(mem.scale.shape, generator=g) + 0.5)
+    lm = MemLM(bb, mem)
+    S = torch.randn(mem.zero_states().shape, generator=g) * 0.5
+    S[:, 1] = 0.0  # one zero layer: skipped by both paths
+    x = _ids(lm)
+    with torch.no_grad():
+        base = bb.model(input_ids=x).logits
+        with mem.reading(S, fused=False):
+            unfused = bb.model(input_ids=x).logits
+        with mem.reading(S):  # under no_grad: fused by default
+            assert mem._fused is not None and mem._fused.mq[1] is None
+            fused = bb.model(input_ids=x).logits
+        # one state per row (batched fused read) against the same rows unfused
+        S2 = torch.cat([S, -S])
+        x2 = x.expand(2, -1)
+        with mem.reading(S2, fused=False):
+            unfused2 = bb.model(input_ids=x2).logits
+        with mem.reading(S2, fused=True):
+            fused2 = bb.model(input_ids=x2).logits
+    assert not torch.equal(unfused, base)
+    torch.testing.assert_close(fused, unfused, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused2, unfused2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused2[:1], fused, rtol=1e-5, atol=1e-5)
+    ids = x[0].tolist()
+    out_f, _ = lm.generate(ids, S, max_new_tokens=8)
+    out_u, _ = lm.generate(ids, S, max_new_tokens=8, fused=False)
+    assert out_f == out_u and len(out_f) > 0
+    assert torch.equal(bb.model(input_ids=x).logits, base)  # outside the context: base again
+
+
+def test_fused_zero_state_and_zero_delta_are_exactly_base():
+    lm = _lm()
+    x = _ids(lm)
+    with torch.no_grad():
+        base = lm.bb.model(input_ids=x).logits
+        with lm.mem.reading(lm.mem.zero_states(), fused=True):
+            assert all(m is None for m in lm.mem._fused.mq + lm.mem._fused.mo)
+            assert torch.equal(lm.bb.model(input_ids=x).logits, base)
+        lm0 = _lm(random_delta=False)
+        S = torch.randn(lm0.mem.zero_states().shape)
+        with lm0.mem.reading(S, fused=True):
+            assert torch.equal(lm0.bb.model(input_ids=x).logits, base)
+    assert lm.generate(x[0].tolist(), lm.mem.zero_states(), 6)[0] == lm.generate(x[0].tolist(), None, 6)[0]
+
+
+def test_reading_with_grad_is_unfused_and_differentiable():
+    lm = _lm()
+    x = _ids(lm)
+    S = torch.randn(lm.mem.zero_states().shape, requires_grad=True)
+    with lm.mem.reading(S):
+        assert lm.mem._fused is None
+        loss = lm.bb.model(input_ids=x).logits.square().mean()
+    loss.backward()
+    assert S.grad is not None and bool(S.grad.any())
+    assert lm.mem.W_dq.grad is not None and bool(lm.mem.W_dq.grad.any())
+    assert lm.mem.W_mq.grad is not None and bool(lm.mem.W_mq.grad.any())
+
+
 def test_ssw_item_is_mean_of_content_tokens_only():
     lm = _lm(write="ssw")
     ids, seg = render(lm.bb, [("user", "I work as a pilot.")])

@@ -159,6 +159,8 @@ def serve_forever(settings: Settings | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     running = start(s)
+    for sig in (signal.SIGTERM, signal.SIGINT):  # again: ray.init installed its own handler
+        signal.signal(sig, lambda *_: stop.set())
     log.info("deltamem serving on %s (database %s)", running.url, _redact(s.database_url))
     print(f"deltamem serving on {running.url}", flush=True)
     try:

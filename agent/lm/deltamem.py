@@ -17,7 +17,10 @@ attention input ``x`` itself. Modes (one at a time, set by context managers):
 
 - ``off`` — every hook returns ``None``: the base model, bit for bit.
 - ``read`` — states fixed, corrections added; a layer whose state is all zero is skipped, so a
-  zero state gives logits ``torch.equal`` to the base model.
+  zero state gives logits ``torch.equal`` to the base model. Under ``torch.no_grad`` (generation,
+  the chat agent) the read is fused once per context: ``M_q = s·W_Δq·S`` and ``M_o = s·W_Δo·S``
+  per layer, so a token adds ``q̃ M_qᵀ`` and ``q̃ M_oᵀ`` in place (:meth:`DeltaMem.fuse`);
+  with gradients (training) the unfused form ``s·W_Δ (S q̃)`` is used.
 - ``capture`` — no corrections; the ``x`` of every layer is kept (the write pass).
 - ``readwrite`` — per-token writes (TSW) with read before write inside the forward.
 """
@@ -37,6 +40,29 @@ from torch import nn
 from agent.lm.state import write_chunk, write_naive
 
 __all__ = ["DeltaMemConfig", "DeltaMem"]
+
+
+@dataclass(frozen=True)
+class _Fused:
+    """Per-layer fused read of fixed states: ``W_mqᵀ`` (d × d_k), ``M_qᵀ`` and ``M_oᵀ``
+    ((d_k × d_q) / (d_k × d), or (B, d_k, ·) for one state per row when ``batched``; None
+    where the layer adds nothing)."""
+
+    wmq: list[torch.Tensor]
+    mq: list[torch.Tensor | None]
+    mo: list[torch.Tensor | None]
+    batched: bool
+
+
+def _add_read(out: torch.Tensor, q: torch.Tensor, mT: torch.Tensor, batched: bool) -> torch.Tensor:
+    """``out + q mT``, in place when ``out`` is contiguous: out (B, T, n), q (B, T, d_k),
+    mT (d_k, n) or (B, d_k, n)."""
+    if batched:
+        return out.baddbmm_(q, mT) if out.is_contiguous() else torch.baddbmm(out, q, mT)
+    if out.is_contiguous():
+        out.view(-1, out.shape[-1]).addmm_(q.reshape(-1, q.shape[-1]), mT)
+        return out
+    return out + q @ mT
 
 
 @dataclass(frozen=True)
@@ -98,6 +124,10 @@ class DeltaMem(nn.Module):
         self._captured: list[torch.Tensor | None] = []
         self._r: list[torch.Tensor | None] = [None] * L
         self._handles: list[Any] = []
+        # read mode, cached once per ``reading`` context (the states are fixed inside it)
+        self._live: list[bool] = [False] * L  # layer's state not all zero
+        self._fused: _Fused | None = None  # fused read matrices (no_grad inference only)
+        self._qf: list[torch.Tensor | None] = [None] * L  # fused path: q̃ from q_proj to o_proj
 
     # -- features and writes -------------------------------------------------------------
     def features(self, x: torch.Tensor, layer: int | None = None) -> tuple[torch.Tensor, ...]:
@@ -113,6 +143,38 @@ class DeltaMem(nn.Module):
         beta = torch.sigmoid(torch.einsum(eq, x, self.W_b[sl]) + self.b_b[sl])
         alpha = 1.0 - beta if self.cfg.gated else None
         return q, k, v, beta, alpha
+
+    def query(self, x: torch.Tensor, layer: int) -> torch.Tensor:
+        """q̃ = L2norm(tanh(W_mq x)) of one ``layer`` only (the read needs nothing else):
+        the same values as ``features(x, layer)[0]``."""
+        return F.normalize(torch.tanh(torch.einsum("...d,kd->...k", x, self.W_mq[layer])), dim=-1)
+
+    @torch.no_grad()
+    def fuse(self, states: torch.Tensor) -> _Fused:
+        """The fused read of fixed ``states`` (B or 1, L, d_v, d_k), for no_grad inference.
+
+        Per layer ``M_q = s·W_Δq·S`` (d_q × d_k) and ``M_o = s·W_Δo·S`` (d × d_k), stored
+        transposed and contiguous, so that a token's corrections are ``q̃ M_qᵀ`` and ``q̃ M_oᵀ``
+        (no ``r = S q̃`` and no product by ``W_Δ`` per token). A layer whose state is all zero,
+        or whose matrix is all zero, gets ``None``: its hook adds nothing (bit-exact base model).
+        Equal to the unfused read up to float rounding (associativity of the products).
+        """
+        S = states.detach().to(self.W_dq.dtype)
+        Bs, L = S.shape[:2]
+        live = S.reshape(Bs, L, -1).ne(0).any(-1).any(0).tolist()
+        sc = self.scale.detach()[None, :, None, None]
+        mqT = torch.einsum("blvk,lqv->blkq", S, self.W_dq.detach()) * sc  # (Bs, L, d_k, d_q)
+        moT = torch.einsum("blvk,lqv->blkq", S, self.W_do.detach()) * sc  # (Bs, L, d_k, d)
+        nz_q = mqT.reshape(Bs, L, -1).ne(0).any(-1).any(0).tolist()
+        nz_o = moT.reshape(Bs, L, -1).ne(0).any(-1).any(0).tolist()
+
+        def per_layer(m: torch.Tensor, nz: list[bool]) -> list[torch.Tensor | None]:
+            return [(m[0, li] if Bs == 1 else m[:, li]).contiguous() if live[li] and nz[li] else None
+                    for li in range(L)]
+
+        wmqT = self.W_mq.detach().transpose(1, 2)  # (L, d, d_k)
+        return _Fused(wmq=[wmqT[li].contiguous() for li in range(L)],
+                      mq=per_layer(mqT, nz_q), mo=per_layer(moT, nz_o), batched=Bs > 1)
 
     def zero_states(self, batch: int = 1, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.zeros(batch, self.cfg.n_layers, self.cfg.d_v, self.cfg.d_k, dtype=dtype)
@@ -174,22 +236,38 @@ class DeltaMem(nn.Module):
 
     def _q_hook(self, li: int) -> Any:
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> Any:
-            self._r[li] = None
-            if self._mode == "off":
+            mode = self._mode
+            if mode == "off":
                 return None
-            x = args[0]  # (B, T, d) attention input
-            if self._mode == "capture":
-                self._captured[li] = x.detach()
-                return None
-            assert self._states is not None
-            S = self._states[:, li]  # (B or 1, d_v, d_k)
-            S = S.expand(x.shape[0], -1, -1) if S.shape[0] == 1 else S
-            if self._mode == "read":
-                if not bool(S.any()):  # zero state: add nothing at all
+            if mode == "read":
+                f = self._fused
+                if f is not None and not torch.is_grad_enabled():  # fused inference path
+                    mq, mo = f.mq[li], f.mo[li]
+                    if mq is None and mo is None:
+                        return None  # zero state or zero corrections: add nothing at all
+                    x = args[0]  # (B, T, d)
+                    q = torch.matmul(x, f.wmq[li]).tanh_()  # (B, T, d_k)
+                    q = q.div_(torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min_(1e-12))
+                    self._qf[li] = q if mo is not None else None
+                    return None if mq is None else _add_read(out, q, mq, f.batched)
+                self._r[li] = None
+                if not self._live[li]:  # zero state: add nothing at all
                     return None
-                q, *_ = self.features(x, li)  # (B, T, d_k)
+                x = args[0]  # (B, T, d) attention input
+                S = self._states[:, li]  # type: ignore[index]  # (B or 1, d_v, d_k)
+                S = S.expand(x.shape[0], -1, -1) if S.shape[0] == 1 else S
+                q = self.query(x, li)  # (B, T, d_k)
                 r = torch.einsum("bvk,btk->btv", S.to(q.dtype), q)  # (B, T, d_v)
-            else:  # readwrite: TSW with read before write
+            else:
+                self._r[li] = None
+                x = args[0]
+                if mode == "capture":
+                    self._captured[li] = x.detach()
+                    return None
+                assert self._states is not None
+                S = self._states[:, li]  # (B or 1, d_v, d_k)
+                S = S.expand(x.shape[0], -1, -1) if S.shape[0] == 1 else S
+                # readwrite: TSW with read before write
                 q, k, v, beta, alpha = self.features(x, li)
                 if self._seg is not None:
                     m = (self._seg >= 0)[..., None].to(beta.dtype)  # (B, T, 1)
@@ -205,6 +283,11 @@ class DeltaMem(nn.Module):
 
     def _o_hook(self, li: int) -> Any:
         def hook(module: nn.Module, args: tuple[torch.Tensor, ...], out: torch.Tensor) -> Any:
+            q = self._qf[li]
+            if q is not None:  # fused path: o_proj(.) += q̃ M_oᵀ, in place
+                self._qf[li] = None
+                f = self._fused
+                return _add_read(out, q, f.mo[li], f.batched)  # type: ignore[union-attr,arg-type]
             r = self._r[li]
             if r is None:
                 return None
@@ -224,14 +307,29 @@ class DeltaMem(nn.Module):
         finally:
             self._mode = prev
             self._r = [None] * self.cfg.n_layers
+            self._qf = [None] * self.cfg.n_layers
 
     @contextlib.contextmanager
-    def reading(self, states: torch.Tensor) -> Iterator[None]:
-        """Forward passes inside read ``states`` (B or 1, L, d_v, d_k) into every layer."""
+    def reading(self, states: torch.Tensor, fused: bool | None = None) -> Iterator[None]:
+        """Forward passes inside read ``states`` (B or 1, L, d_v, d_k) into every layer.
+
+        The states must not change inside the context: which layers are zero is found once on
+        entry. ``fused`` (default: when entered under ``torch.no_grad``) precomputes the fused
+        read matrices (:meth:`fuse`) so that each token costs one d × d_k projection and two
+        d_k-wide in-place products per layer; forwards with gradients enabled always take the
+        unfused, differentiable form (training).
+        """
+        if fused is None:
+            fused = not torch.is_grad_enabled()
+        L = self.cfg.n_layers
         self._states = states
-        with self._in_mode("read"):
-            yield
-        self._states = None
+        self._live = states.detach().reshape(states.shape[0], L, -1).ne(0).any(-1).any(0).tolist()
+        self._fused = self.fuse(states) if fused else None
+        try:
+            with self._in_mode("read"):
+                yield
+        finally:
+            self._states, self._fused = None, None
 
     @contextlib.contextmanager
     def capturing(self) -> Iterator[list[torch.Tensor | None]]:

@@ -134,39 +134,63 @@ def _table(title: str, scores: dict[str, dict[str, list[float]]]) -> str:
 
 @torch.no_grad()
 def speed(lm: Any, prompt_tokens: int = 256, new_tokens: int = 32, repeats: int = 3) -> dict[str, float]:
-    """Prefill and decode tokens/s: base, δ-mem read (fixed states), TSW read-write prefill."""
+    """Prefill and decode tokens/s: base, δ-mem read (fixed states; fused, and unfused for
+    reference), TSW read-write prefill. Conditions are interleaved within each repeat (so load
+    on a shared machine hits them alike); medians over ``repeats``, with the min–max spread of
+    the overheads (``*_lo``/``*_hi``: overheads of the per-repeat pairs).
+
+    With an untrained adapter (``W_Δ = 0``) the fused read skips every layer, which would
+    measure nothing: random ``W_Δ`` (std 0.02) are then set for the run and restored after.
+    """
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(100, 1000, (1, prompt_tokens), generator=g)
     states = torch.randn(1, lm.cfg.n_layers, lm.cfg.d_v, lm.cfg.d_k, generator=g) * 0.1
-    model, out = lm.bb.model, {}
+    model, mem = lm.bb.model, lm.mem
+    saved = None
+    if not (bool(mem.W_dq.any()) or bool(mem.W_do.any())):
+        saved = mem.W_dq.detach().clone(), mem.W_do.detach().clone()
+        mem.W_dq.copy_(torch.randn(mem.W_dq.shape, generator=g) * 0.02)
+        mem.W_do.copy_(torch.randn(mem.W_do.shape, generator=g) * 0.02)
 
     def timed(fn: Any) -> float:
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        return statistics.median(ts)
-
-    out["prefill_base"] = prompt_tokens / timed(lambda: model(input_ids=ids, use_cache=False))
+        t0 = time.perf_counter()
+        fn()
+        return time.perf_counter() - t0
 
     def read() -> None:
-        with lm.mem.reading(states):
+        with mem.reading(states):
             model(input_ids=ids, use_cache=False)
 
     def readwrite() -> None:
-        with lm.mem.read_writing(states):
+        with mem.read_writing(states):
             model(input_ids=ids, use_cache=False)
 
-    out["prefill_delta_read"] = prompt_tokens / timed(read)
-    out["prefill_delta_tsw"] = prompt_tokens / timed(readwrite)
-    for name, st in (("base", None), ("delta_read", states)):
-        runs = [lm.generate(ids[0].tolist(), st, new_tokens)[1] for _ in range(repeats)]
-        out[f"decode_{name}"] = statistics.median(r["new_tokens"] / max(r["decode_s"], 1e-9)
-                                                  for r in runs)
-    out["prefill_overhead_read"] = out["prefill_base"] / out["prefill_delta_read"] - 1
-    out["prefill_overhead_tsw"] = out["prefill_base"] / out["prefill_delta_tsw"] - 1
-    out["decode_overhead_read"] = out["decode_base"] / out["decode_delta_read"] - 1
+    def decode(st: Any, fused: bool = True) -> float:
+        r = lm.generate(ids[0].tolist(), st, new_tokens, fused=fused)[1]
+        return r["new_tokens"] / max(r["decode_s"], 1e-9)
+
+    runs: dict[str, list[float]] = defaultdict(list)
+    try:
+        for _ in range(repeats):
+            runs["prefill_base"].append(prompt_tokens / timed(lambda: model(input_ids=ids, use_cache=False)))
+            runs["prefill_delta_read"].append(prompt_tokens / timed(read))
+            runs["prefill_delta_tsw"].append(prompt_tokens / timed(readwrite))
+            runs["decode_base"].append(decode(None))
+            runs["decode_delta_read"].append(decode(states))
+            runs["decode_delta_read_unfused"].append(decode(states, fused=False))
+    finally:
+        if saved is not None:
+            mem.W_dq.copy_(saved[0])
+            mem.W_do.copy_(saved[1])
+    out = {k: statistics.median(v) for k, v in runs.items()}
+    for name, base, other in (("prefill_overhead_read", "prefill_base", "prefill_delta_read"),
+                              ("prefill_overhead_tsw", "prefill_base", "prefill_delta_tsw"),
+                              ("decode_overhead_read", "decode_base", "decode_delta_read"),
+                              ("decode_overhead_read_unfused", "decode_base", "decode_delta_read_unfused")):
+        pairs = [b / o - 1 for b, o in zip(runs[base], runs[other], strict=True)]
+        out[name] = out[base] / out[other] - 1
+        out[name + "_lo"], out[name + "_hi"] = min(pairs), max(pairs)
+    out["repeats"] = float(repeats)
     return out
 
 
@@ -182,6 +206,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--locomo-per-category", type=int, default=0, help="0: every question")
     p.add_argument("--conditions", default=",".join(CONDITIONS))
     p.add_argument("--no-speed", action="store_true")
+    p.add_argument("--speed-only", action="store_true", help="only the tokens/s figures")
+    p.add_argument("--speed-repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     return p
@@ -203,34 +229,38 @@ def main(argv: list[str] | None = None) -> int:
     conds = [c for c in args.conditions.split(",") if c]
     settings = ChatSettings(max_new_tokens=24)
     figures: dict[str, Any] = {"adapter_card": lm.card}
-    words = int(args.filler_tokens / 1.3)
-    syn = synthetic_episodes(args.synthetic, seed=20_000, filler_words=words)
-    t0 = time.time()
-    figures["synthetic"] = evaluate_episodes(lm, syn, conds, settings, "recall")
-    print(_table(f"Synthetic recall, facts then ~{args.filler_tokens} tokens of small talk "
-                 f"({time.time() - t0:.0f}s)", figures["synthetic"]), flush=True)
-    convs = [c for c in args.locomo_convs.split(",") if c]
-    loc = [e for e in locomo_episodes() if e.conversation in convs]
-    if args.locomo_per_category:
-        taken: Counter[tuple[str, str]] = Counter()
-        keep = []
-        for e in loc:
-            if taken[(e.conversation, e.category)] < args.locomo_per_category:
-                taken[(e.conversation, e.category)] += 1
-                keep.append(e)
-        loc = keep
-    if loc:
+    if not args.speed_only:
+        words = int(args.filler_tokens / 1.3)
+        syn = synthetic_episodes(args.synthetic, seed=20_000, filler_words=words)
         t0 = time.time()
-        figures["locomo"] = evaluate_episodes(lm, loc, conds, settings, "f1")
-        print(_table(f"LoCoMo dev token F1 ({','.join(convs)}; {time.time() - t0:.0f}s)",
-                     figures["locomo"]), flush=True)
-    else:
-        print("LoCoMo dev data not found: skipped")
+        figures["synthetic"] = evaluate_episodes(lm, syn, conds, settings, "recall")
+        print(_table(f"Synthetic recall, facts then ~{args.filler_tokens} tokens of small talk "
+                     f"({time.time() - t0:.0f}s)", figures["synthetic"]), flush=True)
+        convs = [c for c in args.locomo_convs.split(",") if c]
+        loc = [e for e in locomo_episodes() if e.conversation in convs]
+        if args.locomo_per_category:
+            taken: Counter[tuple[str, str]] = Counter()
+            keep = []
+            for e in loc:
+                if taken[(e.conversation, e.category)] < args.locomo_per_category:
+                    taken[(e.conversation, e.category)] += 1
+                    keep.append(e)
+            loc = keep
+        if loc:
+            t0 = time.time()
+            figures["locomo"] = evaluate_episodes(lm, loc, conds, settings, "f1")
+            print(_table(f"LoCoMo dev token F1 ({','.join(convs)}; {time.time() - t0:.0f}s)",
+                         figures["locomo"]), flush=True)
+        else:
+            print("LoCoMo dev data not found: skipped")
     if not args.no_speed:
-        figures["speed"] = speed(lm)
-        print("\n| measure | value |\n|---|---|")
+        figures["speed"] = speed(lm, repeats=args.speed_repeats)
+        print(f"\n| measure | value |\n|---|---|\n| torch threads | {torch.get_num_threads()} |")
         for k, v in figures["speed"].items():
-            print(f"| {k} | {v:.1%} |" if "overhead" in k else f"| {k} tok/s | {v:.1f} |")
+            if k == "repeats":
+                print(f"| repeats (interleaved; medians) | {v:.0f} |")
+            else:
+                print(f"| {k} | {v:.1%} |" if "overhead" in k else f"| {k} tok/s | {v:.1f} |")
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
             json.dump(figures, f, indent=2, default=lambda o: dict(o))

@@ -117,8 +117,11 @@ class MemLM:
 
     @torch.no_grad()
     def generate(self, ids: list[int], states: torch.Tensor | None = None,
-                 max_new_tokens: int = 32) -> tuple[list[int], dict[str, float]]:
+                 max_new_tokens: int = 32, fused: bool = True) -> tuple[list[int], dict[str, float]]:
         """Greedy decoding with the states read in (None: the base model).
+
+        The states are fixed while decoding: with ``fused`` (default) the read matrices are
+        precomputed once (:meth:`DeltaMem.fuse`); ``fused=False`` reads in the unfused form.
 
         Returns the new token ids (without the end marker) and timings
         ``{"prefill_s", "decode_s", "prompt_tokens", "new_tokens"}``.
@@ -127,7 +130,7 @@ class MemLM:
 
         model = self.bb.model
         states = None if states is None else states.to(self.device)
-        ctx = self.mem.reading(states) if states is not None else _nullcontext()
+        ctx = self.mem.reading(states, fused=fused) if states is not None else _nullcontext()
         out: list[int] = []
         with ctx:
             t0 = time.perf_counter()
