@@ -208,3 +208,15 @@ def test_bad_config_and_mismatched_model_rejected():
     with pytest.raises(RuntimeError):
         with mem.reading(mem.zero_states()):
             pass
+
+
+def test_speed_figures_on_tiny_model_and_untrained_delta_restored():
+    from agent.lm.evaluate import speed
+
+    lm = _lm(random_delta=False)
+    out = speed(lm, prompt_tokens=16, new_tokens=3, repeats=2)
+    for k in ("prefill_base", "prefill_delta_read", "prefill_delta_tsw", "decode_base",
+              "decode_delta_read", "decode_delta_read_unfused", "decode_overhead_read"):
+        assert out[k] == out[k]  # finite numbers, not NaN
+    assert out["decode_overhead_read_lo"] <= out["decode_overhead_read_hi"]
+    assert not lm.mem.W_dq.any() and not lm.mem.W_do.any()  # random W_Δ only during the run

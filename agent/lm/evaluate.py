@@ -143,7 +143,8 @@ def speed(lm: Any, prompt_tokens: int = 256, new_tokens: int = 32, repeats: int 
     measure nothing: random ``W_Δ`` (std 0.02) are then set for the run and restored after.
     """
     g = torch.Generator().manual_seed(0)
-    ids = torch.randint(100, 1000, (1, prompt_tokens), generator=g)
+    hi = min(1000, int(lm.bb.model.config.vocab_size))  # SmolLM2: ids in [100, 1000)
+    ids = torch.randint(min(100, hi // 2), hi, (1, prompt_tokens), generator=g)
     states = torch.randn(1, lm.cfg.n_layers, lm.cfg.d_v, lm.cfg.d_k, generator=g) * 0.1
     model, mem = lm.bb.model, lm.mem
     saved = None
