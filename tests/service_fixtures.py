@@ -112,7 +112,15 @@ def wait_applied(client: Client, agent_id: str, n: int, timeout: float = 120.0) 
 
 
 def counts(client: Client, agent_id: str) -> tuple[int, int, int, int]:
-    """What a rejected request must leave unchanged: head, received, applied, versions."""
+    """What a rejected request must leave unchanged: head, received, applied, versions.
+
+    Read once the agent is idle (every accepted event applied), so that events accepted
+    earlier and still being applied are not mistaken for a change by the rejected request.
+    """
+    deadline = time.monotonic() + 120
     a = client.get_agent(agent_id)
+    while a.events_applied != a.events_received and time.monotonic() < deadline:
+        time.sleep(0.02)
+        a = client.get_agent(agent_id)
     return (a.head_version, a.events_received, a.events_applied,
             len(client.versions(agent_id).versions))

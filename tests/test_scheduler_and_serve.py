@@ -22,7 +22,7 @@ CONFIG = {"kind": "classifier", "encoder": "none", "dim": 8,
 @pytest.fixture(scope="module")
 def dep(ray_cluster, tmp_path_factory):
     running = start_deployment(tmp_path_factory.mktemp("sched"), snapshot_every_versions=3,
-                               batch_max_events=10)
+                               batch_max_events=10, batch_burst_events=10)
     yield running
     running.stop()
 
