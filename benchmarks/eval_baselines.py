@@ -39,7 +39,7 @@ class DeltaMem:
 
     def __init__(self, memory: dict[str, Any], dim: int = 384, encoder: str = "minilm",
                  kind: str = "classifier", name: str | None = None):
-        cfg = {"kind": kind, "encoder": encoder, "memory": memory}
+        cfg: dict[str, Any] = {"kind": kind, "encoder": encoder, "memory": memory}
         if encoder == "none":
             cfg["dim"] = dim
         self.config = AgentConfig.from_dict(cfg)

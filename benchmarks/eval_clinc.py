@@ -57,7 +57,7 @@ def _per_class(rows: list, k: int, rng: np.random.Generator) -> list:
     by: dict[str, list] = {}
     for r in rows:
         by.setdefault(r[1], []).append(r)
-    out = []
+    out: list[Any] = []
     for lab in sorted(by):
         idx = rng.permutation(len(by[lab]))[:k]
         out.extend(by[lab][i] for i in sorted(idx))
@@ -93,7 +93,7 @@ def default_methods(quick: bool, big: bool = False) -> list[Any]:
         from river import linear_model
 
         river = River(linear_model.SoftmaxRegression(), "river SoftmaxRegression")
-        river.checkpoint_eval = False  # the test set only at the end: 4,500 slow predictions
+        river.checkpoint_eval = False  # type: ignore[attr-defined]  # the test set only at the end: 4,500 slow predictions
         m.append(river)
     return m
 
@@ -105,7 +105,9 @@ def stream(method: Any, data: dict[str, Any], idx: np.ndarray, batch: int, n_che
     yte_a = np.array(yte)
     batches = [idx[s : s + batch] for s in range(0, len(idx), batch)]
     cps = set(np.unique(np.linspace(1, len(batches), n_checkpoints).round().astype(int)).tolist())
-    learn, hits, curve = Timer(), [], []
+    learn = Timer()
+    hits: list[Any] = []
+    curve: list[Any] = []
     is_batch = isinstance(method, BatchLogistic)
     for b, ix in enumerate(batches, start=1):
         Xb, yb = Xtr[ix], [ytr[i] for i in ix]

@@ -125,7 +125,8 @@ def run(seconds: float = 60.0, agents: int = 100, workers: int = 8, ingest_share
                    for i in range(agents)]
         say(f"load: {agents} agents, {workers} client threads, {seconds:.0f} s, "
             f"ingest share {ingest_share}, {batch} events per ingest, {predict_batch} per predict")
-        stats, samples, stop = Stats(), [], threading.Event()
+        stats, stop = Stats(), threading.Event()
+        samples: list[Any] = []
         sampler = threading.Thread(target=_sampler, args=(svc, stop, samples), daemon=True) \
             if svc is not None else None
         if sampler:

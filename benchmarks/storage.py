@@ -51,7 +51,8 @@ def bytes_per_event() -> list[tuple[str, str, str, float]]:
                 for ld in lds.values():
                     ld = (LayerDelta.of_dense(ld.to_dense()) if form == "dense" else ld)
                     ld = ld.astype(dtype)
-                    arrays = [ld.dense] if ld.is_dense else [ld.A, ld.E]
+                    arrays = [a for a in ((ld.dense,) if ld.is_dense else (ld.A, ld.E))
+                              if a is not None]
                     total += encode(arrays).nbytes
                 rows.append((rule, form, dtype, total / BATCH))
     return rows

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite as CI runs it: a throwaway PostgreSQL on loopback (for the `postgres` tests),
-# then ruff and pytest (unit, integration, end-to-end, doctests) without `slow` and `gpu`.
+# then ruff, mypy and pytest (unit, integration, end-to-end, doctests) without `slow` and `gpu`.
 # Usage: bash scripts/test.sh [extra pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +20,7 @@ if [ -z "${DELTAMEM_TEST_POSTGRES_URL:-}" ]; then
 fi
 
 .venv/bin/ruff check .
+.venv/bin/mypy agent storage workers migrations benchmarks
 .venv/bin/python -m pytest -q -m "not slow and not gpu" --doctest-modules agent storage workers tests "$@"
 # the two-node scale-out test shuts down the session's Ray, so it runs in its own process
 .venv/bin/python -m pytest -q -m slow tests/test_workers_cluster.py

@@ -68,7 +68,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", echo: bool = Fals
     if u.get_backend_name() == "sqlite":
         memory = u.database in (None, "", ":memory:")
         if not memory:
-            os.makedirs(os.path.dirname(os.path.abspath(u.database)) or ".", exist_ok=True)
+            os.makedirs(os.path.dirname(os.path.abspath(str(u.database))) or ".", exist_ok=True)
         connect_args = kwargs.pop("connect_args", {})
         connect_args.setdefault("timeout", SQLITE_BUSY_TIMEOUT_MS / 1000)
         connect_args.setdefault("check_same_thread", False)

@@ -39,7 +39,7 @@ from workers.validation import (
     parse_query_int,
 )
 
-AUTH = [{"bearer": []}]
+AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:

@@ -94,7 +94,7 @@ def install_error_handlers(app: FastAPI, metrics: HttpMetrics) -> None:
         errs = e.errors()
         first = errs[0] if errs else {"loc": ("body",), "msg": "invalid request"}
         return answer(ServiceError(422, "invalid_input", str(first.get("msg")),
-                                   _loc_field(first.get("loc", ()))))
+                                   _loc_field(tuple(first.get("loc", ())))))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:

@@ -8,7 +8,7 @@ and rolls back on any exception. ``tx(write=False)`` is for reads (no SQLite wri
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from storage.engine import Database
 from storage.repository import Repository, unit_of_work
@@ -25,7 +25,7 @@ class Store:
         with unit_of_work(self.db, write=write) as repo:
             yield repo
 
-    def read(self) -> contextmanager[Repository]:  # type: ignore[type-arg]
+    def read(self) -> AbstractContextManager[Repository]:
         return self.tx(write=False)
 
     def close(self) -> None:

@@ -146,7 +146,7 @@ def load_smollm2() -> Backbone:
         hf_logging.disable_progress_bar()
         model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=GGUF_FILE, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(folder, gguf_file=GGUF_FILE)
-        im_start, im_end = tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])
+        im_start, im_end = tok.convert_tokens_to_ids(["<|im_start|>", "<|im_end|>"])  # type: ignore[misc]
         bb = Backbone(_freeze(model), tok, "smollm2-135m-instruct", int(im_start), int(im_end),
                       int(im_end))
         _CACHE["smollm2"] = bb

@@ -142,7 +142,7 @@ class DeltaMem(nn.Module):
         v = torch.einsum(eq, x, self.W_mv[sl])
         beta = torch.sigmoid(torch.einsum(eq, x, self.W_b[sl]) + self.b_b[sl])
         alpha = 1.0 - beta if self.cfg.gated else None
-        return q, k, v, beta, alpha
+        return q, k, v, beta, alpha  # type: ignore[return-value]  # alpha: None when ungated
 
     def query(self, x: torch.Tensor, layer: int) -> torch.Tensor:
         """q̃ = L2norm(tanh(W_mq x)) of one ``layer`` only (the read needs nothing else):

@@ -95,7 +95,7 @@ class MemLM:
         ids, seg, att = ids.to(dev), seg.to(dev), att.to(dev)
         with torch.no_grad(), self.mem.capturing() as xs:  # the decoder only: no lm_head
             self.bb.model.model(input_ids=ids, attention_mask=att, use_cache=False)
-        X = torch.stack(xs, dim=2)  # (B, T, L, d)
+        X = torch.stack([x for x in xs if x is not None], dim=2)  # (B, T, L, d)
         if self.cfg.write == "ssw":
             B, _, L, d = X.shape
             means, _ = masked_mean(X.reshape(B, T, L * d), seg, 1)  # (B, 1, L·d)
