@@ -169,7 +169,8 @@ def _delta_one_chunk(
     return ld, Y
 
 
-def _delta(S, K, V, beta, alpha, chunk, outputs):  # type: ignore[no-untyped-def]
+def _operands(S, K, V):  # type: ignore[no-untyped-def]
+    """S as float32/float64 (else float64), K and V in S's dtype, shapes checked."""
     S = np.asarray(S)
     if S.dtype not in (np.float32, np.float64):
         S = S.astype(np.float64)
@@ -177,6 +178,11 @@ def _delta(S, K, V, beta, alpha, chunk, outputs):  # type: ignore[no-untyped-def
     K = np.asarray(K, dtype=dt)
     V = np.asarray(V, dtype=dt)
     _check(S, K, V)
+    return S, K, V, dt
+
+
+def _delta(S, K, V, beta, alpha, chunk, outputs):  # type: ignore[no-untyped-def]
+    S, K, V, dt = _operands(S, K, V)
     n = K.shape[0]
     b = _per_write(beta, n, "beta")
     la = np.log(_per_write(alpha, n, "alpha"))
@@ -289,14 +295,8 @@ def _rls_one_chunk(
 
 
 def _rls(S, P, K, V, rho, chunk, outputs):  # type: ignore[no-untyped-def]
-    S = np.asarray(S)
-    if S.dtype not in (np.float32, np.float64):
-        S = S.astype(np.float64)
-    dt = S.dtype
+    S, K, V, dt = _operands(S, K, V)
     P = np.asarray(P, dtype=dt)
-    K = np.asarray(K, dtype=dt)
-    V = np.asarray(V, dtype=dt)
-    _check(S, K, V)
     if P.shape != (S.shape[1], S.shape[1]):
         raise InputError("P", f"expected ({S.shape[1]}, {S.shape[1]}), got shape {P.shape}")
     rho = float(_per_write(rho, 1, "rho")[0])
