@@ -148,3 +148,17 @@ def test_nothing_listens_beyond_loopback(dep):
 
     outside = [(c.pid, c.laddr) for c in listening if not loopback(c.laddr.ip)]
     assert not outside, f"listening beyond loopback: {outside}"
+
+
+def test_fork_reports_its_base_and_inherits_the_state(dep):
+    _, svc, tenant = dep
+    src = svc.create_agent(tenant, "src", CONFIG)
+    assert src["base"] is None
+    events = vector_events(np.random.default_rng(9), 40, DIM, LABELS, "f-")
+    svc.ingest(tenant, src["id"], events, partial=False)
+    wait_for(lambda: all_applied(svc, tenant, [src["id"]]))
+    v = svc.get_agent(tenant, src["id"])["head_version"]
+    fork = svc.fork(tenant, src["id"], v, "fork")
+    assert fork["base"] == {"agent_id": src["id"], "version": v}
+    assert fork["events_applied"] == 40 and fork["labels"] == svc.get_agent(tenant, src["id"])["labels"]
+    assert_same_predictions(svc, tenant, fork["id"], reference(CONFIG, events), _probes(10))

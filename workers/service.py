@@ -42,7 +42,8 @@ def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
             "dim": cfg["dim"], "memory": cfg["memory"], "head_version": agent.head_version,
             "events_received": agent.events_received, "events_applied": agent.events_applied,
             "labels": labels, "created_at": agent.created_at.isoformat(),
-            "base": agent.base_json() if hasattr(agent, "base_json") else None}
+            "base": None if agent.base_agent_id is None else
+            {"agent_id": agent.base_agent_id, "version": agent.base_version}}
 
 
 class Runtime:
@@ -55,7 +56,6 @@ class Runtime:
         self._servers: list[Any] = []
         self._ingest: list[Any] = []
         self._rr = itertools.count()
-        self.errors_by_code: dict[str, int] = {}
 
     # ---- lifecycle -------------------------------------------------------------------
     def start_actors(self) -> None:
