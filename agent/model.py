@@ -50,7 +50,7 @@ from agent.backbones.minilm import Encoder, get_minilm
 from agent.config import AgentConfig
 from agent.errors import InputError
 from agent.memory.chunk import delta_rule_chunk, rls_chunk
-from agent.memory.delta import Delta, apply_delta, pad_rows, state_checksum
+from agent.memory.delta import Delta, StateView, apply_delta, pad_rows
 
 __all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed"]
 
@@ -72,7 +72,7 @@ def lift_seed(config: AgentConfig) -> int:
     return zlib.crc32(f"deltamem-lift:{config.encoder}:{config.dim}:{config.memory.lift_dim}".encode())
 
 
-class MemoryAgent:
+class MemoryAgent(StateView):
     """An agent's learner: keys, writes (as deltas) and reads.
 
     Parameters
@@ -128,18 +128,6 @@ class MemoryAgent:
         if config.memory.rule == "rls":
             layers["P"] = np.eye(d_k, dtype=dtype) / np.asarray(config.memory.ridge, dtype=dtype)
         return layers, []
-
-    @property
-    def state(self) -> tuple[dict[str, np.ndarray], list[str]]:
-        """``(layers, labels)``; the arrays are never changed in place, only replaced."""
-        return dict(self._layers), list(self._labels)
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self._labels)
-
-    def checksum(self) -> str:
-        return state_checksum(self._layers, self._labels)
 
     def load_state(self, layers: dict[str, np.ndarray], labels: Sequence[str]) -> None:
         """Replace the state (e.g. a snapshot from the store); shapes are checked first."""

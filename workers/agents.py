@@ -54,7 +54,7 @@ def learn_events(learner: Any, events: Sequence[dict[str, Any]], delta_dtype: st
     """One micro-batch of stored event payloads → the applied (stored) delta."""
     inputs = [e["input"] for e in events]
     betas = [e.get("beta") for e in events]
-    if getattr(learner, "is_chat", False) or all(e.get("target") is None for e in events):
+    if getattr(learner, "is_chat", False):
         speakers = [e.get("speaker") for e in events]
         return learner.learn_many(inputs, None, betas=betas, delta_dtype=delta_dtype,
                                   speakers=speakers)

@@ -46,6 +46,7 @@ class LearnerActor:
         self._heads: dict[str, tuple[int, Any]] = {}  # agent -> (version, learner)
         self._locks: dict[str, threading.RLock] = {}
         self._dirty: set[str] = set()
+        self._servers: dict[int, Any] = {}  # serving replica -> handle
         self._backlog = 0
         self._cv = threading.Condition()
         # timers (seconds, summed over commits): read_s = pending events + head state from
@@ -225,9 +226,14 @@ class LearnerActor:
                 self._stats["busy_s"] += time.perf_counter() - tr
 
     def _publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
+        """Tell every serving replica. Handles are looked up once (a restarted replica keeps
+        its name and handle); a replica not up yet rebuilds from the store on a miss."""
         for i in range(self._s.serving_replicas):
-            try:
-                h = ray.get_actor(f"serving-{i}", namespace=self._s.ray_namespace)
-                h.publish.remote(agent_id, parent, version, delta)
-            except ValueError:  # replica not up (yet): it rebuilds from the store on a miss
-                pass
+            h = self._servers.get(i)
+            if h is None:
+                try:
+                    h = self._servers[i] = ray.get_actor(f"serving-{i}",
+                                                         namespace=self._s.ray_namespace)
+                except ValueError:
+                    continue
+            h.publish.remote(agent_id, parent, version, delta)

@@ -173,10 +173,11 @@ class Runtime:
                 as_of: datetime | None = None, top_k: int | None = None,
                 wait_ms: int | None = None) -> dict[str, Any]:
         with self.store.read() as repo:
-            config = self._agent(repo, tenant_id, agent_id).config
+            agent = self._agent(repo, tenant_id, agent_id)
+            config, head = agent.config, agent.head_version
         wait = self.s.default_wait_ms if wait_ms is None else wait_ms
         return self._call(self.server(agent_id).predict.remote(
-            agent_id, config, inputs, version, min_version, as_of, top_k, wait),
+            agent_id, config, inputs, version, min_version, as_of, top_k, wait, head),
             timeout=wait / 1000.0 + 300)
 
     def predict_batch(self, tenant_id: str,

@@ -132,9 +132,10 @@ class ServingActor:
     def predict(self, agent_id: str, config: dict[str, Any], inputs: list[Any],
                 version: int | None = None, min_version: int | None = None,
                 as_of: datetime | None = None, top_k: int | None = None,
-                wait_ms: int | None = None) -> dict[str, Any]:
+                wait_ms: int | None = None, head: int | None = None) -> dict[str, Any]:
+        """``head``: the head the caller just read with the agent (saves a read)."""
         try:
-            v = self._resolve(agent_id, version, min_version, as_of, wait_ms)
+            v = self._resolve(agent_id, version, min_version, as_of, wait_ms, head)
             if isinstance(v, dict):
                 return v
             learner = self._get(agent_id, v, config)
@@ -197,7 +198,14 @@ class ServingActor:
         return out
 
     def _resolve(self, agent_id: str, version: int | None, min_version: int | None,
-                 as_of: datetime | None, wait_ms: int | None) -> int | dict[str, Any]:
+                 as_of: datetime | None, wait_ms: int | None,
+                 head: int | None = None) -> int | dict[str, Any]:
+        if head is None or version is not None or as_of is not None:
+            return self._resolve_in_store(agent_id, version, min_version, as_of, wait_ms)
+        return self._wait_for(agent_id, head, min_version, wait_ms)
+
+    def _resolve_in_store(self, agent_id: str, version: int | None, min_version: int | None,
+                          as_of: datetime | None, wait_ms: int | None) -> int | dict[str, Any]:
         with self._store.read() as repo:
             head = repo.get_agent(agent_id).head_version
             if version is not None:
@@ -211,6 +219,11 @@ class ServingActor:
                     return _error(404, "unknown_version", "no version was committed at or "
                                   "before as_of", "as_of", head=head)
                 return v
+        return self._wait_for(agent_id, head, min_version, wait_ms)
+
+    def _wait_for(self, agent_id: str, head: int, min_version: int | None,
+                  wait_ms: int | None) -> int | dict[str, Any]:
+        """The head, once it reaches ``min_version`` (read-your-writes), or a 409."""
         if min_version is not None and head < min_version:
             wait = (self._s.default_wait_ms if wait_ms is None else wait_ms) / 1000.0
             deadline = time.monotonic() + wait

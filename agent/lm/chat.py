@@ -30,7 +30,7 @@ import torch
 
 from agent.config import AgentConfig
 from agent.errors import InputError
-from agent.memory.delta import Delta, LayerDelta, apply_delta, state_checksum
+from agent.memory.delta import Delta, LayerDelta, StateView, apply_delta
 
 __all__ = ["ChatAgent", "ChatSettings", "layer_names"]
 
@@ -65,7 +65,7 @@ def _texts(values: Any, name: str, limit: int) -> list[str]:
     return list(values)
 
 
-class ChatAgent:
+class ChatAgent(StateView):
     """A chat agent's learner and reader.
 
     Parameters
@@ -120,17 +120,6 @@ class ChatAgent:
 
             self._encoder = get_minilm()
         return self._encoder
-
-    @property
-    def state(self) -> tuple[dict[str, np.ndarray], list[str]]:
-        return dict(self._layers), list(self._labels)
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self._labels)
-
-    def checksum(self) -> str:
-        return state_checksum(self._layers, self._labels)
 
     def load_state(self, layers: dict[str, np.ndarray], labels: Sequence[str]) -> None:
         ref, _ = self.initial_state(self.config, self.dtype, self._shape)

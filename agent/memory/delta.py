@@ -36,6 +36,7 @@ __all__ = [
     "apply_delta",
     "pad_rows",
     "state_checksum",
+    "StateView",
 ]
 
 
@@ -205,3 +206,23 @@ def state_checksum(layers: dict[str, np.ndarray], labels: list[str] | None = Non
         h.update(b"\x1f")
         h.update(label.encode("utf-8"))
     return h.hexdigest()
+
+
+class StateView:
+    """The read side every learner shares: ``state``, ``labels`` and ``checksum`` over
+    ``self._layers`` / ``self._labels`` (arrays are replaced, never changed in place)."""
+
+    _layers: dict[str, np.ndarray]
+    _labels: list[str]
+
+    @property
+    def state(self) -> tuple[dict[str, np.ndarray], list[str]]:
+        """``(layers, labels)``; the arrays are never changed in place, only replaced."""
+        return dict(self._layers), list(self._labels)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    def checksum(self) -> str:
+        return state_checksum(self._layers, self._labels)
