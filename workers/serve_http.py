@@ -4,7 +4,8 @@ The app is built inside the Serve replica by a builder function; its service is 
 :class:`LazyService` that, in whichever process it lands, builds a :class:`Runtime` attached
 to the deployment's named actors (it starts none). Ray Serve places the proxy and the ingress
 replicas on the cluster and restarts them when they die; the default backend (uvicorn in the
-``deltamem serve`` process) answers with less latency on one small machine.
+``deltamem serve`` process) answers with less latency on one small machine
+(``python -m benchmarks.http_backends``).
 """
 
 from __future__ import annotations
