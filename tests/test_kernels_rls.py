@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from agent.errors import InputError
-from agent.memory.chunk import rls_chunk, rls_chunk_outputs
+from agent.memory.chunk import rls_auto_chunk, rls_chunk, rls_chunk_outputs
 from agent.memory.delta import LayerDelta, apply_layer, state_checksum
 from agent.memory.naive import rls_naive
 from tests.helpers import assert_close, unit_rows
@@ -143,3 +143,20 @@ def test_bad_arguments_name_the_field(field, kwargs):
     with pytest.raises(InputError) as ei:
         rls_chunk(**args)
     assert ei.value.field == field
+
+
+@pytest.mark.parametrize("n,d_k", [(1, 8), (300, 8), (300, 384), (63, 1024)])
+def test_auto_chunk_matches_naive(n, d_k):
+    """``chunk=None`` (one chunk unless d_k is small: ``rls_auto_chunk``) against the oracle."""
+    assert rls_auto_chunk(d_k) == max(64, d_k // 2)
+    for dtype in (np.float32, np.float64):
+        _check(n, d_k, 10, 1.0, 1.0, None, dtype, seed=n * 7 + d_k)  # the sweep's seeds
+
+
+def test_p_is_read_as_symmetric_from_one_triangle():
+    """Rounding asymmetry below the diagonal of P never reaches the writes (one triangle is read)."""
+    S0, P0, K, V = _problem(5, 40, 32, 6, 0.5)
+    noisy = P0 + np.tril(np.full_like(P0, 1e-3), -1)  # only the lower triangle disturbed
+    a, b = rls_chunk(S0, P0, K, V), rls_chunk(S0, noisy, K, V)
+    assert np.array_equal(apply_layer(S0, a[0]), apply_layer(S0, b[0]))
+    assert np.array_equal(a[1].A, b[1].A)

@@ -121,3 +121,17 @@ def test_bad_inputs_rejected_and_change_nothing(lm):
         ChatAgent(AgentConfig.from_dict({"kind": "recall", "encoder": "minilm"}), lm=lm)
     with pytest.raises(ValueError):
         agent.load_state({"L00": np.zeros((8, 8))}, [])
+
+
+def test_eval_agent_without_state_writes_keeps_the_same_explicit_memory(lm):
+    from agent.lm.episodes import Episode
+    from agent.lm.evaluate import _agent as eval_agent
+
+    ep = Episode(turns=list(zip(SPEAKERS, TURNS, strict=True)), question="Where does Maya live?",
+                 answer="Lisbon", category="fact")
+    settings = ChatSettings(max_new_tokens=5)
+    written, memory_only = eval_agent(lm, ep, settings), eval_agent(lm, ep, settings, write_state=False)
+    assert memory_only.labels == written.labels
+    assert memory_only.context(ep.question, 2) == written.context(ep.question, 2)
+    assert not any(a.any() for a in memory_only._layers.values())
+    assert any(a.any() for a in written._layers.values())

@@ -104,6 +104,11 @@ class ChatAgent(StateView):
         return {name: np.zeros((d_v, d_k), dtype=dtype) for name in layer_names(n)}, []
 
     @property
+    def state_shape(self) -> tuple[int, int, int]:
+        """``(layers, d_v, d_k)`` of the δ-mem states."""
+        return self._shape
+
+    @property
     def lm(self) -> Any:
         if self._lm is None:
             from agent.lm.runtime import get_lm

@@ -34,6 +34,7 @@ from agent.lm.episodes import Episode, locomo_episodes, synthetic_episodes
 __all__ = ["token_f1", "is_hit", "synthetic_recall", "run_condition", "speed", "main"]
 
 CONDITIONS = ("none", "full", "retrieval", "state", "agent")
+STATE_CONDITIONS = {"state", "agent"}  # the conditions that read the δ-mem states
 
 
 def _norm(s: str) -> str:
@@ -61,10 +62,19 @@ def is_hit(pred: str, gold: str) -> bool:
     return bool(g) and re.search(rf"(^| ){re.escape(g)}($| )", _norm(pred)) is not None
 
 
-def _agent(lm: Any, ep: Episode, settings: ChatSettings) -> ChatAgent:
+def _agent(lm: Any, ep: Episode, settings: ChatSettings, write_state: bool = True) -> ChatAgent:
+    """A chat agent that has heard ``ep``'s history.
+
+    ``write_state=False`` keeps the turns as explicit memory only (zero states): enough for the
+    conditions that never read the states, and it skips the LM pass over the whole history.
+    """
     agent = ChatAgent(AgentConfig.from_dict({"kind": "chat"}), lm=lm, settings=settings)
-    turns = [t for _, t in ep.turns]
-    agent.learn_many(turns, speakers=[s for s, _ in ep.turns])
+    turns, speakers = [t for _, t in ep.turns], [s for s, _ in ep.turns]
+    if write_state:
+        agent.learn_many(turns, speakers=speakers)
+    else:
+        layers, _ = agent.initial_state(agent.config, agent.dtype, agent.state_shape)
+        agent.load_state(layers, agent.turn_labels(turns, speakers))
     return agent
 
 
@@ -94,7 +104,7 @@ def synthetic_recall(lm: Any, episodes: list[Episode], cond: str = "state",
     settings = settings or ChatSettings(max_new_tokens=16)
     hits, n = 0, 0
     for ep in episodes:
-        agent = _agent(lm, ep, settings)
+        agent = _agent(lm, ep, settings, cond in STATE_CONDITIONS)
         reply = run_condition(lm, agent, ep, cond, settings.max_new_tokens)
         if reply is not None:
             n += 1
@@ -107,11 +117,12 @@ def evaluate_episodes(lm: Any, episodes: list[Episode], conds: list[str], settin
     """Scores per condition and category; one agent per distinct history."""
     scores: dict[str, dict[str, list[float]]] = {c: defaultdict(list) for c in conds}
     agents: dict[Any, ChatAgent] = {}
+    write_state = bool(set(conds) & STATE_CONDITIONS)
     for ep in episodes:
         key = tuple(ep.turns)
         if key not in agents:
             agents.clear()
-            agents[key] = _agent(lm, ep, settings)
+            agents[key] = _agent(lm, ep, settings, write_state)
         for c in conds:
             reply = run_condition(lm, agents[key], ep, c, settings.max_new_tokens)
             if reply is None:

@@ -44,7 +44,7 @@ Examples
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import get_lapack_funcs
+from scipy.linalg import get_blas_funcs, get_lapack_funcs
 
 from agent.errors import InputError
 from agent.memory.delta import LayerDelta, apply_layer
@@ -56,10 +56,38 @@ __all__ = [
     "delta_rule_chunk_outputs",
     "rls_chunk",
     "rls_chunk_outputs",
+    "rls_auto_chunk",
 ]
 
 DEFAULT_CHUNK = 64
 RHO_SPAN = 0.1
+
+
+def rls_auto_chunk(d_k: int) -> int:
+    """RLS chunk rows for keys of ``d_k``: one chunk per batch unless ``d_k`` is small.
+
+    Per write, a chunk costs ``2·d_k²`` (``K P0``) plus ``4·c·d_k`` (the two n×n products with
+    ``C⁻¹``); splitting adds ``2·d_k²`` (applying the intermediate ``P``) to save ``4·(n−c)·d_k``,
+    which only pays when ``d_k < 2(n − c)``. So chunks are ``max(DEFAULT_CHUNK, d_k // 2)`` rows.
+
+    >>> rls_auto_chunk(384), rls_auto_chunk(4096)
+    (192, 2048)
+    """
+    return max(DEFAULT_CHUNK, int(d_k) // 2)
+
+
+def _sym_read(K: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """``K P`` reading only one triangle of ``P`` (BLAS ``?symm``), as if ``P`` were symmetric.
+
+    Rounding may leave ``P`` a few ulps from symmetric; reading one triangle (instead of
+    averaging ``P`` with its transpose, a strided pass over d_k² numbers) keeps that asymmetry
+    from ever feeding back, at the cost of one GEMM. Row-major ``P`` is column-major ``Pᵀ``, and
+    ``Kᵀ`` is column-major: no copies. Returns ``(n, d_k)`` row-major.
+    """
+    (symm,) = get_blas_funcs(("symm",), (P, K))
+    # lower=1 on the column-major view Pᵀ reads the upper triangle of row-major P
+    X = symm(1.0, P.T, K.T, side=0, lower=1)  # (d_k, n) column-major = P_sym Kᵀ
+    return X.T
 
 
 def split_chunks(n: int, chunk: int = DEFAULT_CHUNK) -> list[slice]:
@@ -259,8 +287,7 @@ def _rls_one_chunk(
 ) -> tuple[LayerDelta, LayerDelta, np.ndarray | None]:
     dt = S0.dtype
     n = K.shape[0]
-    P0 = 0.5 * (P0 + P0.T)  # read P as symmetric: rounding asymmetry never feeds back
-    KP = K @ P0  # (n, d_k)   = (P0 Kᵀ)ᵀ
+    KP = _sym_read(K, P0)  # (n, d_k)  = (P0 Kᵀ)ᵀ, P0 read as symmetric
     M = KP @ K.T  # (n, n)
     M = 0.5 * (M + M.T)  # exact symmetry for the Cholesky
     rho_i = rho ** np.arange(1, n + 1, dtype=np.float64)  # (n,) ρ^1 … ρ^n
@@ -284,6 +311,7 @@ def _rls_one_chunk(
         # (digits lost grow with n) and amplify any asymmetry of P (the classic RLS instability
         # with forgetting). So the P delta replaces P: dense, γ = 0, exactly symmetric.
         D = B.T @ B  # (d_k, d_k)
+        P0 = np.triu(P0) + np.triu(P0, 1).T  # the triangle _sym_read reads, mirrored
         Pn = (P0 - dt.type(0.5) * (D + D.T)) * dt.type(inv)
         dP = LayerDelta.of_dense(Pn, 0.0)
     Y = None
@@ -301,6 +329,7 @@ def _rls(S, P, K, V, rho, chunk, outputs):  # type: ignore[no-untyped-def]
         raise InputError("P", f"expected ({S.shape[1]}, {S.shape[1]}), got shape {P.shape}")
     rho = float(_per_write(rho, 1, "rho")[0])
     n = K.shape[0]
+    chunk = rls_auto_chunk(S.shape[1]) if chunk is None else chunk
     if rho < 1.0:  # keep ρ^rows ≥ RHO_SPAN inside one chunk (see the module docstring)
         chunk = max(1, min(chunk, int(np.log(RHO_SPAN) / np.log(rho))))
     pS, pP, outs = [], [], []
@@ -324,12 +353,12 @@ def rls_chunk(
     K: np.ndarray,
     V: np.ndarray,
     rho: float = 1.0,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
 ) -> tuple[LayerDelta, LayerDelta]:
     """The deltas of S and of P for n RLS writes (Woodbury form), in ``S``'s dtype.
 
     ``apply_layer(S, dS)`` and ``apply_layer(P, dP)`` equal the n sequential writes of
-    :func:`agent.memory.naive.rls_naive` up to rounding.
+    :func:`agent.memory.naive.rls_naive` up to rounding. ``chunk=None``: :func:`rls_auto_chunk`.
 
     Examples
     --------
@@ -351,7 +380,7 @@ def rls_chunk_outputs(
     K: np.ndarray,
     V: np.ndarray,
     rho: float = 1.0,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int | None = None,
 ) -> tuple[LayerDelta, LayerDelta, np.ndarray]:
     """:func:`rls_chunk` plus the reads before each write ``Y`` (n, d_v).
 

@@ -166,11 +166,12 @@ def apply_layer(S: np.ndarray, ld: LayerDelta) -> np.ndarray:
         raise ValueError(f"layer has d_k={S.shape[1]}, delta expects {ld.shape[1]}")
     dt = S.dtype
     if ld.dense is not None:
-        add = np.asarray(ld.dense, dtype=dt)
-    else:
-        assert ld.A is not None and ld.E is not None
-        add = np.asarray(ld.E, dtype=dt).T @ np.asarray(ld.A, dtype=dt)  # (d_v, n) @ (n, d_k)
-    return dt.type(ld.gamma) * S + add
+        return dt.type(ld.gamma) * S + np.asarray(ld.dense, dtype=dt)
+    assert ld.A is not None and ld.E is not None
+    out = np.asarray(ld.E, dtype=dt).T @ np.asarray(ld.A, dtype=dt)  # (d_v, n) @ (n, d_k), fresh
+    # in place on the fresh product (IEEE addition commutes: the same bits as γS + EᵀA)
+    out += S if ld.gamma == 1.0 else dt.type(ld.gamma) * S
+    return out
 
 
 def apply_delta(layers: dict[str, np.ndarray], delta: Delta) -> dict[str, np.ndarray]:
