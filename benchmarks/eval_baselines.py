@@ -38,13 +38,16 @@ class DeltaMem:
     """The service's learner on precomputed embeddings (``encoder`` ``minilm`` or ``none``)."""
 
     def __init__(self, memory: dict[str, Any], dim: int = 384, encoder: str = "minilm",
-                 kind: str = "classifier", name: str | None = None):
+                 kind: str = "classifier", name: str | None = None, dtype: Any = np.float64):
         cfg: dict[str, Any] = {"kind": kind, "encoder": encoder, "memory": memory}
         if encoder == "none":
             cfg["dim"] = dim
         self.config = AgentConfig.from_dict(cfg)
         self.name = name or "deltamem " + " ".join(f"{k}={v}" for k, v in memory.items())
-        self._agent = MemoryAgent(self.config, encoder=_NoTexts() if encoder == "minilm" else None)
+        if np.dtype(dtype) != np.float64:
+            self.name += f" ({np.dtype(dtype).name} state)"
+        self._agent = MemoryAgent(self.config, encoder=_NoTexts() if encoder == "minilm" else None,
+                                  dtype=dtype)
 
     def learn_many(self, X: np.ndarray, y: list[str]) -> None:
         self._agent.learn_many(np.asarray(X, dtype=np.float64), list(y))
@@ -193,7 +196,8 @@ class River:
 class BatchLogistic:
     """Full retraining: scikit-learn LogisticRegression refitted on everything seen so far.
 
-    ``refit()`` fits on all data learnt so far and records the fit time in ``fit_seconds``.
+    ``refit()`` fits on all data learnt so far and records the fit time in ``fit_seconds`` (wall)
+    and ``fit_cpu`` (CPU).
     """
 
     def __init__(self, C: float = 10.0, name: str | None = None):
@@ -202,7 +206,8 @@ class BatchLogistic:
         self._X: list[np.ndarray] = []
         self._y: list[str] = []
         self._clf: Any = None
-        self.fit_seconds: list[tuple[int, float]] = []  # (n seen, seconds)
+        self.fit_seconds: list[tuple[int, float]] = []  # (n seen, wall seconds)
+        self.fit_cpu: list[tuple[int, float]] = []  # (n seen, CPU seconds)
 
     def learn_many(self, X: np.ndarray, y: list[str]) -> None:
         self._X.append(np.asarray(X, dtype=np.float64))
@@ -214,9 +219,10 @@ class BatchLogistic:
         X = np.concatenate(self._X, axis=0)
         if len(set(self._y)) < 2:
             return
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self._clf = LogisticRegression(C=self.C, max_iter=300).fit(X, self._y)
         self.fit_seconds.append((len(self._y), time.perf_counter() - t0))
+        self.fit_cpu.append((len(self._y), time.process_time() - c0))
 
     def predict_many(self, X: np.ndarray) -> list[str]:
         if self._clf is None:

@@ -81,7 +81,7 @@ def default_methods(quick: bool, big: bool = False) -> list[Any]:
         DeltaMem({"rule": "rls", "ridge": 0.1}),
         DeltaMem({"rule": "rls", "ridge": 0.01, "lift_dim": 2048}),
     ]
-    if big:  # P is 4096 × 4096: minutes on one core
+    if big or not quick:  # P is 4096 × 4096 (128 MiB): about 30 s of one core for the stream
         m.append(DeltaMem({"rule": "rls", "ridge": 0.01, "lift_dim": 4096}))
     m += [
         VowpalWabbit("-l 0.5", n_classes=150),
@@ -126,8 +126,10 @@ def stream(method: Any, data: dict[str, Any], idx: np.ndarray, batch: int, n_che
         "first_acc": float(np.mean(pred[first] == yte_a[first])),
         "preq_acc": float(np.mean(hits)) if hits else float("nan"),
         "learn_s": learn.total + (sum(s for _, s in method.fit_seconds) if is_batch else 0.0),
+        "learn_cpu_s": learn.cpu + (sum(s for _, s in method.fit_cpu) if is_batch else 0.0),
         "curve": curve,
         "fit_seconds": list(getattr(method, "fit_seconds", [])),
+        "fit_cpu": list(getattr(method, "fit_cpu", [])),
         "n_batches": len(batches),
     }
 
@@ -142,10 +144,16 @@ def retrain_every_batch_seconds(fit_seconds: list[tuple[int, float]], n_batches:
 
 
 def run(out: Path, quick: bool = False, batch: int = 100, methods: Any = None,
-        orders: tuple[str, ...] = ("random", "class-incremental"), big: bool = False) -> dict[str, Any]:
+        orders: tuple[str, ...] = ("random", "class-incremental"), big: bool = False,
+        sweep: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """Stream every method in every order; ``sweep``: micro-batch sizes for :func:`compute_sweep`
+    (default ``(10, 64, 100, 500)`` on the full data, none with ``quick``)."""
     data = load(quick)
     first_domain = data["domain_order"][0]
+    if sweep is None:
+        sweep = () if quick else (10, 64, 100, 500)
     rows, results = [], {}
+    fits: dict[str, list[tuple[int, float]]] = {}
     plots = []
     for kind in orders:
         idx = order(data, kind)
@@ -155,22 +163,59 @@ def run(out: Path, quick: bool = False, batch: int = 100, methods: Any = None,
             results[(kind, method.name)] = r
             curves[method.name] = (np.array([c[0] for c in r["curve"]]), np.array([c[1] for c in r["curve"]]))
             if isinstance(method, BatchLogistic):
-                r["retrain_every_batch_s"] = retrain_every_batch_seconds(r["fit_seconds"], r["n_batches"], batch)
+                r["retrain_every_batch_cpu_s"] = retrain_every_batch_seconds(r["fit_cpu"], r["n_batches"], batch)
+                fits[kind] = r["fit_cpu"]
             part.append((method, r))
             print(f"  clinc {kind:18s} {method.name:45s} test {r['test_acc']:.3f} "
-                  f"first {r['first_acc']:.3f} preq {r['preq_acc']:.3f} {r['learn_s']:.1f}s", flush=True)
-        every = [r["retrain_every_batch_s"] for m, r in part if isinstance(m, BatchLogistic)]
+                  f"first {r['first_acc']:.3f} preq {r['preq_acc']:.3f} {r['learn_s']:.1f}s "
+                  f"({r['learn_cpu_s']:.1f} CPU s)", flush=True)
+        every = [r["retrain_every_batch_cpu_s"] for m, r in part if isinstance(m, BatchLogistic)]
         every_s = every[0] if every else float("nan")
         for method, r in part:
             if isinstance(method, BatchLogistic):
-                extra = (f"{np.mean([t for _, t in r['fit_seconds']]):.2f} s/fit; "
-                         f"after every batch ≈ {every_s:.0f} s")
+                extra = (f"{np.mean([t for _, t in r['fit_cpu']]):.2f} CPU s/fit; "
+                         f"after every batch ≈ {every_s:.0f} CPU s")
             else:
-                extra = f"{every_s / max(r['learn_s'], 1e-9):.0f}×"
+                extra = f"{every_s / max(r['learn_cpu_s'], 1e-9):.0f}×"
             rows.append([kind, method.name, r["test_acc"], r["first_acc"], r["preq_acc"],
-                         f"{r['learn_s']:.2f}", f"{len(idx) / max(r['learn_s'], 1e-9):.0f}", extra])
+                         f"{r['learn_s']:.2f}", f"{r['learn_cpu_s']:.2f}",
+                         f"{len(idx) / max(r['learn_s'], 1e-9):.0f}", extra])
         plots.append(plot_curves(out / f"clinc_{kind}.png", f"CLINC150, {kind} order: test accuracy",
                                  curves))
     md = md_table(["order", "method", "test acc", "first-domain acc", "prequential acc",
-                   "learn s", "events/s", "compute: retraining after every batch ÷ this"], rows)
+                   "learn wall s", "learn CPU s", "events/s",
+                   "compute: retraining after every batch ÷ this (CPU s)"], rows)
+    if sweep and "random" in fits:
+        md += "\n\n" + compute_sweep(data, fits["random"], sweep, quick, big)
     return {"name": "clinc", "markdown": md, "plots": plots, "results": results}
+
+
+def compute_sweep(data: dict[str, Any], fit_cpu: list[tuple[int, float]], sizes: tuple[int, ...],
+                  quick: bool, big: bool) -> str:
+    """Compute against retraining, per micro-batch size (random order, CPU seconds).
+
+    Retraining after every micro-batch of b events costs Σ_j fit(j·b): the fit times measured at
+    the checkpoints (``fit_cpu``), interpolated. Each deltamem learner is streamed again at every
+    size and its learning CPU time measured; its cost per event barely depends on b, so the ratio
+    grows as micro-batches shrink. The service commits what is pending as one micro-batch (up to
+    ``DELTAMEM_BATCH_MAX_EVENTS`` = 64 events, 512 under a backlog).
+    """
+    idx = order(data, "random")
+    rows = []
+    for b in sizes:
+        n_batches = -(-len(idx) // b)
+        retrain = retrain_every_batch_seconds(fit_cpu, n_batches, b)
+        for method in default_methods(quick, big):
+            if not isinstance(method, DeltaMem):
+                continue
+            t = Timer()
+            for s in range(0, len(idx), b):
+                ix = idx[s : s + b]
+                with t:
+                    method.learn_many(data["Xtr"][ix], [data["ytr"][i] for i in ix])
+            rows.append([b, method.name, f"{retrain:.0f}", f"{t.cpu:.2f}", f"{retrain / max(t.cpu, 1e-9):.0f}×"])
+            print(f"  clinc sweep b={b:4d} {method.name:45s} {t.cpu:.1f} CPU s; retrain {retrain:.0f} CPU s",
+                  flush=True)
+    return ("Compute per micro-batch size (random order; CPU seconds of learning the whole stream):\n\n"
+            + md_table(["micro-batch", "method", "retraining after every batch (CPU s)", "learn CPU s",
+                        "retraining ÷ this"], rows))

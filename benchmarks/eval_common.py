@@ -123,15 +123,21 @@ def plot_curves(path: Path, title: str, curves: dict[str, tuple[np.ndarray, np.n
 
 
 class Timer:
-    """Accumulating wall-clock timer: ``with t: ...``; ``t.total`` seconds."""
+    """Accumulating timer: ``with t: ...``; ``t.total`` wall seconds, ``t.cpu`` CPU seconds.
+
+    CPU seconds (``time.process_time``: every thread of this process) are the compute measure:
+    on a shared machine they move far less with other jobs' load than wall time does.
+    """
 
     def __init__(self) -> None:
         self.total = 0.0
-        self._t0 = 0.0
+        self.cpu = 0.0
+        self._t0 = self._c0 = 0.0
 
     def __enter__(self) -> Timer:
-        self._t0 = time.perf_counter()
+        self._t0, self._c0 = time.perf_counter(), time.process_time()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.total += time.perf_counter() - self._t0
+        self.cpu += time.process_time() - self._c0

@@ -135,3 +135,12 @@ def test_eval_agent_without_state_writes_keeps_the_same_explicit_memory(lm):
     assert memory_only.context(ep.question, 2) == written.context(ep.question, 2)
     assert not any(a.any() for a in memory_only._layers.values())
     assert any(a.any() for a in written._layers.values())
+
+
+def test_context_shows_a_repeated_turn_once_at_its_latest_place(lm):
+    agent = ChatAgent(CFG, lm=lm, settings=ChatSettings(max_new_tokens=5, top_k=3, recent=2))
+    agent.learn_many(["I live in Lisbon.", "ok", "I live in Lisbon.", "fine", "ok"],
+                     speakers=["Maya", "Sam", "Maya", "Sam", "Sam"])
+    lines, hits = agent.context("Where does Maya live?", 3)
+    assert len(lines) == len(set(lines))
+    assert lines == ["Maya: I live in Lisbon.", "Sam: fine", "Sam: ok"]

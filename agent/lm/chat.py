@@ -42,7 +42,7 @@ class ChatSettings:
     """top_k: retrieved turns; recent: last turns always in the prompt; max_new_tokens: reply
     bound; max_turn_chars / max_question_chars: input bounds; max_prompt_tokens: context budget."""
 
-    top_k: int = 4
+    top_k: int = 2
     recent: int = 4
     max_new_tokens: int = 48
     max_turn_chars: int = 4000
@@ -206,8 +206,8 @@ class ChatAgent(StateView):
         return [(int(i), float(cos[i])) for i in order]
 
     def context(self, question: str, k: int) -> tuple[list[str], list[tuple[int, float]]]:
-        """Prompt lines: retrieved turns then the recent window, in conversation order, within
-        the token budget (older retrieved turns dropped first)."""
+        """Prompt lines: retrieved turns and the recent window, in conversation order, each text
+        once, within the token budget (older turns dropped first)."""
         m = len(self._labels)
         recent = list(range(max(0, m - self.settings.recent), m))
         hits = self.retrieve(question, k)
@@ -215,6 +215,8 @@ class ChatAgent(StateView):
         budget = self.settings.max_prompt_tokens
         lines: list[str] = []
         for i in reversed(idx):  # newest first until the budget is spent
+            if self._labels[i] in lines:  # a turn said again is shown once, at its latest place
+                continue
             n = len(self.lm.bb.encode(self._labels[i])) + 1
             if n > budget:
                 break

@@ -57,6 +57,9 @@ def render(bb: Backbone, messages: list[tuple[str, str]],
     return ids, seg
 
 
+CONTEXT_RULE = " Use the conversation. If something was said twice, the later statement is true."
+
+
 class MemLM:
     """A frozen :class:`Backbone` with a :class:`DeltaMem` attached to it."""
 
@@ -108,10 +111,17 @@ class MemLM:
 
     def prompt(self, question: str, context: list[str] | None = None,
                system: str = "Answer the question briefly.") -> list[int]:
-        """The read prompt: a system line, optional context turns, the question."""
+        """The read prompt: a system line, optional context turns, the question.
+
+        With context, the system line also says that a later statement overrides an earlier one
+        and the question asks for a short answer: on synthetic dev episodes (seed 777, not the
+        evaluation's) this took SmolLM2-135M from 0.50 to 0.67 recall with retrieved turns.
+        """
         user = question
         if context:
-            user = "Conversation so far:\n" + "\n".join(context) + "\n\nQuestion: " + question
+            system = system + CONTEXT_RULE
+            user = ("Conversation so far:\n" + "\n".join(context) + "\n\nQuestion: " + question
+                    + "\nAnswer in a few words.")
         ids, _ = render(self.bb, [("system", system), ("user", user)], add_generation_prompt=True)
         return ids
 
