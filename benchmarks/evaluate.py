@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         print("deltamem eval: --service needs --key (a tenant API key)", file=sys.stderr)
         return 2
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from agent.memory.backend import set_blas_threads
+
+    set_blas_threads(1)  # as in every actor; idle BLAS threads spinning would count as CPU time
     try:
         import torch
 
