@@ -112,6 +112,11 @@ class AgentConfig:
     encoder: str = "none"
     dim: int = MINILM_DIM
     memory: MemoryConfig = field(default_factory=MemoryConfig)
+    # vector agents only (agent/backbones/vector.py): standardise each input with the running
+    # mean/std of the inputs learnt before it (versioned state), then multiply column j by
+    # input_scale[j] (the lift's bandwidth per feature)
+    standardize: bool = False
+    input_scale: tuple[float, ...] | None = None
 
     @property
     def key_dim(self) -> int:
@@ -140,9 +145,29 @@ class AgentConfig:
         memory = d.get("memory")
         if memory is not None and not isinstance(memory, dict):
             raise InputError("memory", "expected an object")
+        standardize = d.get("standardize", False)
+        if not isinstance(standardize, bool):
+            raise InputError("standardize", f"expected true or false, got {standardize!r}")
+        scale = d.get("input_scale")
+        if (standardize or scale is not None) and (encoder != "none" or kind == "chat"):
+            raise InputError("standardize" if standardize else "input_scale",
+                             'only vector agents (encoder "none") standardise or scale inputs')
+        if scale is not None:
+            if not isinstance(scale, list) or len(scale) != dim or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                    and 0 < v <= 1e6 for v in scale):
+                raise InputError("input_scale", f"expected a list of {dim} numbers in (0, 1e6]")
+            scale = tuple(float(v) for v in scale)
         return cls(kind=kind, encoder=encoder, dim=int(dim),
-                   memory=MemoryConfig.from_dict(memory, kind))
+                   memory=MemoryConfig.from_dict(memory, kind), standardize=standardize,
+                   input_scale=scale)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "encoder": self.encoder, "dim": self.dim,
-                "memory": self.memory.to_dict()}
+        """The stored config; the vector-input settings appear only when set."""
+        out: dict[str, Any] = {"kind": self.kind, "encoder": self.encoder, "dim": self.dim,
+                               "memory": self.memory.to_dict()}
+        if self.standardize:
+            out["standardize"] = True
+        if self.input_scale is not None:
+            out["input_scale"] = list(self.input_scale)
+        return out

@@ -47,10 +47,11 @@ from typing import Any
 import numpy as np
 
 from agent.backbones.minilm import Encoder, get_minilm
+from agent.backbones.vector import STATS_LAYER, empty_stats, running_stats, standardize_with
 from agent.config import AgentConfig
 from agent.errors import InputError
 from agent.memory.chunk import delta_rule_chunk, rls_chunk
-from agent.memory.delta import Delta, StateView, apply_delta, pad_rows
+from agent.memory.delta import Delta, LayerDelta, StateView, apply_delta, pad_rows
 
 __all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed"]
 
@@ -95,6 +96,7 @@ class MemoryAgent(StateView):
             self.encoder: Encoder | None = encoder if encoder is not None else get_minilm()
         else:
             self.encoder = None
+        self._scale = None if config.input_scale is None else np.asarray(config.input_scale)  # (dim,)
         self._lift = None
         if config.memory.lift_dim:
             from agent.memory.lift import Lift
@@ -127,6 +129,8 @@ class MemoryAgent(StateView):
         layers = {"S": np.zeros((d_v, d_k), dtype=dtype)}
         if config.memory.rule == "rls":
             layers["P"] = np.eye(d_k, dtype=dtype) / np.asarray(config.memory.ridge, dtype=dtype)
+        if config.standardize:  # running input statistics, float64 whatever the state's dtype
+            layers[STATS_LAYER] = empty_stats(config.dim)
         return layers, []
 
     def load_state(self, layers: dict[str, np.ndarray], labels: Sequence[str]) -> None:
@@ -143,7 +147,7 @@ class MemoryAgent(StateView):
             want = (d_v, self.config.key_dim) if name == "S" else ref[name].shape
             if tuple(arr.shape) != tuple(want):
                 raise ValueError(f"layer {name}: expected shape {want}, got {arr.shape}")
-            new[name] = np.asarray(arr, dtype=self.dtype)
+            new[name] = np.asarray(arr, dtype=ref[name].dtype)
         answers = self._embed_answers(labels) if self._embedded_answers else self._answers[:0]
         self._layers, self._labels = new, labels
         self._index = {label: i for i, label in enumerate(labels)}
@@ -178,6 +182,15 @@ class MemoryAgent(StateView):
         Raises :class:`InputError` naming ``inputs[i]`` for a wrong type or dimension, a
         NaN/Inf, an empty text or a zero key.
         """
+        X = self._raw(inputs)  # (n, dim)
+        if self.config.standardize:  # reads: the statistics of everything learnt so far
+            X = standardize_with(self._layers[STATS_LAYER], X, self._scale)
+        elif self._scale is not None:
+            X = X * self._scale
+        return self._unit_keys(X)
+
+    def _raw(self, inputs: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Validated raw inputs ``(n, dim)`` float64: texts encoded, vectors checked."""
         dim = self.config.dim
         if isinstance(inputs, np.ndarray) and inputs.ndim == 2 and inputs.dtype.kind == "f":
             if inputs.shape[1] != dim:
@@ -206,6 +219,10 @@ class MemoryAgent(StateView):
         bad = ~np.isfinite(X).all(axis=1)
         if bad.any():
             raise InputError(f"inputs[{int(np.argmax(bad))}]", "expected finite numbers (no NaN/Inf)")
+        return X
+
+    def _unit_keys(self, X: np.ndarray) -> np.ndarray:
+        """Lift (when set) and normalise: unit keys ``(n, d_k)`` float64."""
         Phi = self._lift(X) if self._lift is not None else X  # (n, d_k)
         Phi = np.asarray(Phi, dtype=np.float64)
         nrm = np.linalg.norm(Phi, axis=1)  # (n,)
@@ -262,7 +279,12 @@ class MemoryAgent(StateView):
             if not isinstance(t, str) or not t:
                 raise InputError(f"targets[{i}]", f"expected a non-empty string, got {t!r}")
         b = self._betas(betas, n)
-        K = self.keys(inputs)  # (n, d_k)
+        stats = None
+        if self.config.standardize:  # writes: row i with the statistics of the rows before it
+            X, stats = running_stats(self._layers[STATS_LAYER], self._raw(inputs), self._scale)
+            K = self._unit_keys(X)  # (n, d_k)
+        else:
+            K = self.keys(inputs)  # (n, d_k)
         added: list[str] = []
         seen = set(self._index)
         for t in targets:
@@ -281,16 +303,23 @@ class MemoryAgent(StateView):
         mem = self.config.memory
         if mem.rule == "rls":
             dS, dP = rls_chunk(S, self._layers["P"], K, V, rho=mem.forget)
-            return Delta({"S": dS, "P": dP}, added)
-        return Delta({"S": delta_rule_chunk(S, K, V, b, alpha=mem.decay)}, added)
+            layers = {"S": dS, "P": dP}
+        else:
+            layers = {"S": delta_rule_chunk(S, K, V, b, alpha=mem.decay)}
+        if stats is not None:  # the new statistics replace the old (dense, γ = 0)
+            layers[STATS_LAYER] = LayerDelta.of_dense(stats, 0.0)
+        return Delta(layers, added)
 
     def learn_many(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str],
                    betas: Sequence[float | None] | None = None, delta_dtype: Any = None) -> Delta:
-        """Learn a micro-batch; returns the delta exactly as applied (compact, cast)."""
+        """Learn a micro-batch; returns the delta exactly as applied (compact, cast; the input
+        statistics of a standardising agent stay float64)."""
         delta = self.compute_delta(inputs, targets, betas).compact()
-        delta = delta.astype(delta_dtype if delta_dtype is not None else self.dtype)
-        self.apply(delta)
-        return delta
+        dt = delta_dtype if delta_dtype is not None else self.dtype
+        cast = Delta({k: v if k == STATS_LAYER else v.astype(dt) for k, v in delta.layers.items()},
+                     list(delta.labels_added))
+        self.apply(cast)
+        return cast
 
     # ------------------------------------------------------------------ reads
 

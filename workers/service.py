@@ -43,7 +43,8 @@ def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
             "events_received": agent.events_received, "events_applied": agent.events_applied,
             "labels": labels, "created_at": agent.created_at.isoformat(),
             "base": None if agent.base_agent_id is None else
-            {"agent_id": agent.base_agent_id, "version": agent.base_version}}
+            {"agent_id": agent.base_agent_id, "version": agent.base_version},
+            **{k: cfg[k] for k in ("standardize", "input_scale") if k in cfg}}
 
 
 class Runtime:
