@@ -74,8 +74,9 @@ def order(data: dict[str, Any], kind: str, seed: int = 0) -> np.ndarray:
     return np.lexsort((rng.random(n), rank))  # by domain, random inside a domain
 
 
-def default_methods(quick: bool, big: bool = False) -> list[Any]:
-    m: list[Any] = [
+def deltamem_methods(quick: bool, big: bool = False) -> list[DeltaMem]:
+    """The deltamem learners of the table (also the ones :func:`compute_sweep` streams)."""
+    m = [
         DeltaMem({"rule": "delta", "beta": 0.1}),
         DeltaMem({"rule": "delta", "beta": 0.5, "lift_dim": 8192}),
         DeltaMem({"rule": "rls", "ridge": 0.1}),
@@ -83,6 +84,11 @@ def default_methods(quick: bool, big: bool = False) -> list[Any]:
     ]
     if big or not quick:  # P is 4096 × 4096 (128 MiB): about 30 s of one core for the stream
         m.append(DeltaMem({"rule": "rls", "ridge": 0.01, "lift_dim": 4096}))
+    return m
+
+
+def default_methods(quick: bool, big: bool = False) -> list[Any]:
+    m: list[Any] = list(deltamem_methods(quick, big))
     m += [
         VowpalWabbit("-l 0.5", n_classes=150),
         NearestClassMean(),
@@ -205,9 +211,7 @@ def compute_sweep(data: dict[str, Any], fit_cpu: list[tuple[int, float]], sizes:
     for b in sizes:
         n_batches = -(-len(idx) // b)
         retrain = retrain_every_batch_seconds(fit_cpu, n_batches, b)
-        for method in default_methods(quick, big):
-            if not isinstance(method, DeltaMem):
-                continue
+        for method in deltamem_methods(quick, big):
             t = Timer()
             for s in range(0, len(idx), b):
                 ix = idx[s : s + b]

@@ -76,10 +76,9 @@ class OnlineStandardizer:
         self.n_ = n
 
     def transform_many(self, X: np.ndarray) -> np.ndarray:
-        X = self._check(X)
-        if self.n_ == 0:
-            return X.copy()
-        return (X - self.mean_) / self.std_
+        """``X`` standardised with the current statistics (the agents' :func:`standardize_with`)."""
+        Z = np.stack([np.full(self.dim, float(self.n_)), self.mean_, self._m2])  # (3, dim)
+        return standardize_with(Z, self._check(X))
 
 
 # ---------------------------------------------------------------- the versioned form (agents)
