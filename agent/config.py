@@ -39,6 +39,10 @@ DEFAULT_RECALL_BETA = 1.0  # recall agents: a correction must win outright (fact
 DEFAULT_DECAY = 1.0
 DEFAULT_RIDGE = 0.1
 DEFAULT_FORGET = 1.0
+# the state's float type: float32 halves memory and roughly halves an rls write's time (P is
+# d_k × d_k); float64 is the default (benchmarks/EVAL.md, "float32 state")
+STATE_DTYPES = ("float64", "float32")
+DEFAULT_STATE_DTYPE = "float64"
 
 
 def _number(d: dict[str, Any], name: str, default: float, lo: float, hi: float,
@@ -63,6 +67,7 @@ class MemoryConfig:
     rule: ``"delta"`` (gated delta rule: ``beta`` strength, ``decay`` = α) or ``"rls"``
     (preconditioned delta rule: ``ridge`` = λ, ``forget`` = ρ).
     lift_dim: optional fixed random-feature lift φ of the key (None: identity).
+    dtype: the state's float type, ``"float64"`` (default) or ``"float32"``.
     """
 
     rule: str = DEFAULT_RULE
@@ -71,6 +76,7 @@ class MemoryConfig:
     ridge: float = DEFAULT_RIDGE
     forget: float = DEFAULT_FORGET
     lift_dim: int | None = None
+    dtype: str = DEFAULT_STATE_DTYPE
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None, kind: str = "classifier") -> MemoryConfig:
@@ -79,7 +85,7 @@ class MemoryConfig:
         d = dict(d or {})
         if not isinstance(d, dict):
             raise InputError("memory", "expected an object")
-        known = {"rule", "beta", "decay", "ridge", "forget", "lift_dim"}
+        known = {"rule", "beta", "decay", "ridge", "forget", "lift_dim", "dtype"}
         unknown = sorted(set(d) - known)
         if unknown:
             raise InputError(f"memory.{unknown[0]}", f"unknown setting; expected one of {sorted(known)}")
@@ -90,6 +96,11 @@ class MemoryConfig:
         if lift is not None:
             if isinstance(lift, bool) or not isinstance(lift, int) or not 1 <= lift <= MAX_LIFT_DIM:
                 raise InputError("memory.lift_dim", f"expected an integer in [1, {MAX_LIFT_DIM}], got {lift!r}")
+        dtype = d.get("dtype", DEFAULT_STATE_DTYPE)
+        if dtype is None:
+            dtype = DEFAULT_STATE_DTYPE
+        if dtype not in STATE_DTYPES:
+            raise InputError("memory.dtype", f'expected "float64" or "float32", got {dtype!r}')
         return cls(
             rule=rule,
             beta=_number(d, "beta", DEFAULT_RECALL_BETA if kind == "recall" else DEFAULT_BETA,
@@ -98,10 +109,15 @@ class MemoryConfig:
             ridge=_number(d, "ridge", DEFAULT_RIDGE, 0.0, 1e12),
             forget=_number(d, "forget", DEFAULT_FORGET, 0.0, 1.0),
             lift_dim=lift,
+            dtype=dtype,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON form; ``dtype`` appears only when it is not the default float64."""
+        out = asdict(self)
+        if self.dtype == DEFAULT_STATE_DTYPE:
+            del out["dtype"]
+        return out
 
 
 @dataclass(frozen=True)
@@ -158,8 +174,12 @@ class AgentConfig:
                     and 0 < v <= 1e6 for v in scale):
                 raise InputError("input_scale", f"expected a list of {dim} numbers in (0, 1e6]")
             scale = tuple(float(v) for v in scale)
+        mem = MemoryConfig.from_dict(memory, kind)
+        if kind == "chat" and memory is not None and memory.get("dtype") is not None:
+            raise InputError("memory.dtype", "chat agents keep their state in the language "
+                             "model's float32; only classifier and recall agents take this setting")
         return cls(kind=kind, encoder=encoder, dim=int(dim),
-                   memory=MemoryConfig.from_dict(memory, kind), standardize=standardize,
+                   memory=mem, standardize=standardize,
                    input_scale=scale)
 
     def to_dict(self) -> dict[str, Any]:

@@ -80,15 +80,15 @@ class MemoryAgent(StateView):
     ----------
     config : what the agent is (kind, encoder, dim, memory settings).
     encoder : the text encoder (default: the shared MiniLM when ``config.encoder == "minilm"``).
-    dtype : the state's dtype (float64 or float32).
+    dtype : the state's dtype (float64 or float32); default: ``config.memory.dtype``.
 
     Learned state: ``_layers`` (``"S"``: (d_v, d_k); ``"P"``: (d_k, d_k) with rule ``rls``) and
     ``_labels`` (labels or answer texts, in order of first appearance).
     """
 
-    def __init__(self, config: AgentConfig, encoder: Encoder | None = None, dtype: Any = np.float64):
+    def __init__(self, config: AgentConfig, encoder: Encoder | None = None, dtype: Any = None):
         self.config = config
-        self.dtype = np.dtype(dtype)
+        self.dtype = np.dtype(dtype if dtype is not None else config.memory.dtype)
         if self.dtype not in (np.float32, np.float64):
             raise InputError("dtype", f"expected float32 or float64, got {self.dtype}")
         self._check_config(config)
@@ -121,9 +121,11 @@ class MemoryAgent(StateView):
                              f"exceeds {MAX_RLS_KEY_DIM}")
 
     @staticmethod
-    def initial_state(config: AgentConfig, dtype: Any = np.float64) -> tuple[dict[str, np.ndarray], list[str]]:
-        """The empty state (version 0): ``S`` zeros, ``P = I/ridge`` for ``rls``, no labels."""
+    def initial_state(config: AgentConfig, dtype: Any = None) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The empty state (version 0): ``S`` zeros, ``P = I/ridge`` for ``rls``, no labels;
+        in ``dtype`` (default: ``config.memory.dtype``)."""
         MemoryAgent._check_config(config)
+        dtype = np.dtype(dtype if dtype is not None else config.memory.dtype)
         d_k = config.key_dim
         d_v = config.dim if (config.kind == "recall" and config.encoder == "minilm") else 0
         layers = {"S": np.zeros((d_v, d_k), dtype=dtype)}
@@ -313,9 +315,14 @@ class MemoryAgent(StateView):
     def learn_many(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str],
                    betas: Sequence[float | None] | None = None, delta_dtype: Any = None) -> Delta:
         """Learn a micro-batch; returns the delta exactly as applied (compact, cast; the input
-        statistics of a standardising agent stay float64)."""
+        statistics of a standardising agent stay float64).
+
+        ``delta_dtype`` (the service's ``DELTAMEM_DELTA_DTYPE``) is the stored deltas' type; it
+        never widens a float32 state's deltas (their factors are float32 numbers already)."""
         delta = self.compute_delta(inputs, targets, betas).compact()
-        dt = delta_dtype if delta_dtype is not None else self.dtype
+        dt = np.dtype(delta_dtype) if delta_dtype is not None else self.dtype
+        if dt.itemsize > self.dtype.itemsize:
+            dt = self.dtype
         cast = Delta({k: v if k == STATS_LAYER else v.astype(dt) for k, v in delta.layers.items()},
                      list(delta.labels_added))
         self.apply(cast)

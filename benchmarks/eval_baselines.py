@@ -38,16 +38,13 @@ class DeltaMem:
     """The service's learner on precomputed embeddings (``encoder`` ``minilm`` or ``none``)."""
 
     def __init__(self, memory: dict[str, Any], dim: int = 384, encoder: str = "minilm",
-                 kind: str = "classifier", name: str | None = None, dtype: Any = np.float64):
+                 kind: str = "classifier", name: str | None = None):
         cfg: dict[str, Any] = {"kind": kind, "encoder": encoder, "memory": memory}
         if encoder == "none":
             cfg["dim"] = dim
         self.config = AgentConfig.from_dict(cfg)
         self.name = name or "deltamem " + " ".join(f"{k}={v}" for k, v in memory.items())
-        if np.dtype(dtype) != np.float64:
-            self.name += f" ({np.dtype(dtype).name} state)"
-        self._agent = MemoryAgent(self.config, encoder=_NoTexts() if encoder == "minilm" else None,
-                                  dtype=dtype)
+        self._agent = MemoryAgent(self.config, encoder=_NoTexts() if encoder == "minilm" else None)
 
     def learn_many(self, X: np.ndarray, y: list[str]) -> None:
         self._agent.learn_many(np.asarray(X, dtype=np.float64), list(y))

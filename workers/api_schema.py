@@ -26,9 +26,12 @@ class MemorySettings(BaseModel):
     rule: Literal["delta", "rls"] = "delta"
     beta: float = Field(0.5, gt=0, le=1, description="write strength β (delta rule)")
     decay: float = Field(1.0, gt=0, le=1, description="decay α (delta rule)")
-    ridge: float = Field(1.0, gt=0, description="λ_ridge (rls)")
+    ridge: float = Field(0.1, gt=0, description="λ_ridge (rls)")
     forget: float = Field(1.0, gt=0, le=1, description="forgetting factor ρ (rls)")
     lift_dim: int | None = Field(None, ge=1, le=65536, description="random-feature lift of the key")
+    dtype: Literal["float64", "float32"] = Field(
+        "float64", description="the state's float type (float32: half the memory, about twice "
+                               "as fast for rls; classifier and recall agents)")
 
 
 class AgentCreate(BaseModel):
@@ -37,6 +40,8 @@ class AgentCreate(BaseModel):
     encoder: Literal["minilm", "none"] = "none"
     dim: int | None = Field(None, ge=1, le=65536, description='required with encoder "none"')
     memory: MemorySettings | None = None
+    standardize: bool = Field(False, description='vector agents: standardise inputs online')
+    input_scale: list[float] | None = Field(None, description="vector agents: per-feature scale")
 
 
 class Event(BaseModel):
