@@ -202,7 +202,7 @@ def state_checksum(layers: dict[str, np.ndarray], labels: list[str] | None = Non
         h.update(b"\0")
         h.update(arr.dtype.str.encode())
         h.update(repr(tuple(arr.shape)).encode())
-        h.update(memoryview(arr.reshape(-1).view(np.uint8)))  # the raw bytes, without a copy
+        h.update(arr.reshape(-1).data.cast("B"))  # the raw bytes, without a copy
     for label in labels or []:
         h.update(b"\x1f")
         h.update(label.encode("utf-8"))
