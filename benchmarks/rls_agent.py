@@ -1,0 +1,78 @@
+"""``python -m benchmarks.rls_agent [--dims 2048,4096] [--sizes 1,10,100] [--events 1000]``:
+the cost of an ``rls`` write with a wide lift, per event, through the agent's own ``learn_many``.
+
+For each lifted width d_k, state dtype and micro-batch size n it streams unit MiniLM-sized
+inputs (384-d, 150 labels) into a :class:`agent.model.MemoryAgent` (rule ``rls``, λ = 0.01, the
+``lift_dim`` set to d_k, ``memory.dtype`` as given) and prints CPU ms per event, beside the time
+per event of the one GEMM ``K P`` ((n × d_k) @ (d_k × d_k)) in the same dtype, measured in the
+same run: the ratio says how far the write is from a single read of P. One BLAS thread.
+The table in ``agent/memory/README.md`` ("Where the time goes") comes from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from agent.config import AgentConfig
+from agent.memory.backend import set_blas_threads
+from agent.model import MemoryAgent
+
+
+class _NoTexts:
+    dim = 384
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        raise RuntimeError("this benchmark feeds embeddings")
+
+
+def per_event_ms(d_k: int, dtype: str, n: int, events: int, seed: int = 0) -> tuple[float, float]:
+    """(CPU ms per event of ``learn_many``, CPU ms per event of the GEMM ``K P`` alone)."""
+    rng = np.random.default_rng(seed)
+    warm = 150
+    X = rng.standard_normal((warm + events, 384))  # (N, 384) unit rows
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = [f"c{i}" for i in rng.integers(0, 150, warm + events)]
+    cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "minilm", "memory": {
+        "rule": "rls", "ridge": 0.01, "lift_dim": d_k, "dtype": dtype}})
+    agent = MemoryAgent(cfg, encoder=_NoTexts())
+    agent.learn_many(X[:warm], y[:warm])  # every label seen: S has its final shape
+    t0 = time.process_time()
+    for s in range(warm, warm + events, n):
+        agent.learn_many(X[s : s + n], y[s : s + n])
+    t_write = (time.process_time() - t0) / events
+    P = agent.state[0]["P"]  # (d_k, d_k)
+    K = rng.standard_normal((n, d_k)).astype(P.dtype)  # (n, d_k)
+    reps = max(3, min(50, events // n))
+    t0 = time.process_time()
+    for _ in range(reps):
+        K @ P
+    t_gemm = (time.process_time() - t0) / (reps * n)
+    return t_write * 1e3, t_gemm * 1e3
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.rls_agent", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dims", default="2048,4096", help="lifted widths d_k (comma-separated)")
+    ap.add_argument("--sizes", default="1,10,100", help="micro-batch sizes n")
+    ap.add_argument("--dtypes", default="float64,float32", help="state dtypes")
+    ap.add_argument("--events", type=int, default=1000, help="events timed per row (n=1: a tenth)")
+    args = ap.parse_args(argv)
+    set_blas_threads(1)
+    print("rls write through MemoryAgent.learn_many, 1 BLAS thread, CPU ms per event")
+    print("| d_k | state | n | write ms/event | K·P GEMM alone ms/event | write ÷ GEMM |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for d_k in (int(v) for v in args.dims.split(",")):
+        for dtype in args.dtypes.split(","):
+            for n in (int(v) for v in args.sizes.split(",")):
+                events = max(n * 3, args.events // 10 if n == 1 else args.events)
+                w, g = per_event_ms(d_k, dtype, n, events)
+                print(f"| {d_k} | {dtype} | {n} | {w:.3f} | {g:.3f} | {w / g:.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
