@@ -1,6 +1,9 @@
 """Storage figures: bytes stored per event, rebuild time, commit rate (SQLite, PostgreSQL).
 
     .venv/bin/python -m benchmarks.storage [--pg URL] [--versions 1000] [--commits 200]
+    .venv/bin/python -m benchmarks.storage --append [...]   # event append, old vs new path
+
+``--append`` hands the remaining arguments to :mod:`benchmarks.storage_append`.
 
 PostgreSQL is measured when ``--pg`` or ``DELTAMEM_TEST_POSTGRES_URL`` is given (a scratch
 database is created in it and dropped). Correctness of what is measured is proved by
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 import uuid
@@ -133,6 +137,11 @@ def _databases(pg: str | None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--append" in argv:
+        from benchmarks import storage_append
+
+        return storage_append.main([a for a in argv if a != "--append"])
     ap = argparse.ArgumentParser(prog="deltamem bench storage", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pg", default=os.environ.get("DELTAMEM_TEST_POSTGRES_URL"))

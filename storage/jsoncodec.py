@@ -24,12 +24,12 @@ def _check_finite(obj: Any) -> None:
             raise ValueError(f"Out of range float values are not JSON compliant: {obj}")
     elif isinstance(obj, list):
         try:  # the hot case, a vector: one C-level pass; NaN/Inf make the sum non-finite
-            total = math.fsum(obj)
+            total = sum(obj, 0.0)  # (a float sum: only finiteness matters, not exactness)
         except TypeError:  # not all numbers: walk it
             for x in obj:
                 _check_finite(x)
             return
-        except OverflowError:  # finite values whose partial sums overflow, or an Inf
+        except OverflowError:  # an int too large for a float
             total = math.inf
         if not math.isfinite(total):
             for x in obj:

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -42,6 +42,15 @@ from storage.models import Agent, Event, Version
 SQLITE_BUSY_SNAPSHOT = 517
 CHUNK = 500
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# Built once (they run on every write): SQLite's write lock taken by a no-op write of the
+# agent row (Core: no ORM synchronisation to do), then the row itself, locked and refreshed.
+_AGENTS: Table = Agent.metadata.tables[Agent.__tablename__]
+_TOUCH_AGENT = (update(_AGENTS).where(_AGENTS.c.id == bindparam("agent_id"))
+                .values(head_version=_AGENTS.c.head_version))
+_LOCK_AGENT = (select(Agent).where(Agent.id == bindparam("agent_id")).with_for_update()
+               .execution_options(populate_existing=True))
 
 
 @dataclass(frozen=True)
@@ -104,13 +113,11 @@ class RepoBase:
         database write lock), with fresh values."""
         if not isinstance(agent_id, str):
             raise AgentNotFound(repr(agent_id))
+        params = {"agent_id": agent_id}
         with self._translate(agent_id):
             if self._is_sqlite:  # take the write lock now: a no-op write
-                self.session.execute(update(Agent).where(Agent.id == agent_id)
-                                     .values(head_version=Agent.head_version))
-            agent = self.session.execute(
-                select(Agent).where(Agent.id == agent_id).with_for_update()
-                .execution_options(populate_existing=True)).scalar_one_or_none()
+                self.session.execute(_TOUCH_AGENT, params)
+            agent = self.session.execute(_LOCK_AGENT, params).scalar_one_or_none()
         if agent is None:
             raise AgentNotFound(agent_id)
         return agent

@@ -1,23 +1,79 @@
 """The event log: idempotent append (on the client's event id), pending events in the
-order the service acknowledged them (``seq``), and lookups."""
+order the service acknowledged them (``seq``), and lookups.
+
+The append path is the ingest hot path, so it writes with one Core ``INSERT`` executed over
+all accepted rows (an executemany), not one ORM object per event: no identity-map or
+unit-of-work bookkeeping per row, and each payload is JSON-encoded once (the text made while
+validating it is the text stored, byte for byte what the ``JSON`` column would write).
+"""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import JSON, Insert, Table, Text, bindparam, cast, func, insert, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import jsoncodec
 from storage.errors import InputError
-from storage.models import EVENT_ID_LEN, Event, utcnow
+from storage.models import EVENT_ID_LEN, Agent, Base, Event, utcnow
 from storage.repository._base import RepoBase, check_int, chunks
 
 MAX_BATCH = 100_000
 
+_EVENTS: Table = Base.metadata.tables[Event.__tablename__]
+_AGENTS: Table = Base.metadata.tables[Agent.__tablename__]
 
-def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any]]:
+
+@dataclass(frozen=True, slots=True)
+class AcceptedEvent:
+    """An event :meth:`EventsMixin.append_events` stored, as written.
+
+    Attributes
+    ----------
+    client_id : str
+        The client's event id, or the generated ``ev_<uuid4 hex>``.
+    seq : int
+        The agent's order of acknowledgement (the apply order).
+    payload : dict
+        The stored payload: the event without ``id``, datetimes as ISO 8601 text.
+    received_at : datetime
+        When the batch was received (the same for every event of a batch).
+    """
+
+    client_id: str
+    seq: int
+    payload: dict[str, Any]
+    received_at: datetime
+
+
+def _insert_events(dialect: str) -> Insert:
+    """``INSERT INTO events`` taking the payload as already-encoded JSON text.
+
+    SQLite keeps JSON as text, so the text is bound as is; elsewhere (PostgreSQL) it is cast
+    to ``JSON`` (a ``json`` value keeps its input text verbatim).
+    """
+    text = bindparam("payload_json", type_=Text())
+    return insert(_EVENTS).values(
+        agent_id=bindparam("agent_id"), client_id=bindparam("client_id"),
+        seq=bindparam("seq"), received_at=bindparam("received_at"),
+        payload=text if dialect == "sqlite" else cast(text, JSON()))
+
+
+_INSERTS = {"sqlite": _insert_events("sqlite"), "": _insert_events("")}
+_COUNT_ACCEPTED = (update(_AGENTS).where(_AGENTS.c.id == bindparam("agent_id"))
+                   .values(next_seq=bindparam("next_seq"),
+                           events_received=bindparam("events_received")))
+_STORED_IDS = select(_EVENTS.c.client_id).where(
+    _EVENTS.c.agent_id == bindparam("agent_id"),
+    _EVENTS.c.client_id.in_(bindparam("ids", expanding=True)))
+
+
+def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str]:
+    """``(client id or None, payload, payload as JSON text)`` of ``events[i]``."""
     field = f"events[{i}]"
     if not isinstance(ev, dict):
         raise InputError(field, "expected an object")
@@ -30,20 +86,41 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any]]:
     payload = {k: (v.isoformat() if isinstance(v, datetime) else v)
                for k, v in ev.items() if k != "id"}
     try:
-        jsoncodec.dumps(payload)
+        text = jsoncodec.dumps(payload)
     except (TypeError, ValueError) as exc:
         raise InputError(field, f"not storable as JSON: {exc}") from exc
-    return cid, payload
+    return cid, payload, text
 
 
 class EventsMixin(RepoBase):
     def append_events(self, agent_id: str, events: list[dict[str, Any]], *,
-                      received_at: datetime | None = None) -> tuple[list[Event], list[str]]:
-        """Append events; returns ``(accepted rows, duplicate ids)``.
+                      received_at: datetime | None = None,
+                      ) -> tuple[list[AcceptedEvent], list[str]]:
+        """Append events; returns ``(accepted events, duplicate ids)``.
 
+        Parameters
+        ----------
+        agent_id : str
+            The agent; its row is locked for the rest of the caller's transaction.
+        events : list of dict
+            Event objects; ``id`` (optional) is the client's event id, the rest is the
+            payload (datetimes are stored as ISO 8601 text).
+        received_at : datetime, optional
+            The batch's receipt time (default: now, UTC).
+
+        Returns
+        -------
+        accepted : list of AcceptedEvent
+            The stored events in ``seq`` order (rows are written, not loaded: no row ids).
+        duplicates : list of str
+            The ids skipped as duplicates, in batch order.
+
+        Notes
+        -----
         An event without ``id`` gets ``ev_<uuid4 hex>``. An id already stored for the agent,
         or repeated inside the batch, is a duplicate (the first occurrence counts). Accepted
-        events get consecutive ``seq`` numbers in batch order. Any invalid event raises
+        events get consecutive ``seq`` numbers in batch order, and the agent's ``next_seq``
+        and ``events_received`` move in the same transaction. Any invalid event raises
         :class:`InputError` naming it (``events[i]...``) before anything is written.
         """
         if not isinstance(events, list):
@@ -52,32 +129,42 @@ class EventsMixin(RepoBase):
             raise InputError("events", f"at most {MAX_BATCH} events per batch")
         parsed = [_payload(ev, i) for i, ev in enumerate(events)]
         agent = self._lock_agent(agent_id)
-        ids = [cid for cid, _ in parsed if cid is not None]
-        existing: set[str] = set()
-        for part in chunks(sorted(set(ids))):
-            existing.update(self.session.scalars(select(Event.client_id).where(
-                Event.agent_id == agent_id, Event.client_id.in_(part))))
+        existing = self._stored_client_ids(agent_id, [p[0] for p in parsed if p[0] is not None])
         now = received_at or utcnow()
-        accepted: list[Event] = []
+        accepted: list[AcceptedEvent] = []
+        rows: list[dict[str, Any]] = []
         duplicates: list[str] = []
         seen: set[str] = set()
         seq = agent.next_seq
-        for cid, payload in parsed:
+        for cid, payload, text in parsed:
             if cid is not None and (cid in existing or cid in seen):
                 duplicates.append(cid)
                 continue
             cid = cid or "ev_" + uuid.uuid4().hex
             seen.add(cid)
-            accepted.append(Event(agent_id=agent_id, client_id=cid, seq=seq, payload=payload,
-                                  received_at=now))
+            accepted.append(AcceptedEvent(cid, seq, payload, now))
+            rows.append({"agent_id": agent_id, "client_id": cid, "seq": seq,
+                         "payload_json": text, "received_at": now})
             seq += 1
-        if accepted:
-            self.session.add_all(accepted)
-            agent.next_seq = seq
-            agent.events_received += len(accepted)
+        if rows:
+            received = agent.events_received + len(rows)
+            stmt = _INSERTS.get(self.session.get_bind().dialect.name, _INSERTS[""])
             with self._translate(agent_id):
-                self.session.flush()
+                self.session.execute(stmt, rows)
+                self.session.execute(_COUNT_ACCEPTED, {"agent_id": agent_id, "next_seq": seq,
+                                                       "events_received": received})
+            # the locked agent object now matches its row (without a pending change)
+            set_committed_value(agent, "next_seq", seq)
+            set_committed_value(agent, "events_received", received)
         return accepted, duplicates
+
+    def _stored_client_ids(self, agent_id: str, ids: list[str]) -> set[str]:
+        """Those of ``ids`` the agent already has (one indexed ``IN`` query per chunk)."""
+        found: set[str] = set()
+        for part in chunks(sorted(set(ids))):
+            found.update(self.session.scalars(_STORED_IDS, {"agent_id": agent_id,
+                                                            "ids": list(part)}))
+        return found
 
     def pending_events(self, agent_id: str, limit: int | None = None) -> list[Event]:
         """Events not yet applied (nor forgotten), oldest ``seq`` first."""
