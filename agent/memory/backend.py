@@ -24,6 +24,8 @@ True
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
@@ -37,6 +39,7 @@ __all__ = [
     "to_torch",
     "from_torch",
     "set_blas_threads",
+    "one_blas_thread",
     "blas_threads",
 ]
 
@@ -130,6 +133,22 @@ def set_blas_threads(n: int) -> None:
     from threadpoolctl import ThreadpoolController
 
     _BLAS_LIMITER = ThreadpoolController().limit(limits=int(n))
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS limited to one thread inside the block.
+
+    The bits of a large GEMM can depend on OpenBLAS's thread count (it tiles the product
+    differently: measured here, ``apply_layer`` of a rank-10 delta on a 1100 × 1100 float64
+    layer differs between 1 and 2 threads). The exactness contract fixes one thread, as every
+    learner and serving actor runs; a rebuild in any other process (the API process forking an
+    agent, a script) runs its arithmetic inside this block.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def blas_threads() -> int:

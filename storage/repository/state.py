@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from agent.memory.backend import one_blas_thread
 from agent.memory.delta import Delta, LayerDelta, apply_delta, state_checksum
 from storage.codec import Blob, decode, encode
 from storage.errors import (
@@ -178,9 +179,10 @@ class StateMixin(RepoBase):
         if chain:
             added = self._labels_added(agent_id, chain)
             deltas = self._read_deltas(agent_id, chain)
-            for v in chain:
-                layers = apply_delta(layers, Delta(deltas[v], list(added.get(v) or [])))
-                labels.extend(added.get(v) or [])
+            with one_blas_thread():  # the thread count the learner used (DESIGN §2 contract)
+                for v in chain:
+                    layers = apply_delta(layers, Delta(deltas[v], list(added.get(v) or [])))
+                    labels.extend(added.get(v) or [])
         got = state_checksum(layers, labels)
         if got != info.checksum:
             raise ChecksumMismatch(agent_id, version, info.checksum, got)
