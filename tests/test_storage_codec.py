@@ -82,3 +82,24 @@ def test_non_finite_values_are_refused(bad):
 def test_non_float_dtypes_are_refused(arr):
     with pytest.raises(InputError, match="float16/float32/float64|dtype"):
         encode([arr], "x")
+
+
+def test_state_checksum_is_sha256_of_names_dtypes_shapes_and_bytes():
+    """The digest stored with every version, against its definition written out with tobytes()."""
+    import hashlib
+
+    from agent.memory.delta import state_checksum
+
+    rng = np.random.default_rng(5)
+    layers = {"S": rng.standard_normal((3, 7)).astype(np.float32),
+              "P": np.asfortranarray(rng.standard_normal((7, 7))),  # not C-ordered
+              "Z": np.zeros((0, 4))}
+    labels = ["a", "b ü"]
+    h = hashlib.sha256()
+    for name in sorted(layers):
+        arr = np.ascontiguousarray(layers[name])
+        h.update(name.encode() + b"\0" + arr.dtype.str.encode() + repr(arr.shape).encode())
+        h.update(arr.tobytes())
+    for label in labels:
+        h.update(b"\x1f" + label.encode("utf-8"))
+    assert state_checksum(layers, labels) == h.hexdigest()
