@@ -40,16 +40,24 @@ def _payload_of(ev: dict[str, Any]) -> dict[str, Any]:
             for k, v in ev.items() if k != "id"}
 
 
+def _utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check(ev: Any, i: int) -> None:
     """The documented validation rules, spelled out (stdlib JSON, strict)."""
     if not isinstance(ev, dict):
         raise InputError(f"events[{i}]", "expected an object")
     cid = ev.get("id")
     if cid is not None and (not isinstance(cid, str) or not cid.strip()
-                            or len(cid) > EVENT_ID_LEN):
+                            or len(cid) > EVENT_ID_LEN or not _utf8(cid)):
         raise InputError(f"events[{i}].id", "bad id")
-    try:
-        json.dumps(_payload_of(ev), allow_nan=False)
+    try:  # (UnicodeEncodeError, for a lone surrogate, is a ValueError)
+        json.dumps(_payload_of(ev), allow_nan=False, ensure_ascii=False).encode("utf-8")
     except ValueError as exc:
         raise InputError(f"events[{i}]", str(exc)) from exc
 
@@ -110,7 +118,8 @@ def _random_event(rng: random.Random, pool: list[str]) -> dict[str, Any]:
 def _invalid_event(rng: random.Random) -> Any:
     return rng.choice([
         "not an object", {"id": 7, "input": "x"}, {"id": "  ", "input": "x"},
-        {"id": "x" * (EVENT_ID_LEN + 1)}, {"input": [1.0, float("nan")]},
+        {"id": "x" * (EVENT_ID_LEN + 1)}, {"id": "a\ud800"}, {"input": "\ud800"},
+        {"input": [1.0, float("nan")]},
         {"input": {"deep": [float("inf")]}}])
 
 
@@ -237,3 +246,15 @@ def test_append_benchmark_runs():
     table = storage_append.run(None, [1, 10], events=20, dim=4, min_tx=2, max_tx=3)
     lines = table.splitlines()
     assert len(lines) == 4 and lines[2].startswith("| sqlite | 1 |")
+
+
+@pytest.mark.parametrize("bad,field", [({"id": "a\ud800", "input": "x"}, "events[1].id"),
+                                       ({"id": "b", "input": "\udfff"}, "events[1]")])
+def test_unstorable_text_is_input_error_naming_the_event(db, bad, field):
+    """Lone surrogates cannot be stored as UTF-8: a named 422-class error, not a crash."""
+    new_id, _ = _two_agents(db)
+    with pytest.raises(InputError) as err, unit_of_work(db) as repo:
+        repo.append_events(new_id, [{"id": "ok", "input": "x"}, bad])
+    assert err.value.field == field
+    with unit_of_work(db, write=False) as repo:
+        assert _stored(repo, new_id) == [] and _counters(repo, new_id)[:2] == (1, 0)

@@ -3,8 +3,10 @@ order the service acknowledged them (``seq``), and lookups.
 
 The append path is the ingest hot path, so it writes with one Core ``INSERT`` executed over
 all accepted rows (an executemany), not one ORM object per event: no identity-map or
-unit-of-work bookkeeping per row, and each payload is JSON-encoded once (the text made while
-validating it is the text stored, byte for byte what the ``JSON`` column would write).
+unit-of-work bookkeeping per row, and each payload is JSON-encoded once: the text made while
+validating it (:func:`storage.jsoncodec.dumps`) is the text stored, byte for byte what the
+``JSON`` column writes on the engines of :mod:`storage.engine`, whose JSON serializer is
+that same function.
 """
 
 from __future__ import annotations
@@ -83,6 +85,11 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str]:
             raise InputError(f"{field}.id", "expected a non-empty string")
         if len(cid) > EVENT_ID_LEN:
             raise InputError(f"{field}.id", f"at most {EVENT_ID_LEN} characters")
+        if not cid.isascii():  # a lone surrogate cannot be stored (the payload's text is
+            try:               # checked by its JSON encoding)
+                cid.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise InputError(f"{field}.id", f"not valid Unicode text: {exc.reason}") from exc
     payload = {k: (v.isoformat() if isinstance(v, datetime) else v)
                for k, v in ev.items() if k != "id"}
     try:
