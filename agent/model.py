@@ -52,6 +52,7 @@ from agent.config import AgentConfig
 from agent.errors import InputError
 from agent.memory.chunk import delta_rule_chunk, rls_chunk
 from agent.memory.delta import Delta, LayerDelta, StateView, apply_delta, pad_rows
+from agent.memory.pending import pending_rows, rls_pending
 
 __all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed"]
 
@@ -73,6 +74,12 @@ def lift_seed(config: AgentConfig) -> int:
     return zlib.crc32(f"deltamem-lift:{config.encoder}:{config.dim}:{config.memory.lift_dim}".encode())
 
 
+def _pending(config: AgentConfig) -> bool:
+    """Whether an ``rls`` agent keeps pending rows ``Q`` (:mod:`agent.memory.pending`): wide keys
+    and no forgetting (with ρ < 1 every batch replaces P anyway)."""
+    return config.memory.forget == 1.0 and pending_rows(config.key_dim) > 0
+
+
 class MemoryAgent(StateView):
     """An agent's learner: keys, writes (as deltas) and reads.
 
@@ -82,7 +89,8 @@ class MemoryAgent(StateView):
     encoder : the text encoder (default: the shared MiniLM when ``config.encoder == "minilm"``).
     dtype : the state's dtype (float64 or float32); default: ``config.memory.dtype``.
 
-    Learned state: ``_layers`` (``"S"``: (d_v, d_k); ``"P"``: (d_k, d_k) with rule ``rls``) and
+    Learned state: ``_layers`` (``"S"``: (d_v, d_k); ``"P"``: (d_k, d_k) with rule ``rls``, and
+    ``"Q"``: (r, d_k) pending rows, P − QᵀQ, when d_k ≥ 1024 and ``forget`` is 1) and
     ``_labels`` (labels or answer texts, in order of first appearance).
     """
 
@@ -131,6 +139,8 @@ class MemoryAgent(StateView):
         layers = {"S": np.zeros((d_v, d_k), dtype=dtype)}
         if config.memory.rule == "rls":
             layers["P"] = np.eye(d_k, dtype=dtype) / np.asarray(config.memory.ridge, dtype=dtype)
+            if _pending(config):  # rows of the P update not yet folded in: P − QᵀQ
+                layers["Q"] = np.zeros((0, d_k), dtype=dtype)
         if config.standardize:  # running input statistics, float64 whatever the state's dtype
             layers[STATS_LAYER] = empty_stats(config.dim)
         return layers, []
@@ -141,12 +151,15 @@ class MemoryAgent(StateView):
         labels = list(labels)
         if len(set(labels)) != len(labels):
             raise ValueError("labels must be unique")
-        if set(layers) != set(ref):
+        # a state stored before pending rows existed has no "Q"; it keeps learning without them
+        if set(layers) != set(ref) and set(layers) != set(ref) - {"Q"}:
             raise ValueError(f"expected layers {sorted(ref)}, got {sorted(layers)}")
         d_v = self.config.dim if self._embedded_answers else len(labels)
         new = {}
         for name, arr in layers.items():
             want = (d_v, self.config.key_dim) if name == "S" else ref[name].shape
+            if name == "Q" and arr.ndim == 2 and arr.shape[0] <= pending_rows(self.config.key_dim):
+                want = (arr.shape[0], self.config.key_dim)
             if tuple(arr.shape) != tuple(want):
                 raise ValueError(f"layer {name}: expected shape {want}, got {arr.shape}")
             new[name] = np.asarray(arr, dtype=ref[name].dtype)
@@ -303,7 +316,15 @@ class MemoryAgent(StateView):
             V = np.zeros((n, len(index)), dtype=self.dtype)  # (n, d_v_new) one-hot
             V[np.arange(n), [index[t] for t in targets]] = 1.0
         mem = self.config.memory
-        if mem.rule == "rls":
+        if mem.rule == "rls" and "Q" in self._layers:
+            dS, dP, dQ, _ = rls_pending(S, self._layers["P"], self._layers["Q"], K, V,
+                                        max_rows=pending_rows(self.config.key_dim))
+            layers = {"S": dS}
+            if dP is not None:
+                layers["P"] = dP
+            if dQ is not None:
+                layers["Q"] = dQ
+        elif mem.rule == "rls":
             dS, dP = rls_chunk(S, self._layers["P"], K, V, rho=mem.forget)
             layers = {"S": dS, "P": dP}
         else:

@@ -285,9 +285,32 @@ def delta_rule_chunk_outputs(
 def _rls_one_chunk(
     S0: np.ndarray, P0: np.ndarray, K: np.ndarray, V: np.ndarray, rho: float, outputs: bool
 ) -> tuple[LayerDelta, LayerDelta, np.ndarray | None]:
+    KP = _sym_read(K, P0)  # (n, d_k)  = (P0 Kᵀ)ᵀ, P0 read as symmetric
+    dS, B, Y = rls_from_read(S0, KP, K, V, rho, outputs)
     dt = S0.dtype
     n = K.shape[0]
-    KP = _sym_read(K, P0)  # (n, d_k)  = (P0 Kᵀ)ᵀ, P0 read as symmetric
+    inv = rho ** (-n) if rho != 1.0 else 1.0
+    # P_n = ρ⁻ⁿ (P0 − Bᵀ B): G K P0 = K P0ᵀ M⁻¹ K P0 = Bᵀ B, a positive semi-definite subtraction
+    if rho == 1.0:
+        dP = LayerDelta.factors(B, -B, 1.0)  # P_n = P0 − Bᵀ B
+    else:
+        # With forgetting, γ_P = ρ⁻ⁿ > 1: a factor delta would cancel ρ⁻ⁿ·P0 against ρ⁻ⁿ·BᵀB
+        # (digits lost grow with n) and amplify any asymmetry of P (the classic RLS instability
+        # with forgetting). So the P delta replaces P: dense, γ = 0, exactly symmetric.
+        D = B.T @ B  # (d_k, d_k)
+        P0 = np.triu(P0) + np.triu(P0, 1).T  # the triangle _sym_read reads, mirrored
+        Pn = (P0 - dt.type(0.5) * (D + D.T)) * dt.type(inv)
+        dP = LayerDelta.of_dense(Pn, 0.0)
+    return dS, dP, Y
+
+
+def rls_from_read(
+    S0: np.ndarray, KP: np.ndarray, K: np.ndarray, V: np.ndarray, rho: float, outputs: bool
+) -> tuple[LayerDelta, np.ndarray, np.ndarray | None]:
+    """One RLS chunk given the read ``KP = K P0`` (n, d_k): the S delta, ``B = C⁻¹ K P0``
+    (so that the P after the chunk is ``ρ⁻ⁿ(P0 − BᵀB)``) and, with ``outputs``, the reads."""
+    dt = S0.dtype
+    n = K.shape[0]
     M = KP @ K.T  # (n, n)
     M = 0.5 * (M + M.T)  # exact symmetry for the Cholesky
     rho_i = rho ** np.arange(1, n + 1, dtype=np.float64)  # (n,) ρ^1 … ρ^n
@@ -302,24 +325,12 @@ def _rls_one_chunk(
     Gt = Ci.T @ B  # (n, d_k)  M⁻¹ K P0
     Es = V - K @ S0.T  # (n, d_v)  residuals against S0
     dS = LayerDelta.factors(Gt, Es, 1.0)
-    inv = rho ** (-n) if rho != 1.0 else 1.0
-    # P_n = ρ⁻ⁿ (P0 − Bᵀ B): G K P0 = K P0ᵀ M⁻¹ K P0 = Bᵀ B, a positive semi-definite subtraction
-    if rho == 1.0:
-        dP = LayerDelta.factors(B, -B, 1.0)  # P_n = P0 − Bᵀ B
-    else:
-        # With forgetting, γ_P = ρ⁻ⁿ > 1: a factor delta would cancel ρ⁻ⁿ·P0 against ρ⁻ⁿ·BᵀB
-        # (digits lost grow with n) and amplify any asymmetry of P (the classic RLS instability
-        # with forgetting). So the P delta replaces P: dense, γ = 0, exactly symmetric.
-        D = B.T @ B  # (d_k, d_k)
-        P0 = np.triu(P0) + np.triu(P0, 1).T  # the triangle _sym_read reads, mirrored
-        Pn = (P0 - dt.type(0.5) * (D + D.T)) * dt.type(inv)
-        dP = LayerDelta.of_dense(Pn, 0.0)
     Y = None
     if outputs:
         # innovations e = diag(C) C⁻¹ (V − K S0ᵀ) (unit-lower LDLᵀ of M); Y = V − e
         e = (Ci @ Es) * np.diag(C)[:, None]
         Y = (V - e).astype(dt, copy=False)
-    return dS, dP, Y
+    return dS, B, Y
 
 
 def _rls(S, P, K, V, rho, chunk, outputs):  # type: ignore[no-untyped-def]

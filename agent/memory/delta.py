@@ -159,8 +159,13 @@ def pad_rows(S: np.ndarray, d_v: int) -> np.ndarray:
 def apply_layer(S: np.ndarray, ld: LayerDelta) -> np.ndarray:
     """``S_new = gamma * pad_rows(S) + Eᵀ A`` (or ``+ D``), computed in ``S``'s dtype.
 
-    This is the one operation both the live learner and a rebuild use.
+    This is the one operation both the live learner and a rebuild use. A delta with
+    ``gamma == 0`` replaces the layer, so it may also give it fewer rows (the rows dropped
+    are multiplied by zero anyway): the pending rows of an ``rls`` state
+    (:mod:`agent.memory.pending`) empty that way when they are folded into ``P``.
     """
+    if ld.gamma == 0.0 and S.shape[0] > ld.shape[0]:
+        S = S[: ld.shape[0]]
     S = pad_rows(S, ld.shape[0])
     if S.shape[1] != ld.shape[1]:
         raise ValueError(f"layer has d_k={S.shape[1]}, delta expects {ld.shape[1]}")
