@@ -5,7 +5,8 @@ For each lifted width d_k, state dtype and micro-batch size n it streams unit Mi
 inputs (384-d, 150 labels) into a :class:`agent.model.MemoryAgent` (rule ``rls``, λ = 0.01, the
 ``lift_dim`` set to d_k, ``memory.dtype`` as given) and prints CPU ms per event, beside the time
 per event of the one GEMM ``K P`` ((n × d_k) @ (d_k × d_k)) in the same dtype, measured in the
-same run: the ratio says how far the write is from a single read of P. One BLAS thread.
+same run: the ratio says how far the write is from a single read of P. Beside it, the same
+agent without pending rows (``agent/memory/pending.py``), timed in the same run. One BLAS thread.
 The table in ``agent/memory/README.md`` ("Where the time goes") comes from this script.
 """
 
@@ -29,8 +30,12 @@ class _NoTexts:
         raise RuntimeError("this benchmark feeds embeddings")
 
 
-def per_event_ms(d_k: int, dtype: str, n: int, events: int, seed: int = 0) -> tuple[float, float]:
-    """(CPU ms per event of ``learn_many``, CPU ms per event of the GEMM ``K P`` alone)."""
+def per_event_ms(d_k: int, dtype: str, n: int, events: int, seed: int = 0,
+                 pending: bool = True) -> tuple[float, float]:
+    """(CPU ms per event of ``learn_many``, CPU ms per event of the GEMM ``K P`` alone).
+
+    ``pending=False``: the agent without pending rows (a state with no ``Q``, as one stored
+    before they existed loads), i.e. every micro-batch applies its rank-n update to ``P``."""
     rng = np.random.default_rng(seed)
     warm = 150
     X = rng.standard_normal((warm + events, 384))  # (N, 384) unit rows
@@ -39,6 +44,10 @@ def per_event_ms(d_k: int, dtype: str, n: int, events: int, seed: int = 0) -> tu
     cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "minilm", "memory": {
         "rule": "rls", "ridge": 0.01, "lift_dim": d_k, "dtype": dtype}})
     agent = MemoryAgent(cfg, encoder=_NoTexts())
+    if not pending:
+        layers, labels = agent.state
+        layers.pop("Q", None)
+        agent.load_state(layers, labels)
     agent.learn_many(X[:warm], y[:warm])  # every label seen: S has its final shape
     t0 = time.process_time()
     for s in range(warm, warm + events, n):
@@ -63,14 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     set_blas_threads(1)
     print("rls write through MemoryAgent.learn_many, 1 BLAS thread, CPU ms per event")
-    print("| d_k | state | n | write ms/event | K·P GEMM alone ms/event | write ÷ GEMM |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| d_k | state | n | write ms/event | without pending rows | speed-up | K·P GEMM alone "
+          "ms/event | write ÷ GEMM |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for d_k in (int(v) for v in args.dims.split(",")):
         for dtype in args.dtypes.split(","):
             for n in (int(v) for v in args.sizes.split(",")):
                 events = max(n * 3, args.events // 10 if n == 1 else args.events)
                 w, g = per_event_ms(d_k, dtype, n, events)
-                print(f"| {d_k} | {dtype} | {n} | {w:.3f} | {g:.3f} | {w / g:.1f} |", flush=True)
+                w0, _ = per_event_ms(d_k, dtype, n, events, pending=False)
+                print(f"| {d_k} | {dtype} | {n} | {w:.3f} | {w0:.3f} | {w0 / w:.1f}× | {g:.3f} | "
+                      f"{w / g:.1f} |", flush=True)
     return 0
 
 

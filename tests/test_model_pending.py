@@ -120,3 +120,11 @@ def test_service_keeps_rolls_back_and_forgets_an_agent_with_pending_rows(raw, te
                  headers=auth(tenant_a))
     assert r.status_code == 200, r.text
     assert labels_at(r.json()["version"]) == reference(X[2:150], y[2:150])
+
+
+def test_rls_agent_benchmark_prints_both_agents_side_by_side(capsys):
+    from benchmarks import rls_agent
+
+    assert rls_agent.main(["--dims", "1024", "--dtypes", "float32", "--sizes", "5", "--events", "10"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1024 |")]
+    assert len(rows) == 1 and rows[0].count("|") == 9 and "×" in rows[0]

@@ -12,6 +12,7 @@ from agent.memory.chunk import (
 from agent.memory.delta import Delta, LayerDelta, apply_delta, apply_layer, pad_rows, state_checksum
 from agent.memory.lift import Lift, normalize_keys
 from agent.memory.many import batched_read, many_delta_write
+from agent.memory.pending import pending_rows, rls_pending
 from agent.memory.naive import delta_rule_naive, rls_naive
 
 __all__ = [
@@ -29,9 +30,11 @@ __all__ = [
     "many_delta_write",
     "normalize_keys",
     "pad_rows",
+    "pending_rows",
     "rls_chunk",
     "rls_chunk_outputs",
     "rls_naive",
+    "rls_pending",
     "set_blas_threads",
     "split_chunks",
     "state_checksum",
