@@ -21,7 +21,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from agent.errors import InputError
+from agent.errors import InputError, check_text
 
 KINDS = ("classifier", "recall", "chat")
 ENCODERS = ("minilm", "none")
@@ -86,7 +86,8 @@ class MemoryConfig:
         if not isinstance(d, dict):
             raise InputError("memory", "expected an object")
         known = {"rule", "beta", "decay", "ridge", "forget", "lift_dim", "dtype"}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(check_text(str(k), "memory", "text in a setting name")
+                         for k in set(d) - known)
         if unknown:
             raise InputError(f"memory.{unknown[0]}", f"unknown setting; expected one of {sorted(known)}")
         rule = d.get("rule", DEFAULT_RULE) or DEFAULT_RULE

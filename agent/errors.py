@@ -1,4 +1,14 @@
-"""Errors raised for bad input: each names the field and what was expected."""
+"""Errors raised for bad input: each names the field and what was expected.
+
+Examples
+--------
+>>> check_text("café", "name")
+'café'
+>>> check_text("a\\ud800", "name")
+Traceback (most recent call last):
+...
+agent.errors.InputError: name: not valid Unicode text: a lone UTF-16 surrogate '\\ud800' at character 1
+"""
 
 from __future__ import annotations
 
@@ -10,3 +20,33 @@ class InputError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+def check_text(value: str, field: str, what: str = "text") -> str:
+    """``value`` when it is valid Unicode text, else :class:`InputError` naming ``field``.
+
+    JSON can spell a lone UTF-16 surrogate (``"\\ud800"``) and Python parses it into a
+    ``str`` that no UTF-8 encoder accepts, so a database, a log line or a JSON answer holding
+    it fails. Every user-supplied string that is kept or echoed goes through this check.
+
+    Parameters
+    ----------
+    value : str
+        The string to check (callers have checked it is a ``str``).
+    field : str
+        The field the error names.
+    what : str, optional
+        What ``value`` is, for the message (e.g. ``"key"`` for an object's key).
+
+    Returns
+    -------
+    str
+        ``value`` itself.
+    """
+    if not value.isascii():  # the common case costs one C-level scan
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # UTF-8 encodes every code point but surrogates
+            raise InputError(field, f"not valid Unicode {what}: a lone UTF-16 surrogate "
+                             f"{value[exc.start]!r} at character {exc.start}") from None
+    return value

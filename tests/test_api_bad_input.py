@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.service_fixtures import LIMITS, auth, counts, vec_events, wait_applied
+from tests.service_fixtures import ADMIN_KEY, LIMITS, auth, counts, vec_events, wait_applied
 
 GOOD = [1.0, 0.0, 0.0, 0.0]
 
@@ -248,3 +248,108 @@ def test_text_agent_input_checks(raw, tenant_a):
                  body={"events": [{"input": inp, "target": "t"}]})
         assert_error(r, 422, field)
     assert tenant_a.get_agent(a.id).events_received == 0
+
+
+# ---- lone UTF-16 surrogates -----------------------------------------------------------------
+# JSON can spell a lone surrogate (the six characters \ud800); Python parses it into a str that
+# no UTF-8 encoder takes, so a database, a log or a JSON answer would fail on it. Each is refused
+# by name (422) before anything is stored. The bodies are raw bytes holding the escape itself.
+
+SURROGATE_BODIES = [  # (route, raw JSON body, field named by the error)
+    ("tenants", b'{"name": "t\\ud800"}', "name"),
+    ("agents", b'{"name": "a\\ud800", "encoder": "none", "dim": 4}', "name"),
+    ("agents", b'{"name": "a", "kind": "\\ud800", "encoder": "none", "dim": 4}', "kind"),
+    ("agents", b'{"name": "a", "encoder": "\\udc00", "dim": 4}', "encoder"),
+    ("agents", b'{"name": "a", "encoder": "none", "dim": 4, "memory": {"rule": "\\ud800"}}',
+     "memory.rule"),
+    ("agents", b'{"name": "a", "encoder": "none", "dim": 4, "memory": {"dtype": "\\ud800"}}',
+     "memory.dtype"),
+    ("agents", b'{"name": "a", "encoder": "none", "dim": 4, "memory": {"\\ud800": 1}}', "memory"),
+    ("fork", b'{"name": "f\\ud800"}', "name"),
+    ("forget", b'{"event_ids": ["e0", "\\udfff"]}', "event_ids[1]"),
+    ("rollback", b'{"version": "\\ud800"}', "version"),
+    ("predict", b'{"inputs": ["\\ud800"]}', "inputs[0]"),
+]
+
+
+def _tenant_names(api):
+    with api.service.store.read() as repo:
+        return sorted(t.name for t in repo.list_tenants())
+
+
+@pytest.mark.parametrize("route, content, field", SURROGATE_BODIES)
+def test_lone_surrogates_in_bodies_are_422_naming_the_field(api, raw, tenant_a, agent, route,
+                                                            content, field):
+    assert b"\\ud" in content and content.isascii()  # the escape itself travels
+    before = counts(tenant_a, agent.id), len(tenant_a.list_agents()), _tenant_names(api)
+    if route == "tenants":
+        r = raw.post("/v1/tenants", content=content, headers={
+            "Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"})
+    else:
+        path = "/v1/agents" if route == "agents" else f"/v1/agents/{agent.id}/{route}"
+        r = post(raw, tenant_a, path, content=content, ctype="application/json")
+    assert_error(r, 422, field, "invalid_input")
+    after = counts(tenant_a, agent.id), len(tenant_a.list_agents()), _tenant_names(api)
+    assert after == before
+
+
+SURROGATE_EVENTS = [  # (event, field named by the error)
+    ({"input": GOOD, "target": "L\ud800"}, "events[0].target"),
+    ({"id": "\ud800", "input": GOOD, "target": "L0"}, "events[0].id"),
+    ({"input": GOOD, "target": "L0", "meta": {"note": "\udfff"}}, "events[0].meta.note"),
+    ({"input": GOOD, "target": "L0", "meta": {"\ud800": 1}}, "events[0].meta"),
+]
+
+
+@pytest.mark.parametrize("event, field", SURROGATE_EVENTS)
+def test_lone_surrogates_in_events_are_named_and_partial_keeps_the_rest(raw, tenant_a, agent,
+                                                                          event, field):
+    before = counts(tenant_a, agent.id)
+    good = {"id": f"sur-{field}", "input": GOOD, "target": "L0"}
+    content = json.dumps({"events": [event, good]}).encode()  # ensure_ascii: "\ud800" escaped
+    assert b"\\ud" in content
+    path = f"/v1/agents/{agent.id}/events"
+    body = assert_error(post(raw, tenant_a, path, content=content, ctype="application/json"),
+                        422, field, "invalid_events")
+    assert [x["index"] for x in body["rejected"]] == [0] and "Unicode" in body["error"]["message"]
+    lines = b"\n".join(json.dumps(e).encode() for e in (event, good))
+    body = assert_error(post(raw, tenant_a, path, content=lines, ctype="application/x-ndjson"),
+                        422, field, "invalid_events")
+    assert [(x["index"], x["line"]) for x in body["rejected"]] == [(0, 1)]
+    assert counts(tenant_a, agent.id) == before
+    # partial=true: the valid event is accepted, the one with the surrogate listed
+    r = post(raw, tenant_a, path, content=content, ctype="application/json",
+             params={"partial": "true"})
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] == 1 and [x["index"] for x in r.json()["rejected"]] == [0]
+    wait_applied(tenant_a, agent.id, before[2] + 1)
+
+
+def test_lone_surrogates_in_text_inputs_are_422(raw, tenant_a):
+    a = tenant_a.create_agent("text-surrogate", kind="recall", encoder="minilm")
+    r = post(raw, tenant_a, f"/v1/agents/{a.id}/events", ctype="application/json",
+             content=b'{"events": [{"input": "q\\ud800", "target": "an answer"}]}')
+    assert_error(r, 422, "events[0].input", "invalid_events")
+    r = post(raw, tenant_a, f"/v1/agents/{a.id}/predict", ctype="application/json",
+             content=b'{"inputs": ["fine", "q\\udfff?"]}')
+    assert_error(r, 422, "inputs[1]", "invalid_input")
+    assert tenant_a.get_agent(a.id).events_received == 0
+
+
+def test_undecodable_path_query_and_key_bytes_are_plain_4xx(raw, tenant_a, agent):
+    """The URL and headers cannot carry a lone surrogate: percent-escaped UTF-8 of one decodes
+    to U+FFFD and header bytes are latin-1, so these are the usual 404, 422 and 401."""
+    before = counts(tenant_a, agent.id)
+    assert_error(raw.get("/v1/agents/%ED%A0%80", headers=auth(tenant_a)), 404)
+    r = post(raw, tenant_a, f"/v1/agents/{agent.id}/events?partial=%ED%A0%80",
+             body={"events": vec_events(1)})
+    assert_error(r, 422, "partial")
+    r = raw.get(f"/v1/agents/{agent.id}/versions?limit=%ED%A0%80", headers=auth(tenant_a))
+    assert_error(r, 422, "limit")
+    for key in (b"Bearer dm_\xed\xa0\x80", b"Bearer " + ADMIN_KEY.encode() + b"\xed\xa0\x80"):
+        r = raw.get("/v1/agents", headers={"Authorization": key})
+        assert_error(r, 401, "authorization", "unauthorized")
+    r = raw.post("/v1/tenants", json={"name": "x"},
+                 headers={"Authorization": b"Bearer \xed\xa0\x80"})
+    assert_error(r, 403, "authorization", "forbidden")
+    assert counts(tenant_a, agent.id) == before

@@ -5,6 +5,10 @@ Every check raises :class:`agent.errors.InputError` naming the field (a dotted p
 request changes nothing. The HTTP app (``workers.app``) turns an ``InputError`` into a 422
 ``{"error": {"code": "invalid_input", "message", "field"}}``.
 
+Every string that is kept or echoed (names, ids, targets, text inputs, the strings of ``meta``)
+must be valid Unicode text: a lone UTF-16 surrogate, which JSON can spell as ``"\\ud800"``, is
+refused (:func:`agent.errors.check_text`).
+
 Examples
 --------
 >>> from workers.settings import Settings
@@ -25,7 +29,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.errors import InputError
+from agent.errors import InputError, check_text
 from workers.settings import Settings
 
 MAX_ID_CHARS = 200
@@ -62,7 +66,8 @@ def check_object(v: Any, field: str = "body") -> dict[str, Any]:
 
 
 def check_str(v: Any, field: str, max_chars: int, required: bool = True) -> str | None:
-    """A non-empty string of at most ``max_chars`` characters (``None`` allowed if not required).
+    """A non-empty string of valid Unicode text (no lone surrogate) of at most ``max_chars``
+    characters (``None`` allowed if not required).
 
     >>> check_str("x", "name", 10)
     'x'
@@ -81,7 +86,7 @@ def check_str(v: Any, field: str, max_chars: int, required: bool = True) -> str 
         raise InputError(field, "expected a non-empty string")
     if len(v) > max_chars:
         raise InputError(field, f"too long: {len(v)} characters, at most {max_chars}")
-    return v
+    return check_text(v, field)
 
 
 def check_int(v: Any, field: str, lo: int = 0, hi: int | None = None,
@@ -175,7 +180,7 @@ def check_input(v: Any, agent: dict[str, Any], settings: Settings, field: str) -
         raise InputError(field, "expected a non-empty string")
     if len(v) > settings.max_input_chars:
         raise InputError(field, f"too long: {len(v)} characters, at most {settings.max_input_chars}")
-    return v
+    return check_text(v, field)
 
 
 def check_event(raw: Any, agent: dict[str, Any], settings: Settings, field: str = "") -> dict[str, Any]:
@@ -203,8 +208,33 @@ def check_event(raw: Any, agent: dict[str, Any], settings: Settings, field: str 
     if ev.get("ts") is not None:
         out["ts"] = check_ts(ev["ts"], _join(field, "ts"))
     if ev.get("meta") is not None:
-        out["meta"] = check_object(ev["meta"], _join(field, "meta"))
+        where = _join(field, "meta")
+        out["meta"] = check_json_text(check_object(ev["meta"], where), where)
     return out
+
+
+def check_json_text(v: Any, field: str) -> Any:
+    """``v`` (parsed JSON) when every string in it, object keys included, is valid Unicode
+    text; else :class:`InputError` naming the value (``meta.note``, ``meta.tags[2]``) or, for
+    a bad key, the object holding it. Walks without recursion (JSON may nest deeply).
+
+    >>> check_json_text({"tags": ["a", "b\\udfff"]}, "meta")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: meta.tags[1]: not valid Unicode text: a lone UTF-16 surrogate '\\udfff' at character 1
+    """
+    todo = [(v, field)]
+    while todo:
+        node, where = todo.pop()
+        if isinstance(node, str):
+            check_text(node, where)
+        elif isinstance(node, dict):
+            kids = [(x, _join(where, check_text(key, where, "text in a key")))
+                    for key, x in node.items()]
+            todo.extend(reversed(kids))  # (first in document order is reported first)
+        elif isinstance(node, list):
+            todo.extend(reversed([(x, f"{where}[{i}]") for i, x in enumerate(node)]))
+    return v
 
 
 def check_events_list(body: Any, settings: Settings) -> list[Any]:

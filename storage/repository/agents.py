@@ -4,7 +4,6 @@ version, inheriting that version's event history as copied rows)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -13,6 +12,7 @@ import numpy as np
 from sqlalchemy import select
 
 from agent.memory.delta import state_checksum
+from storage import jsoncodec
 from storage.errors import ForgottenEvents, InputError, NotFound, VersionThinned
 from storage.models import Agent, Event, Tenant
 from storage.repository._base import check_checksum
@@ -26,10 +26,11 @@ def new_agent_id() -> str:
 
 
 def _check_config(config: Any) -> dict[str, Any]:
+    """``config`` when the store's JSON encoder takes it (no NaN, no lone surrogate)."""
     if not isinstance(config, dict):
         raise InputError("config", "expected an object")
     try:
-        json.dumps(config, allow_nan=False)
+        jsoncodec.dumps(config)
     except (TypeError, ValueError) as exc:
         raise InputError("config", f"not storable as JSON: {exc}") from exc
     return config

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import JSON, Insert, Table, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from agent.errors import check_text
 from storage import jsoncodec
 from storage.errors import InputError
 from storage.models import EVENT_ID_LEN, Agent, Base, Event, utcnow
@@ -85,11 +86,7 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str]:
             raise InputError(f"{field}.id", "expected a non-empty string")
         if len(cid) > EVENT_ID_LEN:
             raise InputError(f"{field}.id", f"at most {EVENT_ID_LEN} characters")
-        if not cid.isascii():  # a lone surrogate cannot be stored (the payload's text is
-            try:               # checked by its JSON encoding)
-                cid.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise InputError(f"{field}.id", f"not valid Unicode text: {exc.reason}") from exc
+        check_text(cid, f"{field}.id")  # (the payload's text is checked by its JSON encoding)
     payload = {k: (v.isoformat() if isinstance(v, datetime) else v)
                for k, v in ev.items() if k != "id"}
     try:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import update
 
+from agent.errors import check_text
 from agent.memory.delta import state_checksum
 from storage.errors import InputError, UnknownEvents
 from storage.models import EVENT_ID_LEN, Event, Version
@@ -57,6 +58,7 @@ class ForgetMixin(AgentsMixin):
         for i, cid in enumerate(event_client_ids):
             if not isinstance(cid, str) or not cid or len(cid) > EVENT_ID_LEN:
                 raise InputError(f"event_ids[{i}]", "expected a non-empty string id")
+            check_text(cid, f"event_ids[{i}]")
         agent = self._lock_agent(agent_id)
         rows = self.events_by_ids(agent_id, event_client_ids)
         unknown = set(event_client_ids) - {e.client_id for e in rows}

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from agent.errors import check_text
 from agent.memory.backend import one_blas_thread
 from agent.memory.delta import Delta, LayerDelta, apply_delta, state_checksum
 from storage.codec import Blob, decode, encode
@@ -25,6 +26,15 @@ from storage.repository._base import RepoBase, VInfo, chunks
 State = tuple[dict[str, np.ndarray], list[str]]
 
 
+def check_labels(labels: Any, field: str) -> list[str]:
+    """A list of label (answer) texts, each valid Unicode text; else :class:`InputError`."""
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise InputError(field, "expected a list of strings")
+    for i, x in enumerate(labels):
+        check_text(x, f"{field}[{i}]")
+    return labels
+
+
 def check_state(layers: Any, labels: Any, field: str = "snapshot") -> State:
     if not isinstance(layers, dict) or not layers:
         raise InputError(f"{field}.layers", "expected a non-empty dict of layer name → array")
@@ -33,9 +43,7 @@ def check_state(layers: Any, labels: Any, field: str = "snapshot") -> State:
             raise InputError(f"{field}.layers", f"layer names are 1..{LAYER_LEN} characters")
         if not isinstance(arr, np.ndarray) or arr.ndim != 2:
             raise InputError(f"{field}.layers.{name}", "expected a 2-d numpy array")
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        raise InputError(f"{field}.labels", "expected a list of strings")
-    if len(set(labels)) != len(labels):
+    if len(set(check_labels(labels, f"{field}.labels"))) != len(labels):
         raise InputError(f"{field}.labels", "labels must be distinct")
     return layers, labels
 

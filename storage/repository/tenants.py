@@ -10,6 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from agent.errors import check_text
 from storage.errors import InputError, NotFound
 from storage.models import NAME_LEN, ApiKey, Tenant, utcnow
 from storage.repository._base import RepoBase
@@ -18,15 +19,18 @@ KEY_PREFIX = "dm_"
 
 
 def hash_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()
+    # surrogatepass: a key holding a lone surrogate hashes (to no stored key) instead of raising
+    return hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def check_name(name: object, field: str = "name") -> str:
+    """A tenant's or agent's name: non-empty valid Unicode text of at most ``NAME_LEN``
+    characters; else :class:`InputError` naming ``field``."""
     if not isinstance(name, str) or not name.strip():
         raise InputError(field, "expected a non-empty string")
     if len(name) > NAME_LEN:
         raise InputError(field, f"at most {NAME_LEN} characters, got {len(name)}")
-    return name
+    return check_text(name, field)
 
 
 class TenantsMixin(RepoBase):

@@ -22,7 +22,7 @@ from storage.errors import (
 )
 from storage.models import Answer, Event, Version, utcnow
 from storage.repository._base import check_checksum, check_int, chunks
-from storage.repository.state import StateMixin, check_state, encode_layer_delta
+from storage.repository.state import StateMixin, check_labels, check_state, encode_layer_delta
 
 COMMIT_KINDS = ("delta", "snapshot", "rollback", "forget")
 MAX_LIST = 10_000
@@ -69,8 +69,7 @@ class VersionsMixin(StateMixin):
         if delta is not None:
             if not isinstance(delta, Delta):
                 raise InputError("delta", "expected a Delta")
-            if not all(isinstance(x, str) for x in delta.labels_added):
-                raise InputError("delta.labels_added", "expected a list of strings")
+            check_labels(list(delta.labels_added), "delta.labels_added")
             encoded = [encode_layer_delta(n, ld) for n, ld in delta.layers.items()]
         elif kind == "delta":
             raise InputError("delta", "a delta commit needs a delta")
