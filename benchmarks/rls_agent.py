@@ -20,6 +20,7 @@ import numpy as np
 
 from agent.config import AgentConfig
 from agent.memory.backend import set_blas_threads
+from agent.memory.delta import state_checksum
 from agent.model import MemoryAgent
 
 
@@ -63,6 +64,31 @@ def per_event_ms(d_k: int, dtype: str, n: int, events: int, seed: int = 0,
     return t_write * 1e3, t_gemm * 1e3
 
 
+def checksum_ms(d_k: int, dtype: str, reps: int = 5) -> tuple[float, float]:
+    """(ms of hashing the whole state, ms of ``MemoryAgent.checksum`` after a batch that only
+    appended pending rows, which reuses the hash state of the unchanged ``P``): the learner's
+    cost per commit besides the write."""
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((150 + 10 * reps, 384))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = [f"c{i % 150}" for i in range(len(X))]
+    cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "minilm", "memory": {
+        "rule": "rls", "ridge": 0.01, "lift_dim": d_k, "dtype": dtype}})
+    agent = MemoryAgent(cfg, encoder=_NoTexts())
+    agent.learn_many(X[:150], y[:150])  # folds (150 + … rows); later batches of 10 append
+    agent.checksum()
+    full = cached = 0.0
+    for r in range(reps):
+        agent.learn_many(X[150 + 10 * r : 160 + 10 * r], y[150 + 10 * r : 160 + 10 * r])
+        t0 = time.perf_counter()
+        agent.checksum()
+        cached += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        state_checksum(*agent.state)
+        full += time.perf_counter() - t0
+    return full / reps * 1e3, cached / reps * 1e3
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.rls_agent", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dims", default="2048,4096", help="lifted widths d_k (comma-separated)")
@@ -83,6 +109,14 @@ def main(argv: list[str] | None = None) -> int:
                 w0, _ = per_event_ms(d_k, dtype, n, events, pending=False)
                 print(f"| {d_k} | {dtype} | {n} | {w:.3f} | {w0:.3f} | {w0 / w:.1f}× | {g:.3f} | "
                       f"{w / g:.1f} |", flush=True)
+    print("\nState checksum per commit (wall ms): the whole state hashed vs the learner's, which "
+          "reuses the hash of an unchanged P")
+    print("| d_k | state | full | learner | ratio |")
+    print("| --- | --- | --- | --- | --- |")
+    for d_k in (int(v) for v in args.dims.split(",")):
+        for dtype in args.dtypes.split(","):
+            full, cached = checksum_ms(d_k, dtype)
+            print(f"| {d_k} | {dtype} | {full:.1f} | {cached:.1f} | {full / cached:.0f}× |", flush=True)
     return 0
 
 

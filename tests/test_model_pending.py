@@ -127,4 +127,17 @@ def test_rls_agent_benchmark_prints_both_agents_side_by_side(capsys):
 
     assert rls_agent.main(["--dims", "1024", "--dtypes", "float32", "--sizes", "5", "--events", "10"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1024 |")]
-    assert len(rows) == 1 and rows[0].count("|") == 9 and "×" in rows[0]
+    assert len(rows) == 2 and rows[0].count("|") == 9 and "×" in rows[0] and rows[1].count("|") == 6
+
+
+def test_commit_checksums_reuse_the_hash_of_an_unchanged_p_and_equal_the_full_hash():
+    cfg = _config("float32")
+    X, y = _stream(400, seed=4)
+    agent = MemoryAgent(cfg)
+    reused = []
+    for s in range(0, 400, 40):  # folds after 280 and 400 events; appends in between
+        d = agent.learn_many(X[s:s + 40], y[s:s + 40])
+        assert agent.checksum() == state_checksum(*agent.state)  # the definition, hashed in full
+        reused.append((agent._hasher.reused, "P" in d.layers))
+    # after the first call, P's hash state is reused exactly when P was not replaced
+    assert all((r >= 1) == (not folded) for r, folded in reused[1:]) and any(f for _, f in reused)

@@ -12,8 +12,8 @@ from agent.memory.chunk import (
 from agent.memory.delta import Delta, LayerDelta, apply_delta, apply_layer, pad_rows, state_checksum
 from agent.memory.lift import Lift, normalize_keys
 from agent.memory.many import batched_read, many_delta_write
-from agent.memory.pending import pending_rows, rls_pending
 from agent.memory.naive import delta_rule_naive, rls_naive
+from agent.memory.pending import pending_rows, rls_pending
 
 __all__ = [
     "Delta",

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,7 @@ __all__ = [
     "pad_rows",
     "state_checksum",
     "StateView",
+    "PrefixHasher",
 ]
 
 
@@ -201,17 +203,62 @@ def state_checksum(layers: dict[str, np.ndarray], labels: list[str] | None = Non
     """
     h = hashlib.sha256()
     for name in sorted(layers):
-        arr = np.ascontiguousarray(layers[name])
-        arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-        h.update(name.encode())
-        h.update(b"\0")
-        h.update(arr.dtype.str.encode())
-        h.update(repr(tuple(arr.shape)).encode())
-        h.update(arr.reshape(-1).data.cast("B"))  # the raw bytes, without a copy
+        _hash_layer(h, name, layers[name])
+    return _hash_labels(h, labels)
+
+
+def _hash_layer(h: Any, name: str, arr: np.ndarray) -> None:
+    arr = np.ascontiguousarray(arr)
+    arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+    h.update(name.encode())
+    h.update(b"\0")
+    h.update(arr.dtype.str.encode())
+    h.update(repr(tuple(arr.shape)).encode())
+    h.update(arr.reshape(-1).data.cast("B"))  # the raw bytes, without a copy
+
+
+def _hash_labels(h: Any, labels: list[str] | None) -> str:
     for label in labels or []:
         h.update(b"\x1f")
         h.update(label.encode("utf-8"))
-    return h.hexdigest()
+    return str(h.hexdigest())
+
+
+class PrefixHasher:
+    """:func:`state_checksum` that keeps the SHA-256 state after each layer, in sorted order,
+    and starts from the longest prefix of layers that are still the same array objects.
+
+    A learner's arrays are replaced, never changed in place, so an unchanged object has
+    unchanged bytes: an ``rls`` state with pending rows hashes its ``P`` (d_k², sorted first)
+    only when a fold replaced it, not at every commit (37.7 MB, about 29 ms at d_k = 3072
+    float32). The digest is :func:`state_checksum`'s, bit for bit (tested).
+
+    >>> import numpy as np
+    >>> ph, layers = PrefixHasher(), {"P": np.eye(3), "S": np.zeros((2, 3))}
+    >>> ph.checksum(layers, ["a"]) == state_checksum(layers, ["a"])
+    True
+    >>> layers["S"] = np.ones((2, 3))   # replaced: P's hash state is reused
+    >>> ph.checksum(layers, ["a"]) == state_checksum(layers, ["a"]), ph.reused
+    (True, 1)
+    """
+
+    def __init__(self) -> None:
+        self._done: list[tuple[str, np.ndarray, Any]] = []  # (name, array, hash state after it)
+        self.reused = 0  # layers taken from the cache by the last call
+
+    def checksum(self, layers: dict[str, np.ndarray], labels: list[str] | None = None) -> str:
+        names = sorted(layers)
+        k = 0
+        while (k < len(self._done) and k < len(names) and self._done[k][0] == names[k]
+               and self._done[k][1] is layers[names[k]]):
+            k += 1
+        del self._done[k:]
+        h = self._done[k - 1][2].copy() if k else hashlib.sha256()
+        for name in names[k:]:
+            _hash_layer(h, name, layers[name])
+            self._done.append((name, layers[name], h.copy()))  # holds the array: its id stays its own
+        self.reused = k
+        return _hash_labels(h, labels)
 
 
 class StateView:
@@ -231,4 +278,8 @@ class StateView:
         return list(self._labels)
 
     def checksum(self) -> str:
-        return state_checksum(self._layers, self._labels)
+        """:func:`state_checksum` of the state; unchanged layers are not hashed again."""
+        ph = self.__dict__.get("_hasher")
+        if ph is None:
+            ph = self.__dict__["_hasher"] = PrefixHasher()
+        return ph.checksum(self._layers, self._labels)
