@@ -19,18 +19,24 @@ import numpy as np
 from benchmarks.eval_common import md_table
 
 FILES = ("clinc150_data_full.json", "clinc150_domains.json")
-CONFIGS: list[dict[str, Any]] = [{"rule": "delta"}, {"rule": "rls", "ridge": 0.1}]
+CONFIGS: list[dict[str, Any]] = [
+    {"rule": "delta"},
+    {"rule": "rls", "ridge": 0.1},
+    # the accurate learner of EVAL.md: wide keys, float32 state, pending rows in the service
+    {"rule": "rls", "ridge": 0.01, "lift_dim": 3072, "dtype": "float32"},
+]
+PREDICT_INPUTS = 20  # the service's default DELTAMEM_MAX_PREDICT_INPUTS
 
 
-def _subsample(quick: bool, seed: int = 0) -> tuple[list[str], list[str], list[str], list[str]]:
+def _subsample(n_train: int, n_test: int, seed: int = 0) -> tuple[list[str], list[str], list[str], list[str]]:
     import json
 
     from benchmarks.eval_common import data_dir
 
     d = json.loads((data_dir() / FILES[0]).read_text())
     rng = np.random.default_rng(seed)
-    tr = [d["train"][i] for i in rng.permutation(len(d["train"]))[: 600 if quick else 3000]]
-    te = [d["test"][i] for i in rng.permutation(len(d["test"]))[: 300 if quick else 1500]]
+    tr = [d["train"][i] for i in rng.permutation(len(d["train"]))[:n_train]]
+    te = [d["test"][i] for i in rng.permutation(len(d["test"]))[:n_test]]
     return [t for t, _ in tr], [y for _, y in tr], [t for t, _ in te], [y for _, y in te]
 
 
@@ -45,15 +51,20 @@ def _wait_applied(client: Any, agent_id: str, n: int, timeout_s: float = 600.0) 
         time.sleep(0.2)
 
 
-def run(out: Path, url: str, key: str, quick: bool = False, batch: int = 100) -> dict[str, Any]:
+def run(out: Path, url: str, key: str, quick: bool = False, batch: int = 100,
+        sizes: tuple[int, int] | None = None, configs: list[dict[str, Any]] | None = None
+        ) -> dict[str, Any]:
+    """Stream ``sizes`` = (train, test) utterances (default 3,000 / 1,500; quick 600 / 300)
+    through the service for each memory config (default :data:`CONFIGS`)."""
     from agent.config import AgentConfig
     from agent.model import MemoryAgent
     from workers.client import Client
 
-    Xtr, ytr, Xte, yte = _subsample(quick)
+    n_train, n_test = sizes or ((600, 300) if quick else (3000, 1500))
+    Xtr, ytr, Xte, yte = _subsample(n_train, n_test)
     rows, results = [], {}
-    with Client(url, api_key=key) as client:
-        for mem in CONFIGS:
+    with Client(url, api_key=key, timeout=300) as client:
+        for mem in configs or CONFIGS:
             cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "minilm", "memory": mem})
             agent = client.create_agent(f"eval-clinc-{mem['rule']}-{int(time.time())}",
                                         kind="classifier", encoder="minilm", memory=mem)
@@ -67,8 +78,9 @@ def run(out: Path, url: str, key: str, quick: bool = False, batch: int = 100) ->
             for s in range(0, len(ytr), batch):
                 local.learn_many(Xtr[s : s + batch], ytr[s : s + batch])
             svc, loc = [], local.predict_many(Xte)
-            for s in range(0, len(Xte), batch):
-                svc.extend(client.predict(agent.id, Xte[s : s + batch], min_version=head).predictions)
+            for s in range(0, len(Xte), PREDICT_INPUTS):
+                svc.extend(client.predict(agent.id, Xte[s : s + PREDICT_INPUTS],
+                                          min_version=head).predictions)
             same = np.mean([a.label == b["label"] for a, b in zip(svc, loc, strict=True)])
             diff = max(abs((a.score or 0.0) - b["score"]) for a, b in zip(svc, loc, strict=True))
             acc_s = np.mean([a.label == y for a, y in zip(svc, yte, strict=True)])

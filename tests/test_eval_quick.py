@@ -62,3 +62,19 @@ def test_harness_writes_its_table(tmp_path):
     want = np.mean([eval_locomo.recall_at(r, q["evidence"]) for r, q in zip(ranks, conv["qa"], strict=True)])
     row = next(line for line in text.splitlines() if line.startswith("| vector store"))
     assert float(row.strip("| ").split("|")[-1]) == pytest.approx(want, abs=5e-4)
+
+
+@needs_clinc
+def test_the_real_service_and_the_in_process_learner_agree_on_clinc(api, tenant_a, tmp_path):
+    """``deltamem eval clinc --service``: MiniLM texts through HTTP, the service's own micro-
+    batches and encoder, against the in-process learner on the same events."""
+    from benchmarks import eval_service
+
+    configs = [{"rule": "rls", "ridge": 0.1},
+               {"rule": "rls", "ridge": 0.01, "lift_dim": 1024, "dtype": "float32"}]  # pending rows
+    res = eval_service.run(tmp_path, api.url, tenant_a.api_key, sizes=(300, 60), configs=configs)
+    assert len(res["results"]) == 2
+    for name, r in res["results"].items():
+        assert r["same"] == 1.0, name
+        assert r["max_diff"] < 1e-4, (name, r["max_diff"])
+        assert r["service_acc"] == r["local_acc"] > 0.3, name
