@@ -33,6 +33,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from storage.deltaform import FORMS
+
 ID_LEN = 40  # "ag_" / "tn_" + 32 hex digits
 NAME_LEN = 200
 EVENT_ID_LEN = 200
@@ -43,7 +45,7 @@ DTYPE_LEN = 8
 
 VERSION_KINDS = ("create", "delta", "snapshot", "rollback", "forget", "fork")
 VERSION_STATUSES = ("ok", "thinned")
-DELTA_FORMS = ("factors", "dense")
+DELTA_FORMS = FORMS  # how a delta is stored: storage/deltaform.py
 
 # BIGINT primary keys autoincrement everywhere (SQLite needs INTEGER for its rowid alias).
 BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -185,7 +187,8 @@ class Version(Base):
 
 
 class DeltaRow(Base):
-    """One layer's delta of one version: factors (``data`` = A then E) or dense."""
+    """One layer's delta of one version: factors (``data`` = A then E), dense, or factors
+    stored as A alone, ``neg`` (E = −A) or ``shift`` (E = [0 | I]): :mod:`storage.deltaform`."""
 
     __tablename__ = "deltas"
     __table_args__ = (

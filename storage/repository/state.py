@@ -12,6 +12,7 @@ from sqlalchemy import select
 from agent.errors import check_text
 from agent.memory.backend import one_blas_thread
 from agent.memory.delta import Delta, LayerDelta, apply_delta, state_checksum
+from storage import deltaform
 from storage.codec import Blob, decode, encode
 from storage.errors import (
     ChecksumMismatch,
@@ -48,7 +49,8 @@ def check_state(layers: Any, labels: Any, field: str = "snapshot") -> State:
     return layers, labels
 
 
-def encode_layer_delta(name: str, ld: LayerDelta) -> tuple[str, LayerDelta, Blob]:
+def encode_layer_delta(name: str, ld: LayerDelta) -> tuple[str, LayerDelta, str, Blob]:
+    """``(name, delta, stored form, blob)`` (:mod:`storage.deltaform`), validated."""
     field = f"delta.layers.{name}"
     if not isinstance(name, str) or not 0 < len(name) <= LAYER_LEN:
         raise InputError("delta.layers", f"layer names are 1..{LAYER_LEN} characters")
@@ -56,19 +58,19 @@ def encode_layer_delta(name: str, ld: LayerDelta) -> tuple[str, LayerDelta, Blob
         raise InputError(field, "expected a LayerDelta")
     if not np.isfinite(ld.gamma):
         raise InputError(f"{field}.gamma", "expected a finite number")
-    arrays = [ld.dense] if ld.dense is not None else [ld.A, ld.E]
-    return name, ld, encode(arrays, field)  # type: ignore[arg-type]
+    form, arrays = deltaform.pack(ld)
+    return name, ld, form, encode(arrays, field)
 
 
 class StateMixin(RepoBase):
     # -- writing -----------------------------------------------------------------------
     def _put_deltas(self, agent_id: str, version: int,
-                    encoded: list[tuple[str, LayerDelta, Blob]]) -> None:
-        for name, ld, blob in encoded:
+                    encoded: list[tuple[str, LayerDelta, str, Blob]]) -> None:
+        for name, ld, form, blob in encoded:
             d_v, d_k = ld.shape
             self.session.add(DeltaRow(
                 agent_id=agent_id, version=version, layer=name,
-                form="dense" if ld.is_dense else "factors", gamma=float(ld.gamma), d_v=d_v,
+                form=form, gamma=float(ld.gamma), d_v=d_v,
                 d_k=d_k, rank=None if ld.is_dense else ld.rank, dtype=blob.dtype,
                 data=blob.data, sha256=blob.sha256))
 
@@ -137,16 +139,12 @@ class StateMixin(RepoBase):
                     DeltaRow.agent_id == agent_id, DeltaRow.version.in_(part))
                     .order_by(DeltaRow.version, DeltaRow.layer)):
                 what = f"agent {agent_id!r} version {r.version} delta {r.layer!r}"
-                if r.form == "dense":
-                    (D,) = decode(r.data, r.dtype, [(r.d_v, r.d_k)], r.sha256, what)
-                    ld = LayerDelta.of_dense(D, r.gamma)
-                else:
-                    if r.rank is None:
-                        raise CorruptData(what, "factor delta without a rank")
-                    A, E = decode(r.data, r.dtype, [(r.rank, r.d_k), (r.rank, r.d_v)],
-                                  r.sha256, what)
-                    ld = LayerDelta.factors(A, E, r.gamma)
-                out[r.version][r.layer] = ld
+                try:
+                    shapes = deltaform.shapes(r.form, r.d_v, r.d_k, r.rank)
+                except ValueError as exc:
+                    raise CorruptData(what, str(exc)) from None
+                arrays = decode(r.data, r.dtype, shapes, r.sha256, what)
+                out[r.version][r.layer] = deltaform.unpack(r.form, arrays, r.gamma, (r.d_v, r.d_k))
         return out
 
     def _plan(self, agent_id: str, vmap: dict[int, VInfo], version: int) -> tuple[int, list[int]]:

@@ -1,0 +1,97 @@
+"""How a layer delta is stored: its form and the arrays written for it.
+
+Four forms (the ``deltas.form`` column):
+
+- ``dense``: ``D`` (d_v, d_k);
+- ``factors``: ``A`` (rank, d_k) then ``E`` (rank, d_v);
+- ``neg``: factors with ``E = −A`` (d_v = d_k), stored as ``A`` alone. Every ``rls`` update of
+  ``P`` has this form (``P − BᵀB``), so it halves what ``P`` costs to store;
+- ``shift``: factors with ``E = [0 | I]`` (the last ``rank`` columns the identity), stored as ``A``
+  alone: the rows appended to the pending rows ``Q`` of an ``rls`` state
+  (:mod:`agent.memory.pending`).
+
+A compact form is chosen only when the stored ``E`` is bit for bit the one :func:`unpack`
+rebuilds (negation and the 0/1 selector are exact), so the rebuilt delta — and with it every
+rebuilt state — is the one the learner applied, bit for bit.
+
+Examples
+--------
+>>> import numpy as np
+>>> from agent.memory.delta import LayerDelta
+>>> A = np.array([[1.0, -2.0, 0.0]])
+>>> form, arrays = pack(LayerDelta.factors(A, -A))
+>>> form, len(arrays)
+('neg', 1)
+>>> ld = unpack(form, arrays, 1.0, (3, 3))
+>>> ld.E.tolist()
+[[-1.0, 2.0, -0.0]]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agent.memory.delta import LayerDelta
+
+__all__ = ["pack", "unpack", "shapes", "FORMS"]
+
+FORMS = ("factors", "dense", "neg", "shift")
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal shapes, dtypes and bytes (unlike ``==``: −0.0 ≠ +0.0 here)."""
+    return a.shape == b.shape and a.dtype == b.dtype and \
+        np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+
+
+def _selector(rank: int, d_v: int, dtype: np.dtype) -> np.ndarray:
+    E = np.zeros((rank, d_v), dtype=dtype)  # (rank, d_v)
+    E[:, d_v - rank:] = np.eye(rank, dtype=dtype)
+    return E
+
+
+def pack(ld: LayerDelta) -> tuple[str, list[np.ndarray]]:
+    """``(form, arrays to store)`` for a layer delta: the most compact exact form."""
+    if ld.dense is not None:
+        return "dense", [ld.dense]
+    assert ld.A is not None and ld.E is not None
+    A, E = np.asarray(ld.A), np.asarray(ld.E)
+    rank, d_v = E.shape
+    if A.dtype == E.dtype:
+        if E.shape == A.shape and _same_bits(E, np.negative(A)):
+            return "neg", [A]
+        if rank <= d_v and _same_bits(E, _selector(rank, d_v, E.dtype)):
+            return "shift", [A]
+    return "factors", [A, E]
+
+
+def shapes(form: str, d_v: int, d_k: int, rank: int | None) -> list[tuple[int, int]]:
+    """The shapes of the stored arrays of a delta of this form."""
+    if form == "dense":
+        return [(d_v, d_k)]
+    if rank is None:
+        raise ValueError(f"a {form} delta needs a rank")
+    if form == "factors":
+        return [(rank, d_k), (rank, d_v)]
+    if form == "neg" and d_v != d_k:
+        raise ValueError(f"a neg delta is square, got d_v={d_v}, d_k={d_k}")
+    if form == "shift" and rank > d_v:
+        raise ValueError(f"a shift delta has rank ≤ d_v, got rank={rank}, d_v={d_v}")
+    if form in ("neg", "shift"):
+        return [(rank, d_k)]
+    raise ValueError(f"unknown delta form {form!r}")
+
+
+def unpack(form: str, arrays: list[np.ndarray], gamma: float, shape: tuple[int, int]) -> LayerDelta:
+    """The :class:`LayerDelta` of stored arrays (shapes as :func:`shapes` gives them)."""
+    d_v, _ = shape
+    if form == "dense":
+        return LayerDelta.of_dense(arrays[0], gamma)
+    A = arrays[0]
+    if form == "factors":
+        return LayerDelta.factors(A, arrays[1], gamma)
+    if form == "neg":
+        return LayerDelta.factors(A, np.negative(A), gamma)
+    if form == "shift":
+        return LayerDelta.factors(A, _selector(A.shape[0], d_v, A.dtype), gamma)
+    raise ValueError(f"unknown delta form {form!r}")
