@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from agent.memory.delta import Delta, LayerDelta, apply_delta, state_checksum
+from storage import deltaform
 from storage.codec import encode
 from storage.engine import Database, normalize_url
 from storage.migrate import upgrade
@@ -38,9 +39,9 @@ def _deltas(rule: str, rng: np.random.Generator) -> dict[str, LayerDelta]:
     """One 64-event micro-batch's delta at d = 384 (factor form)."""
     A = rng.standard_normal((BATCH, D))
     out = {"S": LayerDelta.factors(A, rng.standard_normal((BATCH, LABELS)))}
-    if rule == "rls":  # P ← P − G (P Kᵀ)ᵀ: a rank-64 factor pair of 384-vectors
-        out["P"] = LayerDelta.factors(rng.standard_normal((BATCH, D)),
-                                      rng.standard_normal((BATCH, D)))
+    if rule == "rls":  # P ← P − BᵀB: factors (B, −B), stored as B alone (form "neg")
+        B = rng.standard_normal((BATCH, D))
+        out["P"] = LayerDelta.factors(B, -B)
     return out
 
 
@@ -54,12 +55,46 @@ def bytes_per_event() -> list[tuple[str, str, str, float]]:
                 total = 0
                 for ld in lds.values():
                     ld = (LayerDelta.of_dense(ld.to_dense()) if form == "dense" else ld)
-                    ld = ld.astype(dtype)
-                    arrays = [a for a in ((ld.dense,) if ld.is_dense else (ld.A, ld.E))
-                              if a is not None]
-                    total += encode(arrays).nbytes
+                    total += encode(deltaform.pack(ld.astype(dtype))[1]).nbytes
                 rows.append((rule, form, dtype, total / BATCH))
     return rows
+
+
+class _Vectors:  # the agent encodes nothing: these inputs are embeddings already
+    dim = 384
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        raise RuntimeError("vectors only")
+
+
+def agent_bytes_per_event(lift_dim: int, batch: int, pending: bool, compact: bool,
+                          events: int = 1280, dtype: str = "float32") -> float:
+    """Stored array bytes per event of a real ``rls`` agent (384-d unit inputs, 150 labels,
+    ``lift_dim``-d keys) learning ``events`` in micro-batches of ``batch``: as the repository
+    stores its deltas (``compact``: :mod:`storage.deltaform`), or every factor delta as A and E.
+    ``pending=False``: the agent without pending rows (a state stored before they existed)."""
+    from agent.config import AgentConfig
+    from agent.model import MemoryAgent
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150 + events, 384))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = [f"c{i % 150}" for i in range(150 + events)]
+    cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "minilm", "memory": {
+        "rule": "rls", "ridge": 0.01, "lift_dim": lift_dim, "dtype": dtype}})
+    agent = MemoryAgent(cfg, encoder=_Vectors())
+    if not pending:
+        layers, labels = agent.state
+        layers.pop("Q", None)
+        agent.load_state(layers, labels)
+    agent.learn_many(X[:150], y[:150])  # every label seen
+    total = 0
+    for s in range(150, 150 + events, batch):
+        for ld in agent.learn_many(X[s:s + batch], y[s:s + batch]).layers.values():
+            arrays = deltaform.pack(ld)[1] if compact else (
+                [ld.dense] if ld.dense is not None else [ld.A, ld.E])
+            total += encode(arrays).nbytes  # type: ignore[arg-type]
+    return total / events
 
 
 def _new_agent(db: Database, d: int = D, labels: int = LABELS):
@@ -154,6 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'rule':6} {'form':8} {'dtype':8} {'bytes/event':>12}")
     for rule, form, dtype, b in bytes_per_event():
         print(f"{rule:6} {form:8} {dtype:8} {b:12,.0f}")
+    print()
+    print("bytes stored per event of a real rls agent, float32 state, 150 labels "
+          "(A and E for every factor delta / the stored forms)")
+    print("| lift_dim | micro-batch | no pending rows, A and E | pending rows, A and E "
+          "| pending rows, stored forms |")
+    print("| --- | --- | --- | --- | --- |")
+    for lift in (1024, 3072):
+        for batch in (10, 64):
+            b0 = agent_bytes_per_event(lift, batch, pending=False, compact=False)
+            b1 = agent_bytes_per_event(lift, batch, pending=True, compact=False)
+            b2 = agent_bytes_per_event(lift, batch, pending=True, compact=True)
+            print(f"| {lift} | {batch} | {b0:,.0f} | {b1:,.0f} | {b2:,.0f} |", flush=True)
     print()
     print(f"{'database':10} {'dtype':8} {'commit v/s':>11} {'rebuild ' + str(args.versions):>14}"
           f" {'64-ev commit v/s':>17}")

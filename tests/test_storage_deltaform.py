@@ -118,3 +118,12 @@ def test_downgrade_rewrites_compact_forms_as_factors_and_nothing_is_lost(empty_d
                 assert state_checksum(*repo.load_state(agent_id, v)) == want
     finally:
         db.dispose()
+
+
+def test_storage_benchmark_measures_real_agents_in_each_format():
+    from benchmarks.storage import agent_bytes_per_event
+
+    legacy, plain, stored = (agent_bytes_per_event(1024, 10, pending=p, compact=c, events=300)
+                             for p, c in ((False, False), (True, False), (True, True)))
+    print(f"bytes/event: no pending rows {legacy:.0f}, pending A and E {plain:.0f}, stored {stored:.0f}")
+    assert stored < plain and stored < 1.05 * legacy
