@@ -78,3 +78,14 @@ def test_the_real_service_and_the_in_process_learner_agree_on_clinc(api, tenant_
         assert r["same"] == 1.0, name
         assert r["max_diff"] < 1e-4, (name, r["max_diff"])
         assert r["service_acc"] == r["local_acc"] > 0.3, name
+
+
+@needs_clinc
+def test_compute_benchmark_times_retraining_and_the_learner_side_by_side():
+    from benchmarks.clinc_compute import measure
+
+    rows = measure({"rule": "rls", "ridge": 0.1}, [25, 100], quick=True)
+    assert [r[0] for r in rows] == [25, 100]
+    (_, r25, l25, q25, a25), (_, r100, _, _, a100) = rows
+    assert r25 > r100 > 0 and l25 > 0 and q25 == r25 / l25  # smaller batches: more refits
+    assert a25 == a100 > 0.5  # rls: the same ridge solution whatever the micro-batches
