@@ -66,6 +66,7 @@ MAX_RLS_KEY_DIM = 4096  # P is d_k × d_k: 4096² float64 = 128 MiB per agent
 # The weight scale sets the kernel bandwidth: MiniLM embeddings are unit vectors (scale 2.0);
 # raw vectors use the Lift default 1/sqrt(dim) (entries of order 1).
 LIFT_ACTIVATION: dict[str, str] = {"delta": "cos", "rls": "relu"}
+WRITE_ONLY_LAYERS = ("P", "Q")  # rls: learning needs them, predictions only S (and the stats)
 LIFT_SCALE: dict[str, float | None] = {"minilm": 2.0, "none": None}
 
 
@@ -114,6 +115,7 @@ class MemoryAgent(StateView):
         # answers are embedded (recall + MiniLM): the value is the answer's embedding
         self._embedded_answers = config.kind == "recall" and config.encoder == "minilm"
         self._layers, self._labels = self.initial_state(config, self.dtype)
+        self._reads_only = False
         self._index = {label: i for i, label in enumerate(self._labels)}
         self._answers = np.zeros((0, config.dim), dtype=np.float64)  # (m, 384) unit answer rows
 
@@ -164,15 +166,30 @@ class MemoryAgent(StateView):
                 raise ValueError(f"layer {name}: expected shape {want}, got {arr.shape}")
             new[name] = np.asarray(arr, dtype=ref[name].dtype)
         answers = self._embed_answers(labels) if self._embedded_answers else self._answers[:0]
-        self._layers, self._labels = new, labels
+        self._layers, self._labels, self._reads_only = new, labels, False
         self._index = {label: i for i, label in enumerate(labels)}
         self._answers = answers
+
+    def keep_reads_only(self) -> None:
+        """Drop the layers only writes use (``P`` and ``Q`` of rule ``rls``): what a serving
+        replica keeps. Their deltas are skipped from then on; learning and :meth:`checksum`
+        raise until :meth:`load_state` loads a whole state again."""
+        self._layers = {k: v for k, v in self._layers.items() if k not in WRITE_ONLY_LAYERS}
+        self._reads_only = True
+
+    def checksum(self) -> str:
+        if self._reads_only:
+            raise RuntimeError("a reads-only view has no P: its checksum is not the state's")
+        return super().checksum()
 
     def apply(self, delta: Delta) -> None:
         """Apply a committed delta (the same operation a rebuild uses) and extend the labels."""
         dup = [label for label in delta.labels_added if label in self._index]
         if dup or len(set(delta.labels_added)) != len(delta.labels_added):
             raise ValueError(f"delta adds labels already present: {dup[:3]}")
+        if self._reads_only:
+            delta = Delta({k: v for k, v in delta.layers.items() if k not in WRITE_ONLY_LAYERS},
+                          list(delta.labels_added))
         layers = apply_delta(self._layers, delta)
         answers = self._answers
         if self._embedded_answers and delta.labels_added:
@@ -285,6 +302,8 @@ class MemoryAgent(StateView):
     def compute_delta(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str],
                       betas: Sequence[float | None] | None = None) -> Delta:
         """The delta of learning ``(inputs, targets)`` in order; changes nothing."""
+        if self._reads_only:
+            raise RuntimeError("a reads-only view (keep_reads_only) cannot learn")
         n = len(inputs)
         if n == 0:
             raise InputError("inputs", "expected at least one input")

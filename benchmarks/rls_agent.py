@@ -89,6 +89,31 @@ def checksum_ms(d_k: int, dtype: str, reps: int = 5) -> tuple[float, float]:
     return full / reps * 1e3, cached / reps * 1e3
 
 
+def serving_cost(d_k: int, dtype: str, n: int = 64, events: int = 640) -> tuple[float, float, int, int]:
+    """A serving replica following one agent: (CPU ms per event applying the learner's deltas
+    to the whole state, the same to a reads-only view, bytes cached whole, bytes as a view)."""
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((events, 384))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = [f"c{i % 150}" for i in range(events)]
+    cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "minilm", "memory": {
+        "rule": "rls", "ridge": 0.01, "lift_dim": d_k, "dtype": dtype}})
+    learner = MemoryAgent(cfg, encoder=_NoTexts())
+    whole, view = MemoryAgent(cfg, encoder=_NoTexts()), MemoryAgent(cfg, encoder=_NoTexts())
+    view.keep_reads_only()
+    t_whole = t_view = 0.0
+    for s in range(0, events, n):
+        delta = learner.learn_many(X[s : s + n], y[s : s + n])
+        t0 = time.process_time()
+        whole.apply(delta)
+        t1 = time.process_time()
+        view.apply(delta)
+        t_view += time.process_time() - t1
+        t_whole += t1 - t0
+    size = [sum(a.nbytes for a in m.state[0].values()) for m in (whole, view)]
+    return t_whole / events * 1e3, t_view / events * 1e3, size[0], size[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.rls_agent", description=__doc__.split("\n\n")[0])
     ap.add_argument("--dims", default="2048,4096", help="lifted widths d_k (comma-separated)")
@@ -117,6 +142,15 @@ def main(argv: list[str] | None = None) -> int:
         for dtype in args.dtypes.split(","):
             full, cached = checksum_ms(d_k, dtype)
             print(f"| {d_k} | {dtype} | {full:.1f} | {cached:.1f} | {full / cached:.0f}× |", flush=True)
+    print("\nA serving replica following the agent (micro-batches of 64): CPU ms per event "
+          "applying the deltas, and bytes cached")
+    print("| d_k | state | whole state ms/event | reads-only view ms/event | whole MB | view MB |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for d_k in (int(v) for v in args.dims.split(",")):
+        for dtype in args.dtypes.split(","):
+            tw, tv, bw, bv = serving_cost(d_k, dtype)
+            print(f"| {d_k} | {dtype} | {tw:.3f} | {tv:.3f} | {bw / 2**20:.1f} | {bv / 2**20:.1f} |",
+                  flush=True)
     return 0
 
 

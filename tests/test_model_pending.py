@@ -127,7 +127,8 @@ def test_rls_agent_benchmark_prints_both_agents_side_by_side(capsys):
 
     assert rls_agent.main(["--dims", "1024", "--dtypes", "float32", "--sizes", "5", "--events", "10"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 1024 |")]
-    assert len(rows) == 2 and rows[0].count("|") == 9 and "×" in rows[0] and rows[1].count("|") == 6
+    assert len(rows) == 3 and rows[0].count("|") == 9 and "×" in rows[0] and rows[1].count("|") == 6
+    assert rows[2].count("|") == 7
 
 
 def test_commit_checksums_reuse_the_hash_of_an_unchanged_p_and_equal_the_full_hash():
@@ -141,3 +142,25 @@ def test_commit_checksums_reuse_the_hash_of_an_unchanged_p_and_equal_the_full_ha
         reused.append((agent._hasher.reused, "P" in d.layers))
     # after the first call, P's hash state is reused exactly when P was not replaced
     assert all((r >= 1) == (not folded) for r, folded in reused[1:]) and any(f for _, f in reused)
+
+
+def test_a_reads_only_view_predicts_like_the_learner_without_p():
+    """What a serving replica keeps: S (and labels), not P and Q; it follows the learner's
+    deltas and refuses to learn or to give a checksum it cannot compute."""
+    cfg = _config("float32")
+    X, y = _stream(500, seed=6)
+    agent, view = MemoryAgent(cfg), MemoryAgent(cfg)
+    view.load_state(*agent.state)
+    view.keep_reads_only()
+    assert set(view.state[0]) == {"S"}
+    for s in range(0, 500, 50):  # a fold at 300 and at 500
+        view.apply(agent.learn_many(X[s:s + 50], y[s:s + 50]))
+    probes, _ = _stream(60, seed=9)
+    assert view.predict_many(probes, top_k=3) == agent.predict_many(probes, top_k=3)
+    assert np.array_equal(view.state[0]["S"], agent.state[0]["S"])
+    with pytest.raises(RuntimeError, match="cannot learn"):
+        view.learn_many(X[:2], y[:2])
+    with pytest.raises(RuntimeError, match="checksum"):
+        view.checksum()
+    view.load_state(*agent.state)  # a whole state again: a learner again
+    assert view.checksum() == agent.checksum()

@@ -277,6 +277,9 @@ class StateView:
     def labels(self) -> list[str]:
         return list(self._labels)
 
+    def keep_reads_only(self) -> None:
+        """Drop layers that only writes use (a serving replica's view); none by default."""
+
     def checksum(self) -> str:
         """:func:`state_checksum` of the state; unchanged layers are not hashed again."""
         ph = self.__dict__.get("_hasher")
