@@ -177,6 +177,11 @@ class MemoryAgent(StateView):
         self._layers = {k: v for k, v in self._layers.items() if k not in WRITE_ONLY_LAYERS}
         self._reads_only = True
 
+    def for_reads(self, delta: Delta) -> Delta:
+        """``delta`` without the layers a reads-only view skips (what serving replicas are sent)."""
+        return Delta({k: v for k, v in delta.layers.items() if k not in WRITE_ONLY_LAYERS},
+                     list(delta.labels_added))
+
     def checksum(self) -> str:
         if self._reads_only:
             raise RuntimeError("a reads-only view has no P: its checksum is not the state's")
@@ -188,8 +193,7 @@ class MemoryAgent(StateView):
         if dup or len(set(delta.labels_added)) != len(delta.labels_added):
             raise ValueError(f"delta adds labels already present: {dup[:3]}")
         if self._reads_only:
-            delta = Delta({k: v for k, v in delta.layers.items() if k not in WRITE_ONLY_LAYERS},
-                          list(delta.labels_added))
+            delta = self.for_reads(delta)
         layers = apply_delta(self._layers, delta)
         answers = self._answers
         if self._embedded_answers and delta.labels_added:

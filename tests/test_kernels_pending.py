@@ -140,3 +140,15 @@ def test_bad_pending_rows_name_the_field():
 def test_pending_rows_only_for_wide_keys():
     assert pending_rows(384) == 0 and pending_rows(1023) == 0
     assert pending_rows(1024) == pending_rows(4096) == 256
+
+
+@pytest.mark.parametrize("n,d_v,d_k", [(1, 1, 1), (15, 150, 384), (63, 3, 300), (300, 1024, 1024)])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_delta_norm_equals_the_norm_of_the_product(n, d_v, d_k, dtype):
+    rng = np.random.default_rng(n + d_v)
+    A, E = rng.standard_normal((n, d_k)).astype(dtype), rng.standard_normal((n, d_v)).astype(dtype)
+    ld = LayerDelta.factors(A, E)
+    ref = np.linalg.norm(E.astype(np.float64).T @ A.astype(np.float64))
+    assert_close(np.array([ld.norm()]), np.array([ref]), rtol=1e-12, name=f"‖EᵀA‖ n={n}")
+    B = A.astype(np.float64)
+    assert LayerDelta.factors(B, -B).norm() == pytest.approx(np.linalg.norm(B.T @ B), rel=1e-12)

@@ -222,7 +222,7 @@ class LearnerActor:
                 self._stats["events"] += len(events)
                 self._stats["learn_s"] += t1 - t0
                 self._stats["commit_s"] += t2 - t1
-                self._publish(agent_id, version, new_version, delta)
+                self._publish(agent_id, version, new_version, learner.for_reads(delta))
                 self._stats["busy_s"] += time.perf_counter() - tr
 
     def _publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
