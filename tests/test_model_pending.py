@@ -164,3 +164,17 @@ def test_a_reads_only_view_predicts_like_the_learner_without_p():
         view.checksum()
     view.load_state(*agent.state)  # a whole state again: a learner again
     assert view.checksum() == agent.checksum()
+
+
+def test_a_learner_with_cached_hash_states_still_copies_and_pickles():
+    import copy
+    import pickle
+
+    agent = MemoryAgent(_config("float32"))
+    X, y = _stream(30, seed=5)
+    agent.learn_many(X, y)
+    digest = agent.checksum()  # fills the cache of hash states
+    for twin in (copy.deepcopy(agent), pickle.loads(pickle.dumps(agent))):
+        assert twin.checksum() == digest
+        twin.learn_many(X[:5], y[:5])
+        assert twin.checksum() == state_checksum(*twin.state) != digest

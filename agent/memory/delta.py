@@ -264,6 +264,12 @@ class PrefixHasher:
         self._done: list[tuple[str, np.ndarray, Any]] = []  # (name, array, hash state after it)
         self.reused = 0  # layers taken from the cache by the last call
 
+    def __getstate__(self) -> dict[str, Any]:  # hash states do not pickle: a copy starts empty
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
     def checksum(self, layers: dict[str, np.ndarray], labels: list[str] | None = None) -> str:
         names = sorted(layers)
         k = 0
