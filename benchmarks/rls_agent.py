@@ -31,17 +31,17 @@ class _NoTexts:
         raise RuntimeError("this benchmark feeds embeddings")
 
 
-def per_event_ms(d_k: int, dtype: str, n: int, events: int, seed: int = 0,
-                 pending: bool = True) -> tuple[float, float]:
-    """(CPU ms per event of ``learn_many``, CPU ms per event of the GEMM ``K P`` alone).
+def unit_inputs(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 384) random unit rows: stand-ins for MiniLM embeddings."""
+    X = rng.standard_normal((n, 384))
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def wide_rls_agent(d_k: int, dtype: str, pending: bool = True) -> MemoryAgent:
+    """An ``rls`` classifier on 384-d embeddings with a ``d_k``-d lift (λ = 0.01).
 
     ``pending=False``: the agent without pending rows (a state with no ``Q``, as one stored
     before they existed loads), i.e. every micro-batch applies its rank-n update to ``P``."""
-    rng = np.random.default_rng(seed)
-    warm = 150
-    X = rng.standard_normal((warm + events, 384))  # (N, 384) unit rows
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    y = [f"c{i}" for i in rng.integers(0, 150, warm + events)]
     cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "minilm", "memory": {
         "rule": "rls", "ridge": 0.01, "lift_dim": d_k, "dtype": dtype}})
     agent = MemoryAgent(cfg, encoder=_NoTexts())
@@ -49,6 +49,17 @@ def per_event_ms(d_k: int, dtype: str, n: int, events: int, seed: int = 0,
         layers, labels = agent.state
         layers.pop("Q", None)
         agent.load_state(layers, labels)
+    return agent
+
+
+def per_event_ms(d_k: int, dtype: str, n: int, events: int, seed: int = 0,
+                 pending: bool = True) -> tuple[float, float]:
+    """(CPU ms per event of ``learn_many``, CPU ms per event of the GEMM ``K P`` alone)."""
+    rng = np.random.default_rng(seed)
+    warm = 150
+    X = unit_inputs(rng, warm + events)  # (N, 384)
+    y = [f"c{i}" for i in rng.integers(0, 150, warm + events)]
+    agent = wide_rls_agent(d_k, dtype, pending)
     agent.learn_many(X[:warm], y[:warm])  # every label seen: S has its final shape
     t0 = time.process_time()
     for s in range(warm, warm + events, n):
@@ -68,13 +79,9 @@ def checksum_ms(d_k: int, dtype: str, reps: int = 5) -> tuple[float, float]:
     """(ms of hashing the whole state, ms of ``MemoryAgent.checksum`` after a batch that only
     appended pending rows, which reuses the hash state of the unchanged ``P``): the learner's
     cost per commit besides the write."""
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((150 + 10 * reps, 384))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = unit_inputs(np.random.default_rng(1), 150 + 10 * reps)  # (N, 384)
     y = [f"c{i % 150}" for i in range(len(X))]
-    cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "minilm", "memory": {
-        "rule": "rls", "ridge": 0.01, "lift_dim": d_k, "dtype": dtype}})
-    agent = MemoryAgent(cfg, encoder=_NoTexts())
+    agent = wide_rls_agent(d_k, dtype)
     agent.learn_many(X[:150], y[:150])  # folds (150 + … rows); later batches of 10 append
     agent.checksum()
     full = cached = 0.0
@@ -92,14 +99,9 @@ def checksum_ms(d_k: int, dtype: str, reps: int = 5) -> tuple[float, float]:
 def serving_cost(d_k: int, dtype: str, n: int = 64, events: int = 640) -> tuple[float, float, int, int]:
     """A serving replica following one agent: (CPU ms per event applying the learner's deltas
     to the whole state, the same to a reads-only view, bytes cached whole, bytes as a view)."""
-    rng = np.random.default_rng(2)
-    X = rng.standard_normal((events, 384))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = unit_inputs(np.random.default_rng(2), events)  # (N, 384)
     y = [f"c{i % 150}" for i in range(events)]
-    cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "minilm", "memory": {
-        "rule": "rls", "ridge": 0.01, "lift_dim": d_k, "dtype": dtype}})
-    learner = MemoryAgent(cfg, encoder=_NoTexts())
-    whole, view = MemoryAgent(cfg, encoder=_NoTexts()), MemoryAgent(cfg, encoder=_NoTexts())
+    learner, whole, view = (wide_rls_agent(d_k, dtype) for _ in range(3))
     view.keep_reads_only()
     t_whole = t_view = 0.0
     for s in range(0, events, n):

@@ -60,33 +60,17 @@ def bytes_per_event() -> list[tuple[str, str, str, float]]:
     return rows
 
 
-class _Vectors:  # the agent encodes nothing: these inputs are embeddings already
-    dim = 384
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        raise RuntimeError("vectors only")
-
-
 def agent_bytes_per_event(lift_dim: int, batch: int, pending: bool, compact: bool,
                           events: int = 1280, dtype: str = "float32") -> float:
     """Stored array bytes per event of a real ``rls`` agent (384-d unit inputs, 150 labels,
     ``lift_dim``-d keys) learning ``events`` in micro-batches of ``batch``: as the repository
     stores its deltas (``compact``: :mod:`storage.deltaform`), or every factor delta as A and E.
     ``pending=False``: the agent without pending rows (a state stored before they existed)."""
-    from agent.config import AgentConfig
-    from agent.model import MemoryAgent
+    from benchmarks.rls_agent import unit_inputs, wide_rls_agent
 
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((150 + events, 384))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X = unit_inputs(np.random.default_rng(0), 150 + events)  # (N, 384)
     y = [f"c{i % 150}" for i in range(150 + events)]
-    cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "minilm", "memory": {
-        "rule": "rls", "ridge": 0.01, "lift_dim": lift_dim, "dtype": dtype}})
-    agent = MemoryAgent(cfg, encoder=_Vectors())
-    if not pending:
-        layers, labels = agent.state
-        layers.pop("Q", None)
-        agent.load_state(layers, labels)
+    agent = wide_rls_agent(lift_dim, dtype, pending)
     agent.learn_many(X[:150], y[:150])  # every label seen
     total = 0
     for s in range(150, 150 + events, batch):
