@@ -66,8 +66,8 @@ MAX_RLS_KEY_DIM = 4096  # P is d_k × d_k: 4096² float64 = 128 MiB per agent
 # The weight scale sets the kernel bandwidth: MiniLM embeddings are unit vectors (scale 2.0);
 # raw vectors use the Lift default 1/sqrt(dim) (entries of order 1).
 LIFT_ACTIVATION: dict[str, str] = {"delta": "cos", "rls": "relu"}
-WRITE_ONLY_LAYERS = ("P", "Q")  # rls: learning needs them, predictions only S (and the stats)
 LIFT_SCALE: dict[str, float | None] = {"minilm": 2.0, "none": None}
+WRITE_ONLY_LAYERS = ("P", "Q")  # rls: learning needs them, predictions only S (and the stats)
 
 
 def lift_seed(config: AgentConfig) -> int:
