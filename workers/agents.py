@@ -22,6 +22,12 @@ def config_of(config: dict[str, Any] | AgentConfig) -> AgentConfig:
     return config if isinstance(config, AgentConfig) else AgentConfig.from_dict(config)
 
 
+def state_nbytes(learner: Any) -> int:
+    """Bytes of a learner's state (layers and label texts): what a cache entry costs."""
+    layers, labels = learner.state
+    return int(sum(a.nbytes for a in layers.values())) + sum(len(x) for x in labels)
+
+
 def make_learner(config: dict[str, Any] | AgentConfig) -> Any:
     """The learner object for ``config``: a ``MemoryAgent`` or, for ``chat``, a ``ChatAgent``."""
     cfg = config_of(config)

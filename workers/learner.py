@@ -17,11 +17,12 @@ import logging
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from typing import Any
 
 import ray
 
-from workers.agents import learn_events, make_learner, make_replay
+from workers.agents import learn_events, make_learner, make_replay, state_nbytes
 from workers.contract import returning_errors
 from workers.settings import Settings
 from workers.store import Store
@@ -44,6 +45,9 @@ class LearnerActor:
         self._shard, self._n = shard, n_shards
         self._store = Store(self._s.database_url)
         self._heads: dict[str, tuple[int, Any]] = {}  # agent -> (version, learner)
+        # bytes of each held head, least recently used first (guarded by self._cv); beyond
+        # learner_cache_bytes the oldest idle heads are dropped (reloaded on their next event)
+        self._sizes: OrderedDict[str, int] = OrderedDict()
         self._locks: dict[str, threading.RLock] = {}
         self._dirty: set[str] = set()
         self._servers: dict[int, Any] = {}  # serving replica -> handle
@@ -52,7 +56,7 @@ class LearnerActor:
         # timers (seconds, summed over commits): read_s = pending events + head state from
         # SQL, learn_s = the kernel, commit_s = the commit transaction, busy_s = all of _drain
         self._stats = {"versions": 0, "events": 0, "commit_s": 0.0, "learn_s": 0.0,
-                       "read_s": 0.0, "busy_s": 0.0, "errors": 0}
+                       "read_s": 0.0, "busy_s": 0.0, "errors": 0, "evicted": 0}
         self._stop = False
         with self._store.read() as repo:  # recover: whatever was acknowledged but not applied
             pending = [a for a in repo.agents_with_pending_events()
@@ -80,8 +84,10 @@ class LearnerActor:
         return ray.get_runtime_context().get_node_id()
 
     def ping(self) -> dict[str, Any]:
+        with self._cv:
+            held = sum(self._sizes.values())
         return {"shard": self._shard, "backlog": self._backlog, "agents": len(self._heads),
-                **self._stats}
+                "held_bytes": held, **self._stats}
 
     @returning_errors
     def flush(self, agent_id: str) -> int:
@@ -121,13 +127,18 @@ class LearnerActor:
             with self._lock(agent_id):
                 if agent_id not in self._heads:
                     continue
-                version, learner = self._heads[agent_id]
-                with self._store.tx() as repo:
-                    if repo.snapshot_due(agent_id, version, every_versions, every_s):
-                        layers, labels = learner.state
-                        repo.write_snapshot(agent_id, version, layers, labels)
-                        n += 1
+                n += self._snapshot_if_due(agent_id, *self._heads[agent_id],
+                                           every_versions, every_s)
         return n
+
+    def _snapshot_if_due(self, agent_id: str, version: int, learner: Any,
+                         every_versions: int, every_s: float) -> int:
+        with self._store.tx() as repo:
+            if repo.snapshot_due(agent_id, version, every_versions, every_s):
+                layers, labels = learner.state
+                repo.write_snapshot(agent_id, version, layers, labels)
+                return 1
+        return 0
 
     def stop(self) -> None:
         with self._cv:
@@ -140,17 +151,55 @@ class LearnerActor:
             return self._locks.setdefault(agent_id, threading.RLock())
 
     def _head(self, agent_id: str) -> tuple[int, Any]:
-        if agent_id not in self._heads:
-            with self._store.read() as repo:
-                agent = repo.get_agent(agent_id)
-                layers, labels = repo.load_state(agent_id, agent.head_version)
-                learner = make_learner(agent.config)
-                learner.load_state(layers, labels)
-                self._heads[agent_id] = (agent.head_version, learner)
-        return self._heads[agent_id]
+        held = self._heads.get(agent_id)
+        if held is not None:
+            with self._cv:
+                if agent_id in self._sizes:
+                    self._sizes.move_to_end(agent_id)
+            return held
+        with self._store.read() as repo:
+            agent = repo.get_agent(agent_id)
+            layers, labels = repo.load_state(agent_id, agent.head_version)
+        learner = make_learner(agent.config)
+        learner.load_state(layers, labels)
+        self._hold(agent_id, agent.head_version, learner)
+        return agent.head_version, learner
+
+    def _hold(self, agent_id: str, version: int, learner: Any) -> None:
+        """Keep ``learner`` as the agent's head (the caller holds the agent's lock), then drop
+        least recently used idle heads while the shard holds more than learner_cache_bytes."""
+        self._heads[agent_id] = (version, learner)
+        with self._cv:
+            self._sizes[agent_id] = state_nbytes(learner)
+            self._sizes.move_to_end(agent_id)
+            total = sum(self._sizes.values())
+            older = [a for a in self._sizes if a != agent_id]
+        for other in older:
+            if total <= self._s.learner_cache_bytes:
+                break
+            lock = self._lock(other)
+            if not lock.acquire(blocking=False):  # busy in another thread: keep it
+                continue
+            try:
+                held = self._heads.get(other)
+                if held is None:
+                    continue
+                # the head is committed already; a snapshot (when due) keeps its reload short
+                self._snapshot_if_due(other, *held, self._s.snapshot_every_versions,
+                                      self._s.snapshot_every_s)
+                total -= self._drop(other)
+                self._stats["evicted"] += 1
+            finally:
+                lock.release()
+
+    def _drop(self, agent_id: str) -> int:
+        """Forget the agent's head (reloaded from the store when next needed); its bytes."""
+        self._heads.pop(agent_id, None)
+        with self._cv:
+            return self._sizes.pop(agent_id, 0)
 
     def _reset(self, agent_id: str) -> None:
-        self._heads.pop(agent_id, None)
+        self._drop(agent_id)
         version, _ = self._head(agent_id)
         self._publish(agent_id, None, version, None)
 
@@ -177,7 +226,7 @@ class LearnerActor:
                 except Exception:  # keep the shard alive; retry the agent after a backoff
                     self._stats["errors"] += 1
                     log.exception("learner %s: applying events of %s failed", self._shard, agent_id)
-                    self._heads.pop(agent_id, None)
+                    self._drop(agent_id)
                     failed.append(agent_id)
             # events already acknowledged must not wait for a next notify (there may be none,
             # e.g. the database restarted under the last commit): retry, backing off to 5 s
@@ -212,10 +261,10 @@ class LearnerActor:
                             checksum=learner.checksum(), delta_norm=delta.norm())
                         new_version = row.version
                 except Exception:
-                    self._heads.pop(agent_id, None)  # the learner may hold an uncommitted write
+                    self._drop(agent_id)  # the learner may hold an uncommitted write
                     raise
                 t2 = time.perf_counter()
-                self._heads[agent_id] = (new_version, learner)
+                self._hold(agent_id, new_version, learner)
                 with self._cv:
                     self._backlog = max(0, self._backlog - len(events))
                 self._stats["versions"] += 1

@@ -45,6 +45,12 @@ def render_metrics(rt: Any) -> str:
           [({"shard": str(p["shard"])}, p["versions"]) for p in pings])
     _line(out, "deltamem_learner_errors_total", "counter", "Failed micro-batches (retried).",
           [({"shard": str(p["shard"])}, p["errors"]) for p in pings])
+    _line(out, "deltamem_learner_held_bytes", "gauge",
+          "Bytes of head states a learner shard holds (bounded by DELTAMEM_LEARNER_CACHE_BYTES).",
+          [({"shard": str(p["shard"])}, p["held_bytes"]) for p in pings])
+    _line(out, "deltamem_learner_evicted_total", "counter",
+          "Idle head states dropped to stay within the learner cache (reloaded when needed).",
+          [({"shard": str(p["shard"])}, p["evicted"]) for p in pings])
     try:
         stats = ray.get([a.stats.remote() for a in rt._servers], timeout=5)
     except Exception:

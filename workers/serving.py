@@ -22,16 +22,11 @@ import numpy as np
 import ray
 
 from agent.errors import InputError
-from workers.agents import make_learner
+from workers.agents import make_learner, state_nbytes
 from workers.batch_predict import predict_many_agents
 from workers.contract import returning_errors
 from workers.settings import Settings
 from workers.store import Store
-
-
-def _nbytes(learner: Any) -> int:
-    layers, labels = learner.state
-    return int(sum(a.nbytes for a in layers.values())) + sum(len(x) for x in labels)
 
 
 def agents_by_id(repo: Any, ids: list[str], tenant_id: str | None = None) -> dict[str, Any]:
@@ -74,7 +69,7 @@ class ServingActor:
 
     # ---- cache -----------------------------------------------------------------------
     def _put(self, key: tuple[str, int], learner: Any) -> None:
-        size = _nbytes(learner)
+        size = state_nbytes(learner)
         old = self._cache.pop(key, None)
         if old is not None:
             self._bytes -= old[1]

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
 
     # serving cache
     cache_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    # head states a learner shard keeps in memory (least recently used go first, reloaded
+    # from the store on their next event); an rls agent with a 3072-d float32 lift is 40 MB
+    learner_cache_bytes: int = Field(1024 * 1024 * 1024, ge=1024)
 
     # request limits (DESIGN §7)
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024)
