@@ -11,8 +11,10 @@ Four forms (the ``deltas.form`` column):
   (:mod:`agent.memory.pending`).
 
 A compact form is chosen only when the stored ``E`` is bit for bit the one :func:`unpack`
-rebuilds (negation and the 0/1 selector are exact), so the rebuilt delta — and with it every
-rebuilt state — is the one the learner applied, bit for bit.
+rebuilds (:func:`agent.memory.delta.factor_form`; negation and the 0/1 selector are exact), so
+the rebuilt delta — and with it every rebuilt state — is the one the learner applied, bit for
+bit. ``LayerDelta.compact`` counts the factors as stored, so the dense form is chosen only when
+it is really smaller.
 
 Examples
 --------
@@ -31,23 +33,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.memory.delta import LayerDelta
+from agent.memory.delta import LayerDelta, factor_form, shift_selector
 
 __all__ = ["pack", "unpack", "shapes", "FORMS"]
 
 FORMS = ("factors", "dense", "neg", "shift")
-
-
-def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    """Equal shapes, dtypes and bytes (unlike ``==``: −0.0 ≠ +0.0 here)."""
-    return a.shape == b.shape and a.dtype == b.dtype and \
-        np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
-
-
-def _selector(rank: int, d_v: int, dtype: np.dtype) -> np.ndarray:
-    E = np.zeros((rank, d_v), dtype=dtype)  # (rank, d_v)
-    E[:, d_v - rank:] = np.eye(rank, dtype=dtype)
-    return E
 
 
 def pack(ld: LayerDelta) -> tuple[str, list[np.ndarray]]:
@@ -56,13 +46,8 @@ def pack(ld: LayerDelta) -> tuple[str, list[np.ndarray]]:
         return "dense", [ld.dense]
     assert ld.A is not None and ld.E is not None
     A, E = np.asarray(ld.A), np.asarray(ld.E)
-    rank, d_v = E.shape
-    if A.dtype == E.dtype:
-        if E.shape == A.shape and _same_bits(E, np.negative(A)):
-            return "neg", [A]
-        if rank <= d_v and _same_bits(E, _selector(rank, d_v, E.dtype)):
-            return "shift", [A]
-    return "factors", [A, E]
+    form = factor_form(A, E)
+    return form, ([A] if form != "factors" else [A, E])
 
 
 def shapes(form: str, d_v: int, d_k: int, rank: int | None) -> list[tuple[int, int]]:
@@ -93,5 +78,5 @@ def unpack(form: str, arrays: list[np.ndarray], gamma: float, shape: tuple[int, 
     if form == "neg":
         return LayerDelta.factors(A, np.negative(A), gamma)
     if form == "shift":
-        return LayerDelta.factors(A, _selector(A.shape[0], d_v, A.dtype), gamma)
+        return LayerDelta.factors(A, shift_selector(A.shape[0], d_v, A.dtype), gamma)
     raise ValueError(f"unknown delta form {form!r}")

@@ -127,3 +127,16 @@ def test_storage_benchmark_measures_real_agents_in_each_format():
                              for p, c in ((False, False), (True, False), (True, True)))
     print(f"bytes/event: no pending rows {legacy:.0f}, pending A and E {plain:.0f}, stored {stored:.0f}")
     assert stored < plain and stored < 1.05 * legacy
+
+
+def test_compact_counts_the_factors_as_stored():
+    """A neg delta of rank between d/2 and d is smaller as A alone than dense: it stays factors
+    (before, compact() counted A and E and stored d² numbers); a generic one goes dense."""
+    rng = np.random.default_rng(4)
+    A = rng.standard_normal((300, 384))
+    neg = LayerDelta.factors(A, -A).compact()
+    assert not neg.is_dense and deltaform.pack(neg)[0] == "neg"
+    generic = LayerDelta.factors(A, rng.standard_normal((300, 384))).compact()
+    assert generic.is_dense
+    square = rng.standard_normal((400, 384))
+    assert LayerDelta.factors(square, -square).compact().is_dense  # 400·384 > 384²

@@ -39,6 +39,8 @@ __all__ = [
     "state_checksum",
     "StateView",
     "PrefixHasher",
+    "factor_form",
+    "shift_selector",
 ]
 
 
@@ -87,11 +89,13 @@ class LayerDelta:
 
     @property
     def dense_is_smaller(self) -> bool:
-        """True when ``n*(d_k+d_v) > d_k*d_v``: the dense matrix takes fewer numbers."""
-        if self.A is None:
+        """True when the dense matrix takes fewer numbers than the factors as stored:
+        ``n*(d_k+d_v)``, or ``n*d_k`` when E is implied by A (:func:`factor_form`)."""
+        if self.A is None or self.E is None:
             return True
         d_v, d_k = self.shape
-        return self.rank * (d_k + d_v) > d_k * d_v
+        per_row = d_k if factor_form(self.A, self.E) != "factors" else d_k + d_v
+        return self.rank * per_row > d_k * d_v
 
     def to_dense(self) -> np.ndarray:
         if self.dense is not None:
@@ -163,6 +167,37 @@ class Delta:
 
     def nbytes(self) -> int:
         return sum(ld.nbytes() for ld in self.layers.values())
+
+
+def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal shapes, dtypes and bytes (unlike ``==``: −0.0 ≠ +0.0 here)."""
+    return a.shape == b.shape and a.dtype == b.dtype and \
+        np.ascontiguousarray(a).tobytes() == np.ascontiguousarray(b).tobytes()
+
+
+def shift_selector(rank: int, d_v: int, dtype: Any) -> np.ndarray:
+    """``[0 | I]`` (rank, d_v): the E of a delta that writes A into the last ``rank`` rows."""
+    E = np.zeros((rank, d_v), dtype=dtype)  # (rank, d_v)
+    E[:, d_v - rank:] = np.eye(rank, dtype=dtype)
+    return E
+
+
+def factor_form(A: np.ndarray, E: np.ndarray) -> str:
+    """``"neg"`` when E is −A bit for bit (every rls update of P), ``"shift"`` when E is
+    ``[0 | I]`` bit for bit (rows appended to pending rows), else ``"factors"``: in the first
+    two, E follows from A and the store keeps A alone (``storage/deltaform.py``).
+
+    >>> import numpy as np
+    >>> A = np.ones((2, 3))
+    >>> factor_form(A, -A), factor_form(A, shift_selector(2, 4, A.dtype)), factor_form(A, A[:, :2])
+    ('neg', 'shift', 'factors')
+    """
+    if A.dtype == E.dtype:
+        if E.shape == A.shape and same_bits(E, np.negative(A)):
+            return "neg"
+        if E.shape[0] <= E.shape[1] and same_bits(E, shift_selector(E.shape[0], E.shape[1], E.dtype)):
+            return "shift"
+    return "factors"
 
 
 def pad_rows(S: np.ndarray, d_v: int) -> np.ndarray:
