@@ -68,6 +68,10 @@ def pending_rows(d_k: int) -> int:
     eighth of the ``2·d_k²`` read of P at d_k ≥ 4096, a quarter at 2048), and a fold is a GEMM
     of rank ≥ 256, which runs near the peak of the core (``benchmarks/rls_agent.py``).
 
+    Stored states hold at most this many rows (``MemoryAgent.load_state`` checks it), so
+    lowering it later needs their Q folded first; raising it is free. The store keeps the Q
+    and P deltas as A alone (forms ``shift`` and ``neg``, :mod:`storage.deltaform`).
+
     >>> pending_rows(384), pending_rows(3072)
     (0, 256)
     """
