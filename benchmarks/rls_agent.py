@@ -128,31 +128,29 @@ def main(argv: list[str] | None = None) -> int:
     print("| d_k | state | n | write ms/event | without pending rows | speed-up | K·P GEMM alone "
           "ms/event | write ÷ GEMM |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for d_k in (int(v) for v in args.dims.split(",")):
-        for dtype in args.dtypes.split(","):
-            for n in (int(v) for v in args.sizes.split(",")):
-                events = max(n * 3, args.events // 10 if n == 1 else args.events)
-                w, g = per_event_ms(d_k, dtype, n, events)
-                w0, _ = per_event_ms(d_k, dtype, n, events, pending=False)
-                print(f"| {d_k} | {dtype} | {n} | {w:.3f} | {w0:.3f} | {w0 / w:.1f}× | {g:.3f} | "
-                      f"{w / g:.1f} |", flush=True)
+    states = [(int(d), t) for d in args.dims.split(",") for t in args.dtypes.split(",")]
+    for d_k, dtype in states:
+        for n in (int(v) for v in args.sizes.split(",")):
+            events = max(n * 3, args.events // 10 if n == 1 else args.events)
+            w, g = per_event_ms(d_k, dtype, n, events)
+            w0, _ = per_event_ms(d_k, dtype, n, events, pending=False)
+            print(f"| {d_k} | {dtype} | {n} | {w:.3f} | {w0:.3f} | {w0 / w:.1f}× | {g:.3f} | "
+                  f"{w / g:.1f} |", flush=True)
     print("\nState checksum per commit (wall ms): the whole state hashed vs the learner's, which "
           "reuses the hash of an unchanged P")
     print("| d_k | state | full | learner | ratio |")
     print("| --- | --- | --- | --- | --- |")
-    for d_k in (int(v) for v in args.dims.split(",")):
-        for dtype in args.dtypes.split(","):
-            full, cached = checksum_ms(d_k, dtype)
-            print(f"| {d_k} | {dtype} | {full:.1f} | {cached:.1f} | {full / cached:.0f}× |", flush=True)
+    for d_k, dtype in states:
+        full, cached = checksum_ms(d_k, dtype)
+        print(f"| {d_k} | {dtype} | {full:.1f} | {cached:.1f} | {full / cached:.0f}× |", flush=True)
     print("\nA serving replica following the agent (micro-batches of 64): CPU ms per event "
           "applying the deltas, and bytes cached")
     print("| d_k | state | whole state ms/event | reads-only view ms/event | whole MB | view MB |")
     print("| --- | --- | --- | --- | --- | --- |")
-    for d_k in (int(v) for v in args.dims.split(",")):
-        for dtype in args.dtypes.split(","):
-            tw, tv, bw, bv = serving_cost(d_k, dtype)
-            print(f"| {d_k} | {dtype} | {tw:.3f} | {tv:.3f} | {bw / 2**20:.1f} | {bv / 2**20:.1f} |",
-                  flush=True)
+    for d_k, dtype in states:
+        tw, tv, bw, bv = serving_cost(d_k, dtype)
+        print(f"| {d_k} | {dtype} | {tw:.3f} | {tv:.3f} | {bw / 2**20:.1f} | {bv / 2**20:.1f} |",
+              flush=True)
     return 0
 
 

@@ -48,6 +48,7 @@ class LearnerActor:
         # bytes of each held head, least recently used first (guarded by self._cv); beyond
         # learner_cache_bytes the oldest idle heads are dropped (reloaded on their next event)
         self._sizes: OrderedDict[str, int] = OrderedDict()
+        self._held = 0  # sum of self._sizes, kept as it changes (guarded by self._cv)
         self._locks: dict[str, threading.RLock] = {}
         self._dirty: set[str] = set()
         self._servers: dict[int, Any] = {}  # serving replica -> handle
@@ -84,10 +85,8 @@ class LearnerActor:
         return ray.get_runtime_context().get_node_id()
 
     def ping(self) -> dict[str, Any]:
-        with self._cv:
-            held = sum(self._sizes.values())
         return {"shard": self._shard, "backlog": self._backlog, "agents": len(self._heads),
-                "held_bytes": held, **self._stats}
+                "held_bytes": self._held, **self._stats}
 
     @returning_errors
     def flush(self, agent_id: str) -> int:
@@ -169,13 +168,16 @@ class LearnerActor:
         """Keep ``learner`` as the agent's head (the caller holds the agent's lock), then drop
         least recently used idle heads while the shard holds more than learner_cache_bytes."""
         self._heads[agent_id] = (version, learner)
+        size = state_nbytes(learner)
         with self._cv:
-            self._sizes[agent_id] = state_nbytes(learner)
+            self._held += size - self._sizes.get(agent_id, 0)
+            self._sizes[agent_id] = size
             self._sizes.move_to_end(agent_id)
-            total = sum(self._sizes.values())
+            if self._held <= self._s.learner_cache_bytes:  # the usual case: nothing to scan
+                return
             older = [a for a in self._sizes if a != agent_id]
         for other in older:
-            if total <= self._s.learner_cache_bytes:
+            if self._held <= self._s.learner_cache_bytes:
                 break
             lock = self._lock(other)
             if not lock.acquire(blocking=False):  # busy in another thread: keep it
@@ -187,16 +189,16 @@ class LearnerActor:
                 # the head is committed already; a snapshot (when due) keeps its reload short
                 self._snapshot_if_due(other, *held, self._s.snapshot_every_versions,
                                       self._s.snapshot_every_s)
-                total -= self._drop(other)
+                self._drop(other)
                 self._stats["evicted"] += 1
             finally:
                 lock.release()
 
-    def _drop(self, agent_id: str) -> int:
-        """Forget the agent's head (reloaded from the store when next needed); its bytes."""
+    def _drop(self, agent_id: str) -> None:
+        """Forget the agent's head (reloaded from the store when next needed)."""
         self._heads.pop(agent_id, None)
         with self._cv:
-            return self._sizes.pop(agent_id, 0)
+            self._held -= self._sizes.pop(agent_id, 0)
 
     def _reset(self, agent_id: str) -> None:
         self._drop(agent_id)
