@@ -25,7 +25,7 @@ from agent.errors import InputError, check_text
 
 KINDS = ("classifier", "recall", "chat")
 ENCODERS = ("minilm", "none")
-RULES = ("delta", "rls")
+RULES = ("delta", "rls", "softmax")
 MINILM_DIM = 384
 MAX_DIM = 65536
 MAX_LIFT_DIM = 65536
@@ -39,6 +39,10 @@ DEFAULT_RECALL_BETA = 1.0  # recall agents: a correction must win outright (fact
 DEFAULT_DECAY = 1.0
 DEFAULT_RIDGE = 0.1
 DEFAULT_FORGET = 1.0
+# rule "softmax" (the delta rule with a softmax read, rehearsing R earlier events per write):
+# β 0.5 (DEFAULT_BETA) and R 15 by the CLINC150 evaluation (benchmarks/EVAL.md, "softmax rule")
+DEFAULT_REPLAY = 15
+MAX_REPLAY = 256
 # the state's float type: float32 halves memory and roughly halves an rls write's time (P is
 # d_k × d_k); float64 is the default (benchmarks/EVAL.md, "float32 state")
 STATE_DTYPES = ("float64", "float32")
@@ -64,8 +68,10 @@ def _number(d: dict[str, Any], name: str, default: float, lo: float, hi: float,
 class MemoryConfig:
     """How an agent writes its memory (DESIGN §2).
 
-    rule: ``"delta"`` (gated delta rule: ``beta`` strength, ``decay`` = α) or ``"rls"``
-    (preconditioned delta rule: ``ridge`` = λ, ``forget`` = ρ).
+    rule: ``"delta"`` (gated delta rule: ``beta`` strength, ``decay`` = α), ``"rls"``
+    (preconditioned delta rule: ``ridge`` = λ, ``forget`` = ρ) or ``"softmax"`` (classifiers:
+    the delta rule with a softmax read, ``beta``, ``decay``, rehearsing ``replay`` earlier events
+    per write; :mod:`agent.memory.replay`).
     lift_dim: optional fixed random-feature lift φ of the key (None: identity).
     dtype: the state's float type, ``"float64"`` (default) or ``"float32"``.
     """
@@ -77,6 +83,7 @@ class MemoryConfig:
     forget: float = DEFAULT_FORGET
     lift_dim: int | None = None
     dtype: str = DEFAULT_STATE_DTYPE
+    replay: int = 0  # rule "softmax" only (default DEFAULT_REPLAY)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None, kind: str = "classifier") -> MemoryConfig:
@@ -85,14 +92,23 @@ class MemoryConfig:
         d = dict(d or {})
         if not isinstance(d, dict):
             raise InputError("memory", "expected an object")
-        known = {"rule", "beta", "decay", "ridge", "forget", "lift_dim", "dtype"}
+        known = {"rule", "beta", "decay", "ridge", "forget", "lift_dim", "dtype", "replay"}
         unknown = sorted(check_text(str(k), "memory", "text in a setting name")
                          for k in set(d) - known)
         if unknown:
             raise InputError(f"memory.{unknown[0]}", f"unknown setting; expected one of {sorted(known)}")
         rule = d.get("rule", DEFAULT_RULE) or DEFAULT_RULE
         if rule not in RULES:
-            raise InputError("memory.rule", f'expected "delta" or "rls", got {rule!r}')
+            raise InputError("memory.rule", f'expected "delta", "rls" or "softmax", got {rule!r}')
+        replay = d.get("replay")
+        if rule != "softmax":
+            if replay is not None:
+                raise InputError("memory.replay", 'rehearsal is a setting of rule "softmax"')
+            replay = 0
+        elif replay is None:
+            replay = DEFAULT_REPLAY
+        elif isinstance(replay, bool) or not isinstance(replay, int) or not 0 <= replay <= MAX_REPLAY:
+            raise InputError("memory.replay", f"expected an integer in [0, {MAX_REPLAY}], got {replay!r}")
         lift = d.get("lift_dim")
         if lift is not None:
             if isinstance(lift, bool) or not isinstance(lift, int) or not 1 <= lift <= MAX_LIFT_DIM:
@@ -111,13 +127,17 @@ class MemoryConfig:
             forget=_number(d, "forget", DEFAULT_FORGET, 0.0, 1.0),
             lift_dim=lift,
             dtype=dtype,
+            replay=replay,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form; ``dtype`` appears only when it is not the default float64."""
+        """The JSON form; ``dtype`` appears only when it is not the default float64, ``replay``
+        only with rule ``"softmax"``."""
         out = asdict(self)
         if self.dtype == DEFAULT_STATE_DTYPE:
             del out["dtype"]
+        if self.rule != "softmax":
+            del out["replay"]
         return out
 
 
@@ -176,6 +196,9 @@ class AgentConfig:
                 raise InputError("input_scale", f"expected a list of {dim} numbers in (0, 1e6]")
             scale = tuple(float(v) for v in scale)
         mem = MemoryConfig.from_dict(memory, kind)
+        if mem.rule == "softmax" and kind != "classifier":
+            raise InputError("memory.rule", 'rule "softmax" reads labels out of a softmax: '
+                             f"classifier agents only, not {kind!r}")
         if kind == "chat" and memory is not None and memory.get("dtype") is not None:
             raise InputError("memory.dtype", "chat agents keep their state in the language "
                              "model's float32; only classifier and recall agents take this setting")

@@ -13,7 +13,9 @@ evaluation harness streams data sets through it.
   against by cosine;
 * rule ``"delta"``: ``S ← α·S + β·(v − α·S k)kᵀ`` (β = the event's or ``memory.beta``,
   α = ``memory.decay``); rule ``"rls"``: DESIGN §2 with ``P0 = I/ridge`` and ``ρ = forget``
-  (``beta`` and ``decay`` are ignored: RLS sets its own gain);
+  (``beta`` and ``decay`` are ignored: RLS sets its own gain); rule ``"softmax"`` (classifiers):
+  ``S ← α·S + β·Σ_r (v_r − softmax(S k_r)) k_rᵀ`` over the event and ``memory.replay`` earlier
+  events it rehearses (:mod:`agent.memory.replay`);
 * a micro-batch is one :class:`~agent.memory.delta.Delta` computed by the chunk kernels; the
   learner applies the delta exactly as stored (after ``compact``/``astype``), so a rebuild from
   stored deltas is bit-identical to the live state.
@@ -51,8 +53,17 @@ from agent.backbones.vector import STATS_LAYER, empty_stats, running_stats, stan
 from agent.config import AgentConfig
 from agent.errors import InputError
 from agent.memory.chunk import delta_rule_chunk, rls_chunk
-from agent.memory.delta import Delta, LayerDelta, StateView, apply_delta, pad_rows
+from agent.memory.delta import (
+    APPEND_ONLY,
+    Delta,
+    LayerDelta,
+    RowRoom,
+    StateView,
+    apply_delta,
+    pad_rows,
+)
 from agent.memory.pending import pending_rows, rls_pending
+from agent.memory.replay import softmax_replay_chunk
 
 __all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed"]
 
@@ -65,14 +76,20 @@ MAX_RLS_KEY_DIM = 4096  # P is d_k × d_k: 4096² float64 = 128 MiB per agent
 #   and fits best on the richer ReLU kernel (CLINC150 0.942 vs 0.923 with "cos" at 2048-d).
 # The weight scale sets the kernel bandwidth: MiniLM embeddings are unit vectors (scale 2.0);
 # raw vectors use the Lift default 1/sqrt(dim) (entries of order 1).
-LIFT_ACTIVATION: dict[str, str] = {"delta": "cos", "rls": "relu"}
+LIFT_ACTIVATION: dict[str, str] = {"delta": "cos", "rls": "relu", "softmax": "relu"}
 LIFT_SCALE: dict[str, float | None] = {"minilm": 2.0, "none": None}
-WRITE_ONLY_LAYERS = ("P", "Q")  # rls: learning needs them, predictions only S (and the stats)
+# learning needs them, predictions only S (and the stats): rls's P and Q, softmax's X and Y
+WRITE_ONLY_LAYERS = ("P", "Q", "X", "Y")
 
 
 def lift_seed(config: AgentConfig) -> int:
     """The lift's seed: a function of the config alone, so every process builds the same φ."""
     return zlib.crc32(f"deltamem-lift:{config.encoder}:{config.dim}:{config.memory.lift_dim}".encode())
+
+
+def replay_seed(config: AgentConfig) -> int:
+    """The rehearsal hash seed (:mod:`agent.memory.replay`): a function of the config alone."""
+    return zlib.crc32(f"deltamem-replay:{config.encoder}:{config.dim}:{config.memory.lift_dim}".encode())
 
 
 def _pending(config: AgentConfig) -> bool:
@@ -91,7 +108,9 @@ class MemoryAgent(StateView):
     dtype : the state's dtype (float64 or float32); default: ``config.memory.dtype``.
 
     Learned state: ``_layers`` (``"S"``: (d_v, d_k); ``"P"``: (d_k, d_k) with rule ``rls``, and
-    ``"Q"``: (r, d_k) pending rows, P − QᵀQ, when d_k ≥ 1024 and ``forget`` is 1) and
+    ``"Q"``: (r, d_k) pending rows, P − QᵀQ, when d_k ≥ 1024 and ``forget`` is 1; with rule
+    ``softmax`` and ``replay`` > 0, ``"X"`` (N, d_k) and ``"Y"`` (N, 1): every key and label
+    position learnt, for rehearsal) and
     ``_labels`` (labels or answer texts, in order of first appearance).
     """
 
@@ -116,6 +135,7 @@ class MemoryAgent(StateView):
         self._embedded_answers = config.kind == "recall" and config.encoder == "minilm"
         self._layers, self._labels = self.initial_state(config, self.dtype)
         self._reads_only = False
+        self._room = RowRoom()  # spare rows for the append-only layers X and Y (softmax)
         self._index = {label: i for i, label in enumerate(self._labels)}
         self._answers = np.zeros((0, config.dim), dtype=np.float64)  # (m, 384) unit answer rows
 
@@ -143,6 +163,9 @@ class MemoryAgent(StateView):
             layers["P"] = np.eye(d_k, dtype=dtype) / np.asarray(config.memory.ridge, dtype=dtype)
             if _pending(config):  # rows of the P update not yet folded in: P − QᵀQ
                 layers["Q"] = np.zeros((0, d_k), dtype=dtype)
+        if config.memory.rule == "softmax" and config.memory.replay > 0:
+            layers["X"] = np.zeros((0, d_k), dtype=dtype)  # every key learnt, in order
+            layers["Y"] = np.zeros((0, 1), dtype=dtype)  # its label's position (a whole number)
         if config.standardize:  # running input statistics, float64 whatever the state's dtype
             layers[STATS_LAYER] = empty_stats(config.dim)
         return layers, []
@@ -162,20 +185,34 @@ class MemoryAgent(StateView):
             want = (d_v, self.config.key_dim) if name == "S" else ref[name].shape
             if name == "Q" and arr.ndim == 2 and arr.shape[0] <= pending_rows(self.config.key_dim):
                 want = (arr.shape[0], self.config.key_dim)
+            if name in APPEND_ONLY and arr.ndim == 2:  # X and Y: rows appended
+                want = (layers["X"].shape[0], ref[name].shape[1])
             if tuple(arr.shape) != tuple(want):
                 raise ValueError(f"layer {name}: expected shape {want}, got {arr.shape}")
             new[name] = np.asarray(arr, dtype=ref[name].dtype)
+        if "Y" in new:
+            y = new["Y"][:, 0]
+            if y.size and not (np.array_equal(y, np.floor(y)) and y.min() >= 0 and y.max() < len(labels)):
+                raise ValueError(f"layer Y: expected label positions in [0, {len(labels)})")
         answers = self._embed_answers(labels) if self._embedded_answers else self._answers[:0]
         self._layers, self._labels, self._reads_only = new, labels, False
+        self._room = RowRoom()  # the loaded arrays are not its views: the next append copies
         self._index = {label: i for i, label in enumerate(labels)}
         self._answers = answers
 
+    def held_nbytes(self) -> int:
+        """Bytes this learner holds: its layers, the spare rows of its append-only layers and
+        its label texts (what a learner shard's cache counts)."""
+        return (sum(int(a.nbytes) for a in self._layers.values()) + self._room.spare_nbytes()
+                + sum(len(x) for x in self._labels))
+
     def keep_reads_only(self) -> None:
-        """Drop the layers only writes use (``P`` and ``Q`` of rule ``rls``): what a serving
+        """Drop the layers only writes use (``P``/``Q`` of ``rls``, ``X``/``Y`` of ``softmax``): what a serving
         replica keeps. Their deltas are skipped from then on; learning and :meth:`checksum`
         raise until :meth:`load_state` loads a whole state again."""
         self._layers = {k: v for k, v in self._layers.items() if k not in WRITE_ONLY_LAYERS}
         self._reads_only = True
+        self._room = RowRoom()
 
     def for_reads(self, delta: Delta) -> Delta:
         """``delta`` without the layers a reads-only view skips (what serving replicas are sent)."""
@@ -194,7 +231,11 @@ class MemoryAgent(StateView):
             raise ValueError(f"delta adds labels already present: {dup[:3]}")
         if self._reads_only:
             delta = self.for_reads(delta)
-        layers = apply_delta(self._layers, delta)
+        appended = {k: ld for k, ld in delta.layers.items() if ld.appends}
+        layers = apply_delta(self._layers, Delta({k: ld for k, ld in delta.layers.items()
+                                                  if not ld.appends}) if appended else delta)
+        for name, ld in appended.items():  # in place past the end: the same bits as apply_layer
+            layers[name] = self._room.append(name, layers[name], ld)
         answers = self._answers
         if self._embedded_answers and delta.labels_added:
             answers = np.concatenate([answers, self._embed_answers(delta.labels_added)], axis=0)
@@ -350,11 +391,29 @@ class MemoryAgent(StateView):
         elif mem.rule == "rls":
             dS, dP = rls_chunk(S, self._layers["P"], K, V, rho=mem.forget)
             layers = {"S": dS, "P": dP}
+        elif mem.rule == "softmax":
+            layers = self._softmax_deltas(S, K, V, b)
         else:
             layers = {"S": delta_rule_chunk(S, K, V, b, alpha=mem.decay)}
         if stats is not None:  # the new statistics replace the old (dense, γ = 0)
             layers[STATS_LAYER] = LayerDelta.of_dense(stats, 0.0)
         return Delta(layers, added)
+
+    def _softmax_deltas(self, S: np.ndarray, K: np.ndarray, V: np.ndarray,
+                        b: np.ndarray) -> dict[str, LayerDelta]:
+        """Rule ``softmax``: S's delta, and the keys and labels appended for rehearsal."""
+        mem, d_k = self.config.memory, self.config.key_dim
+        y = np.argmax(V, axis=1)  # (n,) label positions (V is one-hot)
+        K = np.ascontiguousarray(K, dtype=self.dtype)  # the keys as the state keeps them
+        X = self._layers.get("X", np.zeros((0, d_k), dtype=self.dtype))  # (N0, d_k)
+        Y = self._layers.get("Y", np.zeros((0, 1), dtype=self.dtype))  # (N0, 1)
+        out = {"S": softmax_replay_chunk(S, X, Y, K, y, b, replay=mem.replay, labels0=len(self._labels),
+                                         alpha=mem.decay, seed=replay_seed(self.config))}
+        if "X" in self._layers:
+            n0 = X.shape[0]
+            out["X"] = LayerDelta.append(K, n0 + len(y))
+            out["Y"] = LayerDelta.append(y.astype(self.dtype)[:, None], n0 + len(y))
+        return out
 
     def learn_many(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str],
                    betas: Sequence[float | None] | None = None, delta_dtype: Any = None) -> Delta:
@@ -367,7 +426,8 @@ class MemoryAgent(StateView):
         dt = np.dtype(delta_dtype) if delta_dtype is not None else self.dtype
         if dt.itemsize > self.dtype.itemsize:
             dt = self.dtype
-        cast = Delta({k: v if k == STATS_LAYER else v.astype(dt) for k, v in delta.layers.items()},
+        keep = (STATS_LAYER, "Y")  # float64 statistics; label positions stay whole numbers
+        cast = Delta({k: v if k in keep else v.astype(dt) for k, v in delta.layers.items()},
                      list(delta.labels_added))
         self.apply(cast)
         return cast

@@ -1,6 +1,6 @@
 """How a layer delta is stored: its form and the arrays written for it.
 
-Four forms (the ``deltas.form`` column):
+Five forms (the ``deltas.form`` column):
 
 - ``dense``: ``D`` (d_v, d_k);
 - ``factors``: ``A`` (rank, d_k) then ``E`` (rank, d_v);
@@ -8,7 +8,9 @@ Four forms (the ``deltas.form`` column):
   ``P`` has this form (``P − BᵀB``), so it halves what ``P`` costs to store;
 - ``shift``: factors with ``E = [0 | I]`` (the last ``rank`` columns the identity), stored as ``A``
   alone: the rows appended to the pending rows ``Q`` of an ``rls`` state
-  (:mod:`agent.memory.pending`).
+  (:mod:`agent.memory.pending`);
+- ``rows``: rows ``A`` appended below the layer, as they are (``LayerDelta.append``): the keys and
+  labels the ``softmax`` rule keeps for rehearsal (:mod:`agent.memory.replay`).
 
 A compact form is chosen only when the stored ``E`` is bit for bit the one :func:`unpack`
 rebuilds (:func:`agent.memory.delta.factor_form`; negation and the 0/1 selector are exact), so
@@ -37,13 +39,16 @@ from agent.memory.delta import LayerDelta, factor_form, shift_selector
 
 __all__ = ["pack", "unpack", "shapes", "FORMS"]
 
-FORMS = ("factors", "dense", "neg", "shift")
+FORMS = ("factors", "dense", "neg", "shift", "rows")
 
 
 def pack(ld: LayerDelta) -> tuple[str, list[np.ndarray]]:
     """``(form, arrays to store)`` for a layer delta: the most compact exact form."""
     if ld.dense is not None:
         return "dense", [ld.dense]
+    if ld.appends:
+        assert ld.A is not None
+        return "rows", [np.asarray(ld.A)]
     assert ld.A is not None and ld.E is not None
     A, E = np.asarray(ld.A), np.asarray(ld.E)
     form = factor_form(A, E)
@@ -60,9 +65,9 @@ def shapes(form: str, d_v: int, d_k: int, rank: int | None) -> list[tuple[int, i
         return [(rank, d_k), (rank, d_v)]
     if form == "neg" and d_v != d_k:
         raise ValueError(f"a neg delta is square, got d_v={d_v}, d_k={d_k}")
-    if form == "shift" and rank > d_v:
-        raise ValueError(f"a shift delta has rank ≤ d_v, got rank={rank}, d_v={d_v}")
-    if form in ("neg", "shift"):
+    if form in ("shift", "rows") and rank > d_v:
+        raise ValueError(f"a {form} delta has rank ≤ d_v, got rank={rank}, d_v={d_v}")
+    if form in ("neg", "shift", "rows"):
         return [(rank, d_k)]
     raise ValueError(f"unknown delta form {form!r}")
 
@@ -79,4 +84,8 @@ def unpack(form: str, arrays: list[np.ndarray], gamma: float, shape: tuple[int, 
         return LayerDelta.factors(A, np.negative(A), gamma)
     if form == "shift":
         return LayerDelta.factors(A, shift_selector(A.shape[0], d_v, A.dtype), gamma)
+    if form == "rows":
+        if gamma != 1.0:
+            raise ValueError(f"appended rows have gamma 1, got {gamma}")
+        return LayerDelta.append(A, d_v)
     raise ValueError(f"unknown delta form {form!r}")

@@ -188,7 +188,8 @@ class Version(Base):
 
 class DeltaRow(Base):
     """One layer's delta of one version: factors (``data`` = A then E), dense, or factors
-    stored as A alone, ``neg`` (E = −A) or ``shift`` (E = [0 | I]): :mod:`storage.deltaform`."""
+    stored as A alone, ``neg`` (E = −A) or ``shift`` (E = [0 | I]), or ``rows`` appended:
+    :mod:`storage.deltaform`."""
 
     __tablename__ = "deltas"
     __table_args__ = (

@@ -71,9 +71,10 @@ def test_the_real_service_and_the_in_process_learner_agree_on_clinc(api, tenant_
     from benchmarks import eval_service
 
     configs = [{"rule": "rls", "ridge": 0.1},
-               {"rule": "rls", "ridge": 0.01, "lift_dim": 1024, "dtype": "float32"}]  # pending rows
+               {"rule": "rls", "ridge": 0.01, "lift_dim": 1024, "dtype": "float32"},  # pending rows
+               {"rule": "softmax", "dtype": "float32"}]  # rehearsal: keys kept, rows appended
     res = eval_service.run(tmp_path, api.url, tenant_a.api_key, sizes=(300, 60), configs=configs)
-    assert len(res["results"]) == 2
+    assert len(res["results"]) == 3
     for name, r in res["results"].items():
         assert r["same"] == 1.0, name
         assert r["max_diff"] < 1e-4, (name, r["max_diff"])
@@ -84,8 +85,25 @@ def test_the_real_service_and_the_in_process_learner_agree_on_clinc(api, tenant_
 def test_compute_benchmark_times_retraining_and_the_learner_side_by_side():
     from benchmarks.clinc_compute import measure
 
-    rows = measure({"rule": "rls", "ridge": 0.1}, [25, 100], quick=True)
-    assert [r[0] for r in rows] == [25, 100]
-    (_, r25, l25, q25, a25), (_, r100, _, _, a100) = rows
-    assert r25 > r100 > 0 and l25 > 0 and q25 == r25 / l25  # smaller batches: more refits
-    assert a25 == a100 > 0.5  # rls: the same ridge solution whatever the micro-batches
+    rows = measure([{"rule": "rls", "ridge": 0.1}, {"rule": "softmax", "replay": 3}], [25, 100],
+                   quick=True)
+    assert [(r[0][:20], r[1]) for r in rows] == [('{"rule": "rls", "rid', 25), ('{"rule": "rls", "rid', 100),
+                                                 ('{"rule": "softmax", ', 25), ('{"rule": "softmax", ', 100)]
+    for (_, _, r25, l25, q25, a25), (_, _, r100, _, _, a100) in (rows[:2], rows[2:]):
+        assert r25 > r100 > 0 and l25 > 0 and q25 == r25 / l25  # smaller batches: more refits
+        # rls: the same ridge solution whatever the micro-batches; softmax: the same writes
+        assert a25 == a100 > 0.5
+
+
+@needs_clinc
+def test_softmax_settings_table_shows_what_rehearsal_keeps(capsys):
+    from benchmarks import clinc_softmax
+
+    assert clinc_softmax.main(["--quick", "--betas", "0.5", "--replays", "0,7", "--seeds", "0,1"]) == 0
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| 0.5 |")]
+    assert [(r[1].strip(), r[2].strip()) for r in rows] == [
+        ("0", "random"), ("0", "class-incremental"), ("7", "random"), ("7", "class-incremental")]
+    first = {(r[1].strip(), r[2].strip()): float(r[4].split("/")[0]) for r in rows}
+    # class-incremental: without rehearsal the first domain is forgotten, with it it is kept
+    assert first[("7", "class-incremental")] > first[("0", "class-incremental")] + 0.3

@@ -23,7 +23,10 @@ def config_of(config: dict[str, Any] | AgentConfig) -> AgentConfig:
 
 
 def state_nbytes(learner: Any) -> int:
-    """Bytes of a learner's state (layers and label texts): what a cache entry costs."""
+    """Bytes of a learner's state (layers and label texts, and spare rows where it keeps them):
+    what a cache entry costs."""
+    if hasattr(learner, "held_nbytes"):
+        return int(learner.held_nbytes())
     layers, labels = learner.state
     return int(sum(a.nbytes for a in layers.values())) + sum(len(x) for x in labels)
 

@@ -134,10 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--kind", choices=["classifier", "recall", "chat"], default="classifier")
     a.add_argument("--encoder", choices=["minilm", "none"], default="minilm")
     a.add_argument("--dim", type=int, help='input dimension (required with --encoder none)')
-    a.add_argument("--rule", choices=["delta", "rls"])
+    a.add_argument("--rule", choices=["delta", "rls", "softmax"])
     for name in ("beta", "decay", "ridge", "forget"):
         a.add_argument(f"--{name}", type=float, help=f"memory.{name}")
     a.add_argument("--lift-dim", type=int, help="memory.lift_dim")
+    a.add_argument("--replay", type=int, help="memory.replay (rule softmax)")
     for sp in (a,):
         sp.add_argument("--json", action="store_true", help="print the raw JSON answer")
 

@@ -228,7 +228,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
             _print_json(c.get_agent(args.agent).__dict__)
             return 0
         memory = {k: getattr(args, k) for k in ("rule", "beta", "decay", "ridge", "forget",
-                                                "lift_dim") if getattr(args, k) is not None}
+                                                "lift_dim", "replay") if getattr(args, k) is not None}
         a = c.create_agent(args.name, kind=args.kind, encoder=args.encoder, dim=args.dim,
                            memory=memory or None)
     if args.json:

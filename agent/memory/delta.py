@@ -4,6 +4,10 @@ A layer's state ``S`` has shape ``(d_v, d_k)``. One commit changes it by
 
     S_new = gamma * pad_rows(S_old, d_v_new) + E.T @ A        (factor form, rank <= n)
     S_new = gamma * pad_rows(S_old, d_v_new) + D              (dense form)
+    S_new = [S_old; A]                                         (appended rows)
+
+The last one grows the append-only layers of the ``softmax`` rule (every key and label learnt,
+:mod:`agent.memory.replay`): the old rows are kept as they are, bit for bit.
 
 ``pad_rows`` appends zero rows when labels appeared (a new row starts at zero).
 The live learner and every rebuild call :func:`apply_layer` with the same arrays,
@@ -41,6 +45,8 @@ __all__ = [
     "PrefixHasher",
     "factor_form",
     "shift_selector",
+    "RowRoom",
+    "APPEND_ONLY",
 ]
 
 
@@ -48,8 +54,8 @@ __all__ = [
 class LayerDelta:
     """The change of one memory layer in one commit.
 
-    Exactly one of ``(A, E)`` or ``dense`` is set. ``shape`` is the layer's shape
-    after the commit ``(d_v, d_k)``.
+    Exactly one of ``(A, E)``, ``dense`` or appended rows (``A`` with ``appends``) is set.
+    ``shape`` is the layer's shape after the commit ``(d_v, d_k)``.
     """
 
     shape: tuple[int, int]
@@ -57,8 +63,15 @@ class LayerDelta:
     A: np.ndarray | None = None  # (n, d_k)
     E: np.ndarray | None = None  # (n, d_v)
     dense: np.ndarray | None = None  # (d_v, d_k)
+    appends: bool = False  # A is n rows appended below the layer (γ = 1, no E)
 
     def __post_init__(self) -> None:
+        if self.appends:
+            if self.A is None or self.E is not None or self.dense is not None or self.gamma != 1.0:
+                raise ValueError("an append delta has rows A alone, with gamma 1")
+            if self.A.ndim != 2 or self.A.shape[1] != self.shape[1] or self.A.shape[0] > self.shape[0]:
+                raise ValueError(f"appended rows {self.A.shape} do not fit layer {self.shape}")
+            return
         if (self.dense is None) == (self.A is None or self.E is None):
             raise ValueError("LayerDelta needs either (A, E) or dense, not both or neither")
         if self.dense is not None and tuple(self.dense.shape) != tuple(self.shape):
@@ -79,6 +92,11 @@ class LayerDelta:
     def of_dense(cls, D: np.ndarray, gamma: float = 1.0) -> LayerDelta:
         return cls(shape=(int(D.shape[0]), int(D.shape[1])), gamma=float(gamma), dense=D)
 
+    @classmethod
+    def append(cls, A: np.ndarray, rows_after: int) -> LayerDelta:
+        """Rows ``A`` (n, d_k) appended to a layer that has ``rows_after − n`` rows."""
+        return cls(shape=(int(rows_after), int(A.shape[1])), A=A, appends=True)
+
     @property
     def is_dense(self) -> bool:
         return self.dense is not None
@@ -91,6 +109,8 @@ class LayerDelta:
     def dense_is_smaller(self) -> bool:
         """True when the dense matrix takes fewer numbers than the factors as stored:
         ``n*(d_k+d_v)``, or ``n*d_k`` when E is implied by A (:func:`factor_form`)."""
+        if self.appends:
+            return False
         if self.A is None or self.E is None:
             return True
         d_v, d_k = self.shape
@@ -100,6 +120,8 @@ class LayerDelta:
     def to_dense(self) -> np.ndarray:
         if self.dense is not None:
             return self.dense
+        if self.appends:
+            raise ValueError("appended rows have no dense form")
         assert self.A is not None and self.E is not None
         return self.E.T @ self.A
 
@@ -115,6 +137,9 @@ class LayerDelta:
         dt = np.dtype(dtype)
         if self.dense is not None:
             return LayerDelta.of_dense(np.ascontiguousarray(self.dense, dtype=dt), self.gamma)
+        if self.appends:
+            assert self.A is not None
+            return LayerDelta.append(np.ascontiguousarray(self.A, dtype=dt), self.shape[0])
         assert self.A is not None and self.E is not None
         return LayerDelta.factors(
             np.ascontiguousarray(self.A, dtype=dt), np.ascontiguousarray(self.E, dtype=dt), self.gamma
@@ -134,6 +159,8 @@ class LayerDelta:
         """
         if self.dense is not None:
             return float(np.linalg.norm(np.asarray(self.dense, dtype=np.float64)))
+        if self.appends:  # the rows added
+            return float(np.linalg.norm(np.asarray(self.A, dtype=np.float64)))
         assert self.A is not None and self.E is not None
         A = np.asarray(self.A, dtype=np.float64)  # (n, d_k)
         E = np.asarray(self.E, dtype=np.float64)  # (n, d_v)
@@ -145,6 +172,9 @@ class LayerDelta:
     def nbytes(self) -> int:
         if self.dense is not None:
             return int(self.dense.nbytes)
+        if self.appends:
+            assert self.A is not None
+            return int(self.A.nbytes)
         assert self.A is not None and self.E is not None
         return int(self.A.nbytes + self.E.nbytes)
 
@@ -217,8 +247,15 @@ def apply_layer(S: np.ndarray, ld: LayerDelta) -> np.ndarray:
     This is the one operation both the live learner and a rebuild use. A delta with
     ``gamma == 0`` replaces the layer, so it may also give it fewer rows (the rows dropped
     are multiplied by zero anyway): the pending rows of an ``rls`` state
-    (:mod:`agent.memory.pending`) empty that way when they are folded into ``P``.
+    (:mod:`agent.memory.pending`) empty that way when they are folded into ``P``. Appended rows
+    (``ld.appends``) are copied below the layer as they are.
     """
+    if ld.appends:
+        assert ld.A is not None
+        if S.shape != (ld.shape[0] - ld.A.shape[0], ld.shape[1]):
+            raise ValueError(f"a layer of shape {S.shape} cannot take {ld.A.shape[0]} rows "
+                             f"to become {ld.shape}")
+        return np.concatenate([S, np.asarray(ld.A, dtype=S.dtype)], axis=0)
     if ld.gamma == 0.0 and S.shape[0] > ld.shape[0]:
         S = S[: ld.shape[0]]
     S = pad_rows(S, ld.shape[0])
@@ -232,6 +269,55 @@ def apply_layer(S: np.ndarray, ld: LayerDelta) -> np.ndarray:
     # in place on the fresh product (IEEE addition commutes: the same bits as γS + EᵀA)
     out += S if ld.gamma == 1.0 else dt.type(ld.gamma) * S
     return out
+
+
+class RowRoom:
+    """Room to append rows in place, for the append-only layers of one learner.
+
+    :func:`apply_layer` appends by copying the layer (O(rows) per commit). A learner instead
+    keeps each such layer as a view of a buffer with spare rows, writes new rows past the end
+    of its current view and returns a longer view. No other view covers those rows (a view of
+    fewer rows keeps its bytes), so arrays are still never changed under anyone who holds them;
+    a layer that is not the last view handed out (a state loaded or rolled back) is copied into a
+    new buffer first. The result equals :func:`apply_layer`'s bit for bit: both copy the rows.
+
+    >>> import numpy as np
+    >>> room, X = RowRoom(), np.zeros((0, 2))
+    >>> X1 = room.append("X", X, LayerDelta.append(np.ones((1, 2)), 1))
+    >>> X2 = room.append("X", X1, LayerDelta.append(np.full((2, 2), 2.0), 3))
+    >>> X2.tolist(), X1.tolist(), np.shares_memory(X1, X2)
+    ([[1.0, 1.0], [2.0, 2.0], [2.0, 2.0]], [[1.0, 1.0]], True)
+    """
+
+    MIN_ROWS = 1024
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # name -> (buffer, last view)
+
+    def __getstate__(self) -> dict[str, Any]:  # a copy starts without spare room
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def spare_nbytes(self) -> int:
+        """Bytes held beyond the rows of the last views."""
+        return sum(buf.nbytes - tip.nbytes for buf, tip in self._bufs.values())
+
+    def append(self, name: str, layer: np.ndarray, ld: LayerDelta) -> np.ndarray:
+        """``layer`` with ``ld``'s rows appended (``ld.appends``), as a view of this room."""
+        assert ld.appends and ld.A is not None
+        n0, n = layer.shape[0], ld.A.shape[0]
+        if layer.shape != (ld.shape[0] - n, ld.shape[1]):
+            raise ValueError(f"a layer of shape {layer.shape} cannot take {n} rows to become {ld.shape}")
+        buf, tip = self._bufs.get(name, (None, None))
+        if buf is None or tip is not layer or buf.shape[0] < n0 + n:
+            buf = np.empty((max(2 * (n0 + n), self.MIN_ROWS), layer.shape[1]), dtype=layer.dtype)
+            buf[:n0] = layer
+        buf[n0:n0 + n] = np.asarray(ld.A, dtype=layer.dtype)
+        tip = buf[: n0 + n]
+        self._bufs[name] = (buf, tip)
+        return tip
 
 
 def apply_delta(layers: dict[str, np.ndarray], delta: Delta) -> dict[str, np.ndarray]:
@@ -260,14 +346,42 @@ def state_checksum(layers: dict[str, np.ndarray], labels: list[str] | None = Non
     return _hash_labels(h, labels)
 
 
-def _hash_layer(h: Any, name: str, arr: np.ndarray) -> None:
+def _hash_layer(h: Any, name: str, arr: np.ndarray, known: list[bytes] | None = None) -> list[bytes]:
+    """Hash one layer into ``h``: name, dtype, shape, then its raw bytes — or, for the
+    append-only layers (:data:`APPEND_ONLY`), the SHA-256 digest of each block of
+    :data:`ROW_BLOCK` rows, so that a layer grown by appended rows rehashes only its last block.
+    ``known``: digests of leading full blocks the caller knows to be unchanged. Returns the
+    digests of every full block (empty for other layers)."""
     arr = np.ascontiguousarray(arr)
     arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
     h.update(name.encode())
     h.update(b"\0")
     h.update(arr.dtype.str.encode())
     h.update(repr(tuple(arr.shape)).encode())
-    h.update(arr.reshape(-1).data.cast("B"))  # the raw bytes, without a copy
+    if name not in APPEND_ONLY:
+        h.update(arr.reshape(-1).data.cast("B"))  # the raw bytes, without a copy
+        return []
+    full = list(known or [])[: arr.shape[0] // ROW_BLOCK]
+    for b in range(len(full), -(-arr.shape[0] // ROW_BLOCK)):
+        block = arr[b * ROW_BLOCK:(b + 1) * ROW_BLOCK]  # (≤ ROW_BLOCK, d)
+        digest = hashlib.sha256(block.reshape(-1).data.cast("B")).digest()
+        if block.shape[0] == ROW_BLOCK:
+            full.append(digest)
+        else:
+            h.update(b"".join(full))
+            h.update(digest)
+            return full
+    h.update(b"".join(full))
+    return full
+
+
+def _same_prefix(old: np.ndarray, new: np.ndarray) -> bool:
+    """Whether ``new``'s first rows are ``old``'s memory: both C-contiguous views starting at the
+    same address (``old`` is held alive by the caller, so the address is still its own) with the
+    same row layout. Layers are never changed in place; rows are only appended past the end."""
+    return (old.dtype == new.dtype and old.shape[1:] == new.shape[1:] and new.shape[0] >= old.shape[0]
+            and old.flags.c_contiguous and new.flags.c_contiguous
+            and old.ctypes.data == new.ctypes.data)
 
 
 def _hash_labels(h: Any, labels: list[str] | None) -> str:
@@ -277,6 +391,12 @@ def _hash_labels(h: Any, labels: list[str] | None) -> str:
     return str(h.hexdigest())
 
 
+# Append-only layers (rows are only ever added below: the softmax rule's keys and labels) are
+# hashed by blocks of rows, so a checksum after an append rehashes the last block only.
+APPEND_ONLY = ("X", "Y")
+ROW_BLOCK = 4096
+
+
 class PrefixHasher:
     """:func:`state_checksum` that keeps the SHA-256 state after each layer, in sorted order,
     and starts from the longest prefix of layers that are still the same array objects.
@@ -284,7 +404,9 @@ class PrefixHasher:
     A learner's arrays are replaced, never changed in place, so an unchanged object has
     unchanged bytes: an ``rls`` state with pending rows hashes its ``P`` (d_k², sorted first)
     only when a fold replaced it, not at every commit (37.7 MB, about 29 ms at d_k = 3072
-    float32). The digest is :func:`state_checksum`'s, bit for bit (tested).
+    float32). An append-only layer (:data:`APPEND_ONLY`) that starts at the same address as the
+    one hashed before (it grew in a :class:`RowRoom`) reuses the digests of its full row blocks.
+    The digest is :func:`state_checksum`'s, bit for bit (tested).
 
     >>> import numpy as np
     >>> ph, layers = PrefixHasher(), {"P": np.eye(3), "S": np.zeros((2, 3))}
@@ -297,7 +419,9 @@ class PrefixHasher:
 
     def __init__(self) -> None:
         self._done: list[tuple[str, np.ndarray, Any]] = []  # (name, array, hash state after it)
+        self._blocks: dict[str, tuple[np.ndarray, list[bytes]]] = {}  # append-only layers
         self.reused = 0  # layers taken from the cache by the last call
+        self.reused_blocks = 0  # row blocks of append-only layers not hashed again
 
     def __getstate__(self) -> dict[str, Any]:  # hash states do not pickle: a copy starts empty
         return {}
@@ -313,9 +437,17 @@ class PrefixHasher:
             k += 1
         del self._done[k:]
         h = self._done[k - 1][2].copy() if k else hashlib.sha256()
+        self.reused_blocks = 0
         for name in names[k:]:
-            _hash_layer(h, name, layers[name])
-            self._done.append((name, layers[name], h.copy()))  # holds the array: its id stays its own
+            arr = layers[name]
+            known = None
+            if name in APPEND_ONLY and name in self._blocks and _same_prefix(self._blocks[name][0], arr):
+                known = self._blocks[name][1]
+                self.reused_blocks += min(len(known), arr.shape[0] // ROW_BLOCK)
+            full = _hash_layer(h, name, arr, known)
+            if name in APPEND_ONLY:
+                self._blocks[name] = (arr, full)  # holds the array: its address stays its own
+            self._done.append((name, arr, h.copy()))  # holds the array: its id stays its own
         self.reused = k
         return _hash_labels(h, labels)
 

@@ -15,6 +15,11 @@ RLS (preconditioned delta rule) with forgetting factor ``ρ``::
     S ← S + (v − S k) gᵀ
     P ← (P − g kᵀ P) / ρ
 
+Softmax with rehearsal (:mod:`agent.memory.replay`), write ``t`` rehearsing positions ``j``::
+
+    for each row r in (t, j_1 … j_R):  e_r = onehot(y_r) − softmax(S[:c] x_r)   # same S for all
+    S ← α·S;  S[:c] += β Σ_r e_r x_rᵀ
+
 Examples
 --------
 >>> import numpy as np
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["delta_rule_naive", "rls_naive"]
+__all__ = ["delta_rule_naive", "rls_naive", "softmax_replay_naive", "replay_index_naive"]
 
 
 def _as_beta(beta: np.ndarray | float, n: int) -> np.ndarray:
@@ -128,3 +133,58 @@ def rls_naive(
         S = S + np.outer(v - S @ k, g)
         P = (P - np.outer(g, k @ P)) / rho
     return S, P, Y
+
+
+def replay_index_naive(seed: int, t: int, i: int, replay: int) -> int:
+    """Position ``j_{t,i}`` in Python integers: splitmix64, then ``((h >> 32)·(t+1)) >> 32``."""
+    mask = 2**64 - 1
+    z = (seed * 0x9E3779B97F4A7C15 + t * replay + i) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    z ^= z >> 31
+    return ((z >> 32) * (t + 1)) >> 32
+
+
+def softmax_replay_naive(
+    S: np.ndarray,
+    K: np.ndarray,
+    y: list[int],
+    beta: np.ndarray | float,
+    replay: int,
+    alpha: float = 1.0,
+    seed: int = 0,
+    X0: np.ndarray | None = None,
+    y0: list[int] | None = None,
+    labels0: int = 0,
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """n sequential ``softmax`` writes in float64, one row and one label at a time.
+
+    ``S`` (d_v, d_k) has a row for every label the writes use; ``X0``/``y0`` are the keys and
+    labels learnt before (positions 0 … N0−1), ``labels0`` the labels known before.
+    Returns ``(S_final, X, y)``: the state and every key and label learnt.
+
+    >>> import numpy as np
+    >>> S, X, y = softmax_replay_naive(np.zeros((2, 1)), np.ones((2, 1)), [0, 1], 1.0, replay=0)
+    >>> S[:, 0].tolist()                     # the first write sees one label: no error
+    [-0.5, 0.5]
+    """
+    S = np.array(S, dtype=np.float64)
+    X = [np.asarray(x, dtype=np.float64) for x in (X0 if X0 is not None else [])]
+    labels = list(y0 or [])
+    b = _as_beta(beta, len(K))
+    known = labels0
+    for k, label, bt in zip(np.asarray(K, dtype=np.float64), y, b, strict=True):
+        t = len(X)
+        X.append(k)
+        labels.append(int(label))
+        known = max(known, int(label) + 1)
+        rows = [t] + [replay_index_naive(seed, t, i, replay) for i in range(replay)]
+        add = np.zeros_like(S)
+        for r in rows:
+            z = S[:known] @ X[r]  # (known,) logits, all rows read the same S
+            p = np.exp(z - z.max()) / np.sum(np.exp(z - z.max()))
+            e = -p
+            e[labels[r]] += 1.0
+            add[:known] += bt * np.outer(e, X[r])
+        S = alpha * S + add
+    return S, np.array(X).reshape(len(X), S.shape[1]), labels

@@ -144,7 +144,11 @@ class StateMixin(RepoBase):
                 except ValueError as exc:
                     raise CorruptData(what, str(exc)) from None
                 arrays = decode(r.data, r.dtype, shapes, r.sha256, what)
-                out[r.version][r.layer] = deltaform.unpack(r.form, arrays, r.gamma, (r.d_v, r.d_k))
+                try:
+                    ld = deltaform.unpack(r.form, arrays, r.gamma, (r.d_v, r.d_k))
+                except ValueError as exc:
+                    raise CorruptData(what, str(exc)) from None
+                out[r.version][r.layer] = ld
         return out
 
     def _plan(self, agent_id: str, vmap: dict[int, VInfo], version: int) -> tuple[int, list[int]]:
