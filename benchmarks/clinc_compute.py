@@ -5,7 +5,7 @@ The retraining reference (scikit-learn LogisticRegression, C = 10, refitted on e
 is fitted at 10 checkpoints of the random-order stream and its CPU time interpolated over every
 micro-batch (:func:`benchmarks.eval_clinc.retrain_every_batch_seconds`, as in ``deltamem eval
 clinc``); then each learner streams the same 15,000 events at each micro-batch size. By default
-the two that meet the accuracy targets: rule ``softmax`` (rehearsing 15 earlier events per write,
+the two that meet the accuracy targets: rule ``softmax`` (rehearsing 7 earlier events per write,
 float32 state) and ``rls`` (λ = 0.01, a 3072-d lift, float32 state). Everything is timed in CPU
 seconds with one BLAS thread in this one process, so the ratios are measured side by side; the
 full table with every method and accuracy is ``deltamem eval clinc``.

@@ -5,7 +5,7 @@ For each (β, R) the learner streams the 15,000 training events in micro-batches
 and in class-incremental order (domains in the data set's order, events shuffled inside a domain),
 once per order seed; the table gives the mean and spread of the final test accuracy, of the
 accuracy on the first domain, and the CPU seconds of learning (one BLAS thread). This is the
-evidence for the defaults (``agent/config.py``: β 0.5, R 15) in ``benchmarks/EVAL.md``.
+evidence for the defaults (``agent/config.py``: β 0.8, R 7) in ``benchmarks/EVAL.md``.
 """
 
 from __future__ import annotations

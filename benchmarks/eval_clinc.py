@@ -77,7 +77,7 @@ def order(data: dict[str, Any], kind: str, seed: int = 0) -> np.ndarray:
 def deltamem_methods(quick: bool, big: bool = False) -> list[DeltaMem]:
     """The deltamem learners of the table (also the ones :func:`compute_sweep` streams)."""
     m = [
-        # the softmax rule (rehearsing 15 earlier events per write): about 2 CPU s a stream
+        # the softmax rule (rehearsing 7 earlier events per write): about 1 CPU s a stream
         DeltaMem({"rule": "softmax"}),
         DeltaMem({"rule": "softmax", "dtype": "float32"}),
         DeltaMem({"rule": "softmax", "replay": 0}),  # without rehearsal: forgets old classes

@@ -24,7 +24,7 @@ CONFIGS: list[dict[str, Any]] = [
     {"rule": "rls", "ridge": 0.1},
     # the accurate learner of EVAL.md: wide keys, float32 state, pending rows in the service
     {"rule": "rls", "ridge": 0.01, "lift_dim": 3072, "dtype": "float32"},
-    # the cheap accurate learner: rule softmax, rehearsing 15 earlier events per write
+    # the cheap accurate learner: rule softmax, rehearsing 7 earlier events per write
     {"rule": "softmax", "dtype": "float32"},
 ]
 PREDICT_INPUTS = 20  # the service's default DELTAMEM_MAX_PREDICT_INPUTS

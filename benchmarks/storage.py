@@ -81,6 +81,26 @@ def agent_bytes_per_event(lift_dim: int, batch: int, pending: bool, compact: boo
     return total / events
 
 
+def softmax_bytes_per_event(batch: int, events: int = 1280, replay: int = 7) -> float:
+    """Stored array bytes per event of a real ``softmax`` agent (384-d MiniLM-like unit inputs,
+    150 labels, float32 state, rehearsing ``replay`` events per write), as the repository stores
+    its deltas: S (factors or dense, the smaller) and the appended keys and labels (form ``rows``)."""
+    from agent.config import AgentConfig
+    from agent.model import MemoryAgent
+    from benchmarks.rls_agent import unit_inputs
+
+    X = unit_inputs(np.random.default_rng(0), 150 + events)  # (N, 384)
+    y = [f"c{i % 150}" for i in range(150 + events)]
+    agent = MemoryAgent(AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": D, "memory": {
+        "rule": "softmax", "replay": replay, "dtype": "float32"}}))
+    agent.learn_many(X[:150], y[:150])  # every label seen
+    total = 0
+    for s in range(150, 150 + events, batch):
+        for ld in agent.learn_many(X[s:s + batch], y[s:s + batch]).layers.values():
+            total += encode(deltaform.pack(ld)[1]).nbytes
+    return total / events
+
+
 def _new_agent(db: Database, d: int = D, labels: int = LABELS):
     with unit_of_work(db) as repo:
         tenant, _ = repo.create_tenant("bench")
@@ -185,6 +205,14 @@ def main(argv: list[str] | None = None) -> int:
             b1 = agent_bytes_per_event(lift, batch, pending=True, compact=False)
             b2 = agent_bytes_per_event(lift, batch, pending=True, compact=True)
             print(f"| {lift} | {batch} | {b0:,.0f} | {b1:,.0f} | {b2:,.0f} |", flush=True)
+    print()
+    print("bytes stored per event of a real softmax agent (rehearsal R = 7, the default), float32 state, "
+          "150 labels, 384-d keys")
+    print("| micro-batch | bytes/event |")
+    print("| --- | --- |")
+    for batch in (1, 10, 64):
+        print(f"| {batch} | {softmax_bytes_per_event(batch, events=320 if batch == 1 else 1280):,.0f} |",
+              flush=True)
     print()
     print(f"{'database':10} {'dtype':8} {'commit v/s':>11} {'rebuild ' + str(args.versions):>14}"
           f" {'64-ev commit v/s':>17}")

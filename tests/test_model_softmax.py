@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from agent.config import DEFAULT_BETA, DEFAULT_REPLAY, AgentConfig
+from agent.config import DEFAULT_REPLAY, DEFAULT_SOFTMAX_BETA, AgentConfig
 from agent.errors import InputError
 from agent.memory.delta import state_checksum
 from agent.memory.naive import softmax_replay_naive
@@ -41,7 +41,7 @@ def _stream(n: int, seed: int = 0, classes: int = 5) -> tuple[np.ndarray, list[s
 
 def test_settings_defaults_and_the_json_shape():
     cfg = _config()
-    assert (cfg.memory.beta, cfg.memory.replay) == (DEFAULT_BETA, DEFAULT_REPLAY)
+    assert (cfg.memory.beta, cfg.memory.replay) == (DEFAULT_SOFTMAX_BETA, DEFAULT_REPLAY) == (0.8, 7)
     assert cfg.to_dict()["memory"]["replay"] == DEFAULT_REPLAY
     assert AgentConfig.from_dict(cfg.to_dict()) == cfg
     plain = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3})
@@ -280,3 +280,14 @@ def test_checksums_of_a_long_stream_rehash_only_the_last_row_block():
     twin = MemoryAgent(cfg)
     twin.load_state(*agent.state)  # a copy: hashed in full, the same digest
     assert twin.checksum() == agent.checksum()
+
+
+def test_storage_benchmark_counts_what_a_softmax_agent_stores():
+    """Per event: S's delta as the smaller of factors ((R+1) rows of keys and errors) and dense
+    (150 × 384), plus one key (384 numbers) and one label position, all float32."""
+    from benchmarks.storage import softmax_bytes_per_event
+
+    one, many = softmax_bytes_per_event(1, events=5), softmax_bytes_per_event(64, events=128)
+    print(f"bytes/event: micro-batches of 1 {one:.0f}, of 64 {many:.0f}")
+    assert one == 8 * (384 + 150) * 4 + 384 * 4 + 4  # factors (R + 1 = 8 rows) for one event
+    assert many == 150 * 384 * 4 / 64 + 384 * 4 + 4  # dense for 64

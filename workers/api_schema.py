@@ -24,13 +24,13 @@ class TenantCreate(BaseModel):
 
 class MemorySettings(BaseModel):
     rule: Literal["delta", "rls", "softmax"] = "delta"
-    beta: float = Field(0.5, gt=0, le=1, description="write strength β (delta and softmax rules)")
+    beta: float = Field(0.5, gt=0, le=1, description="write strength β (delta and softmax rules; softmax default 0.8)")
     decay: float = Field(1.0, gt=0, le=1, description="decay α (delta and softmax rules)")
     ridge: float = Field(0.1, gt=0, description="λ_ridge (rls)")
     forget: float = Field(1.0, gt=0, le=1, description="forgetting factor ρ (rls)")
     lift_dim: int | None = Field(None, ge=1, le=65536, description="random-feature lift of the key")
     replay: int | None = Field(None, ge=0, le=256, description="earlier events rehearsed per write "
-                               "(rule softmax only; default 15)")
+                               "(rule softmax only; default 7)")
     dtype: Literal["float64", "float32"] = Field(
         "float64", description="the state's float type (float32: half the memory, about twice "
                                "as fast for rls; classifier and recall agents)")

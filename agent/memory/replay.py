@@ -126,13 +126,18 @@ def softmax_replay_chunk(
     factors = n * m * (d_k + d_v) <= d_k * d_v  # the factors are smaller than the dense delta
     coef = np.zeros((n, m, d_v) if factors else (0, 0, 0), dtype=dt)  # β_t G_t (× α^{n−1−t} later)
     a, rows, b = dt.type(alpha), np.arange(m), beta.astype(dt)
+    # the read X_B Wᵀ: above 8 rows as W X_Bᵀ on a contiguous X_Bᵀ, then transposed (measured
+    # 67 against 91 µs a write at m = 16, d = 384, 150 labels); with fewer rows as it is
+    XBt = np.ascontiguousarray(XB.transpose(0, 2, 1)) if m > 8 else None  # (n, d_k, m)
     for t in range(n):
         ct = int(c[t])
         R_ = XB[t]  # (m, d_k)
-        G = _scaled_error(R_ @ W[:ct].T, rows, YB[t], b[t])  # (m, ct)
+        Z = (W[:ct] @ XBt[t]).T.copy() if XBt is not None else R_ @ W[:ct].T  # (m, ct) logits
+        G = _scaled_error(Z, rows, YB[t], b[t])  # (m, ct): β·error of each row written
         if alpha != 1.0:
             W *= a
-        W[:ct] += G.T @ R_
+        # W += Gᵀ X_B; one row is an outer product (matmul with an inner size of 1 is slow)
+        W[:ct] += G.T @ R_ if m > 1 else G.T * R_
         if factors:
             coef[t, :, :ct] = G
     gamma = float(alpha) ** n
