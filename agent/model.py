@@ -404,6 +404,9 @@ class MemoryAgent(StateView):
         """Rule ``softmax``: S's delta, and the keys and labels appended for rehearsal."""
         mem, d_k = self.config.memory, self.config.key_dim
         y = np.argmax(V, axis=1)  # (n,) label positions (V is one-hot)
+        most = 2 ** (np.finfo(self.dtype).nmant + 1)  # Y keeps positions as exact whole numbers
+        if V.shape[1] > most:
+            raise InputError("targets", f"a {self.dtype} softmax agent holds at most {most} labels")
         K = np.ascontiguousarray(K, dtype=self.dtype)  # the keys as the state keeps them
         X = self._layers.get("X", np.zeros((0, d_k), dtype=self.dtype))  # (N0, d_k)
         Y = self._layers.get("Y", np.zeros((0, 1), dtype=self.dtype))  # (N0, 1)
