@@ -27,8 +27,7 @@ SOFTMAX = {"rule": "softmax", "dtype": "float32"}
 def measure(memories: list[dict[str, Any]], sizes: list[int], quick: bool = False) -> list[list[Any]]:
     """Rows ``[learner, micro-batch, retraining CPU s, learner CPU s, ratio, test accuracy]``."""
     from benchmarks.eval_baselines import BatchLogistic, DeltaMem
-    from benchmarks.eval_clinc import load, order, retrain_every_batch_seconds, stream
-    from benchmarks.eval_common import Timer
+    from benchmarks.eval_clinc import learn_cpu, load, order, retrain_every_batch_seconds, stream
 
     data = load(quick)
     idx = order(data, "random")
@@ -37,16 +36,13 @@ def measure(memories: list[dict[str, Any]], sizes: list[int], quick: bool = Fals
     rows = []
     for memory in memories:
         for b in sizes:
-            method, t = DeltaMem(dict(memory)), Timer()
-            for s in range(0, len(idx), b):
-                ix = idx[s : s + b]
-                with t:
-                    method.learn_many(data["Xtr"][ix], [data["ytr"][i] for i in ix])
+            method = DeltaMem(dict(memory))
+            cpu = learn_cpu(method, data, idx, b)
             acc = float(np.mean(np.array(method.predict_many(data["Xte"])) == np.array(data["yte"])))
             retrain = retrain_every_batch_seconds(ref["fit_cpu"], -(-len(idx) // b), b)
-            rows.append([json.dumps(memory), b, retrain, t.cpu, retrain / max(t.cpu, 1e-9), acc])
+            rows.append([json.dumps(memory), b, retrain, cpu, retrain / max(cpu, 1e-9), acc])
             print(f"  {json.dumps(memory)} b={b}: retraining {retrain:.0f} CPU s, learner "
-                  f"{t.cpu:.2f} CPU s", file=sys.stderr, flush=True)
+                  f"{cpu:.2f} CPU s", file=sys.stderr, flush=True)
     return rows
 
 

@@ -21,8 +21,7 @@ def run(betas: list[float], replays: list[int], seeds: list[int], dtype: str = "
         quick: bool = False, batch: int = 100) -> list[list[Any]]:
     """Rows ``[β, R, order, test mean, test min, first mean, first min, CPU s mean]``."""
     from benchmarks.eval_baselines import DeltaMem
-    from benchmarks.eval_clinc import load, order
-    from benchmarks.eval_common import Timer
+    from benchmarks.eval_clinc import learn_cpu, load, order
 
     data = load(quick)
     first = np.array([data["intent_domain"][y] == data["domain_order"][0] for y in data["yte"]])
@@ -34,15 +33,11 @@ def run(betas: list[float], replays: list[int], seeds: list[int], dtype: str = "
                 test, fst, cpu = [], [], []
                 for seed in seeds:
                     idx = order(data, kind, seed)
-                    method, t = DeltaMem({"rule": "softmax", "beta": beta, "replay": R, "dtype": dtype}), Timer()
-                    for s in range(0, len(idx), batch):
-                        ix = idx[s : s + batch]
-                        with t:
-                            method.learn_many(data["Xtr"][ix], [data["ytr"][i] for i in ix])
+                    method = DeltaMem({"rule": "softmax", "beta": beta, "replay": R, "dtype": dtype})
+                    cpu.append(learn_cpu(method, data, idx, batch))
                     pred = np.array(method.predict_many(data["Xte"]))
                     test.append(float(np.mean(pred == yte)))
                     fst.append(float(np.mean(pred[first] == yte[first])))
-                    cpu.append(t.cpu)
                 rows.append([beta, R, kind, np.mean(test), min(test), np.mean(fst), min(fst), np.mean(cpu)])
                 print(f"  β={beta} R={R} {kind}: test {np.mean(test):.4f} first {np.mean(fst):.4f} "
                       f"{np.mean(cpu):.2f} CPU s", file=sys.stderr, flush=True)

@@ -147,6 +147,17 @@ def stream(method: Any, data: dict[str, Any], idx: np.ndarray, batch: int, n_che
     }
 
 
+def learn_cpu(method: Any, data: dict[str, Any], idx: np.ndarray, batch: int) -> float:
+    """CPU seconds of ``method`` learning the training events ``idx`` in micro-batches of
+    ``batch`` (the learning calls only)."""
+    t = Timer()
+    for s in range(0, len(idx), batch):
+        ix = idx[s : s + batch]
+        with t:
+            method.learn_many(data["Xtr"][ix], [data["ytr"][i] for i in ix])
+    return t.cpu
+
+
 def retrain_every_batch_seconds(fit_seconds: list[tuple[int, float]], n_batches: int, batch: int) -> float:
     """Estimated cost of refitting after every micro-batch, from fits measured at checkpoints."""
     if not fit_seconds:
@@ -219,13 +230,9 @@ def compute_sweep(data: dict[str, Any], fit_cpu: list[tuple[int, float]], sizes:
         n_batches = -(-len(idx) // b)
         retrain = retrain_every_batch_seconds(fit_cpu, n_batches, b)
         for method in deltamem_methods(quick, big):
-            t = Timer()
-            for s in range(0, len(idx), b):
-                ix = idx[s : s + b]
-                with t:
-                    method.learn_many(data["Xtr"][ix], [data["ytr"][i] for i in ix])
-            rows.append([b, method.name, f"{retrain:.0f}", f"{t.cpu:.2f}", f"{retrain / max(t.cpu, 1e-9):.0f}×"])
-            print(f"  clinc sweep b={b:4d} {method.name:45s} {t.cpu:.1f} CPU s; retrain {retrain:.0f} CPU s",
+            cpu = learn_cpu(method, data, idx, b)
+            rows.append([b, method.name, f"{retrain:.0f}", f"{cpu:.2f}", f"{retrain / max(cpu, 1e-9):.0f}×"])
+            print(f"  clinc sweep b={b:4d} {method.name:45s} {cpu:.1f} CPU s; retrain {retrain:.0f} CPU s",
                   flush=True)
     return ("Compute per micro-batch size (random order; CPU seconds of learning the whole stream):\n\n"
             + md_table(["micro-batch", "method", "retraining after every batch (CPU s)", "learn CPU s",

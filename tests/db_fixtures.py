@@ -109,3 +109,22 @@ def db(db_url: str) -> Iterator[Database]:
     yield database
     database.dispose()
 
+
+
+def commit_learning(db: Database, config, X, y, batch: int, delta_dtype: str | None = None):
+    """A new agent of ``config`` in ``db`` learning ``(X, y)`` in micro-batches of ``batch``,
+    each committed as a version through the repository; returns ``(agent id, checksum of
+    every version)`` as the learner computed them."""
+    from agent.model import MemoryAgent
+    from storage.repository import unit_of_work
+
+    agent = MemoryAgent(config)
+    sums = [agent.checksum()]
+    with unit_of_work(db) as repo:
+        tenant, _ = repo.create_tenant("t")
+        row = repo.create_agent(tenant.id, "a", config.to_dict(), *agent.state, sums[0])
+        for v, s in enumerate(range(0, len(y), batch), start=1):
+            delta = agent.learn_many(X[s:s + batch], y[s:s + batch], delta_dtype=delta_dtype)
+            sums.append(agent.checksum())
+            repo.commit_version(row.id, v - 1, "delta", delta=delta, checksum=sums[-1])
+    return row.id, sums

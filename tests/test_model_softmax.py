@@ -20,6 +20,7 @@ from storage.migrate import downgrade, upgrade
 from storage.models import DeltaRow
 from storage.repository import unit_of_work
 from tests.db_fixtures import *  # noqa: F401,F403
+from tests.db_fixtures import commit_learning
 from tests.helpers import assert_close
 from tests.service_fixtures import auth, wait_applied
 
@@ -136,18 +137,8 @@ def test_a_reads_only_view_drops_the_rehearsal_rows_and_predicts_the_same():
 
 
 def _commits(db: Database, delta_dtype: str | None = None):
-    cfg = _config("float32", replay=5)
     X, y = _stream(90, seed=8)
-    agent = MemoryAgent(cfg)
-    sums = [agent.checksum()]
-    with unit_of_work(db) as repo:
-        tenant, _ = repo.create_tenant("t")
-        row = repo.create_agent(tenant.id, "a", cfg.to_dict(), *agent.state, sums[0])
-        for v, s in enumerate(range(0, 90, 10), start=1):
-            delta = agent.learn_many(X[s:s + 10], y[s:s + 10], delta_dtype=delta_dtype)
-            sums.append(agent.checksum())
-            repo.commit_version(row.id, v - 1, "delta", delta=delta, checksum=sums[-1])
-    return row.id, sums
+    return commit_learning(db, _config("float32", replay=5), X, y, 10, delta_dtype)
 
 
 @pytest.mark.parametrize("delta_dtype", [None, "float16"])

@@ -10,13 +10,13 @@ from sqlalchemy import select
 
 from agent.config import AgentConfig
 from agent.memory.delta import LayerDelta, state_checksum
-from agent.model import MemoryAgent
 from storage import deltaform
 from storage.engine import Database
 from storage.migrate import downgrade, upgrade
 from storage.models import DeltaRow
 from storage.repository import unit_of_work
 from tests.db_fixtures import *  # noqa: F401,F403
+from tests.db_fixtures import commit_learning
 
 
 def _bits(a: np.ndarray) -> bytes:
@@ -67,20 +67,8 @@ def _pending_agent_commits(db: Database, delta_dtype: str | None = None):
     """An rls agent with pending rows (1024-d keys) committing 9 micro-batches into the store."""
     cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 6, "memory": {
         "rule": "rls", "ridge": 0.1, "lift_dim": 1024, "dtype": "float32"}})
-    rng = np.random.default_rng(2)
-    X = rng.standard_normal((540, 6))
-    y = [f"c{i % 5}" for i in range(540)]
-    agent = MemoryAgent(cfg)
-    layers, labels = agent.state
-    sums = [agent.checksum()]
-    with unit_of_work(db) as repo:
-        tenant, _ = repo.create_tenant("t")
-        row = repo.create_agent(tenant.id, "a", cfg.to_dict(), layers, labels, sums[0])
-        for v, s in enumerate(range(0, 540, 60), start=1):
-            delta = agent.learn_many(X[s:s + 60], y[s:s + 60], delta_dtype=delta_dtype)
-            sums.append(agent.checksum())
-            repo.commit_version(row.id, v - 1, "delta", delta=delta, checksum=sums[-1])
-    return row.id, sums
+    X = np.random.default_rng(2).standard_normal((540, 6))
+    return commit_learning(db, cfg, X, [f"c{i % 5}" for i in range(540)], 60, delta_dtype)
 
 
 @pytest.mark.parametrize("delta_dtype", [None, "float16"])
