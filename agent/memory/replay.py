@@ -11,7 +11,7 @@ One write, event ``t`` (its position in the agent's stream, from 0), key ``k_t``
 With R = 0 this is the delta rule with the read passed through a softmax (the cross-entropy
 gradient of a linear softmax classifier; the "generalized delta rule"). Rehearsal (R > 0) is
 what keeps old classes when they stop arriving: in class-incremental CLINC150 the rule keeps
-0.944 of the first domain with R = 7, 0.16 without rehearsal (``benchmarks/EVAL.md``).
+0.944 of the first domain with R = 7, 0.17 without rehearsal (``benchmarks/EVAL.md``).
 
 The write depends on the event sequence alone: the replayed positions are a counter-based hash of
 ``(seed, t, i)``, and ``c_t`` counts labels by first appearance, so micro-batch boundaries change
