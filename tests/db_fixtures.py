@@ -17,6 +17,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -128,3 +129,30 @@ def commit_learning(db: Database, config, X, y, batch: int, delta_dtype: str | N
             sums.append(agent.checksum())
             repo.commit_version(row.id, v - 1, "delta", delta=delta, checksum=sums[-1])
     return row.id, sums
+
+
+@contextmanager
+def downgraded(url: str, commit, revision: str) -> Iterator[tuple[Database, str, list[str]]]:
+    """Migrate ``url`` to head, ``commit(db)`` an agent's versions (``(agent id, checksums)``),
+    downgrade to ``revision`` and yield ``(db, agent id, checksums)`` for checks there; then
+    upgrade to head again and assert every version still rebuilds to its checksum."""
+    from agent.memory.delta import state_checksum
+    from storage.migrate import downgrade
+    from storage.repository import unit_of_work
+
+    upgrade(url)
+    db = Database(url)
+    try:
+        agent_id, sums = commit(db)
+        db.dispose()
+        downgrade(url, revision)
+        db = Database(url)
+        yield db, agent_id, sums
+        db.dispose()
+        upgrade(url)
+        db = Database(url)
+        with unit_of_work(db, write=False) as repo:
+            for v, want in enumerate(sums):
+                assert state_checksum(*repo.load_state(agent_id, v)) == want
+    finally:
+        db.dispose()

