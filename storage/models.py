@@ -1,8 +1,10 @@
 """The schema, as typed SQLAlchemy 2.0 models (Alembic revisions are its only DDL source).
 
 Append-only tables: ``versions``, ``deltas``, ``snapshots``/``snapshot_layers``, ``events``
-(rows gain ``applied_version``/``forgotten_version`` marks but are never deleted) and
-``answers``. Retention deletes ``deltas`` rows only, and marks the versions it thins.
+(rows gain ``applied_version``/``forgotten_version``/``rejected`` marks but are never deleted;
+a forget erases the payloads of the events it forgets) and
+``answers``. Retention deletes ``deltas`` rows only, and marks the versions it thins; a forget
+deletes the deltas and snapshots of the versions it erases (their states held a forgotten event).
 
 Arrays are stored as raw bytes (``data``) + ``dtype`` + shape columns + ``sha256``
 (see :mod:`storage.codec`).
@@ -30,9 +32,11 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from storage.codec import decode
 from storage.deltaform import FORMS
 
 ID_LEN = 40  # "ag_" / "tn_" + 32 hex digits
@@ -44,11 +48,13 @@ KIND_LEN = 16
 DTYPE_LEN = 8
 
 VERSION_KINDS = ("create", "delta", "snapshot", "rollback", "forget", "fork")
-VERSION_STATUSES = ("ok", "thinned")
+VERSION_STATUSES = ("ok", "thinned", "erased")  # erased: its state held a forgotten event
 DELTA_FORMS = FORMS  # how a delta is stored: storage/deltaform.py
 
 # BIGINT primary keys autoincrement everywhere (SQLite needs INTEGER for its rowid alias).
 BigId = BigInteger().with_variant(Integer, "sqlite")
+# Version numbers: the API takes up to 2**53, so BIGINT (SQLite's INTEGER is 64-bit already).
+VersionNum = BigInteger().with_variant(Integer, "sqlite")
 
 
 def utcnow() -> datetime:
@@ -120,6 +126,8 @@ class Agent(Base):
     __table_args__ = (
         CheckConstraint("head_version >= 0", name="head_nonneg"),
         CheckConstraint("events_applied <= events_received", name="applied_le_received"),
+        CheckConstraint("events_applied + events_rejected <= events_received",
+                        name="counts_le_received"),
         Index("ix_agents_tenant_name", "tenant_id", "name"),
     )
 
@@ -127,14 +135,19 @@ class Agent(Base):
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(NAME_LEN))
     config: Mapped[dict[str, Any]]
-    head_version: Mapped[int] = mapped_column(Integer, default=0)
+    head_version: Mapped[int] = mapped_column(VersionNum, default=0)
     events_received: Mapped[int] = mapped_column(BigInteger, default=0)
     events_applied: Mapped[int] = mapped_column(BigInteger, default=0)
+    events_rejected: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     next_seq: Mapped[int] = mapped_column(BigInteger, default=1)
     base_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), default=None)
-    base_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    base_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
     root_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the labels (answers) of the head's state, moved by every commit (migration 0008), so no
+    # request reads the version history; deferred: loaded only where asked for (agent JSON)
+    labels: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]",
+                                              deferred=True)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "tenant_id": self.tenant_id, "name": self.name,
@@ -163,10 +176,10 @@ class Version(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
-    version: Mapped[int] = mapped_column(Integer)
-    parent: Mapped[int | None] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(VersionNum)
+    parent: Mapped[int | None] = mapped_column(VersionNum)
     kind: Mapped[str] = mapped_column(String(KIND_LEN))
-    state_of: Mapped[int | None] = mapped_column(Integer, default=None)
+    state_of: Mapped[int | None] = mapped_column(VersionNum, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     event_count: Mapped[int] = mapped_column(Integer, default=0)
     checksum: Mapped[str] = mapped_column(String(SHA_LEN))
@@ -202,7 +215,7 @@ class DeltaRow(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     agent_id: Mapped[str] = mapped_column(String(ID_LEN))
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(VersionNum)
     layer: Mapped[str] = mapped_column(String(LAYER_LEN))
     form: Mapped[str] = mapped_column(String(KIND_LEN))
     gamma: Mapped[float] = mapped_column(Double)
@@ -226,7 +239,7 @@ class Snapshot(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     agent_id: Mapped[str] = mapped_column(String(ID_LEN))
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(VersionNum)
     labels: Mapped[list[Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -249,13 +262,20 @@ class SnapshotLayer(Base):
 
 class Event(Base):
     """An accepted event. ``seq``: the per-agent order of acknowledgement (apply order);
-    ``origin_event_id``: the source row of an event a fork inherited."""
+    ``origin_event_id``: the source row of an event a fork inherited.
+
+    ``input_*``: the event's key input as raw bytes (:mod:`storage.codec`, one array of
+    ``input_dim`` numbers): a vector input itself (then ``payload`` has no ``"input"``), or the
+    encoder's embedding of a text input (the text stays in ``payload``), so learning, forget and
+    rebuild neither parse JSON floats nor re-encode. NULL for events without one (chat turns,
+    erased payloads)."""
 
     __tablename__ = "events"
     __table_args__ = (
         UniqueConstraint("agent_id", "client_id", name="uq_events_agent_client_id"),
         UniqueConstraint("agent_id", "seq", name="uq_events_agent_seq"),
         Index("ix_events_agent_applied", "agent_id", "applied_version"),
+        Index("ix_events_agent_rejected", "agent_id", "rejected", "seq"),
         CheckConstraint("seq >= 1", name="seq_pos"),
     )
 
@@ -265,14 +285,31 @@ class Event(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    applied_version: Mapped[int | None] = mapped_column(Integer, default=None)
-    forgotten_version: Mapped[int | None] = mapped_column(Integer, default=None)
+    applied_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
+    forgotten_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
+    # rejected: the learner could not apply it (a non-finite result; reason says why): it
+    # is never applied or replayed. Erased by forget: payload {} (id and seq stay).
+    rejected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    reject_reason: Mapped[str | None] = mapped_column(Text, default=None)
     origin_event_id: Mapped[int | None] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), ForeignKey("events.id"), default=None)
+    input_data: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    input_dtype: Mapped[str | None] = mapped_column(String(DTYPE_LEN), default=None)
+    input_dim: Mapped[int | None] = mapped_column(Integer, default=None)
+    input_sha256: Mapped[str | None] = mapped_column(String(SHA_LEN), default=None)
 
     def as_replay(self) -> dict[str, Any]:
-        """The event as replay functions receive it: the payload plus ``id`` and ``seq``."""
-        return {**self.payload, "id": self.client_id, "seq": self.seq}
+        """The event as replay functions receive it: the payload plus ``id`` and ``seq``; a
+        stored input array (checksum verified) as ``"input"`` (a vector, or the embedding of
+        the payload's text, which is then kept as ``"text"``)."""
+        out = {**self.payload, "id": self.client_id, "seq": self.seq}
+        if self.input_data is not None:
+            if "input" in out:
+                out["text"] = out["input"]
+            out["input"] = decode(self.input_data, str(self.input_dtype),
+                                  [(int(self.input_dim or 0),)], str(self.input_sha256),
+                                  f"event {self.client_id} input")[0]
+        return out
 
 
 class Answer(Base):
@@ -290,7 +327,7 @@ class Answer(Base):
     position: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     text_sha256: Mapped[str] = mapped_column(String(SHA_LEN))
-    first_version: Mapped[int] = mapped_column(Integer)
+    first_version: Mapped[int] = mapped_column(VersionNum)
 
 
 class SchedulerJob(Base):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
 from agent.errors import InputError
@@ -18,6 +21,7 @@ from workers.validation import (
     check_fork,
     check_predict,
     check_rollback,
+    check_vector,
     parse_bool,
     parse_query_int,
 )
@@ -38,8 +42,53 @@ def field_of(fn, *args) -> str:
 def test_valid_vector_event_is_normalized():
     ev = check_event({"id": "e1", "input": [1, 0, 2.5], "target": "a", "beta": 1,
                       "ts": "2024-01-02T03:04:05", "meta": {"k": 1}, "extra": "ignored"}, VEC, S)
-    assert ev == {"id": "e1", "input": [1.0, 0.0, 2.5], "target": "a", "beta": 1.0,
+    x = ev.pop("input")
+    assert isinstance(x, np.ndarray) and x.dtype == np.float32  # every number a float32 exactly
+    assert x.tolist() == [1.0, 0.0, 2.5]
+    assert ev == {"id": "e1", "target": "a", "beta": 1.0,
                   "ts": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "meta": {"k": 1}}
+
+
+def _vector_reference(v, dim, field):
+    """The check as it was, one float at a time: the slow, obviously correct reference."""
+    if not isinstance(v, list):
+        raise InputError(field, "expected a list")
+    if len(v) != dim:
+        raise InputError(field, f"expected {dim} numbers")
+    out = []
+    for i, x in enumerate(v):
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or abs(x) > sys.float_info.max \
+                or not math.isfinite(x):
+            raise InputError(f"{field}[{i}]", "expected a finite number")
+        out.append(float(x))
+    if not any(out):
+        raise InputError(field, "all zeros")
+    return out
+
+
+def test_check_vector_equals_the_per_float_reference_on_random_inputs():
+    rng = np.random.default_rng(7)
+    odd = [True, False, "1", None, float("nan"), float("inf"), -float("inf"), 10**400, [1.0],
+           0, 0.0, -0.0, 3, 2**70, 1e-320, 0.1, np.float32(0.1).item()]
+    for trial in range(3000):
+        dim = int(rng.integers(1, 6))
+        n = dim if rng.random() < 0.9 else int(rng.integers(0, 8))
+        v = [float(x) for x in rng.normal(size=n) * 10.0 ** rng.integers(-3, 4)]
+        if rng.random() < 0.3:
+            v = [float(np.float32(x)) for x in v]
+        for _ in range(int(rng.integers(0, 3))):
+            if v:
+                v[int(rng.integers(0, len(v)))] = odd[int(rng.integers(0, len(odd)))]
+        try:
+            want = _vector_reference(v, dim, "input")
+        except InputError as e:
+            with pytest.raises(InputError) as got:
+                check_vector(v, dim, "input")
+            assert got.value.field == e.field, (trial, v)
+            continue
+        got_v = check_vector(v, dim, "input")
+        assert np.asarray(got_v, dtype=np.float64).tolist() == want, (trial, v)
+        assert got_v.dtype in (np.float32, np.float64)
 
 
 @pytest.mark.parametrize("value, field", [

@@ -59,9 +59,26 @@ def initial_state(config: dict[str, Any] | AgentConfig) -> tuple[Layers, list[st
     return MemoryAgent.initial_state(cfg)
 
 
-def learn_events(learner: Any, events: Sequence[dict[str, Any]], delta_dtype: str | None) -> Delta:
-    """One micro-batch of stored event payloads → the applied (stored) delta."""
+def event_inputs(events: Sequence[dict[str, Any]]) -> Any:
+    """The inputs of a micro-batch: one ``(n, dim)`` float64 array when every input is an array
+    (stored vectors, or embeddings of texts), which the learner takes without checking floats
+    one by one; else the list as given (texts, or JSON lists of an event stored before inputs
+    were kept as arrays)."""
     inputs = [e["input"] for e in events]
+    if inputs and all(isinstance(x, np.ndarray) for x in inputs):
+        dims = {x.shape for x in inputs}
+        if len(dims) == 1 and next(iter(dims)) and len(next(iter(dims))) == 1:
+            return np.stack([np.asarray(x, dtype=np.float64) for x in inputs])  # (n, dim)
+    return inputs
+
+
+def learn_events(learner: Any, events: Sequence[dict[str, Any]], delta_dtype: str | None) -> Delta:
+    """One micro-batch of stored events (``Event.as_replay()``, or accepted events carrying
+    their arrays) → the applied (stored) delta."""
+    if getattr(learner, "is_chat", False):  # turns are texts (never stored as arrays)
+        inputs: Any = [e.get("text", e["input"]) for e in events]
+    else:
+        inputs = event_inputs(events)
     betas = [e.get("beta") for e in events]
     if getattr(learner, "is_chat", False):
         speakers = [e.get("speaker") for e in events]

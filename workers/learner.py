@@ -245,7 +245,7 @@ class LearnerActor:
                 with self._store.read() as repo:
                     events = repo.pending_events(agent_id, limit=max(self._s.batch_max_events,
                                                                    self._s.batch_burst_events))
-                    payloads = [e.payload for e in events]
+                    payloads = [e.as_replay() for e in events]  # arrays decoded
                     seqs = [e.seq for e in events]
                 if not events:
                     self._stats["read_s"] += time.perf_counter() - tr

@@ -10,10 +10,17 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import undefer
 
 from agent.memory.delta import state_checksum
 from storage import jsoncodec
-from storage.errors import ForgottenEvents, InputError, NotFound, VersionThinned
+from storage.errors import (
+    AgentNotFound,
+    ForgottenEvents,
+    InputError,
+    NotFound,
+    VersionThinned,
+)
 from storage.models import Agent, Event, Tenant
 from storage.repository._base import check_checksum
 from storage.repository.state import check_state
@@ -52,7 +59,7 @@ class AgentsMixin(VersionsMixin):
             raise NotFound(f"tenant {tenant_id!r} not found")
         agent = Agent(id=new_agent_id(), tenant_id=tenant_id, name=name, config=dict(config),
                       head_version=0, events_received=0, events_applied=0, next_seq=1,
-                      **({"created_at": created_at} if created_at else {}))
+                      labels=list(labels), **({"created_at": created_at} if created_at else {}))
         self.session.add(agent)
         self.session.flush()
         v0 = self._insert_version(agent.id, 0, None, "create", checksum=checksum,
@@ -67,8 +74,26 @@ class AgentsMixin(VersionsMixin):
         """The agent; :class:`AgentNotFound` if unknown or owned by another tenant."""
         return self._agent(agent_id, tenant_id)
 
+    def agent_identity(self, agent_id: str) -> tuple[str, dict[str, Any]]:
+        """``(tenant id, config)`` of the agent (one primary-key read of two columns; both
+        are fixed at creation); :class:`AgentNotFound` if unknown."""
+        row = self.session.execute(select(Agent.tenant_id, Agent.config).where(
+            Agent.id == agent_id)).first() if isinstance(agent_id, str) else None
+        if row is None:
+            raise AgentNotFound(repr(agent_id) if not isinstance(agent_id, str) else agent_id)
+        return row[0], row[1]
+
+    def head_version(self, agent_id: str) -> int:
+        """The agent's head (one primary-key read of one column); :class:`AgentNotFound`."""
+        head = self.session.scalar(select(Agent.head_version).where(Agent.id == agent_id)) \
+            if isinstance(agent_id, str) else None
+        if head is None:
+            raise AgentNotFound(repr(agent_id) if not isinstance(agent_id, str) else agent_id)
+        return int(head)
+
     def list_agents(self, tenant_id: str) -> list[Agent]:
         return list(self.session.scalars(select(Agent).where(Agent.tenant_id == tenant_id)
+                                         .options(undefer(Agent.labels))
                                          .order_by(Agent.created_at, Agent.id)))
 
     def fork(self, agent_id: str, version: int | None, name: str, tenant_id: str, *,
@@ -95,6 +120,7 @@ class AgentsMixin(VersionsMixin):
                      config=dict(src.config), head_version=0, events_received=n,
                      events_applied=n, next_seq=n + 1, base_agent_id=src.id,
                      base_version=version, root_agent_id=src.root_agent_id or src.id,
+                     labels=list(labels),
                      **({"created_at": created_at} if created_at else {}))
         self.session.add(fork)
         self.session.flush()
@@ -105,7 +131,9 @@ class AgentsMixin(VersionsMixin):
         v0.has_snapshot = True
         self.session.add_all([
             Event(agent_id=fork.id, client_id=e.client_id, seq=i + 1, payload=dict(e.payload),
-                  received_at=e.received_at, applied_version=0, origin_event_id=e.id)
+                  received_at=e.received_at, applied_version=0, origin_event_id=e.id,
+                  input_data=e.input_data, input_dtype=e.input_dtype, input_dim=e.input_dim,
+                  input_sha256=e.input_sha256)
             for i, e in enumerate(history)])
         self._record_answers(fork.id, 0, [a.text for a in self.answers(agent_id)] + labels)
         self.session.flush()

@@ -16,19 +16,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import JSON, Insert, Table, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from agent.errors import check_text
 from storage import jsoncodec
+from storage.codec import encode
 from storage.errors import InputError
 from storage.models import EVENT_ID_LEN, Agent, Base, Event, utcnow
 from storage.repository._base import RepoBase, check_int, chunks
 
 MAX_BATCH = 100_000
+MAX_REASON = 2000
 
 _EVENTS: Table = Base.metadata.tables[Event.__tablename__]
 _AGENTS: Table = Base.metadata.tables[Agent.__tablename__]
+_NO_INPUT: dict[str, Any] = {"input_data": None, "input_dtype": None, "input_dim": None,
+                             "input_sha256": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +68,11 @@ def _insert_events(dialect: str) -> Insert:
     return insert(_EVENTS).values(
         agent_id=bindparam("agent_id"), client_id=bindparam("client_id"),
         seq=bindparam("seq"), received_at=bindparam("received_at"),
-        payload=text if dialect == "sqlite" else cast(text, JSON()))
+        payload=text if dialect == "sqlite" else cast(text, JSON()),
+        **{name: bindparam(name) for name in _NO_INPUT})
 
 
+_NOT_PAYLOAD = ("id", "embedding")
 _INSERTS = {"sqlite": _insert_events("sqlite"), "": _insert_events("")}
 _COUNT_ACCEPTED = (update(_AGENTS).where(_AGENTS.c.id == bindparam("agent_id"))
                    .values(next_seq=bindparam("next_seq"),
@@ -75,8 +82,22 @@ _STORED_IDS = select(_EVENTS.c.client_id).where(
     _EVENTS.c.client_id.in_(bindparam("ids", expanding=True)))
 
 
-def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str]:
-    """``(client id or None, payload, payload as JSON text)`` of ``events[i]``."""
+def input_columns(arr: Any, field: str) -> dict[str, Any]:
+    """The ``events.input_*`` columns of an input array (a vector, or a text's embedding):
+    raw little-endian bytes of one float dtype (:mod:`storage.codec`)."""
+    if arr is None:
+        return _NO_INPUT
+    blob = encode([np.asarray(arr).reshape(-1)], field)
+    return {"input_data": blob.data, "input_dtype": blob.dtype, "input_dim": blob.shapes[0][0],
+            "input_sha256": blob.sha256}
+
+
+def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str, Any]]:
+    """``(client id or None, payload, payload as JSON text, input columns)`` of ``events[i]``.
+
+    An array ``input`` (a vector) goes into the input columns instead of the payload; an
+    ``embedding`` array beside a text ``input`` goes there too (the text stays in the payload).
+    """
     field = f"events[{i}]"
     if not isinstance(ev, dict):
         raise InputError(field, "expected an object")
@@ -87,13 +108,21 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str]:
         if len(cid) > EVENT_ID_LEN:
             raise InputError(f"{field}.id", f"at most {EVENT_ID_LEN} characters")
         check_text(cid, f"{field}.id")  # (the payload's text is checked by its JSON encoding)
-    payload = {k: (v.isoformat() if isinstance(v, datetime) else v)
-               for k, v in ev.items() if k != "id"}
+    arr = ev.get("input")
+    arr = arr if isinstance(arr, np.ndarray) else ev.get("embedding")
+    payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in ev.items()
+               if k not in _NOT_PAYLOAD and not isinstance(v, np.ndarray)}
     try:
         text = jsoncodec.dumps(payload)
     except (TypeError, ValueError) as exc:
         raise InputError(field, f"not storable as JSON: {exc}") from exc
-    return cid, payload, text
+    return cid, payload, text, input_columns(arr, f"{field}.input")
+
+
+def _pending(agent_id: str) -> tuple[Any, ...]:
+    """The WHERE terms of an agent's pending events (uses ``ix_events_agent_applied``)."""
+    return (Event.agent_id == agent_id, Event.applied_version.is_(None),
+            Event.forgotten_version.is_(None), Event.rejected.is_(False))
 
 
 class EventsMixin(RepoBase):
@@ -140,7 +169,7 @@ class EventsMixin(RepoBase):
         duplicates: list[str] = []
         seen: set[str] = set()
         seq = agent.next_seq
-        for cid, payload, text in parsed:
+        for cid, payload, text, columns in parsed:
             if cid is not None and (cid in existing or cid in seen):
                 duplicates.append(cid)
                 continue
@@ -148,7 +177,7 @@ class EventsMixin(RepoBase):
             seen.add(cid)
             accepted.append(AcceptedEvent(cid, seq, payload, now))
             rows.append({"agent_id": agent_id, "client_id": cid, "seq": seq,
-                         "payload_json": text, "received_at": now})
+                         "payload_json": text, "received_at": now, **columns})
             seq += 1
         if rows:
             received = agent.events_received + len(rows)
@@ -171,17 +200,15 @@ class EventsMixin(RepoBase):
         return found
 
     def pending_events(self, agent_id: str, limit: int | None = None) -> list[Event]:
-        """Events not yet applied (nor forgotten), oldest ``seq`` first."""
-        q = (select(Event).where(Event.agent_id == agent_id, Event.applied_version.is_(None),
-                                 Event.forgotten_version.is_(None)).order_by(Event.seq))
+        """Events not yet applied (nor forgotten, nor rejected), oldest ``seq`` first."""
+        q = select(Event).where(*_pending(agent_id)).order_by(Event.seq)
         if limit is not None:
             q = q.limit(check_int(limit, "limit", 1))
         return list(self.session.scalars(q))
 
     def pending_count(self, agent_id: str) -> int:
         return int(self.session.scalar(select(func.count()).select_from(Event).where(
-            Event.agent_id == agent_id, Event.applied_version.is_(None),
-            Event.forgotten_version.is_(None))) or 0)
+            *_pending(agent_id))) or 0)
 
     def events_by_ids(self, agent_id: str, client_ids: list[str]) -> list[Event]:
         """The agent's events with these client ids (unknown ids are left out), by seq."""
@@ -203,3 +230,19 @@ class EventsMixin(RepoBase):
         vmap = self._vmap(agent_id)
         self._vinfo(agent_id, version, vmap)
         return self.events_by_seqs(agent_id, self._history(agent_id, vmap, version))
+
+    # -- rejected events (the learner isolates them; storage/repository/events_status.py lists)
+    def reject_events(self, agent_id: str, rejected: list[tuple[int, str]]) -> int:
+        """Mark pending events ``(seq, reason)`` rejected: never applied or replayed. Counts
+        them in ``agents.events_rejected``; events no longer pending are left alone. Returns
+        how many were marked."""
+        agent = self._lock_agent(agent_id)
+        n = 0
+        for seq, reason in rejected:
+            check_int(seq, "seq", 1)
+            n += self.session.execute(update(Event).where(
+                *_pending(agent_id), Event.seq == seq).values(
+                rejected=True, reject_reason=str(reason)[:MAX_REASON])).rowcount or 0
+        agent.events_rejected += n
+        self.session.flush()
+        return n
