@@ -1,0 +1,231 @@
+"""The binary ingest body: an Apache Arrow IPC stream (``application/vnd.apache.arrow.stream``).
+
+Columns, one row per event (the fields of a JSON event, DESIGN §7):
+
+| column | type | |
+| --- | --- | --- |
+| ``input`` | ``fixed_size_list<float32 or float64>[dim]`` (or ``list<...>``) for vector agents, ``string`` for text agents | required |
+| ``target`` | ``string`` | required for classifier and recall agents |
+| ``id`` | ``string`` | optional (null: the service makes one) |
+| ``beta`` | ``float32``/``float64`` | optional (null: the agent's) |
+| ``ts`` | ``timestamp`` (naive = UTC) or ISO-8601 ``string`` | optional |
+| ``speaker`` | ``string`` | optional (chat agents) |
+
+Vector inputs are checked for the whole column at once with NumPy (row lengths, nulls,
+finiteness, zero rows) and travel on as float arrays (float32 rows when every number is a
+float32 exactly, like :func:`workers.validation.check_vector`); the other columns are checked
+row by row with the same functions as JSON events. Errors name the row and column the way JSON
+errors do (``events[3].input[7]``, ``index`` = row), so ``?partial=true`` and the answers are
+the same as for JSON. Other columns are ignored, like unknown JSON fields.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from agent.errors import InputError
+from workers.event_batch import rejected_entry
+from workers.settings import Settings
+from workers.validation import (
+    LABELED_KINDS,
+    MAX_ID_CHARS,
+    MAX_SPEAKER_CHARS,
+    MAX_TARGET_CHARS,
+    check_event_count,
+    check_input,
+    check_str,
+    check_ts,
+)
+
+ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/x-apache-arrow-stream")
+_OPTIONAL = ("id", "beta", "ts", "speaker")
+
+
+class MalformedArrow(ValueError):
+    """A body that is not a readable Arrow IPC stream (or whose columns have the wrong type)."""
+
+    def __init__(self, message: str, field: str = "body") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def is_arrow(content_type: str | None) -> bool:
+    """True when a Content-Type names an Arrow IPC stream (parameters ignored).
+
+    >>> is_arrow("application/vnd.apache.arrow.stream"), is_arrow("application/json")
+    (True, False)
+    """
+    return bool(content_type) and \
+        str(content_type).split(";", 1)[0].strip().lower() in ARROW_TYPES
+
+
+def read_table(data: bytes) -> Any:
+    """The stream's record batches as one ``pyarrow.Table`` (:class:`MalformedArrow` if the
+    bytes are not a complete IPC stream)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    if not data:
+        raise MalformedArrow("the body is empty (expected an Arrow IPC stream)")
+    try:
+        return ipc.open_stream(pa.py_buffer(data)).read_all()
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise MalformedArrow(f"not a readable Arrow IPC stream: {e}") from None
+
+
+def _vectors(col: Any, dim: int) -> tuple[np.ndarray, dict[int, InputError]]:
+    """An input column → ``(X (n, dim) float, errors by row)``; bad rows of X are zeros."""
+    import pyarrow as pa
+
+    col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+    t = col.type
+    if not (pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t)) \
+            or not pa.types.is_floating(t.value_type) or pa.types.is_float16(t.value_type):
+        raise MalformedArrow(f"column input: expected fixed_size_list<float32 or float64>[{dim}]"
+                             f", got {t}", "input")
+    n = len(col)
+    errors: dict[int, InputError] = {}
+    dt = np.float32 if pa.types.is_float32(t.value_type) else np.float64
+    null_rows = col.is_null().to_numpy(zero_copy_only=False)  # (n,)
+    if pa.types.is_fixed_size_list(t):
+        if t.list_size != dim:
+            raise MalformedArrow(f"column input: expected lists of {dim} numbers, got "
+                                 f"{t.list_size}", "input")
+        sizes = np.full(n, dim)
+    else:
+        sizes = col.value_lengths().fill_null(dim).to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(null_rows):
+        errors[int(i)] = InputError(f"events[{i}].input", "required")
+    for i in np.flatnonzero((sizes != dim) & ~null_rows):
+        errors[int(i)] = InputError(f"events[{i}].input", f"expected {dim} numbers, got {sizes[i]}")
+    X = np.zeros((n, dim), dtype=dt)  # (n, dim)
+    ok = ~null_rows & (sizes == dim)
+    if pa.types.is_fixed_size_list(t):
+        values = col.values.slice(col.offset * dim, n * dim)
+        flat = values.to_numpy(zero_copy_only=False).astype(dt, copy=False)  # nulls → NaN
+        holes = values.is_null().to_numpy(zero_copy_only=False)
+        X[:] = flat.reshape(n, dim)
+        H = holes.reshape(n, dim)
+    else:
+        H = np.zeros((n, dim), dtype=bool)
+        for i in np.flatnonzero(ok):
+            row = col[int(i)].values
+            X[i] = row.to_numpy(zero_copy_only=False)
+            H[i] = row.is_null().to_numpy(zero_copy_only=False)
+    for i in np.flatnonzero(ok & H.any(axis=1)):
+        j = int(np.argmax(H[i]))
+        errors[int(i)] = InputError(f"events[{i}].input[{j}]", "expected a finite number, got null")
+    ok &= ~H.any(axis=1)
+    finite = np.isfinite(X)
+    for i in np.flatnonzero(ok & ~finite.all(axis=1)):
+        j = int(np.argmin(finite[i]))
+        errors[int(i)] = InputError(f"events[{i}].input[{j}]",
+                                    f"expected a finite number, got {float(X[i, j])!r}")
+    ok &= finite.all(axis=1)
+    for i in np.flatnonzero(ok & ~X.any(axis=1)):
+        errors[int(i)] = InputError(f"events[{i}].input", "the vector is all zeros; it has no "
+                                    "direction to use as a key")
+    X[~ok] = 0.0
+    return X, errors
+
+
+def _narrowed(X: np.ndarray) -> list[np.ndarray]:
+    """Rows of X as float32 where every number of the row is a float32 exactly, else float64
+    (what :func:`workers.validation.check_vector` gives for the same numbers)."""
+    if X.dtype == np.float32:
+        return list(X)
+    with np.errstate(over="ignore"):
+        F = X.astype(np.float32)
+    exact = (F == X).all(axis=1)  # (n,)
+    return [F[i] if exact[i] else X[i] for i in range(len(X))]
+
+
+def _column(table: Any, name: str) -> list[Any] | None:
+    if name not in table.column_names:
+        return None
+    return table.column(name).to_pylist()  # type: ignore[no-any-return]
+
+
+def _ts(v: Any, field: str) -> datetime:
+    if isinstance(v, datetime):
+        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+    return check_ts(v, field)
+
+
+def _check_types(table: Any, agent: dict[str, Any]) -> None:
+    import pyarrow as pa
+
+    def want(name: str, ok: bool, what: str) -> None:
+        if name in table.column_names and not ok:
+            raise MalformedArrow(f"column {name}: expected {what}, got "
+                                 f"{table.schema.field(name).type}", name)
+
+    types = {f.name: f.type for f in table.schema}
+    if "input" not in types:
+        raise MalformedArrow("column input: required", "input")
+    if agent.get("kind") in LABELED_KINDS and "target" not in types:
+        raise MalformedArrow("column target: required (a string column)", "target")
+    is_text = lambda n: n in types and (pa.types.is_string(types[n]) or  # noqa: E731
+                                        pa.types.is_large_string(types[n]))
+    for name in ("target", "id", "speaker"):
+        want(name, is_text(name), "a string column")
+    if agent.get("encoder") != "none":
+        want("input", is_text("input"), "a string column (this agent encodes texts)")
+    want("beta", "beta" in types and pa.types.is_floating(types["beta"]), "a float column")
+    want("ts", "ts" in types and (pa.types.is_timestamp(types["ts"]) or is_text("ts")),
+         "a timestamp or ISO-8601 string column")
+
+
+def arrow_events(data: bytes, agent: dict[str, Any], settings: Settings
+                 ) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]], str | None, int]:
+    """An Arrow ingest body → ``(valid (row, event) pairs, rejected entries, field of the first
+    problem, number of rows)``, as :func:`workers.event_batch.split_events` gives for JSON."""
+    table = read_table(data)
+    _check_types(table, agent)
+    n = table.num_rows
+    check_event_count(n, settings)
+    errors: dict[int, InputError] = {}
+    inputs: list[Any]
+    if agent.get("encoder") == "none":
+        X, errors = _vectors(table.column("input"), int(agent["dim"]))
+        inputs = _narrowed(X)
+    else:
+        inputs = table.column("input").to_pylist()
+    labeled = agent.get("kind") in LABELED_KINDS
+    cols = {name: _column(table, name) for name in ("target", *_OPTIONAL)}
+    valid: list[tuple[int, dict[str, Any]]] = []
+    rejected: list[dict[str, Any]] = []
+    first: str | None = None
+    for i in range(n):
+        f = f"events[{i}]"
+        try:
+            if i in errors:
+                raise errors[i]
+            x = inputs[i]
+            if not isinstance(x, np.ndarray):
+                if x is None:
+                    raise InputError(f"{f}.input", "required")
+                x = check_input(x, agent, settings, f"{f}.input")
+            ev: dict[str, Any] = {"input": x}
+            got = {k: (c[i] if c is not None else None) for k, c in cols.items()}
+            if labeled:
+                ev["target"] = check_str(got["target"], f"{f}.target", MAX_TARGET_CHARS)
+            elif got["speaker"] is not None:
+                ev["speaker"] = check_str(got["speaker"], f"{f}.speaker", MAX_SPEAKER_CHARS)
+            if got["id"] is not None:
+                ev["id"] = check_str(got["id"], f"{f}.id", MAX_ID_CHARS)
+            b = got["beta"]
+            if b is not None:
+                if not (np.isfinite(b) and 0.0 < b <= 1.0):
+                    raise InputError(f"{f}.beta", f"expected a number in (0, 1], got {b!r}")
+                ev["beta"] = float(b)
+            if got["ts"] is not None:
+                ev["ts"] = _ts(got["ts"], f"{f}.ts")
+            valid.append((i, ev))
+        except InputError as e:
+            rejected.append(rejected_entry(i, None, str(e)))
+            first = first or e.field
+    return valid, rejected, first, n
