@@ -132,12 +132,16 @@ def retention_job(namespace: str) -> None:
     now = datetime.now(UTC)
     with rt.store.tx() as repo:
         ids = repo.all_agent_ids()
-    dropped = 0
+    dropped = thinned = freed = 0
     for agent_id in ids:
         with rt.store.tx() as repo:
-            dropped += repo.apply_retention(agent_id, rt.s.retention_window_s, now)
+            report = repo.apply_retention(agent_id, rt.s.retention_window_s, now)
+        dropped += len(report.dropped)
+        thinned += len(report.thinned)
+        freed += report.bytes_freed
     if dropped:
-        log.info("retention dropped %d deltas", dropped)
+        log.info("retention dropped the deltas of %d versions (%d thinned, %d bytes freed)",
+                 dropped, thinned, freed)
 
 
 def health_job(namespace: str) -> None:
@@ -159,7 +163,8 @@ def start_scheduler(settings: Any, runtime: Any) -> BackgroundScheduler:
     sched.start()
     ns = settings.ray_namespace
     every = max(1.0, min(10.0, settings.snapshot_every_s))
-    for fn, seconds in ((snapshot_job, every), (retention_job, 600.0), (health_job, 30.0)):
+    for fn, seconds in ((snapshot_job, every), (retention_job, settings.retention_interval_s),
+                        (health_job, settings.health_interval_s)):
         sched.add_job(f"workers.scheduler:{fn.__name__}", IntervalTrigger(seconds=seconds),
                       args=[ns], id=f"{ns}:{fn.__name__}", name=fn.__name__,
                       replace_existing=True)

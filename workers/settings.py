@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     queue_max_events: int = Field(100_000, ge=1)  # per learner shard; beyond: 429
     delta_dtype: str = Field("float64", pattern="^(float64|float32|float16)$")
 
+    # agents whose tenant and config the HTTP process keeps (fixed at creation, so never stale)
+    agent_cache_entries: int = Field(10_000, ge=1)
+
     # serving cache
     cache_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     # head states a learner shard keeps in memory (least recently used go first, reloaded
@@ -71,7 +74,9 @@ class Settings(BaseSettings):
     # scheduled jobs
     snapshot_every_versions: int = Field(100, ge=1)
     snapshot_every_s: float = Field(300.0, gt=0)
-    retention_window_s: float = Field(7 * 24 * 3600.0, ge=0)
+    retention_window_s: float = Field(7 * 24 * 3600.0, ge=0)  # every version kept this long
+    retention_interval_s: float = Field(600.0, gt=0)  # how often the retention job runs
+    health_interval_s: float = Field(30.0, gt=0)  # how often the health probe job runs
     scheduler_enabled: bool = True
 
     def public_dict(self) -> dict[str, object]:
