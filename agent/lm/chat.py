@@ -224,6 +224,12 @@ class ChatAgent(StateView):
             lines.append(self._labels[i])
         return lines[::-1], hits
 
+    def prompt(self, question: str, k: int) -> tuple[list[int], list[tuple[int, float]]]:
+        """The token ids sent to the LM for ``question`` (context lines of :meth:`context`, then
+        the question) and the retrieval hits. Training builds its examples with this too."""
+        lines, hits = self.context(question, k)
+        return self.lm.prompt(question, lines or None), hits
+
     def predict_many(self, questions: Sequence[str], top_k: int | None = None) -> list[dict]:
         """A greedy reply per question: ``{"text", "label", "score", "top"?}``."""
         qs = _texts(questions, "inputs", self.settings.max_question_chars)
@@ -233,8 +239,8 @@ class ChatAgent(StateView):
         states = self._states()
         out = []
         for q in qs:
-            lines, hits = self.context(q, k)
-            reply = self.lm.answer(q, states, lines or None, self.settings.max_new_tokens)
+            ids, hits = self.prompt(q, k)
+            reply = self.lm.bb.decode(self.lm.generate(ids, states, self.settings.max_new_tokens)[0]).strip()
             p: dict = {"text": reply, "label": reply, "score": 0.0}
             if top_k is not None:
                 p["top"] = [[self._labels[i], c] for i, c in hits]

@@ -10,7 +10,9 @@ Per layer l, from the attention input ``x`` (the ``input_layernorm`` output, d =
 ``S`` is the layer's d_v × d_k state (8 × 8), written by the per-row delta rule of
 :mod:`agent.lm.state` with the β above (decay ``1 − β`` per row when ``gated``). At init
 ``W_Δq = W_Δo = 0`` (corrections are exactly zero: an untrained δ-mem is the base model) and
-``b = −2`` (β ≈ 0.12). SmolLM2-135M: 30 layers × 27,657 parameters = 829,710 (≈ 0.83 M).
+``b = −2`` (β ≈ 0.12). Training starts from small random ``W_Δ`` instead (``delta_init`` > 0):
+at exactly zero the read's ``r = S q̃`` is multiplied by zero, so ``W_mq``, ``W_mk``, ``W_mv``
+and the gate get no gradient at all. SmolLM2-135M: 30 layers × 27,657 parameters = 829,710 (≈ 0.83 M).
 
 Hooks sit on ``q_proj`` and ``o_proj`` of each ``LlamaAttention``; the ``q_proj`` hook sees the
 attention input ``x`` itself. Modes (one at a time, set by context managers):
@@ -75,6 +77,7 @@ class DeltaMemConfig:
     gated : decay every row by ``1 − β`` at each write (else only along the key).
     write : ``"ssw"`` (one write per message, from the mean of its tokens) or ``"tsw"`` (per token).
     chunk : chunk length of the WY write kernel.
+    delta_init : std of the initial ``W_Δq``, ``W_Δo`` (0: exactly zero, the base model).
     """
 
     n_layers: int
@@ -87,6 +90,7 @@ class DeltaMemConfig:
     gated: bool = False
     write: str = "ssw"
     chunk: int = 64
+    delta_init: float = 0.0
 
     def __post_init__(self) -> None:
         if self.write not in ("ssw", "tsw"):
@@ -117,6 +121,10 @@ class DeltaMem(nn.Module):
         self.W_dq = nn.Parameter(torch.zeros(L, cfg.d_q, dv))
         self.W_do = nn.Parameter(torch.zeros(L, d, dv))
         self.scale = nn.Parameter(torch.full((L,), cfg.scale_init))
+        if cfg.delta_init > 0:  # drawn last: the other parameters do not depend on it
+            with torch.no_grad():
+                self.W_dq.copy_(torch.randn(L, cfg.d_q, dv, generator=g) * cfg.delta_init)
+                self.W_do.copy_(torch.randn(L, d, dv, generator=g) * cfg.delta_init)
         self._mode = "off"
         self._states: torch.Tensor | None = None  # (B, L, d_v, d_k) in read/readwrite
         self._new_states: list[torch.Tensor | None] = []
@@ -195,8 +203,16 @@ class DeltaMem(nn.Module):
         -------
         (B, L, d_v, d_k) states after.
         """
-        B, N, L, _ = X.shape
         _, k, v, beta, alpha = self.features(X.to(self.W_mk.dtype))  # (B, N, L, ·)
+        return self.write_features(S, k, v, beta, alpha, mask, kernel)
+
+    def write_features(self, S: torch.Tensor, k: torch.Tensor, v: torch.Tensor, beta: torch.Tensor,
+                       alpha: torch.Tensor | None, mask: torch.Tensor | None = None,
+                       kernel: str = "chunk") -> torch.Tensor:
+        """:meth:`write_items` from the items' features (B, N, L, ·), as :meth:`features` returns
+        them: training computes the features of each distinct message once per step and
+        gathers them into conversations."""
+        B, N, L, _ = k.shape
         if mask is not None:
             m = mask[:, :, None, None].to(beta.dtype)
             beta = beta * m

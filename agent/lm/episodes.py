@@ -80,6 +80,13 @@ FACTS = {
     "friend": (NAMES, "My best friend is {v}.", "My best friend now is {v}.",
                "Who is {p}'s best friend?"),
 }
+# an older or someone else's value of the same attribute, said close to the fact (distractors)
+OLDER = {
+    "city": "I used to live in {v}.", "pet": "My old dog was called {v}.",
+    "food": "I used to love {v} most.", "job": "I used to work as a {v}.",
+    "sport": "I used to play {v}.", "birthday": "People often think my birthday is on {v}.",
+    "color": "My favourite colour used to be {v}.", "friend": "My best friend used to be {v}.",
+}
 SMALL_TALK = [
     "The weather was {adj} today, so I stayed in and read a little.",
     "I watched a {adj} movie last night, the ending surprised me.",
@@ -109,8 +116,36 @@ def _small_talk(rng: random.Random, speaker: str, partner: str) -> list[tuple[st
             (partner, rng.choice(REPLIES))]
 
 
+def _add_distractors(ep: Episode, rng: random.Random, attr: str, at: int, person: str,
+                     partner: str, prob: float) -> None:
+    """Around the asked fact's first statement (turn ``at``): with probability ``prob`` the same
+    person states an older value just before it, and (again with ``prob``) the partner states
+    their own value of the same attribute just after its reply. Values differ from the answer."""
+    pool, stmt, _, _ = FACTS[attr]
+    seen = {t for _, t in ep.turns}
+    taken = {ep.answer} | {v for v in (pool or []) if any(v in t for t in seen)}
+
+    def fresh() -> str:
+        for _ in range(100):
+            v = _value(rng, attr, pool)
+            if v not in taken:
+                taken.add(v)
+                return v
+        raise RuntimeError("no distinct distractor value")  # pools have ≥ 8 values
+
+    inserts: list[tuple[int, list[tuple[str, str]]]] = []
+    if rng.random() < prob:
+        inserts.append((at, [(person, OLDER[attr].format(v=fresh())), (partner, rng.choice(REPLIES))]))
+    if rng.random() < prob:
+        inserts.append((at + 2, [(partner, stmt.format(v=fresh())), (person, rng.choice(REPLIES))]))
+    for pos, turns in reversed(inserts):  # later position first: earlier ones stay valid
+        ep.turns[pos:pos] = turns
+        ep.evidence = [e + len(turns) if e >= pos else e for e in ep.evidence]
+
+
 def synthetic_episodes(n: int, seed: int = 0, n_facts: int = 3, filler_turns: int = 4,
-                       filler_words: int = 0, change_prob: float = 0.3) -> list[Episode]:
+                       filler_words: int = 0, change_prob: float = 0.3,
+                       distractor_prob: float = 0.0) -> list[Episode]:
     """``n`` dialogues, each with ``n_facts`` facts, one asked about at the end.
 
     Parameters
@@ -119,8 +154,12 @@ def synthetic_episodes(n: int, seed: int = 0, n_facts: int = 3, filler_turns: in
     filler_words : when > 0, small talk is added after the last fact until this many words
         (about 1.3 tokens each with SmolLM2's tokenizer) separate it from the question.
     change_prob : probability that the asked fact is restated with a new value later.
+    distractor_prob : probability of each distractor next to the asked fact (an older value
+        from the same person, the partner's own value of the same attribute); drawn from a
+        generator of their own, so the episodes are otherwise those of ``distractor_prob = 0``.
     """
     rng = random.Random(seed)
+    drng = random.Random(f"distractors-{seed}")
     out = []
     for _ in range(n):
         person, partner = rng.sample(NAMES, 2)
@@ -129,10 +168,11 @@ def synthetic_episodes(n: int, seed: int = 0, n_facts: int = 3, filler_turns: in
         turns: list[tuple[str, str]] = []
         values: dict[str, str] = {}
         evidence: dict[str, int] = {}
+        first: dict[str, int] = {}
         for attr in attrs:
             pool, stmt, _, _ = FACTS[attr]
             values[attr] = _value(rng, attr, pool)
-            evidence[attr] = len(turns)
+            evidence[attr] = first[attr] = len(turns)
             turns.append((person, stmt.format(v=values[attr])))
             turns.append((partner, rng.choice(REPLIES)))
             for _ in range(rng.randint(0, filler_turns)):
@@ -151,7 +191,10 @@ def synthetic_episodes(n: int, seed: int = 0, n_facts: int = 3, filler_turns: in
             words += sum(len(t.split()) for _, t in pair)
             turns += pair
         question = FACTS[asked][3].format(p=person)
-        out.append(Episode(turns, question, values[asked], category, [evidence[asked]]))
+        ep = Episode(turns, question, values[asked], category, [evidence[asked]])
+        if distractor_prob > 0:
+            _add_distractors(ep, drng, asked, first[asked], person, partner, distractor_prob)
+        out.append(ep)
     return out
 
 

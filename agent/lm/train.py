@@ -1,185 +1,249 @@
-"""``deltamem train-adapter``: train the δ-mem parameters on memory episodes, backbone frozen.
+"""``deltamem train-adapter``: train the δ-mem parameters in the chat agent's regime, backbone frozen.
 
-Each step takes a batch of episodes and
+Each example is a question about a history, with the prompt the chat agent sends at predict time
+(retrieved turns, recent window, the question; :mod:`agent.lm.examples`) and the state of the
+whole history read in. Each step writes the batch's histories into fresh states (chunk kernel;
+the write items of every distinct message are cached once, only the features are recomputed),
+reads the prompts with their own states and, once more, with another conversation's states, and
+minimises :func:`agent.lm.objective.objective` (answer cross-entropy + a hinge on the own-vs-other
+gap). Learning rate: warm-up then cosine (:func:`agent.lm.objective.lr_at`). Training starts
+from small random corrections (``--delta-init``) so that every δ-mem matrix gets gradient.
 
-1. writes each history into fresh states — the write items (per-layer attention inputs of the
-   base model, no corrections) are computed once per history and cached, since the backbone is
-   frozen and the write pass has no corrections; only the delta-rule write itself (which depends
-   on W_mk, W_mv, W_β) runs per step, batched over episodes and layers (chunk kernel);
-2. reads the question with those states (corrections on) and takes the cross-entropy of the
-   answer tokens (history not in the prompt: the state is all the model has).
-
-Only δ-mem parameters get gradients. The result is a safetensors file (float16, ~1.7 MB for
-SmolLM2) whose metadata holds the config and a card: the exact command, seed, data, steps, loss
-and recall before and after. Run ``python -m agent.lm.train --help``.
+Stop rule, fixed before the run: every ``--eval-every`` steps the own-vs-other-state answer
+cross-entropy gap and its standard error are measured on ``--gap-n`` held-out examples and
+logged; the run stops early once gap > ``--stop-se`` s.e., and the card says whether and when
+that happened by the step budget. ``--max-minutes`` bounds the whole run (preparation included);
+``--checkpoint`` is written every ``--checkpoint-every`` steps and at the end, and ``--resume``
+continues from one bit for bit. Only δ-mem parameters get gradients. The adapter is float16
+safetensors with the config and a card (command, seed, data, steps, stop rule, figures before and
+after) in its metadata, and the card beside it as JSON. ``python -m agent.lm.train --help``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from agent.lm.backbone import load_smollm2, tiny_llama
+from agent.lm.chat import ChatSettings
+from agent.lm.checkpoint import load_checkpoint, save_checkpoint
 from agent.lm.deltamem import DeltaMem, DeltaMemConfig
 from agent.lm.episodes import Episode, locomo_episodes, synthetic_episodes
-from agent.lm.runtime import MemLM, render
+from agent.lm.examples import REGIMES, Example, MessageBank, prepare
+from agent.lm.objective import answer_nll, lr_at, objective, state_gap, write_states
+from agent.lm.runtime import MemLM
 
-__all__ = ["Example", "prepare", "train_step", "batch_loss", "main"]
+__all__ = ["Example", "prepare", "train_step", "batch_loss", "mean_loss", "draw", "main"]
 
-SYSTEM = "Answer the question briefly."
-
-
-@dataclass
-class Example:
-    """One cached training example: write items of the history and the read-pass tokens."""
-
-    items: torch.Tensor  # (N, L, d) shared by the episodes of one history
-    ids: list[int]  # system + question + answer + end marker
-    n_target: int  # the last n_target tokens are scored
-
-
-def _history_key(ep: Episode) -> tuple[tuple[str, str], ...]:
-    return tuple(ep.turns)
-
-
-def prepare(lm: MemLM, episodes: list[Episode], batch: int = 32) -> list[Example]:
-    """Write items once per distinct history (batched base passes), read tokens per question."""
-    cache: dict[Any, torch.Tensor] = {}
-    out = []
-    for ep in episodes:
-        key = _history_key(ep)
-        if key not in cache:
-            texts = ep.labels()
-            parts = []
-            for i in range(0, len(texts), batch):
-                parts += lm.batch_items(texts[i: i + batch])
-            cache[key] = torch.cat(parts, dim=0)  # (N, L, d)
-        ids, _ = render(lm.bb, [("system", SYSTEM), ("user", ep.question)], add_generation_prompt=True)
-        target = lm.bb.encode(ep.answer) + [lm.bb.im_end]
-        out.append(Example(cache[key], ids + target, len(target)))
-    return out
+# the arguments a resumed run must share with the run that wrote the checkpoint
+SAME_ON_RESUME = ("model", "synthetic", "locomo_convs", "heldout", "gap_n", "steps", "batch", "lr",
+                  "warmup", "min_lr_ratio", "seed", "write", "gated", "delta_init", "regime",
+                  "margin", "contrast_weight", "distractors", "filler_words", "top_k", "recent")
 
 
 def batch_loss(lm: MemLM, batch: list[Example], kernel: str = "chunk") -> torch.Tensor:
-    """Mean answer-token cross-entropy of a batch, the histories written into the states."""
-    B = len(batch)
-    N = max(ex.items.shape[0] for ex in batch)
-    L, d = batch[0].items.shape[1:]
-    dev = lm.device
-    X = torch.zeros(B, N, L, d, device=dev)
-    mask = torch.zeros(B, N, dtype=torch.bool, device=dev)
-    for i, ex in enumerate(batch):
-        X[i, : ex.items.shape[0]] = ex.items
-        mask[i, : ex.items.shape[0]] = True
-    S = lm.mem.write_items(lm.mem.zero_states(B).to(dev), X, mask, kernel=kernel)  # (B, L, d_v, d_k)
-    T = max(len(ex.ids) for ex in batch)
-    ids = torch.full((B, T), lm.bb.eos, dtype=torch.long)
-    att = torch.zeros(B, T, dtype=torch.long)
-    labels = torch.full((B, T), -100, dtype=torch.long)
-    for i, ex in enumerate(batch):
-        n = len(ex.ids)
-        ids[i, :n] = torch.tensor(ex.ids)
-        att[i, :n] = 1
-        labels[i, n - ex.n_target: n] = torch.tensor(ex.ids[n - ex.n_target:])
-    ids, att, labels = ids.to(dev), att.to(dev), labels.to(dev)
-    with lm.mem.reading(S):
-        logits = lm.bb.model(input_ids=ids, attention_mask=att, use_cache=False).logits
-    return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
-                                             labels[:, 1:].reshape(-1), ignore_index=-100)
+    """Mean answer-token cross-entropy of a batch, each history written into its own state."""
+    nll, n = answer_nll(lm, batch, write_states(lm, batch, kernel))
+    return nll.sum() / n.sum()
 
 
-def train_step(lm: MemLM, opt: torch.optim.Optimizer, batch: list[Example]) -> float:
+def train_step(lm: MemLM, opt: torch.optim.Optimizer, batch: list[Example], margin: float = 0.5,
+               weight: float = 1.0) -> dict[str, float]:
+    """One optimizer step on :func:`objective`; returns its parts (``loss``, ``ce``, ``gap``…)."""
     opt.zero_grad(set_to_none=True)
-    loss = batch_loss(lm, batch)
+    loss, stats = objective(lm, batch, margin, weight)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(lm.mem.parameters(), 1.0)
     opt.step()
-    return float(loss.detach())
+    return stats
 
 
 @torch.no_grad()
 def mean_loss(lm: MemLM, examples: list[Example], batch: int) -> float:
-    losses = [float(batch_loss(lm, examples[i: i + batch])) * len(examples[i: i + batch])
-              for i in range(0, len(examples), batch)]
-    return sum(losses) / max(1, len(examples))
+    """Token-mean answer cross-entropy over ``examples`` with their own states."""
+    tot, cnt = 0.0, 0.0
+    for i in range(0, len(examples), batch):
+        chunk = examples[i: i + batch]
+        nll, n = answer_nll(lm, chunk, write_states(lm, chunk))
+        tot, cnt = tot + float(nll.sum()), cnt + float(n.sum())
+    return tot / max(cnt, 1.0)
+
+
+def draw(examples: list[Example], batch: int, seed: int, step: int) -> list[Example]:
+    """The batch of ``step``: a function of (seed, step) only, so a resumed run draws the same."""
+    return random.Random(seed * 1_000_003 + step).sample(examples, min(batch, len(examples)))
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deltamem train-adapter", description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True, help="output .safetensors file")
-    p.add_argument("--model", default="smollm2", choices=["smollm2", "tiny"])
-    p.add_argument("--synthetic", type=int, default=2000, help="synthetic training episodes")
-    p.add_argument("--locomo-convs", default="", help="LoCoMo conversations to train on, e.g. conv-26")
-    p.add_argument("--heldout", type=int, default=64, help="held-out synthetic episodes for figures")
-    p.add_argument("--recall-eval", type=int, default=32, help="held-out episodes decoded for recall")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--write", default="ssw", choices=["ssw", "tsw"])
-    p.add_argument("--gated", action="store_true")
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this wall time")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--log-every", type=int, default=10)
+    a = p.add_argument
+    a("--out", required=True, help="output .safetensors file")
+    a("--model", default="smollm2", choices=["smollm2", "tiny"])
+    a("--synthetic", type=int, default=2000, help="synthetic training episodes")
+    a("--distractors", type=float, default=0.5,
+      help="probability of each distractor turn next to the asked fact (same person, older value)")
+    a("--filler-words", type=int, default=0, help="small talk after the facts, in words")
+    a("--locomo-convs", default="", help="LoCoMo dev conversations to mix in, e.g. conv-26")
+    a("--regime", default="agent", choices=REGIMES, help="agent: the chat agent's prompt; "
+      "state: the question alone")
+    a("--top-k", type=int, default=ChatSettings.top_k)
+    a("--recent", type=int, default=ChatSettings.recent)
+    a("--heldout", type=int, default=128, help="held-out synthetic episodes")
+    a("--gap-n", type=int, default=128, help="held-out examples of the stop statistic")
+    a("--recall-eval", type=int, default=32, help="held-out episodes decoded for recall")
+    a("--steps", type=int, default=2000, help="step budget")
+    a("--batch", type=int, default=16)
+    a("--lr", type=float, default=2e-3)
+    a("--warmup", type=int, default=100)
+    a("--min-lr-ratio", type=float, default=0.1)
+    a("--margin", type=float, default=0.5, help="hinge margin on the own-vs-other gap (nats/token)")
+    a("--contrast-weight", type=float, default=1.0, help="0: plain answer cross-entropy")
+    a("--delta-init", type=float, default=0.01, help="std of the initial W_Δq, W_Δo")
+    a("--eval-every", type=int, default=100, help="stop statistic every K steps")
+    a("--stop-se", type=float, default=3.0, help="stop once gap > this many standard errors")
+    a("--no-early-stop", action="store_true", help="log the stop statistic but run every step")
+    a("--seed", type=int, default=0)
+    a("--write", default="ssw", choices=["ssw", "tsw"])
+    a("--gated", action="store_true")
+    a("--max-minutes", type=float, default=0.0, help="bound on the whole run's wall time")
+    a("--checkpoint", default="", help="checkpoint file (default: <out stem>.ckpt.safetensors)")
+    a("--checkpoint-every", type=int, default=100)
+    a("--resume", default="", help="continue from this checkpoint")
+    a("--stop-after", type=int, default=0, help="end this run segment after N steps (checkpointed; "
+      "continue with --resume)")
+    a("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    a("--device", default="cpu")
+    a("--log-every", type=int, default=10)
     return p
+
+
+def _episodes(args: argparse.Namespace) -> tuple[list[Episode], list[Episode]]:
+    kw = {"distractor_prob": args.distractors, "filler_words": args.filler_words}
+    train = synthetic_episodes(args.synthetic, seed=args.seed, **kw)
+    convs = [c for c in args.locomo_convs.split(",") if c]
+    train += [e for e in locomo_episodes() if e.conversation in convs]  # [] without the file
+    return train, synthetic_episodes(args.heldout, seed=10_000 + args.seed, **kw)
+
+
+def _figures(lm: MemLM, args: argparse.Namespace, held_ex: list[Example], held: list[Episode],
+             settings: ChatSettings) -> dict[str, Any]:
+    from agent.lm.evaluate import synthetic_recall  # evaluate imports this module's helpers
+
+    cond = "agent" if args.regime == "agent" else "state"
+    out: dict[str, Any] = {"heldout_ce": mean_loss(lm, held_ex, args.batch),
+                           "gap": state_gap(lm, held_ex[: args.gap_n], args.batch, args.stop_se)}
+    if args.recall_eval:
+        out["recall_" + cond] = synthetic_recall(lm, held[: args.recall_eval], cond, settings)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from agent.lm.evaluate import synthetic_recall  # evaluate imports train's helpers lazily
-
+    t_start = time.time()
+    deadline = t_start + 60 * args.max_minutes if args.max_minutes else math.inf
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     bb = load_smollm2() if args.model == "smollm2" else tiny_llama(args.seed)
     bb.model.to(args.device)
-    mem = DeltaMem(DeltaMemConfig.for_backbone(bb, write=args.write, gated=args.gated), seed=args.seed)
-    lm = MemLM(bb, mem.to(args.device))
-    t0 = time.time()
-    eps = synthetic_episodes(args.synthetic, seed=args.seed)
-    convs = [c for c in args.locomo_convs.split(",") if c]
-    eps += [e for e in locomo_episodes() if e.conversation in convs]
-    held = synthetic_episodes(args.heldout, seed=10_000 + args.seed)
-    train_ex, held_ex = prepare(lm, eps), prepare(lm, held)
-    print(f"prepared {len(train_ex)} train / {len(held_ex)} held-out examples in "
-          f"{time.time() - t0:.0f}s; δ-mem params {mem.n_params():,}", flush=True)
-    before = {"heldout_loss": mean_loss(lm, held_ex, args.batch),
-              "recall": synthetic_recall(lm, held[: args.recall_eval], "state")["recall"]}
-    print(f"before: {before}", flush=True)
+    cfg = DeltaMemConfig.for_backbone(bb, write=args.write, gated=args.gated, delta_init=args.delta_init)
+    mem = DeltaMem(cfg, seed=args.seed).to(args.device)
+    lm = MemLM(bb, mem)
+    settings = ChatSettings(top_k=args.top_k, recent=args.recent, max_new_tokens=16,
+                            max_prompt_tokens=min(ChatSettings.max_prompt_tokens, bb.max_positions // 2))
+    eps, held = _episodes(args)
+    bank = MessageBank()
+    train_ex = prepare(lm, eps, regime=args.regime, settings=settings, bank=bank)
+    held_ex = prepare(lm, held, regime=args.regime, settings=settings, bank=bank)
+    print(f"prepared {len(train_ex)} train / {len(held_ex)} held-out examples, {len(bank)} distinct "
+          f"messages, in {time.time() - t_start:.0f}s; δ-mem params {mem.n_params():,}", flush=True)
     opt = torch.optim.AdamW(mem.parameters(), lr=args.lr, weight_decay=0.0)
-    rng = random.Random(args.seed)
-    t1, losses, step = time.time(), [], 0
-    for step in range(1, args.steps + 1):
-        losses.append(train_step(lm, opt, rng.sample(train_ex, min(args.batch, len(train_ex)))))
-        if step % args.log_every == 0:
-            recent = sum(losses[-args.log_every:]) / args.log_every
-            print(f"step {step} loss {recent:.4f} ({(time.time() - t1) / step:.2f}s/step)", flush=True)
-        if args.max_minutes and time.time() - t1 > 60 * args.max_minutes:
+    ckpt = args.checkpoint or args.out.rsplit(".", 1)[0] + ".ckpt.safetensors"
+    same = {k: getattr(args, k) for k in SAME_ON_RESUME}
+    if args.resume:
+        progress = load_checkpoint(args.resume, mem, opt)
+        for k, v in same.items():
+            if progress["args"].get(k) != v:
+                raise SystemExit(f"--resume: --{k.replace('_', '-')} is {v!r}, the checkpoint's run "
+                                 f"used {progress['args'].get(k)!r}")
+        print(f"resumed at step {progress['step']} from {args.resume}", flush=True)
+    else:
+        progress = {"args": same, "step": 0, "losses": [], "gaps": [], "train_seconds": 0.0,
+                    "stopped": None, "before": _figures(lm, args, held_ex, held, settings)}
+        print(f"before: {json.dumps(progress['before'])}", flush=True)
+    t1, step = time.time(), progress["step"]
+    stopped = "stop_rule" if progress["stopped"] == "stop_rule" else None  # a rule once met stays met
+    while step < args.steps and stopped is None:
+        if time.time() > deadline:
+            stopped = "max_minutes"
             break
-    after = {"heldout_loss": mean_loss(lm, held_ex, args.batch),
-             "recall": synthetic_recall(lm, held[: args.recall_eval], "state")["recall"]}
-    print(f"after: {after}", flush=True)
+        if args.stop_after and step - progress["step"] >= args.stop_after:
+            stopped = "stop_after"
+            break
+        step += 1
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.lr, args.warmup, args.steps, args.min_lr_ratio)
+        stats = train_step(lm, opt, draw(train_ex, args.batch, args.seed, step), args.margin,
+                           args.contrast_weight)
+        progress["losses"].append(stats["loss"])
+        if step % args.log_every == 0:
+            print(f"step {step} lr {opt.param_groups[0]['lr']:.2e} "
+                  + " ".join(f"{k} {v:.4f}" for k, v in stats.items())
+                  + f" ({(time.time() - t1) / max(1, step - progress['step']):.2f}s/step)", flush=True)
+        if step % args.eval_every == 0 or step == args.steps:
+            gap = state_gap(lm, held_ex[: args.gap_n], args.batch, args.stop_se)
+            progress["gaps"].append({"step": step, **gap})
+            print(f"stop statistic at step {step}: own {gap['ce_own']:.4f} other {gap['ce_other']:.4f} "
+                  f"gap {gap['gap']:+.4f} ± {gap['se']:.4f} s.e. (n={gap['n']}; rule: gap > "
+                  f"{args.stop_se:g} s.e.: {'reached' if gap['reached'] else 'not reached'})", flush=True)
+            if gap["reached"] and not args.no_early_stop:
+                stopped = "stop_rule"
+        if stopped:
+            break
+        if ckpt and step % args.checkpoint_every == 0 and step < args.steps:
+            save_checkpoint(ckpt, mem, opt, _done(progress, step, None, time.time() - t1))
+    progress = _done(progress, step, stopped, time.time() - t1)
+    if ckpt:
+        save_checkpoint(ckpt, mem, opt, progress)
+    after = _figures(lm, args, held_ex, held, settings)
+    print(f"after: {json.dumps(after)}", flush=True)
+    reached = next((g["step"] for g in progress["gaps"] if g["reached"]), None)
     card = {"command": "deltamem train-adapter " + " ".join(argv if argv is not None else sys.argv[1:]),
             "seed": args.seed, "backbone": bb.name, "steps": step, "batch": args.batch, "lr": args.lr,
+            "regime": args.regime, "objective": {"margin": args.margin, "weight": args.contrast_weight,
+                                                 "delta_init": args.delta_init, "warmup": args.warmup},
             "data": {"synthetic": args.synthetic, "synthetic_seed": args.seed,
-                     "locomo_convs": convs, "examples": len(train_ex)},
-            "train_loss_first": losses[0] if losses else None,
-            "train_loss_last10": sum(losses[-10:]) / max(1, len(losses[-10:])),
-            "before": before, "after": after, "device": args.device,
-            "train_seconds": round(time.time() - t1, 1), "trained": True}
+                     "distractors": args.distractors, "filler_words": args.filler_words,
+                     "locomo_convs": [c for c in args.locomo_convs.split(",") if c],
+                     "examples": len(train_ex), "heldout_seed": 10_000 + args.seed},
+            "stop_rule": {"rule": f"own-vs-other-state answer CE gap > {args.stop_se:g} s.e. on "
+                          f"{min(args.gap_n, len(held_ex))} held-out examples, every "
+                          f"{args.eval_every} steps, by step {args.steps}",
+                          "reached_at_step": reached, "log": progress["gaps"]},
+            "stopped": stopped or "steps", "train_loss_first": progress["losses"][:1],
+            "train_loss_last10": sum(progress["losses"][-10:]) / max(1, len(progress["losses"][-10:])),
+            "before": progress["before"], "after": after, "device": args.device,
+            "train_seconds": round(progress["train_seconds"], 1),
+            "wall_seconds_this_run": round(time.time() - t_start, 1), "trained": step > 0}
     mem.cpu().save(args.out, card)
     with open(args.out.rsplit(".", 1)[0] + ".json", "w", encoding="utf-8") as f:
         json.dump(card, f, indent=2)
-    print(json.dumps(card, indent=2))
+    print(json.dumps({k: v for k, v in card.items() if k != "stop_rule"}, indent=2))
+    print("stop rule: " + card["stop_rule"]["rule"] + (f": reached at step {reached}" if reached
+                                                       else ": NOT reached"), flush=True)
     return 0
+
+
+def _done(progress: dict[str, Any], step: int, stopped: str | None, seconds: float) -> dict[str, Any]:
+    """The progress up to ``step``, with this run segment's training seconds added."""
+    return dict(progress, step=step, stopped=stopped, train_seconds=progress["train_seconds"] + seconds)
 
 
 if __name__ == "__main__":

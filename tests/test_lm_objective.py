@@ -1,0 +1,112 @@
+"""The objective that must use the state, on a tiny Llama: the contrastive term's gradient
+reaches the key/query/value projections, the stop statistic equals a slow reference, the
+learning-rate schedule, and a resumed training run continues bit for bit."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from agent.lm.backbone import tiny_llama
+from agent.lm.deltamem import DeltaMem, DeltaMemConfig
+from agent.lm.episodes import Episode, synthetic_episodes
+from agent.lm.examples import prepare
+from agent.lm.objective import lr_at, objective, partners, state_gap, state_gap_reference
+from agent.lm.runtime import MemLM
+from agent.lm.train import main
+
+torch.set_num_threads(1)
+PROJECTIONS = ("W_mq", "W_mk", "W_mv", "W_b")
+
+
+def _lm(delta_init: float) -> MemLM:
+    bb = tiny_llama(seed=0)
+    return MemLM(bb, DeltaMem(DeltaMemConfig.for_backbone(bb, delta_init=delta_init), seed=1))
+
+
+def _grads(lm: MemLM, batch, weight: float) -> dict[str, torch.Tensor]:
+    lm.mem.zero_grad(set_to_none=True)
+    loss, _ = objective(lm, batch, margin=5.0, weight=weight)  # a margin the hinge cannot meet
+    loss.backward()
+    return {n: torch.zeros_like(p) if p.grad is None else p.grad.clone()
+            for n, p in lm.mem.named_parameters()}
+
+
+def test_contrastive_term_gradient_reaches_key_query_value_projections():
+    lm = _lm(delta_init=0.05)
+    batch = prepare(lm, synthetic_episodes(4, seed=3), regime="state")
+    both, ce_only = _grads(lm, batch, 1.0), _grads(lm, batch, 0.0)
+    for name in PROJECTIONS + ("W_dq", "W_do"):
+        contrast = both[name] - ce_only[name]  # the gradient of the hinge term alone
+        assert float(contrast.abs().sum()) > 0, name
+    # with exactly zero corrections (the default init) the projections get no gradient at all
+    zero = _lm(delta_init=0.0)
+    g = _grads(zero, prepare(zero, synthetic_episodes(4, seed=3), regime="state"), 1.0)
+    assert all(float(g[n].abs().sum()) == 0.0 for n in PROJECTIONS)
+    assert float(g["W_dq"].abs().sum()) > 0
+
+
+def test_partners_pick_another_history():
+    assert partners([0, 0, 1]) == [2, 2, 0]
+    assert partners([3, 1, 3, 2]) == [1, 2, 3, 0]
+    assert partners([5, 5]) == [None, None]
+    assert partners([]) == []
+
+
+def test_gap_statistic_equals_slow_reference():
+    lm = _lm(delta_init=0.2)
+    eps = synthetic_episodes(5, seed=4)
+    shared = Episode(eps[0].turns, "What did Maya say?", "nothing")  # two questions, one history
+    examples = prepare(lm, eps + [shared], regime="state")
+    fast = state_gap(lm, examples, batch=4, z=3.0)
+    ref = state_gap_reference(lm, examples, z=3.0)
+    assert fast["n"] == ref["n"] == 6
+    for key in ("ce_own", "ce_other", "gap", "se"):
+        assert math.isclose(fast[key], ref[key], rel_tol=1e-4, abs_tol=1e-5), (key, fast, ref)
+    assert fast["reached"] == (fast["gap"] > 3.0 * fast["se"])
+    assert abs(fast["gap"]) > 1e-4  # the states really change the answer's likelihood
+
+
+def test_schedule_values():
+    assert lr_at(1, 1.0, 10, 110) == pytest.approx(0.1)
+    assert lr_at(5, 2.0, 10, 110) == pytest.approx(1.0)
+    assert lr_at(10, 1.0, 10, 110) == pytest.approx(1.0)
+    assert lr_at(60, 1.0, 10, 110) == pytest.approx(0.1 + 0.9 * 0.5)  # half-way down the cosine
+    assert lr_at(35, 1.0, 10, 110) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 4)))
+    assert lr_at(110, 1.0, 10, 110) == pytest.approx(0.1)
+    assert lr_at(500, 1.0, 10, 110) == pytest.approx(0.1)
+    assert lr_at(1, 1.0, 0, 100, min_ratio=0.0) == pytest.approx(0.5 * (1 + math.cos(math.pi / 100)))
+    values = [lr_at(s, 1.0, 10, 110) for s in range(1, 111)]
+    assert values[:10] == sorted(values[:10]) and values[9:] == sorted(values[9:], reverse=True)
+
+
+def _params(path: str) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    common = ["--model", "tiny", "--synthetic", "8", "--heldout", "4", "--gap-n", "4",
+              "--recall-eval", "0", "--steps", "4", "--batch", "3", "--warmup", "2",
+              "--eval-every", "2", "--regime", "state", "--seed", "3", "--delta-init", "0.05",
+              "--no-early-stop"]
+    whole = str(tmp_path / "whole.safetensors")
+    assert main(["--out", whole] + common) == 0
+    part = str(tmp_path / "part.safetensors")
+    ckpt = str(tmp_path / "part.ckpt.safetensors")
+    assert main(["--out", part, "--stop-after", "2"] + common) == 0
+    assert json.load(open(tmp_path / "part.json"))["stopped"] == "stop_after"
+    assert main(["--out", part, "--resume", ckpt] + common) == 0
+    a, b = _params(str(tmp_path / "whole.ckpt.safetensors")), _params(ckpt)
+    assert sorted(a) == sorted(b) and any(k.startswith("opt.") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ca, cb = json.load(open(tmp_path / "whole.json")), json.load(open(tmp_path / "part.json"))
+    assert ca["steps"] == cb["steps"] == 4 and ca["after"] == cb["after"]
+    assert ca["stop_rule"]["log"] == cb["stop_rule"]["log"] and len(ca["stop_rule"]["log"]) == 2
+    with pytest.raises(SystemExit, match="--batch"):  # a different run cannot resume it
+        main(["--out", part, "--resume", ckpt] + common + ["--batch", "2"])
