@@ -15,7 +15,8 @@ evaluation harness streams data sets through it.
   α = ``memory.decay``); rule ``"rls"``: DESIGN §2 with ``P0 = I/ridge`` and ``ρ = forget``
   (``beta`` and ``decay`` are ignored: RLS sets its own gain); rule ``"softmax"`` (classifiers):
   ``S ← α·S + β·Σ_r (v_r − softmax(S k_r)) k_rᵀ`` over the event and ``memory.replay`` earlier
-  events it rehearses (:mod:`agent.memory.replay`);
+  events it rehearses (:mod:`agent.memory.replay`), drawn from at most ``memory.reservoir``
+  events per label (:mod:`agent.memory.reservoir`; every event when it is None);
 * a micro-batch is one :class:`~agent.memory.delta.Delta` computed by the chunk kernels; the
   learner applies the delta exactly as stored (after ``compact``/``astype``), so a rebuild from
   stored deltas is bit-identical to the live state.
@@ -24,7 +25,7 @@ Examples
 --------
 >>> from agent.config import AgentConfig
 >>> cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 2,
-...                              "memory": {"beta": 1.0}})
+...                              "memory": {"rule": "delta", "beta": 1.0}})
 >>> m = MemoryAgent(cfg)
 >>> m.predict_many([[1.0, 0.0]])
 [{'label': None, 'score': 0.0}]
@@ -64,6 +65,7 @@ from agent.memory.delta import (
 )
 from agent.memory.pending import pending_rows, rls_pending
 from agent.memory.replay import softmax_replay_chunk
+from agent.memory.reservoir import reservoir_chunk
 
 __all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed"]
 
@@ -78,8 +80,11 @@ MAX_RLS_KEY_DIM = 4096  # P is d_k × d_k: 4096² float64 = 128 MiB per agent
 # raw vectors use the Lift default 1/sqrt(dim) (entries of order 1).
 LIFT_ACTIVATION: dict[str, str] = {"delta": "cos", "rls": "relu", "softmax": "relu"}
 LIFT_SCALE: dict[str, float | None] = {"minilm": 2.0, "none": None}
-# learning needs them, predictions only S (and the stats): rls's P and Q, softmax's X and Y
-WRITE_ONLY_LAYERS = ("P", "Q", "X", "Y")
+# learning needs them, predictions only S (and the stats): rls's P and Q, softmax's X, Y (and the
+# bounded reservoir's T and N)
+WRITE_ONLY_LAYERS = ("P", "Q", "X", "Y", "T", "N")
+# float64 whatever the state's dtype, never cast: positions and counts stay exact whole numbers
+EXACT_LAYERS = (STATS_LAYER, "T", "N")
 
 
 def lift_seed(config: AgentConfig) -> int:
@@ -166,6 +171,9 @@ class MemoryAgent(StateView):
         if config.memory.rule == "softmax" and config.memory.replay > 0:
             layers["X"] = np.zeros((0, d_k), dtype=dtype)  # every key learnt, in order
             layers["Y"] = np.zeros((0, 1), dtype=dtype)  # its label's position (a whole number)
+            if config.memory.reservoir is not None:  # bounded: X, Y are slots (reservoir.py)
+                layers["T"] = np.zeros((0, 1))  # each slot's position in the stream, float64
+                layers["N"] = np.zeros((1, 1))  # events learnt, float64
         if config.standardize:  # running input statistics, float64 whatever the state's dtype
             layers[STATS_LAYER] = empty_stats(config.dim)
         return layers, []
@@ -185,11 +193,14 @@ class MemoryAgent(StateView):
             want = (d_v, self.config.key_dim) if name == "S" else ref[name].shape
             if name == "Q" and arr.ndim == 2 and arr.shape[0] <= pending_rows(self.config.key_dim):
                 want = (arr.shape[0], self.config.key_dim)
-            if name in APPEND_ONLY and arr.ndim == 2:  # X and Y: rows appended
+            if name in (*APPEND_ONLY, "T") and arr.ndim == 2:  # X, Y (and T): one row a slot
                 want = (layers["X"].shape[0], ref[name].shape[1])
             if tuple(arr.shape) != tuple(want):
                 raise ValueError(f"layer {name}: expected shape {want}, got {arr.shape}")
             new[name] = np.asarray(arr, dtype=ref[name].dtype)
+        if "T" in new and not (np.array_equal(new["T"], np.floor(new["T"])) and new["T"].min(initial=0) >= 0
+                               and new["T"].max(initial=-1) < new["N"][0, 0]):
+            raise ValueError("layer T: expected stream positions below N")
         if "Y" in new:
             y = new["Y"][:, 0]
             if y.size and not (np.array_equal(y, np.floor(y)) and y.min() >= 0 and y.max() < len(labels)):
@@ -410,6 +421,16 @@ class MemoryAgent(StateView):
         K = np.ascontiguousarray(K, dtype=self.dtype)  # the keys as the state keeps them
         X = self._layers.get("X", np.zeros((0, d_k), dtype=self.dtype))  # (N0, d_k)
         Y = self._layers.get("Y", np.zeros((0, 1), dtype=self.dtype))  # (N0, 1)
+        if "T" in self._layers:  # the bounded reservoir
+            if mem.reservoir is None:
+                raise RuntimeError("a bounded reservoir state needs memory.reservoir")
+            slots = X.shape[0] + len(y)
+            if slots > most:
+                raise InputError("targets", f"a {self.dtype} softmax agent keeps at most {most} "
+                                 "rehearsal slots")
+            return reservoir_chunk(S, X, Y, self._layers["T"], int(self._layers["N"][0, 0]), K, y, b,
+                                   replay=mem.replay, cap=mem.reservoir, labels0=len(self._labels),
+                                   alpha=mem.decay, seed=replay_seed(self.config))
         out = {"S": softmax_replay_chunk(S, X, Y, K, y, b, replay=mem.replay, labels0=len(self._labels),
                                          alpha=mem.decay, seed=replay_seed(self.config))}
         if "X" in self._layers:
@@ -429,7 +450,9 @@ class MemoryAgent(StateView):
         dt = np.dtype(delta_dtype) if delta_dtype is not None else self.dtype
         if dt.itemsize > self.dtype.itemsize:
             dt = self.dtype
-        keep = (STATS_LAYER, "Y")  # float64 statistics; label positions stay whole numbers
+        # float64 statistics, positions and counts; label positions and (with the bounded
+        # reservoir) the keys put in place stay as the state holds them
+        keep = (*EXACT_LAYERS, "Y") + (("X",) if "T" in self._layers else ())
         cast = Delta({k: v if k in keep else v.astype(dt) for k, v in delta.layers.items()},
                      list(delta.labels_added))
         self.apply(cast)

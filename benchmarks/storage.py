@@ -81,10 +81,12 @@ def agent_bytes_per_event(lift_dim: int, batch: int, pending: bool, compact: boo
     return total / events
 
 
-def softmax_bytes_per_event(batch: int, events: int = 1280, replay: int = 7) -> float:
+def softmax_bytes_per_event(batch: int, events: int = 1280, replay: int = 7,
+                            reservoir: int | None = None) -> float:
     """Stored array bytes per event of a real ``softmax`` agent (384-d MiniLM-like unit inputs,
     150 labels, float32 state, rehearsing ``replay`` events per write), as the repository stores
-    its deltas: S (factors or dense, the smaller) and the appended keys and labels (form ``rows``)."""
+    its deltas: S (factors or dense, the smaller) and the appended keys and labels (form ``rows``);
+    with ``reservoir`` (events kept per label) the bounded memory's slots put in place instead."""
     from agent.config import AgentConfig
     from agent.model import MemoryAgent
     from benchmarks.rls_agent import unit_inputs
@@ -92,7 +94,7 @@ def softmax_bytes_per_event(batch: int, events: int = 1280, replay: int = 7) -> 
     X = unit_inputs(np.random.default_rng(0), 150 + events)  # (N, 384)
     y = [f"c{i % 150}" for i in range(150 + events)]
     agent = MemoryAgent(AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": D, "memory": {
-        "rule": "softmax", "replay": replay, "dtype": "float32"}}))
+        "rule": "softmax", "replay": replay, "dtype": "float32", "reservoir": reservoir}}))
     agent.learn_many(X[:150], y[:150])  # every label seen
     total = 0
     for s in range(150, 150 + events, batch):

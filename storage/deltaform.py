@@ -10,7 +10,10 @@ Five forms (the ``deltas.form`` column):
   alone: the rows appended to the pending rows ``Q`` of an ``rls`` state
   (:mod:`agent.memory.pending`);
 - ``rows``: rows ``A`` appended below the layer, as they are (``LayerDelta.append``): the keys and
-  labels the ``softmax`` rule keeps for rehearsal (:mod:`agent.memory.replay`).
+  labels the ``softmax`` rule keeps for rehearsal (:mod:`agent.memory.replay`);
+- ``put``: rows ``A`` written at row positions ``at`` (``LayerDelta.put``), stored as ``[A | at]``
+  (rank, d_k + 1), the positions in A's dtype (exact whole numbers: :func:`pack` refuses positions
+  the dtype cannot hold): the bounded rehearsal memory (:mod:`agent.memory.reservoir`).
 
 A compact form is chosen only when the stored ``E`` is bit for bit the one :func:`unpack`
 rebuilds (:func:`agent.memory.delta.factor_form`; negation and the 0/1 selector are exact), so
@@ -39,7 +42,7 @@ from agent.memory.delta import LayerDelta, factor_form, shift_selector
 
 __all__ = ["pack", "unpack", "shapes", "FORMS"]
 
-FORMS = ("factors", "dense", "neg", "shift", "rows")
+FORMS = ("factors", "dense", "neg", "shift", "rows", "put")
 
 
 def pack(ld: LayerDelta) -> tuple[str, list[np.ndarray]]:
@@ -49,6 +52,11 @@ def pack(ld: LayerDelta) -> tuple[str, list[np.ndarray]]:
     if ld.appends:
         assert ld.A is not None
         return "rows", [np.asarray(ld.A)]
+    if ld.at is not None:
+        A = np.asarray(ld.A)
+        if A.dtype.kind != "f" or (ld.at.size and int(ld.at.max()) >= 2 ** (np.finfo(A.dtype).nmant + 1)):
+            raise ValueError(f"row positions up to {int(ld.at.max())} are not whole numbers in {A.dtype}")
+        return "put", [np.concatenate([A, ld.at.astype(A.dtype)[:, None]], axis=1)]
     assert ld.A is not None and ld.E is not None
     A, E = np.asarray(ld.A), np.asarray(ld.E)
     form = factor_form(A, E)
@@ -69,6 +77,10 @@ def shapes(form: str, d_v: int, d_k: int, rank: int | None) -> list[tuple[int, i
         raise ValueError(f"a {form} delta has rank ≤ d_v, got rank={rank}, d_v={d_v}")
     if form in ("neg", "shift", "rows"):
         return [(rank, d_k)]
+    if form == "put":
+        if rank > d_v:
+            raise ValueError(f"a put delta has rank ≤ d_v, got rank={rank}, d_v={d_v}")
+        return [(rank, d_k + 1)]
     raise ValueError(f"unknown delta form {form!r}")
 
 
@@ -88,4 +100,11 @@ def unpack(form: str, arrays: list[np.ndarray], gamma: float, shape: tuple[int, 
         if gamma != 1.0:
             raise ValueError(f"appended rows have gamma 1, got {gamma}")
         return LayerDelta.append(A, d_v)
+    if form == "put":
+        if gamma != 1.0:
+            raise ValueError(f"put rows have gamma 1, got {gamma}")
+        at = A[:, -1]
+        if not np.array_equal(at, np.floor(at)):
+            raise ValueError("put positions are not whole numbers")
+        return LayerDelta.put(np.ascontiguousarray(A[:, :-1]), at.astype(np.int64), d_v)
     raise ValueError(f"unknown delta form {form!r}")

@@ -40,8 +40,8 @@ def _stream(n: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
     return X, [f"c{int(v)}" for v in c]
 
 
-def test_config_dtype_round_trips_and_the_default_is_omitted():
-    assert "dtype" not in _config("rls").to_dict()["memory"]  # the §7 shape as before
+def test_config_dtype_round_trips_and_the_default_is_shown():
+    assert _config("rls").to_dict()["memory"]["dtype"] == "float64"  # every setting in force
     cfg = _config("rls", "float32")
     assert cfg.memory.dtype == "float32" and cfg.to_dict()["memory"]["dtype"] == "float32"
     assert AgentConfig.from_dict(cfg.to_dict()) == cfg

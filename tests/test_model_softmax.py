@@ -27,8 +27,10 @@ DIM = 8
 
 
 def _config(dtype: str = "float64", **memory) -> AgentConfig:
+    """Rule softmax rehearsing every event (the unbounded memory; the bounded one, the default,
+    is tested in test_model_reservoir.py)."""
     return AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": DIM, "memory": {
-        "rule": "softmax", "dtype": dtype, **memory}})
+        "rule": "softmax", "dtype": dtype, "reservoir": None, **memory}})
 
 
 def _stream(n: int, seed: int = 0, classes: int = 5) -> tuple[np.ndarray, list[str]]:
@@ -44,7 +46,8 @@ def test_settings_defaults_and_the_json_shape():
     assert (cfg.memory.beta, cfg.memory.replay) == (DEFAULT_SOFTMAX_BETA, DEFAULT_REPLAY) == (0.8, 7)
     assert cfg.to_dict()["memory"]["replay"] == DEFAULT_REPLAY
     assert AgentConfig.from_dict(cfg.to_dict()) == cfg
-    plain = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3})
+    plain = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3,
+                                   "memory": {"rule": "delta"}})
     assert "replay" not in plain.to_dict()["memory"]  # the §7 shape of other rules is unchanged
     assert set(MemoryAgent.initial_state(cfg)[0]) == {"S", "X", "Y"}
     assert set(MemoryAgent.initial_state(_config(replay=0))[0]) == {"S"}
@@ -165,7 +168,7 @@ def test_downgrade_rewrites_rows_as_factors_and_upgrade_reads_them(empty_db_url)
 
 def test_service_learns_rolls_back_and_forgets_a_softmax_agent(raw, tenant_a):
     body = {"name": "softmax", "kind": "classifier", "encoder": "none", "dim": DIM,
-            "memory": {"rule": "softmax", "replay": 4}}
+            "memory": {"rule": "softmax", "replay": 4, "dtype": "float64", "reservoir": None}}
     r = raw.post("/v1/agents", json=body, headers=auth(tenant_a))
     assert r.status_code == 201, r.text
     agent = r.json()

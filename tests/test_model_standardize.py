@@ -24,7 +24,7 @@ SCALE = [4.0, 0.5, 0.5, 1.0, 2.0]
 
 def _config(**extra) -> AgentConfig:
     return AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": DIM,
-                                  "memory": {"lift_dim": 64}, **extra})
+                                  "memory": {"rule": "delta", "lift_dim": 64}, **extra})
 
 
 def _stream(n: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -112,7 +112,7 @@ def test_config_round_trip_and_defaults_unchanged():
 
 def test_service_standardises_and_rollback_restores_the_statistics(raw, tenant_a):
     body = {"name": "std", "kind": "classifier", "encoder": "none", "dim": 2,
-            "standardize": True, "input_scale": [2.0, 1.0], "memory": {"lift_dim": 32}}
+            "standardize": True, "input_scale": [2.0, 1.0], "memory": {"rule": "delta", "lift_dim": 32}}
     r = raw.post("/v1/agents", json=body, headers=auth(tenant_a))
     assert r.status_code == 201, r.text
     agent = r.json()

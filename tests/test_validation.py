@@ -184,7 +184,7 @@ def test_small_bodies():
 
 def test_agent_body_uses_agent_config():
     name, cfg = check_agent_body({"name": "a", "kind": "classifier", "encoder": "none", "dim": 4})
-    assert name == "a" and cfg["dim"] == 4 and cfg["memory"]["rule"] == "delta"
+    assert name == "a" and cfg["dim"] == 4 and cfg["memory"]["rule"] == "softmax"
     assert field_of(check_agent_body, {"name": "a", "encoder": "none"}) == "dim"
     assert field_of(check_agent_body, {"kind": "classifier"}) == "name"
     assert field_of(check_agent_body, {"name": "a", "kind": "nope"}) == "kind"

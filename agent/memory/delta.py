@@ -5,9 +5,12 @@ A layer's state ``S`` has shape ``(d_v, d_k)``. One commit changes it by
     S_new = gamma * pad_rows(S_old, d_v_new) + E.T @ A        (factor form, rank <= n)
     S_new = gamma * pad_rows(S_old, d_v_new) + D              (dense form)
     S_new = [S_old; A]                                         (appended rows)
+    S_new = pad_rows(S_old, d_v_new);  S_new[at] = A           (rows put, LayerDelta.put)
 
-The last one grows the append-only layers of the ``softmax`` rule (every key and label learnt,
-:mod:`agent.memory.replay`): the old rows are kept as they are, bit for bit.
+The third grows the append-only layers of the ``softmax`` rule (every key and label learnt,
+:mod:`agent.memory.replay`): the old rows are kept as they are, bit for bit. The last one writes whole rows at given positions (new rows at the end must all be
+written): the bounded rehearsal memory of :mod:`agent.memory.reservoir` replaces a row in place,
+again an exact copy.
 
 ``pad_rows`` appends zero rows when labels appeared (a new row starts at zero).
 The live learner and every rebuild call :func:`apply_layer` with the same arrays,
@@ -64,8 +67,20 @@ class LayerDelta:
     E: np.ndarray | None = None  # (n, d_v)
     dense: np.ndarray | None = None  # (d_v, d_k)
     appends: bool = False  # A is n rows appended below the layer (γ = 1, no E)
+    at: np.ndarray | None = None  # (n,) int64: A's rows are put at these rows (γ = 1, no E)
 
     def __post_init__(self) -> None:
+        if self.at is not None:
+            if (self.A is None or self.E is not None or self.dense is not None or self.gamma != 1.0
+                    or self.appends):
+                raise ValueError("a put delta has rows A and positions at alone, with gamma 1")
+            at = self.at
+            if (self.A.ndim != 2 or self.A.shape[1] != self.shape[1] or at.ndim != 1
+                    or at.shape[0] != self.A.shape[0] or at.dtype != np.int64):
+                raise ValueError(f"rows {self.A.shape} at {at.shape} do not fit layer {self.shape}")
+            if at.size and (at.min() < 0 or at.max() >= self.shape[0] or np.unique(at).size != at.size):
+                raise ValueError(f"put positions must be distinct rows of a layer of {self.shape[0]} rows")
+            return
         if self.appends:
             if self.A is None or self.E is not None or self.dense is not None or self.gamma != 1.0:
                 raise ValueError("an append delta has rows A alone, with gamma 1")
@@ -97,6 +112,12 @@ class LayerDelta:
         """Rows ``A`` (n, d_k) appended to a layer that has ``rows_after − n`` rows."""
         return cls(shape=(int(rows_after), int(A.shape[1])), A=A, appends=True)
 
+    @classmethod
+    def put(cls, A: np.ndarray, at: np.ndarray, rows_after: int) -> LayerDelta:
+        """Rows ``A`` (n, d_k) written at rows ``at`` (n,) of a layer of ``rows_after`` rows."""
+        return cls(shape=(int(rows_after), int(A.shape[1])), A=A,
+                   at=np.asarray(at, dtype=np.int64).reshape(-1))
+
     @property
     def is_dense(self) -> bool:
         return self.dense is not None
@@ -109,7 +130,7 @@ class LayerDelta:
     def dense_is_smaller(self) -> bool:
         """True when the dense matrix takes fewer numbers than the factors as stored:
         ``n*(d_k+d_v)``, or ``n*d_k`` when E is implied by A (:func:`factor_form`)."""
-        if self.appends:
+        if self.appends or self.at is not None:
             return False
         if self.A is None or self.E is None:
             return True
@@ -120,8 +141,8 @@ class LayerDelta:
     def to_dense(self) -> np.ndarray:
         if self.dense is not None:
             return self.dense
-        if self.appends:
-            raise ValueError("appended rows have no dense form")
+        if self.appends or self.at is not None:
+            raise ValueError("appended or put rows have no dense form")
         assert self.A is not None and self.E is not None
         return self.E.T @ self.A
 
@@ -140,6 +161,9 @@ class LayerDelta:
         if self.appends:
             assert self.A is not None
             return LayerDelta.append(np.ascontiguousarray(self.A, dtype=dt), self.shape[0])
+        if self.at is not None:
+            assert self.A is not None
+            return LayerDelta.put(np.ascontiguousarray(self.A, dtype=dt), self.at, self.shape[0])
         assert self.A is not None and self.E is not None
         return LayerDelta.factors(
             np.ascontiguousarray(self.A, dtype=dt), np.ascontiguousarray(self.E, dtype=dt), self.gamma
@@ -159,7 +183,7 @@ class LayerDelta:
         """
         if self.dense is not None:
             return float(np.linalg.norm(np.asarray(self.dense, dtype=np.float64)))
-        if self.appends:  # the rows added
+        if self.appends or self.at is not None:  # the rows added or put
             return float(np.linalg.norm(np.asarray(self.A, dtype=np.float64)))
         assert self.A is not None and self.E is not None
         A = np.asarray(self.A, dtype=np.float64)  # (n, d_k)
@@ -172,9 +196,9 @@ class LayerDelta:
     def nbytes(self) -> int:
         if self.dense is not None:
             return int(self.dense.nbytes)
-        if self.appends:
+        if self.appends or self.at is not None:
             assert self.A is not None
-            return int(self.A.nbytes)
+            return int(self.A.nbytes) + (int(self.at.nbytes) if self.at is not None else 0)
         assert self.A is not None and self.E is not None
         return int(self.A.nbytes + self.E.nbytes)
 
@@ -256,6 +280,16 @@ def apply_layer(S: np.ndarray, ld: LayerDelta) -> np.ndarray:
             raise ValueError(f"a layer of shape {S.shape} cannot take {ld.A.shape[0]} rows "
                              f"to become {ld.shape}")
         return np.concatenate([S, np.asarray(ld.A, dtype=S.dtype)], axis=0)
+    if ld.at is not None:
+        assert ld.A is not None
+        rows = ld.shape[0]
+        if S.shape[1] != ld.shape[1] or S.shape[0] > rows or not np.isin(
+                np.arange(S.shape[0], rows), ld.at).all():
+            raise ValueError(f"a layer of shape {S.shape} cannot take rows at {ld.at.tolist()[:8]} "
+                             f"to become {ld.shape}")
+        out = pad_rows(S, rows).copy() if rows == S.shape[0] else pad_rows(S, rows)  # a new array
+        out[ld.at] = np.asarray(ld.A, dtype=S.dtype)
+        return out
     if ld.gamma == 0.0 and S.shape[0] > ld.shape[0]:
         S = S[: ld.shape[0]]
     S = pad_rows(S, ld.shape[0])

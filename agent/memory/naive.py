@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["delta_rule_naive", "rls_naive", "softmax_replay_naive", "replay_index_naive"]
+__all__ = ["delta_rule_naive", "rls_naive", "softmax_replay_naive", "replay_index_naive",
+           "reservoir_naive", "reservoir_priority_naive"]
 
 
 def _as_beta(beta: np.ndarray | float, n: int) -> np.ndarray:
@@ -188,3 +189,71 @@ def softmax_replay_naive(
             add[:known] += bt * np.outer(e, X[r])
         S = alpha * S + add
     return S, np.array(X).reshape(len(X), S.shape[1]), labels
+
+
+def reservoir_priority_naive(seed: int, t: int) -> int:
+    """``p(t)`` of :mod:`agent.memory.reservoir` in Python integers."""
+    from agent.memory.reservoir import RESERVOIR_SALT
+
+    mask = 2**64 - 1
+    return _splitmix_naive((((seed ^ RESERVOIR_SALT) & mask) * 0x9E3779B97F4A7C15 + t) & mask)
+
+
+def _splitmix_naive(z: int) -> int:
+    mask = 2**64 - 1
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def reservoir_naive(
+    S: np.ndarray,
+    K: np.ndarray,
+    y: list[int],
+    beta: np.ndarray | float,
+    replay: int,
+    cap: int,
+    alpha: float = 1.0,
+    seed: int = 0,
+    slots0: list[tuple[np.ndarray, int, int]] | None = None,
+    n0: int = 0,
+    labels0: int = 0,
+) -> tuple[np.ndarray, list[tuple[np.ndarray, int, int]]]:
+    """n ``softmax`` writes with the bounded reservoir (:mod:`agent.memory.reservoir`) in float64:
+    slots are ``(key, label, position)`` in the order filled; ``n0`` events were learnt before.
+    Returns ``(S_final, slots)``.
+
+    >>> import numpy as np
+    >>> S, slots = reservoir_naive(np.zeros((1, 1)), np.ones((3, 1)), [0, 0, 0], 1.0, 0, cap=2)
+    >>> len(slots)
+    2
+    """
+    S = np.array(S, dtype=np.float64)
+    slots = [(np.asarray(k, dtype=np.float64), int(c), int(t)) for k, c, t in (slots0 or [])]
+    b = _as_beta(beta, len(K))
+    known = labels0
+    mask = 2**64 - 1
+    for i, (k, label, bt) in enumerate(zip(np.asarray(K, dtype=np.float64), y, b, strict=True)):
+        t, label = n0 + i, int(label)
+        known = max(known, label + 1)
+        mine = [s for s, (_, c, _) in enumerate(slots) if c == label]
+        p = reservoir_priority_naive(seed, t)
+        if len(mine) < cap:
+            slots.append((k, label, t))
+        else:
+            worst = max(mine, key=lambda s: reservoir_priority_naive(seed, slots[s][2]))
+            if p < reservoir_priority_naive(seed, slots[worst][2]):
+                slots[worst] = (k, label, t)
+        rows = [(k, label)]
+        for r in range(replay):
+            h = _splitmix_naive((seed * 0x9E3779B97F4A7C15 + t * replay + r) & mask)
+            s = ((h >> 32) * len(slots)) >> 32
+            rows.append((slots[s][0], slots[s][1]))
+        add = np.zeros_like(S)
+        for x, c in rows:
+            z = S[:known] @ x  # (known,) logits, all rows read the same S
+            e = -np.exp(z - z.max()) / np.sum(np.exp(z - z.max()))
+            e[c] += 1.0
+            add[:known] += bt * np.outer(e, x)
+        S = alpha * S + add
+    return S, slots

@@ -42,13 +42,14 @@ import numpy as np
 from agent.errors import InputError
 from agent.memory.delta import LayerDelta
 
-__all__ = ["replay_indices", "softmax_replay_chunk", "MAX_EVENTS"]
+__all__ = ["replay_indices", "softmax_replay_chunk", "softmax_writes", "MAX_EVENTS", "mix64",
+           "replay_hashes", "draw"]
 
 MAX_EVENTS = 2**32 - 1  # positions t + 1 < 2³² keep the index arithmetic exact in uint64
 _GOLDEN, _M1, _M2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
-def _mix(z: np.ndarray) -> np.ndarray:
+def mix64(z: np.ndarray) -> np.ndarray:
     """The splitmix64 finaliser on uint64 arrays (multiplication wraps modulo 2⁶⁴)."""
     z = (z ^ (z >> np.uint64(30))) * _M1
     z = (z ^ (z >> np.uint64(27))) * _M2
@@ -62,13 +63,23 @@ def replay_indices(seed: int, t0: int, n: int, replay: int) -> np.ndarray:
     ratio constant): uniform on ``{0 … t}`` to within 2⁻³², a function of ``(seed, t, i, R)``
     alone.
     """
+    t = np.arange(t0, t0 + n, dtype=np.uint64)[:, None]  # (n, 1)
+    return draw(replay_hashes(seed, t0, n, replay), t + np.uint64(1))
+
+
+def replay_hashes(seed: int, t0: int, n: int, replay: int) -> np.ndarray:
+    """``h = splitmix64(seed·φ + t·R + i)`` (n, R) uint64 for events ``t0 … t0+n−1``."""
     if t0 + n > MAX_EVENTS:
         raise InputError("inputs", f"an agent of rule softmax learns at most {MAX_EVENTS} events")
     t = np.arange(t0, t0 + n, dtype=np.uint64)[:, None]  # (n, 1)
     i = np.arange(replay, dtype=np.uint64)[None, :]  # (1, R)
     base = np.array([seed & (2**64 - 1)], dtype=np.uint64) * _GOLDEN  # (1,), wraps
-    h = _mix(base + t * np.uint64(replay) + i)  # (n, R)
-    return (((h >> np.uint64(32)) * (t + np.uint64(1))) >> np.uint64(32)).astype(np.int64)
+    return mix64(base + t * np.uint64(replay) + i)  # (n, R)
+
+
+def draw(h: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """``((h >> 32) · size) >> 32`` int64: uniform on ``{0 … size−1}`` to within 2⁻³² (size < 2³²)."""
+    return (((h >> np.uint64(32)) * np.asarray(size, dtype=np.uint64)) >> np.uint64(32)).astype(np.int64)
 
 
 def _scaled_error(Z: np.ndarray, rows: np.ndarray, y: np.ndarray, beta: np.floating) -> np.ndarray:
@@ -122,6 +133,17 @@ def softmax_replay_chunk(
     YB[old] = Y[idx[old], 0]
     YB[~old] = y[idx[~old] - N0]
     c = np.maximum(labels0, np.maximum.accumulate(y) + 1)  # (n,) labels known at each write
+    return softmax_writes(S, XB, YB, c, beta, alpha)
+
+
+def softmax_writes(S: np.ndarray, XB: np.ndarray, YB: np.ndarray, c: np.ndarray, beta: np.ndarray,
+                   alpha: float = 1.0) -> LayerDelta:
+    """The delta of ``S`` for n writes in order, write ``t`` reading rows ``XB[t]`` (m, d_k) with
+    labels ``YB[t]`` (m,) over its first ``c[t]`` labels (the write of the module docstring,
+    whichever rows are rehearsed; :mod:`agent.memory.reservoir` uses it too)."""
+    d_v, d_k = S.shape
+    n, m = XB.shape[0], XB.shape[1]
+    dt = S.dtype
     W = np.array(S, dtype=dt, copy=True)  # (d_v, d_k) the state as the writes go
     factors = n * m * (d_k + d_v) <= d_k * d_v  # the factors are smaller than the dense delta
     coef = np.zeros((n, m, d_v) if factors else (0, 0, 0), dtype=dt)  # β_t G_t (× α^{n−1−t} later)

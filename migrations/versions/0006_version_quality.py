@@ -1,6 +1,16 @@
-"""Issue 18: prequential quality per version, guard records.
+"""Issue 18: the bounded rehearsal memory (delta form ``put``) and settings shown in force.
 
-(Placeholder revision while the change lands; its upgrade and downgrade are filled in with it.)
+- ``deltas.form`` gains ``put``: rows written in place (``LayerDelta.put``, stored as ``[A | at]``),
+  the slots of the bounded rehearsal memory of rule ``softmax`` (:mod:`agent.memory.reservoir`).
+- Classifiers now default to rule ``softmax`` in float32 with a bounded reservoir; a stored config
+  that relied on the old defaults keeps its meaning: every stored ``memory`` gains ``dtype``
+  (``float64``, the old default, where absent) and a ``softmax`` one gains ``reservoir: null``
+  (every event, the rule as it was) where absent.
+
+Downgrade: the configs lose the keys this revision added (``reservoir: null``, and ``dtype:
+"float64"``, which an older release takes as its default); ``put`` deltas cannot be read by an
+older release, so a downgrade with any stored refuses with a message naming the agents (forget
+them or delete those agents first) rather than leave states an older release would misread.
 
 Revision ID: 0006
 Revises: 0005
@@ -11,15 +21,57 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+NEW = "form IN ('factors', 'dense', 'neg', 'shift', 'rows', 'put')"
+OLD = "form IN ('factors', 'dense', 'neg', 'shift', 'rows')"
+_agents = sa.table("agents", sa.column("id", sa.String), sa.column("config", sa.JSON))
+
+
+def _set_check(sql: str) -> None:
+    with op.batch_alter_table("deltas") as batch:
+        batch.drop_constraint(op.f("ck_deltas_form_known"), type_="check")
+        batch.create_check_constraint(op.f("ck_deltas_form_known"), sql)
+
+
+def _rewrite_configs(upgrade: bool) -> None:
+    conn = op.get_bind()
+    for aid, config in conn.execute(sa.select(_agents.c.id, _agents.c.config)).all():
+        if not isinstance(config, dict) or not isinstance(config.get("memory"), dict):
+            continue
+        mem = dict(config["memory"])
+        if upgrade:
+            mem.setdefault("dtype", "float64")
+            if mem.get("rule") == "softmax":
+                mem.setdefault("reservoir", None)
+        else:
+            if mem.get("dtype") == "float64":
+                del mem["dtype"]
+            if "reservoir" in mem and mem["reservoir"] is None:
+                del mem["reservoir"]
+        if mem != config["memory"]:
+            conn.execute(sa.update(_agents).where(_agents.c.id == aid)
+                         .values(config={**config, "memory": mem}))
+
 
 def upgrade() -> None:
-    pass
+    _set_check(NEW)
+    _rewrite_configs(upgrade=True)
 
 
 def downgrade() -> None:
-    pass
+    conn = op.get_bind()
+    deltas = sa.table("deltas", sa.column("agent_id", sa.String), sa.column("form", sa.String))
+    held = conn.execute(sa.select(deltas.c.agent_id).where(deltas.c.form == "put").distinct()
+                        .limit(5)).scalars().all()
+    if held:
+        raise RuntimeError("cannot downgrade below 0006: agents with a bounded rehearsal memory "
+                           f"(delta form 'put') exist, e.g. {held}; delete them first")
+    _rewrite_configs(upgrade=False)
+    _set_check(OLD)
