@@ -61,6 +61,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime, field: str = "timestamp") -> datetime:
+    """``value`` as an aware UTC datetime (naive = UTC); :class:`InputError` naming ``field``
+    when that UTC time is outside what a ``datetime`` holds (e.g. year 9999 at -05:00)."""
+    from agent.errors import InputError
+
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InputError(field, f"the timestamp {value.isoformat()} is outside the range of UTC "
+                         "times (0001-01-01 to 9999-12-31)") from None
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite keeps naive UTC text).
 
@@ -73,7 +87,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        value = as_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:

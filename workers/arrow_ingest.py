@@ -21,7 +21,7 @@ the same as for JSON. Other columns are ignored, like unknown JSON fields.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ from workers.validation import (
     check_input,
     check_str,
     check_ts,
+    to_utc,
 )
 
 ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/x-apache-arrow-stream")
@@ -143,15 +144,35 @@ def _narrowed(X: np.ndarray) -> list[np.ndarray]:
     return [F[i] if exact[i] else X[i] for i in range(len(X))]
 
 
+class _BadTimestamp:
+    """A ``ts`` cell Python cannot hold as a datetime (reported as ``events[i].ts``)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
 def _column(table: Any, name: str) -> list[Any] | None:
     if name not in table.column_names:
         return None
-    return table.column(name).to_pylist()  # type: ignore[no-any-return]
+    col = table.column(name)
+    try:
+        return col.to_pylist()  # type: ignore[no-any-return]
+    except (OverflowError, ValueError):  # a timestamp outside Python's range: find which
+        out: list[Any] = []
+        for cell in col:
+            try:
+                out.append(cell.as_py())
+            except (OverflowError, ValueError) as e:
+                out.append(_BadTimestamp(str(e)))
+        return out
 
 
 def _ts(v: Any, field: str) -> datetime:
+    if isinstance(v, _BadTimestamp):
+        raise InputError(field, f"the timestamp is outside the range of UTC times "
+                         f"(0001-01-01 to 9999-12-31): {v.why}")
     if isinstance(v, datetime):
-        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+        return to_utc(v, field)
     return check_ts(v, field)
 
 

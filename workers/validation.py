@@ -139,10 +139,14 @@ def parse_bool(raw: str | None, field: str) -> bool:
 
 
 def check_ts(v: Any, field: str) -> datetime:
-    """An ISO-8601 timestamp string; a naive one is UTC. Returns an aware ``datetime``.
+    """An ISO-8601 timestamp string; a naive one is UTC. Returns it converted to UTC.
 
-    >>> check_ts("2024-05-01T12:00:00Z", "ts").isoformat()
-    '2024-05-01T12:00:00+00:00'
+    >>> check_ts("2024-05-01T12:00:00-02:00", "ts").isoformat()
+    '2024-05-01T14:00:00+00:00'
+    >>> check_ts("9999-12-31T23:59:59-05:00", "as_of")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: as_of: the timestamp '9999-12-31T23:59:59-05:00' is outside the range of UTC times (0001-01-01 to 9999-12-31)
     """
     if not isinstance(v, str):
         raise InputError(field, f"expected an ISO-8601 timestamp string, got {_kind(v)}")
@@ -150,9 +154,20 @@ def check_ts(v: Any, field: str) -> datetime:
         dt = datetime.fromisoformat(v.strip())
     except ValueError:
         raise InputError(field, f"expected an ISO-8601 timestamp, got {v!r}") from None
+    return to_utc(dt, field, repr(v))
+
+
+def to_utc(dt: datetime, field: str, shown: str | None = None) -> datetime:
+    """``dt`` as an aware UTC datetime (naive = UTC); :class:`InputError` naming ``field``
+    when the UTC time is outside what a ``datetime`` holds (year 9999 with a negative
+    offset, year 1 with a positive one)."""
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt
+        return dt.replace(tzinfo=UTC)
+    try:
+        return dt.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InputError(field, f"the timestamp {shown or dt.isoformat()} is outside the range "
+                         "of UTC times (0001-01-01 to 9999-12-31)") from None
 
 
 def check_input(v: Any, agent: dict[str, Any], settings: Settings, field: str) -> str | np.ndarray:
