@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 ACCURATE = {"rule": "rls", "ridge": 0.01, "lift_dim": 3072, "dtype": "float32"}
-SOFTMAX = {"rule": "softmax", "dtype": "float32"}
+SOFTMAX = {"rule": "softmax", "dtype": "float32", "reservoir": None}  # every key kept
 
 
 def measure(memories: list[dict[str, Any]], sizes: list[int], quick: bool = False) -> list[list[Any]]:

@@ -33,7 +33,8 @@ def run(betas: list[float], replays: list[int], seeds: list[int], dtype: str = "
                 test, fst, cpu = [], [], []
                 for seed in seeds:
                     idx = order(data, kind, seed)
-                    method = DeltaMem({"rule": "softmax", "beta": beta, "replay": R, "dtype": dtype})
+                    method = DeltaMem({"rule": "softmax", "beta": beta, "replay": R, "dtype": dtype,
+                                       "reservoir": None})  # every key kept
                     cpu.append(learn_cpu(method, data, idx, batch))
                     pred = np.array(method.predict_many(data["Xte"]))
                     test.append(float(np.mean(pred == yte)))

@@ -78,8 +78,9 @@ def deltamem_methods(quick: bool, big: bool = False) -> list[DeltaMem]:
     """The deltamem learners of the table (also the ones :func:`compute_sweep` streams)."""
     m = [
         # the softmax rule (rehearsing 7 earlier events per write): about 1 CPU s a stream
-        DeltaMem({"rule": "softmax"}),
-        DeltaMem({"rule": "softmax", "dtype": "float32"}),
+        DeltaMem({"rule": "softmax", "dtype": "float64", "reservoir": None}),  # every key kept
+        DeltaMem({"rule": "softmax", "dtype": "float32", "reservoir": None}),
+        DeltaMem({}, name="deltamem default (softmax float32, reservoir 32)"),  # bounded memory
         DeltaMem({"rule": "softmax", "replay": 0}),  # without rehearsal: forgets old classes
         DeltaMem({"rule": "delta", "beta": 0.1}),
         DeltaMem({"rule": "delta", "beta": 0.5, "lift_dim": 8192}),

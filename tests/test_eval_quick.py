@@ -72,7 +72,7 @@ def test_the_real_service_and_the_in_process_learner_agree_on_clinc(api, tenant_
 
     configs = [{"rule": "rls", "ridge": 0.1},
                {"rule": "rls", "ridge": 0.01, "lift_dim": 1024, "dtype": "float32"},  # pending rows
-               {"rule": "softmax", "dtype": "float32"}]  # rehearsal: keys kept, rows appended
+               {"rule": "softmax", "dtype": "float32"}]  # rehearsal: the bounded reservoir (put rows)
     res = eval_service.run(tmp_path, api.url, tenant_a.api_key, sizes=(300, 60), configs=configs)
     assert len(res["results"]) == 3
     for name, r in res["results"].items():
