@@ -1,23 +1,30 @@
 """``deltamem eval lm``: what each part of the chat agent contributes, and what δ-mem costs.
 
-Conditions (each question answered greedily by SmolLM2):
+Conditions (each question answered greedily by the LM):
 
-- ``none``      — the base model, no history;
-- ``full``      — the base model with the whole history in the prompt (the upper bound, only
+- ``none``        — the base model, no history;
+- ``full``        — the base model with the whole history in the prompt (the upper bound, only
   where it fits the context: longer histories are counted as not fitting and skipped);
-- ``retrieval`` — the base model with the MiniLM-retrieved turns and the recent window;
-- ``state``     — the base model with the δ-mem states read in, no history in the prompt;
-- ``agent``     — the full chat agent: retrieval + recent window + states (the ablation's whole).
+- ``retrieval``   — the base model with the chat agent's prompt (MiniLM-retrieved turns + the
+  recent window): today's agent without an adapter;
+- ``state``       — the δ-mem states read in, no history in the prompt;
+- ``agent``       — the full chat agent: its prompt + the conversation's own states;
+- ``agent-other`` — the same prompt with **another conversation's** states (the next distinct
+  history of the set): the control that isolates what the state carries;
+- ``agent-zero``  — the same prompt with all-zero states (the adapter reads nothing: by
+  construction the ``retrieval`` replies; a check that the adapter adds nothing on its own).
 
-Figures: synthetic recall (a fact told before ``--filler-tokens`` of small talk, asked at the
-end; a hit when the normalised answer appears in the reply), LoCoMo dev token F1 by category
-(category 5 left out), and prefill/decode tokens/s with and without δ-mem.
+Figures: recall (the normalised answer appears in the reply) and SQuAD token F1 per condition
+and category, each with n and its standard error, on synthetic episodes (a fact told before
+``--filler-tokens`` of small talk) and on LoCoMo dev conversations (category 5 left out); and
+prefill/decode tokens/s with and without δ-mem (:mod:`agent.lm.speed`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import string
@@ -30,11 +37,14 @@ import torch
 from agent.config import AgentConfig
 from agent.lm.chat import ChatAgent, ChatSettings
 from agent.lm.episodes import Episode, locomo_episodes, synthetic_episodes
+from agent.lm.speed import speed
 
-__all__ = ["token_f1", "is_hit", "synthetic_recall", "run_condition", "speed", "main"]
+__all__ = ["token_f1", "is_hit", "synthetic_recall", "run_condition", "evaluate_episodes",
+           "speed", "main", "CONDITIONS"]
 
-CONDITIONS = ("none", "full", "retrieval", "state", "agent")
-STATE_CONDITIONS = {"state", "agent"}  # the conditions that read the δ-mem states
+CONDITIONS = ("none", "full", "retrieval", "state", "agent", "agent-other", "agent-zero")
+STATE_CONDITIONS = {"state", "agent", "agent-other"}  # the conditions that need written states
+METRICS = ("recall", "f1")
 
 
 def _norm(s: str) -> str:
@@ -78,9 +88,10 @@ def _agent(lm: Any, ep: Episode, settings: ChatSettings, write_state: bool = Tru
     return agent
 
 
-def run_condition(lm: Any, agent: ChatAgent, ep: Episode, cond: str,
-                  max_new_tokens: int) -> str | None:
-    """One reply under ``cond``; None when the full history does not fit the context."""
+def run_condition(lm: Any, agent: ChatAgent, ep: Episode, cond: str, max_new_tokens: int,
+                  other: Any = None) -> str | None:
+    """One reply under ``cond``; None when it cannot be asked (the full history does not fit
+    the context, or ``agent-other`` without another conversation's ``other`` states)."""
     if cond == "none":
         return lm.answer(ep.question, None, None, max_new_tokens)
     if cond == "full":
@@ -88,166 +99,148 @@ def run_condition(lm: Any, agent: ChatAgent, ep: Episode, cond: str,
         if len(ids) + max_new_tokens > lm.bb.max_positions:
             return None
         return lm.answer(ep.question, None, agent.labels, max_new_tokens)
-    if cond == "retrieval":
-        lines, _ = agent.context(ep.question, agent.settings.top_k)
-        return lm.answer(ep.question, None, lines, max_new_tokens)
     if cond == "state":
         return lm.answer(ep.question, agent._states(), None, max_new_tokens)
     if cond == "agent":
         return str(agent.predict_many([ep.question])[0]["text"])
-    raise ValueError(f"unknown condition {cond!r}")
+    states = {"retrieval": None, "agent-other": other, "agent-zero": lm.mem.zero_states()}
+    if cond not in states:
+        raise ValueError(f"unknown condition {cond!r}; expected one of {CONDITIONS}")
+    if cond == "agent-other" and other is None:
+        return None
+    ids, _ = agent.prompt(ep.question, agent.settings.top_k)  # the chat agent's own prompt
+    return lm.bb.decode(lm.generate(ids, states[cond], max_new_tokens)[0]).strip()
 
 
 def synthetic_recall(lm: Any, episodes: list[Episode], cond: str = "state",
                      settings: ChatSettings | None = None) -> dict[str, float]:
-    """Recall of one condition over synthetic episodes: ``{"recall", "n"}``."""
+    """Recall of one condition over synthetic episodes: ``{"recall", "se", "n"}``."""
     settings = settings or ChatSettings(max_new_tokens=16)
-    hits, n = 0, 0
-    for ep in episodes:
-        agent = _agent(lm, ep, settings, cond in STATE_CONDITIONS)
-        reply = run_condition(lm, agent, ep, cond, settings.max_new_tokens)
-        if reply is not None:
-            n += 1
-            hits += is_hit(reply, ep.answer)
-    return {"recall": hits / n if n else float("nan"), "n": float(n)}
+    scores = evaluate_episodes(lm, episodes, [cond], settings)["recall"][cond].get("all", [])
+    mean, se = _mean_se(scores)
+    return {"recall": mean, "se": se, "n": float(len(scores))}
 
 
-def evaluate_episodes(lm: Any, episodes: list[Episode], conds: list[str], settings: ChatSettings,
-                      metric: str) -> dict[str, dict[str, list[float]]]:
-    """Scores per condition and category; one agent per distinct history."""
-    scores: dict[str, dict[str, list[float]]] = {c: defaultdict(list) for c in conds}
-    agents: dict[Any, ChatAgent] = {}
+def evaluate_episodes(lm: Any, episodes: list[Episode], conds: list[str],
+                      settings: ChatSettings) -> dict[str, dict[str, dict[str, list[float]]]]:
+    """Scores ``{metric: {condition: {category or "all": [score per question]}}}`` for both
+    metrics (recall and token F1); one agent per distinct history. ``agent-other`` reads the
+    states of the next distinct history (cyclically); with one history it is not asked."""
+    unknown = [c for c in conds if c not in CONDITIONS]
+    if unknown:
+        raise ValueError(f"unknown conditions {unknown}; expected some of {CONDITIONS}")
     write_state = bool(set(conds) & STATE_CONDITIONS)
+    order: dict[Any, int] = {}
+    agents: list[ChatAgent] = []
     for ep in episodes:
         key = tuple(ep.turns)
-        if key not in agents:
-            agents.clear()
-            agents[key] = _agent(lm, ep, settings, write_state)
+        if key not in order:
+            order[key] = len(agents)
+            agents.append(_agent(lm, ep, settings, write_state))
+    scores: dict[str, dict[str, dict[str, list[float]]]] = {
+        m: {c: defaultdict(list) for c in conds} for m in METRICS}
+    for ep in episodes:
+        h = order[tuple(ep.turns)]
+        other = agents[(h + 1) % len(agents)]._states() if len(agents) > 1 else None
         for c in conds:
-            reply = run_condition(lm, agents[key], ep, c, settings.max_new_tokens)
+            reply = run_condition(lm, agents[h], ep, c, settings.max_new_tokens, other)
             if reply is None:
                 continue
-            s = float(is_hit(reply, ep.answer)) if metric == "recall" else token_f1(reply, ep.answer)
-            scores[c][ep.category].append(s)
-            scores[c]["all"].append(s)
+            for m, s in (("recall", float(is_hit(reply, ep.answer))), ("f1", token_f1(reply, ep.answer))):
+                scores[m][c][ep.category].append(s)
+                scores[m][c]["all"].append(s)
     return scores
 
 
+def _mean_se(xs: list[float]) -> tuple[float, float]:
+    if not xs:
+        return float("nan"), float("nan")
+    se = statistics.stdev(xs) / math.sqrt(len(xs)) if len(xs) > 1 else float("nan")
+    return statistics.fmean(xs), se
+
+
 def _table(title: str, scores: dict[str, dict[str, list[float]]]) -> str:
+    """Markdown: one row per condition, ``mean ± s.e. (n)`` per category and overall."""
     cats = sorted({k for v in scores.values() for k in v if k != "all"}) + ["all"]
     rows = [f"\n{title}", "| condition | " + " | ".join(cats) + " |",
             "|---" * (len(cats) + 1) + "|"]
     for c, by in scores.items():
-        cells = [f"{statistics.mean(by[k]):.3f} (n={len(by[k])})" if by.get(k) else "n/a" for k in cats]
+        cells = []
+        for k in cats:
+            mean, se = _mean_se(by.get(k, []))
+            cells.append(f"{mean:.3f} ± {se:.3f} (n={len(by[k])})" if by.get(k) else "n/a")
         rows.append(f"| {c} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
-@torch.no_grad()
-def speed(lm: Any, prompt_tokens: int = 256, new_tokens: int = 32, repeats: int = 3) -> dict[str, float]:
-    """Prefill and decode tokens/s: base, δ-mem read (fixed states; fused, and unfused for
-    reference), TSW read-write prefill. Conditions are interleaved within each repeat (so load
-    on a shared machine hits them alike); medians over ``repeats``, with the min–max spread of
-    the overheads (``*_lo``/``*_hi``: overheads of the per-repeat pairs).
-
-    With an untrained adapter (``W_Δ = 0``) the fused read skips every layer, which would
-    measure nothing: random ``W_Δ`` (std 0.02) are then set for the run and restored after.
-    """
-    g = torch.Generator().manual_seed(0)
-    hi = min(1000, int(lm.bb.model.config.vocab_size))  # SmolLM2: ids in [100, 1000)
-    ids = torch.randint(min(100, hi // 2), hi, (1, prompt_tokens), generator=g)
-    states = torch.randn(1, lm.cfg.n_layers, lm.cfg.d_v, lm.cfg.d_k, generator=g) * 0.1
-    model, mem = lm.bb.model, lm.mem
-    saved = None
-    if not (bool(mem.W_dq.any()) or bool(mem.W_do.any())):
-        saved = mem.W_dq.detach().clone(), mem.W_do.detach().clone()
-        mem.W_dq.copy_(torch.randn(mem.W_dq.shape, generator=g) * 0.02)
-        mem.W_do.copy_(torch.randn(mem.W_do.shape, generator=g) * 0.02)
-
-    def timed(fn: Any) -> float:
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
-
-    def read() -> None:
-        with mem.reading(states):
-            model(input_ids=ids, use_cache=False)
-
-    def readwrite() -> None:
-        with mem.read_writing(states):
-            model(input_ids=ids, use_cache=False)
-
-    def decode(st: Any, fused: bool = True) -> float:
-        r = lm.generate(ids[0].tolist(), st, new_tokens, fused=fused)[1]
-        return r["new_tokens"] / max(r["decode_s"], 1e-9)
-
-    runs: dict[str, list[float]] = defaultdict(list)
-    try:
-        for _ in range(repeats):
-            runs["prefill_base"].append(prompt_tokens / timed(lambda: model(input_ids=ids, use_cache=False)))
-            runs["prefill_delta_read"].append(prompt_tokens / timed(read))
-            runs["prefill_delta_tsw"].append(prompt_tokens / timed(readwrite))
-            runs["decode_base"].append(decode(None))
-            runs["decode_delta_read"].append(decode(states))
-            runs["decode_delta_read_unfused"].append(decode(states, fused=False))
-    finally:
-        if saved is not None:
-            mem.W_dq.copy_(saved[0])
-            mem.W_do.copy_(saved[1])
-    out = {k: statistics.median(v) for k, v in runs.items()}
-    for name, base, other in (("prefill_overhead_read", "prefill_base", "prefill_delta_read"),
-                              ("prefill_overhead_tsw", "prefill_base", "prefill_delta_tsw"),
-                              ("decode_overhead_read", "decode_base", "decode_delta_read"),
-                              ("decode_overhead_read_unfused", "decode_base", "decode_delta_read_unfused")):
-        pairs = [b / o - 1 for b, o in zip(runs[base], runs[other], strict=True)]
-        out[name] = out[base] / out[other] - 1
-        out[name + "_lo"], out[name + "_hi"] = min(pairs), max(pairs)
-    out["repeats"] = float(repeats)
-    return out
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deltamem eval lm", description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="CPU smoke: <= 6 synthetic episodes with <= 500 filler tokens, 3 LoCoMo "
-                        "questions per category from the first conversation")
-    p.add_argument("--adapter", default=None, help="δ-mem safetensors (default: shipped or untrained)")
-    p.add_argument("--synthetic", type=int, default=50)
-    p.add_argument("--filler-tokens", type=int, default=10_000)
-    p.add_argument("--locomo-convs", default="conv-30,conv-41")
-    p.add_argument("--locomo-per-category", type=int, default=0, help="0: every question")
-    p.add_argument("--conditions", default=",".join(CONDITIONS))
-    p.add_argument("--no-speed", action="store_true")
-    p.add_argument("--speed-only", action="store_true", help="only the tokens/s figures")
-    p.add_argument("--speed-repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    a = p.add_argument
+    a("--quick", action="store_true", help="CPU smoke: <= 6 synthetic episodes with <= 500 filler "
+      "tokens, 3 LoCoMo questions per category from each of the first two conversations")
+    a("--model", default="smollm2", choices=["smollm2", "tiny"], help="tiny: a random-weight "
+      "test model (mechanism checks only)")
+    a("--adapter", default=None, help="δ-mem safetensors (default: shipped or untrained)")
+    a("--synthetic", type=int, default=50)
+    a("--filler-tokens", type=int, default=10_000)
+    a("--locomo-convs", default="conv-30,conv-41", help="held out from training (conv-26)")
+    a("--locomo-per-category", type=int, default=0, help="0: every question")
+    a("--conditions", default=",".join(CONDITIONS))
+    a("--no-speed", action="store_true")
+    a("--speed-only", action="store_true", help="only the tokens/s figures")
+    a("--speed-repeats", type=int, default=3)
+    a("--threads", type=int, default=0)
+    a("--out", default=None, help="write the figures as JSON here")
     return p
+
+
+def _lm(args: argparse.Namespace) -> Any:
+    if args.model == "smollm2":
+        from agent.lm.runtime import get_lm
+
+        return get_lm(args.adapter)
+    from agent.lm.backbone import tiny_llama
+    from agent.lm.deltamem import DeltaMem, DeltaMemConfig
+    from agent.lm.runtime import MemLM
+
+    bb = tiny_llama(0)
+    if args.adapter:
+        mem, card = DeltaMem.load(args.adapter)
+    else:  # random small corrections, so that the states change the replies
+        mem, card = DeltaMem(DeltaMemConfig.for_backbone(bb, delta_init=0.05)), {"trained": False}
+    return MemLM(bb, mem, card)
+
+
+def _report(name: str, title: str, scores: dict[str, Any], figures: dict[str, Any]) -> None:
+    figures[name] = {"scores": scores, "summary": {
+        m: {c: dict(zip(("mean", "se"), _mean_se(by.get("all", [])), strict=True),
+                    n=len(by.get("all", []))) for c, by in per.items()} for m, per in scores.items()}}
+    for m, label in (("recall", "recall"), ("f1", "token F1")):
+        print(_table(f"{title}: {label}, mean ± s.e. (n)", scores[m]), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from agent.lm.runtime import get_lm
-
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.synthetic = min(args.synthetic, 6)
         args.filler_tokens = min(args.filler_tokens, 500)  # a 10k-token history takes ~25 min on 1 CPU
-        args.locomo_convs = args.locomo_convs.split(",")[0]
+        args.locomo_convs = ",".join(args.locomo_convs.split(",")[:2])
         args.locomo_per_category = args.locomo_per_category or 3
-    lm = get_lm(args.adapter)
+    lm = _lm(args)
     print(f"backbone {lm.bb.name}; adapter: {json.dumps(lm.card)[:300]}", flush=True)
     conds = [c for c in args.conditions.split(",") if c]
-    settings = ChatSettings(max_new_tokens=24)
-    figures: dict[str, Any] = {"adapter_card": lm.card}
+    settings = ChatSettings(max_new_tokens=24,
+                            max_prompt_tokens=min(ChatSettings.max_prompt_tokens, lm.bb.max_positions // 2))
+    figures: dict[str, Any] = {"adapter_card": lm.card, "conditions": conds}
     if not args.speed_only:
         words = int(args.filler_tokens / 1.3)
         syn = synthetic_episodes(args.synthetic, seed=20_000, filler_words=words)
         t0 = time.time()
-        figures["synthetic"] = evaluate_episodes(lm, syn, conds, settings, "recall")
-        print(_table(f"Synthetic recall, facts then ~{args.filler_tokens} tokens of small talk "
-                     f"({time.time() - t0:.0f}s)", figures["synthetic"]), flush=True)
+        scores = evaluate_episodes(lm, syn, conds, settings)
+        _report("synthetic", f"Synthetic, facts then ~{args.filler_tokens} tokens of small talk "
+                f"({time.time() - t0:.0f}s)", scores, figures)
         convs = [c for c in args.locomo_convs.split(",") if c]
         loc = [e for e in locomo_episodes() if e.conversation in convs]
         if args.locomo_per_category:
@@ -260,11 +253,10 @@ def main(argv: list[str] | None = None) -> int:
             loc = keep
         if loc:
             t0 = time.time()
-            figures["locomo"] = evaluate_episodes(lm, loc, conds, settings, "f1")
-            print(_table(f"LoCoMo dev token F1 ({','.join(convs)}; {time.time() - t0:.0f}s)",
-                         figures["locomo"]), flush=True)
+            scores = evaluate_episodes(lm, loc, conds, settings)
+            _report("locomo", f"LoCoMo dev ({','.join(convs)}; {time.time() - t0:.0f}s)", scores, figures)
         else:
-            print("LoCoMo dev data not found: skipped")
+            print("LoCoMo dev: no conversations selected or data not found: skipped")
     if not args.no_speed:
         figures["speed"] = speed(lm, repeats=args.speed_repeats)
         print(f"\n| measure | value |\n|---|---|\n| torch threads | {torch.get_num_threads()} |")
