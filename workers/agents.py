@@ -31,6 +31,27 @@ def state_nbytes(learner: Any) -> int:
     return int(sum(a.nbytes for a in layers.values())) + sum(len(x) for x in labels)
 
 
+_encoder: Any = None  # this process's text encoder for learners (None: the local MiniLM)
+
+
+def use_encoder(encoder: Any) -> None:
+    """Make :func:`make_learner` give MiniLM agents ``encoder`` (an actor process passes the
+    deployment's :class:`workers.encoder.RemoteEncoder`, so it loads no model of its own)."""
+    global _encoder
+    _encoder = encoder
+
+
+def text_encoder() -> Any:
+    """The encoder learners of this process use: the one given to :func:`use_encoder` (learner
+    shards and serving replicas give the deployment's encoder actor, so no actor loads a
+    model of its own), else the local MiniLM (in-process use: evaluation, reference learner)."""
+    if _encoder is not None:
+        return _encoder
+    from agent.backbones.minilm import get_minilm
+
+    return get_minilm()
+
+
 def make_learner(config: dict[str, Any] | AgentConfig) -> Any:
     """The learner object for ``config``: a ``MemoryAgent`` or, for ``chat``, a ``ChatAgent``."""
     cfg = config_of(config)
@@ -40,12 +61,7 @@ def make_learner(config: dict[str, Any] | AgentConfig) -> Any:
         return ChatAgent(cfg)
     from agent.model import MemoryAgent
 
-    encoder = None
-    if cfg.encoder == "minilm":
-        from agent.backbones.minilm import get_minilm
-
-        encoder = get_minilm()
-    return MemoryAgent(cfg, encoder=encoder)
+    return MemoryAgent(cfg, encoder=text_encoder() if cfg.encoder == "minilm" else None)
 
 
 def initial_state(config: dict[str, Any] | AgentConfig) -> tuple[Layers, list[str]]:

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     batch_max_ms: float = Field(50.0, ge=0.0)
     queue_max_events: int = Field(100_000, ge=1)  # per learner shard; beyond: 429
     delta_dtype: str = Field("float64", pattern="^(float64|float32|float16)$")
+    # the text encoder actor: CPUs reserved for it (Ray num_cpus) and torch threads it runs
+    encoder_cpus: int = Field(1, ge=0, le=64)
 
     # agents whose tenant and config the HTTP process keeps (fixed at creation, so never stale)
     agent_cache_entries: int = Field(10_000, ge=1)
