@@ -134,7 +134,7 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
         """Stream events (JSON ``{"events": [...]}`` or NDJSON, one event a line)."""
         tenant = await auth.tenant(request)
         partial = parse_bool(request.query_params.get("partial"), "partial")
-        agent = await call(service.get_agent, tenant, agent_id)
+        agent = await call(service.agent_config, tenant, agent_id)
         items = await read_events(request, settings)
         valid, rejected, first_field = split_events(items, agent, settings)
         if rejected and not partial:
@@ -164,7 +164,7 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
     async def predict(agent_id: str, request: Request) -> JSONResponse:
         """Answer inputs at the head, a pinned ``version``, ``as_of`` a time, or ``min_version``."""
         tenant = await auth.tenant(request)
-        agent = await call(service.get_agent, tenant, agent_id)
+        agent = await call(service.agent_config, tenant, agent_id)
         args = check_predict(await read_json(request), agent, settings)
         inputs = args.pop("inputs")
         return JSONResponse(await call(service.predict, tenant, agent_id, inputs, **args))

@@ -18,6 +18,7 @@ from agent.config import AgentConfig
 from agent.errors import InputError
 from agent.memory.delta import state_checksum
 from storage.errors import NotFound
+from workers.agent_cache import ConfigCache
 from workers.agents import initial_state
 from workers.contract import ServiceError, error_dict, not_found
 from workers.ingest import IngestActor
@@ -57,6 +58,7 @@ class Runtime:
         self._servers: list[Any] = []
         self._ingest: list[Any] = []
         self._rr = itertools.count()
+        self._configs = ConfigCache(settings.agent_cache_entries)
 
     # ---- lifecycle -------------------------------------------------------------------
     def start_actors(self) -> None:
@@ -149,19 +151,36 @@ class Runtime:
 
     def list_agents(self, tenant_id: str) -> list[dict[str, Any]]:
         with self.store.read() as repo:
-            return [agent_json(a, repo.labels_at(a.id, a.head_version))
-                    for a in repo.list_agents(tenant_id)]
+            return [agent_json(a, a.labels) for a in repo.list_agents(tenant_id)]
 
     def get_agent(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
         with self.store.read() as repo:
             a = self._agent(repo, tenant_id, agent_id)
-            return agent_json(a, repo.labels_at(a.id, a.head_version))
+            return agent_json(a, a.labels)
+
+    def agent_config(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
+        """The agent's settings (``kind``, ``encoder``, ``dim``, ``memory``, ...) and ``id``,
+        what request checks need; 404 unless it is the tenant's. Served from a bounded cache
+        (:mod:`workers.agent_cache`: fixed at creation, never stale)."""
+        return {**self._config(tenant_id, agent_id), "id": agent_id}
+
+    def _config(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
+        hit = self._configs.get(agent_id)
+        if hit is None:
+            with self.store.read() as repo:
+                try:
+                    hit = repo.agent_identity(agent_id)
+                except NotFound:
+                    raise not_found(f"agent {agent_id!r}", "agent_id") from None
+            self._configs.put(agent_id, *hit)
+        if hit[0] != tenant_id:
+            raise not_found(f"agent {agent_id!r}", "agent_id")
+        return hit[1]
 
     # ---- events and predictions ------------------------------------------------------
     def ingest(self, tenant_id: str, agent_id: str, events: list[dict[str, Any]],
                partial: bool) -> dict[str, Any]:
-        with self.store.read() as repo:
-            self._agent(repo, tenant_id, agent_id)
+        self._config(tenant_id, agent_id)
         if not events:
             return {"accepted": 0, "duplicates": 0, "duplicate_ids": [], "rejected": []}
         actor = self._ingest[next(self._rr) % len(self._ingest)]
@@ -173,9 +192,9 @@ class Runtime:
                 version: int | None = None, min_version: int | None = None,
                 as_of: datetime | None = None, top_k: int | None = None,
                 wait_ms: int | None = None) -> dict[str, Any]:
+        config = self._config(tenant_id, agent_id)
         with self.store.read() as repo:
-            agent = self._agent(repo, tenant_id, agent_id)
-            config, head = agent.config, agent.head_version
+            head = repo.head_version(agent_id)
         wait = self.s.default_wait_ms if wait_ms is None else wait_ms
         return self._call(self.server(agent_id).predict.remote(
             agent_id, config, inputs, version, min_version, as_of, top_k, wait, head),
@@ -253,7 +272,7 @@ class Runtime:
             src = self._agent(repo, tenant_id, agent_id)
             v = src.head_version if version is None else version
             agent = repo.fork(agent_id, v, name, tenant_id)
-            return agent_json(agent, repo.labels_at(agent.id, agent.head_version))
+            return agent_json(agent, agent.labels)
 
     # ---- operations ------------------------------------------------------------------
     def healthy(self) -> bool:
@@ -345,6 +364,7 @@ def _store_errors_as_service_errors(fn: Any) -> Any:
     return wrapper
 
 
-for _name in ("create_tenant", "create_agent", "list_agents", "get_agent", "ingest", "predict",
+for _name in ("create_tenant", "create_agent", "list_agents", "get_agent", "agent_config",
+              "ingest", "predict",
               "versions", "rollback", "forget", "fork"):
     setattr(Runtime, _name, _store_errors_as_service_errors(getattr(Runtime, _name)))

@@ -1,4 +1,4 @@
-"""Small reads the workers need: existence checks, labels at a version, recovery scans,
+"""Small reads the workers need: existence checks, recovery scans,
 snapshot scheduling, deployment totals."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import func, select, text
 
-from storage.errors import CorruptData
 from storage.models import Agent, Event, Snapshot, Version
 from storage.repository._base import RepoBase
 
@@ -17,23 +16,6 @@ class ServiceQueriesMixin(RepoBase):
     def version_exists(self, agent_id: str, version: int) -> bool:
         return self.session.scalar(select(func.count()).select_from(Version).where(
             Version.agent_id == agent_id, Version.version == version)) == 1
-
-    def labels_at(self, agent_id: str, version: int) -> list[str]:
-        """The labels (answers) of the state at ``version``, without reading any array:
-        the covering snapshot's labels plus those added by the deltas after it."""
-        vmap = self._vmap(agent_id, upto=version)
-        self._vinfo(agent_id, version, vmap)
-        start, chain = self._plan(agent_id, vmap, version)  # type: ignore[attr-defined]
-        labels = self.session.scalar(select(Snapshot.labels).where(
-            Snapshot.agent_id == agent_id, Snapshot.version == start))
-        if labels is None:
-            raise CorruptData(f"agent {agent_id!r} version {start}", "snapshot missing")
-        out = list(labels)
-        if chain:
-            added = self._labels_added(agent_id, chain)  # type: ignore[attr-defined]
-            for v in chain:
-                out.extend(added.get(v) or [])
-        return out
 
     def agents_with_pending_events(self) -> list[str]:
         """Agents that have acknowledged events not yet applied (a learner's recovery scan)."""

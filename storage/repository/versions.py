@@ -14,13 +14,14 @@ from sqlalchemy import func, select, update
 
 from agent.memory.delta import Delta, state_checksum
 from storage.errors import (
+    CorruptData,
     ForgottenEvents,
     InputError,
     VersionConflict,
     VersionNotFound,
     VersionThinned,
 )
-from storage.models import Answer, Event, Version, utcnow
+from storage.models import Agent, Answer, Event, Snapshot, Version, utcnow
 from storage.repository._base import check_checksum, check_int, chunks
 from storage.repository.state import StateMixin, check_labels, check_state, encode_layer_delta
 
@@ -122,10 +123,46 @@ class VersionsMixin(StateMixin):
                     Event.agent_id == agent_id, Event.seq.in_(part)).values(applied_version=new))
             agent.head_version = new
             agent.events_applied += len(seqs)
+            self._move_labels(agent, kind, delta, snapshot, state_of)
             self._record_answers(agent_id, new, version.labels_added +
                                  (list(snapshot[1]) if snapshot is not None else []))
             self.session.flush()
         return version
+
+    def _move_labels(self, agent: Agent, kind: str, delta: Delta | None,
+                     snapshot: tuple[dict[str, np.ndarray], list[str]] | None,
+                     state_of: int | None) -> None:
+        """Keep ``agent.labels`` = the labels of the new head's state (what :meth:`labels_at`
+        computes from the history); written only when they change."""
+        if snapshot is not None:
+            labels = list(snapshot[1])
+        elif kind == "rollback" and state_of is not None:
+            labels = self.labels_at(agent.id, state_of)
+        elif delta is not None and delta.labels_added:
+            labels = list(agent.labels) + list(delta.labels_added)
+        else:
+            return
+        if labels != agent.labels:
+            agent.labels = labels
+
+    def labels_at(self, agent_id: str, version: int) -> list[str]:
+        """The labels (answers) of the state at ``version``, without reading any array:
+        the covering snapshot's labels plus those added by the deltas after it. Reads the
+        version rows up to ``version``: not for request paths (the head's labels are
+        ``Agent.labels``)."""
+        vmap = self._vmap(agent_id, upto=version)
+        self._vinfo(agent_id, version, vmap)
+        start, chain = self._plan(agent_id, vmap, version)
+        labels = self.session.scalar(select(Snapshot.labels).where(
+            Snapshot.agent_id == agent_id, Snapshot.version == start))
+        if labels is None:
+            raise CorruptData(f"agent {agent_id!r} version {start}", "snapshot missing")
+        out = list(labels)
+        if chain:
+            added = self._labels_added(agent_id, chain)
+            for v in chain:
+                out.extend(added.get(v) or [])
+        return out
 
     def _check_next_pending(self, agent_id: str, seqs: list[int]) -> None:
         rows = self.session.execute(select(Event.seq).where(
