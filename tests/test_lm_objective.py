@@ -110,3 +110,22 @@ def test_resume_continues_bit_for_bit(tmp_path):
     assert ca["stop_rule"]["log"] == cb["stop_rule"]["log"] and len(ca["stop_rule"]["log"]) == 2
     with pytest.raises(SystemExit, match="--batch"):  # a different run cannot resume it
         main(["--out", part, "--resume", ckpt] + common + ["--batch", "2"])
+
+
+def test_batches_take_one_question_per_history_while_they_last():
+    from agent.lm.examples import Example, MessageBank
+    from agent.lm.train import draw
+
+    bank = MessageBank()
+    # a long conversation with 20 questions (LoCoMo-like) and 5 one-question histories
+    examples = [Example(bank, [], [0], 1, history=0) for _ in range(20)]
+    examples += [Example(bank, [], [0], 1, history=h) for h in range(1, 6)]
+    for step in range(1, 30):
+        b = draw(examples, 4, seed=7, step=step)
+        assert len({ex.history for ex in b}) == 4 and len({id(ex) for ex in b}) == 4
+        assert [id(ex) for ex in b] == [id(ex) for ex in draw(examples, 4, seed=7, step=step)]
+    big = draw(examples, 8, seed=7, step=1)  # only 6 histories: the rest filled, no repeats
+    assert len({ex.history for ex in big}) == 6 and len({id(ex) for ex in big}) == 8
+    assert len(draw(examples, 100, seed=7, step=1)) == len(examples)
+    picks = {id(draw(examples, 4, seed=7, step=s)[0]) for s in range(1, 40)}
+    assert len(picks) > 5  # the steps draw different batches

@@ -77,8 +77,22 @@ def mean_loss(lm: MemLM, examples: list[Example], batch: int) -> float:
 
 
 def draw(examples: list[Example], batch: int, seed: int, step: int) -> list[Example]:
-    """The batch of ``step``: a function of (seed, step) only, so a resumed run draws the same."""
-    return random.Random(seed * 1_000_003 + step).sample(examples, min(batch, len(examples)))
+    """The batch of ``step``, a function of (seed, step) only (a resumed run draws the same):
+    a random order of the examples, taking at most one question per history while there are
+    enough histories (so every example has another conversation's state to be contrasted with;
+    a LoCoMo conversation holds many questions), then filling up from the rest."""
+    rng = random.Random(seed * 1_000_003 + step)
+    order = rng.sample(range(len(examples)), len(examples))
+    taken: list[int] = []
+    seen: set[int] = set()
+    for i in order:
+        if examples[i].history not in seen:
+            seen.add(examples[i].history)
+            taken.append(i)
+            if len(taken) == batch:
+                return [examples[j] for j in taken]
+    rest = [i for i in order if i not in set(taken)]
+    return [examples[j] for j in taken + rest[: batch - len(taken)]]
 
 
 def _parser() -> argparse.ArgumentParser:
