@@ -129,3 +129,17 @@ def test_batches_take_one_question_per_history_while_they_last():
     assert len(draw(examples, 100, seed=7, step=1)) == len(examples)
     picks = {id(draw(examples, 4, seed=7, step=s)[0]) for s in range(1, 40)}
     assert len(picks) > 5  # the steps draw different batches
+
+
+def test_max_minutes_bounds_the_whole_run_and_leaves_a_checkpoint(tmp_path):
+    out = str(tmp_path / "bounded.safetensors")
+    argv = ["--out", out, "--model", "tiny", "--synthetic", "4", "--heldout", "2", "--gap-n", "2",
+            "--recall-eval", "0", "--steps", "50", "--batch", "2", "--regime", "state",
+            "--max-minutes", "0.0001"]  # spent while preparing: not a single step
+    assert main(argv) == 0
+    card = json.load(open(tmp_path / "bounded.json"))
+    assert card["stopped"] == "max_minutes" and card["steps"] == 0 and card["trained"] is False
+    assert card["stop_rule"]["reached_at_step"] is None
+    assert main(argv[:-2] + ["--steps", "50", "--stop-after", "1", "--resume",
+                             str(tmp_path / "bounded.ckpt.safetensors")]) == 0
+    assert json.load(open(tmp_path / "bounded.json"))["steps"] == 1  # resumed, then one step
