@@ -12,11 +12,12 @@ from small random corrections (``--delta-init``) so that every δ-mem matrix get
 Stop rule, fixed before the run: every ``--eval-every`` steps the own-vs-other-state answer
 cross-entropy gap and its standard error are measured on ``--gap-n`` held-out examples and
 logged; the run stops early once gap > ``--stop-se`` s.e., and the card says whether and when
-that happened by the step budget. ``--max-minutes`` bounds the whole run (preparation included);
-``--checkpoint`` is written every ``--checkpoint-every`` steps and at the end, and ``--resume``
-continues from one bit for bit. Only δ-mem parameters get gradients. The adapter is float16
-safetensors with the config and a card (command, seed, data, steps, stop rule, figures before and
-after) in its metadata, and the card beside it as JSON. ``python -m agent.lm.train --help``.
+that happened by the step budget. ``--max-minutes`` bounds preparation and training (the final
+figures follow); ``--checkpoint`` is written every ``--checkpoint-every`` steps and at the end,
+and ``--resume`` continues from one bit for bit. Only δ-mem parameters get gradients. The
+adapter is float16 safetensors with the config and a card (command, seed, data, steps, stop
+rule, figures before and after) in its metadata, and the card beside it as JSON. ``python -m
+agent.lm.train --help``.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     a("--seed", type=int, default=0)
     a("--write", default="ssw", choices=["ssw", "tsw"])
     a("--gated", action="store_true")
-    a("--max-minutes", type=float, default=0.0, help="bound on the whole run's wall time")
+    a("--max-minutes", type=float, default=0.0,
+      help="bound on preparation + training wall time (the final held-out figures follow)")
     a("--checkpoint", default="", help="checkpoint file (default: <out stem>.ckpt.safetensors)")
     a("--checkpoint-every", type=int, default=100)
     a("--resume", default="", help="continue from this checkpoint")
