@@ -163,5 +163,8 @@ fi
 CODE=0
 cut -f2 "$WORK/steps.tsv" | grep -q skipped && CODE=3
 cut -f2 "$WORK/steps.tsv" | grep -qE "failed|timeout" && CODE=1
+if [ $CUPY_OK -eq 1 ] && ! grep -qE "[0-9]+ passed" "$WORK/tests.log" 2>/dev/null; then
+  CODE=1  # the gpu tests all skipped or none ran: not a pass
+fi
 write_report true "" $CODE
 exit $CODE
