@@ -56,6 +56,17 @@ class AcceptedEvent:
     seq: int
     payload: dict[str, Any]
     received_at: datetime
+    input: Any = None  # the stored input array (a vector, or a text's embedding), if any
+
+    def as_replay(self) -> dict[str, Any]:
+        """What ``Event.as_replay()`` gives for this event once it is read back from the
+        store (the same numbers, the same dtype): what the learner is notified with."""
+        out = {**self.payload, "id": self.client_id, "seq": self.seq}
+        if self.input is not None:
+            if "input" in out:
+                out["text"] = out["input"]
+            out["input"] = self.input
+        return out
 
 
 def _insert_events(dialect: str) -> Insert:
@@ -92,8 +103,9 @@ def input_columns(arr: Any, field: str) -> dict[str, Any]:
             "input_sha256": blob.sha256}
 
 
-def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str, Any]]:
-    """``(client id or None, payload, payload as JSON text, input columns)`` of ``events[i]``.
+def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str, Any], Any]:
+    """``(client id or None, payload, payload as JSON text, input columns, input array or
+    None)`` of ``events[i]``.
 
     An array ``input`` (a vector) goes into the input columns instead of the payload; an
     ``embedding`` array beside a text ``input`` goes there too (the text stays in the payload).
@@ -116,7 +128,10 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str
         text = jsoncodec.dumps(payload)
     except (TypeError, ValueError) as exc:
         raise InputError(field, f"not storable as JSON: {exc}") from exc
-    return cid, payload, text, input_columns(arr, f"{field}.input")
+    columns = input_columns(arr, f"{field}.input")
+    if arr is not None:  # as it reads back: 1-d, little-endian dtype of the stored bytes
+        arr = np.frombuffer(columns["input_data"], dtype=np.dtype(columns["input_dtype"]))
+    return cid, payload, text, columns, arr
 
 
 def _pending(agent_id: str) -> tuple[Any, ...]:
@@ -169,13 +184,13 @@ class EventsMixin(RepoBase):
         duplicates: list[str] = []
         seen: set[str] = set()
         seq = agent.next_seq
-        for cid, payload, text, columns in parsed:
+        for cid, payload, text, columns, arr in parsed:
             if cid is not None and (cid in existing or cid in seen):
                 duplicates.append(cid)
                 continue
             cid = cid or "ev_" + uuid.uuid4().hex
             seen.add(cid)
-            accepted.append(AcceptedEvent(cid, seq, payload, now))
+            accepted.append(AcceptedEvent(cid, seq, payload, now, arr))
             rows.append({"agent_id": agent_id, "client_id": cid, "seq": seq,
                          "payload_json": text, "received_at": now, **columns})
             seq += 1

@@ -1,0 +1,285 @@
+"""Ingest paths side by side in one run (issue 16): events/s end to end over HTTP for vectors
+in JSON and Arrow bodies, one event per request from several clients, text through the encoder
+actor against the raw encoder, ``learn_many`` on arrays in-process, and stored bytes per event.
+
+    .venv/bin/python -m benchmarks.ingest_paths [--quick] [--agents 20] [--per-agent 2000]
+        [--request 1000] [--single 2000] [--clients 8] [--texts 2000]
+
+Everything is real: ``deltamem serve``'s stack (``workers.runtime.start``: Ray on 127.0.0.1,
+uvicorn, SQLite in a temporary directory), httpx clients, classifier agents (rule delta, d = 384,
+20 labels). End to end = first request sent → every event committed (``events_applied``).
+
+* vector JSON / Arrow: ``--agents`` agents, each sent ``--per-agent`` events in requests of
+  ``--request`` (bodies built before the clock starts), 2 client threads;
+* 1 event/request: ``--single`` events over ``--clients`` threads, one JSON request each;
+* text: ``--texts`` distinct sentences to one MiniLM classifier in requests of 100, beside the
+  raw encoder (``MiniLMEncoder``, no cache, batches of 64) on other sentences with the same
+  number of torch threads as the encoder actor (``encoder_cpus``);
+* reference: ``MemoryAgent.learn_many`` on ``(64, 384)`` float64 arrays (the service's
+  micro-batch), in this process;
+* storage: bytes per event in the SQLite file after the vector runs (events, their input
+  bytes, deltas, versions, indexes), and the columns alone (input bytes, payload JSON, delta data).
+
+What is measured computes the right thing: tests/test_api_arrow.py (JSON, NDJSON and Arrow
+give bit-identical states, equal to the in-process learner), tests/test_workers_text.py
+(stored embeddings, states equal the in-process learner), tests/test_workers_inbox.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import threading
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+DIM, LABELS = 384, 20
+CONFIG = {"kind": "classifier", "encoder": "none", "dim": DIM,
+          "memory": {"rule": "delta", "beta": 0.5, "decay": 1.0}}
+TEXT_CONFIG = {"kind": "classifier", "encoder": "minilm", "dim": DIM,
+               "memory": {"rule": "delta", "beta": 0.5, "decay": 1.0}}
+
+
+def vectors(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str]]:
+    """``(X (n, 384) float32, labels)``: learnable vectors around 20 centres."""
+    centers = np.random.default_rng(7).normal(size=(LABELS, DIM))  # (labels, d)
+    y = rng.integers(LABELS, size=n)
+    X = (centers[y] + 0.5 * rng.normal(size=(n, DIM))).astype(np.float32)  # (n, d)
+    return X, [f"L{int(k)}" for k in y]
+
+
+def sentences(n: int, seed: int) -> list[str]:
+    words = ("book flight hotel card balance transfer weather rain music song play alarm "
+             "timer recipe pasta train ticket refund order delivery password reset meeting "
+             "calendar invoice").split()
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(words, size=6)) + f" #{seed}-{i}" for i in range(n)]
+
+
+def _wait_applied(c: Any, agents: list[str], total: int, timeout: float = 3600) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(c.get_agent(a).events_applied for a in agents) < total:
+        if time.monotonic() > deadline:
+            raise TimeoutError("events not applied in time")
+        time.sleep(0.02)
+
+
+def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int) -> None:
+    """POST every ``(agent, body, content type)`` from ``threads`` threads."""
+    from workers.client import Client
+
+    lock = threading.Lock()
+    todo = list(jobs)
+
+    def run() -> None:
+        with Client(c.base_url, api_key=c.api_key, timeout=600) as mine:
+            while True:
+                with lock:
+                    if not todo:
+                        return
+                    agent, body, ctype = todo.pop(0)
+                mine._request("POST", mine._agent_path(agent, "/events"), key=c.api_key,
+                              content=body, content_type=ctype)
+
+    ts = [threading.Thread(target=run) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def vector_e2e(c: Any, fmt: str, n_agents: int, per_agent: int, request: int,
+               seed: int) -> dict[str, Any]:
+    import orjson
+
+    from workers.client import ARROW_STREAM, arrow_body
+
+    agents = [c.create_agent(f"{fmt}-{uuid.uuid4().hex[:6]}", kind="classifier", encoder="none",
+                             dim=DIM, memory=CONFIG["memory"]).id for _ in range(n_agents)]
+    rng = np.random.default_rng(seed)
+    jobs = []
+    for start in range(0, per_agent, request):
+        for a in agents:
+            m = min(request, per_agent - start)
+            X, y = vectors(rng, m)
+            evs = [{"id": f"{a}-{start + i}", "input": X[i], "target": y[i]} for i in range(m)]
+            if fmt == "arrow":
+                jobs.append((a, arrow_body(evs), ARROW_STREAM))
+            else:
+                body = {"events": [{**e, "input": e["input"].tolist()} for e in evs]}
+                jobs.append((a, orjson.dumps(body), "application/json"))
+    t0 = time.perf_counter()
+    _send_all(c, jobs, 2)
+    sent = time.perf_counter() - t0
+    _wait_applied(c, agents, n_agents * per_agent)
+    wall = time.perf_counter() - t0
+    return {"events": n_agents * per_agent, "wall": wall, "send": sent,
+            "body_bytes": sum(len(b) for _, b, _ in jobs)}
+
+
+def single_e2e(c: Any, n: int, clients: int, seed: int) -> dict[str, Any]:
+    import orjson
+
+    agents = [c.create_agent(f"one-{uuid.uuid4().hex[:6]}", kind="classifier", encoder="none",
+                             dim=DIM, memory=CONFIG["memory"]).id for _ in range(clients)]
+    X, y = vectors(np.random.default_rng(seed), n)
+    jobs = [(agents[i % clients], orjson.dumps({"events": [{"id": f"s{i}", "input": X[i].tolist(),
+                                                            "target": y[i]}]}), "application/json")
+            for i in range(n)]
+    t0 = time.perf_counter()
+    _send_all(c, jobs, clients)
+    _wait_applied(c, agents, n)
+    return {"events": n, "wall": time.perf_counter() - t0}
+
+
+def text_e2e(c: Any, n: int) -> dict[str, Any]:
+    agent = c.create_agent(f"text-{uuid.uuid4().hex[:6]}", kind="classifier", encoder="minilm",
+                           memory=TEXT_CONFIG["memory"]).id
+    c.ingest(agent, [{"id": "warm", "input": "warm up the encoder", "target": "w"}])
+    _wait_applied(c, [agent], 1)
+    texts = sentences(n, seed=11)
+    labels = [f"T{i % LABELS}" for i in range(n)]
+    t0 = time.perf_counter()
+    for s in range(0, n, 100):
+        c.ingest(agent, [{"id": f"x{i}", "input": texts[i], "target": labels[i]}
+                         for i in range(s, min(n, s + 100))])
+    _wait_applied(c, [agent], n + 1)
+    return {"events": n, "wall": time.perf_counter() - t0}
+
+
+def raw_encoder_rate(n: int, threads: int) -> float:
+    """MiniLM in this process with ``threads`` torch threads, batches of 64, no cache."""
+    import torch
+
+    from agent.backbones.minilm import MiniLMEncoder
+
+    torch.set_num_threads(threads)
+    enc = MiniLMEncoder(cache_size=0)
+    enc.encode(sentences(16, seed=3))
+    texts = sentences(n, seed=4)
+    t0 = time.perf_counter()
+    for i in range(0, n, 64):
+        enc.encode(texts[i:i + 64])
+    return n / (time.perf_counter() - t0)
+
+
+def learn_many_rate(n: int) -> float:
+    """The in-process reference: ``learn_many`` on (64, 384) float64 arrays."""
+    from agent.config import AgentConfig
+    from agent.model import MemoryAgent
+
+    X, y = vectors(np.random.default_rng(5), n)
+    X64 = X.astype(np.float64)
+    m = MemoryAgent(AgentConfig.from_dict(CONFIG))
+    t0 = time.perf_counter()
+    for s in range(0, n, 64):
+        m.learn_many(X64[s:s + 64], y[s:s + 64], delta_dtype="float64")
+    return n / (time.perf_counter() - t0)
+
+
+def storage(db_path: str, url: str) -> dict[str, float]:
+    """Bytes per event: the SQLite file, and the event input bytes, payloads and delta data."""
+    from sqlalchemy import create_engine, text
+
+    eng = create_engine(url)
+    try:
+        with eng.connect() as conn:
+            n = conn.execute(text("SELECT count(*) FROM events")).scalar() or 1
+            def total(sql: str) -> float:
+                return float(conn.execute(text(sql)).scalar() or 0)
+
+            inp = total("SELECT sum(length(input_data)) FROM events")
+            pay = total("SELECT sum(length(payload)) FROM events")
+            dd = total("SELECT sum(length(data)) FROM deltas")
+            conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    finally:
+        eng.dispose()
+    return {"events": float(n), "file": os.path.getsize(db_path) / n, "input": inp / n,
+            "payload": pay / n, "deltas": dd / n}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
+    ap.add_argument("--agents", type=int, default=20)
+    ap.add_argument("--per-agent", type=int, default=2000)
+    ap.add_argument("--request", type=int, default=1000)
+    ap.add_argument("--single", type=int, default=2000, help="events sent one per request")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--texts", type=int, default=2000)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.agents, args.per_agent, args.request, args.single, args.texts = 2, 40, 20, 16, 20
+        args.clients = 2
+    for k, v in {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+                 "RAY_USAGE_STATS_ENABLED": "0", "OPENBLAS_NUM_THREADS": "1",
+                 "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                 "TOKENIZERS_PARALLELISM": "false"}.items():
+        os.environ.setdefault(k, v)
+    from workers.client import Client
+    from workers.runtime import free_port, start
+    from workers.settings import Settings
+
+    tmp = tempfile.mkdtemp(prefix="deltamem-ingest-")
+    db = f"{tmp}/deltamem.db"
+    s = Settings(database_url=f"sqlite:///{db}", scheduler_enabled=False, port=free_port(),
+                 ray_namespace=f"bench-{uuid.uuid4().hex[:8]}", admin_key="bench-admin",
+                 ray_num_cpus=2, ray_object_store_mb=256,
+                 max_events_per_request=max(10_000, args.request))
+    out: dict[str, Any] = {}
+    running = start(s, http=True)
+    try:
+        with Client(running.url, admin_key="bench-admin", timeout=600) as admin:
+            key = admin.create_tenant("bench").api_key
+        with Client(running.url, api_key=key, timeout=600) as c:
+            out["json"] = vector_e2e(c, "json", args.agents, args.per_agent, args.request, 1)
+            out["arrow"] = vector_e2e(c, "arrow", args.agents, args.per_agent, args.request, 2)
+            out["storage"] = storage(db, s.database_url)
+            out["single"] = single_e2e(c, args.single, args.clients, 3)
+            out["text"] = text_e2e(c, args.texts)
+    finally:
+        running.stop()
+    out["encoder"] = raw_encoder_rate(max(args.texts, 64), max(1, s.encoder_cpus))
+    out["learn_many"] = learn_many_rate(max(20_000 if not args.quick else 640, 64))
+    report(args, s, out)
+    return 0
+
+
+def report(args: Any, s: Any, out: dict[str, Any]) -> None:
+    from benchmarks.eval_common import md_table
+
+    ref = out["learn_many"]
+    rate = {k: out[k]["events"] / out[k]["wall"] for k in ("json", "arrow", "single", "text")}
+    load = os.getloadavg()[0]
+    print(f"deltamem ingest paths: d = {DIM}, {LABELS} labels, rule delta, SQLite, HTTP, "
+          f"{os.cpu_count()} CPUs (1-min load {load:.1f}), encoder_cpus {s.encoder_cpus}\n")
+    rows = [
+        [f"vector e2e, JSON, {args.agents} agents x {args.per_agent}, {args.request}/request",
+         f"{rate['json']:,.0f} events/s", f"{100 * rate['json'] / ref:.1f} % of learn_many",
+         f"{out['json']['body_bytes'] / out['json']['events']:,.0f} B/event sent"],
+        [f"vector e2e, Arrow, {args.agents} agents x {args.per_agent}, {args.request}/request",
+         f"{rate['arrow']:,.0f} events/s", f"{100 * rate['arrow'] / ref:.1f} % of learn_many",
+         f"{out['arrow']['body_bytes'] / out['arrow']['events']:,.0f} B/event sent"],
+        [f"vector e2e, 1 event/request, {args.clients} clients", f"{rate['single']:,.0f} events/s",
+         f"{100 * rate['single'] / ref:.2f} % of learn_many", f"{args.single} requests"],
+        [f"text e2e (MiniLM classifier), {args.texts} texts, 100/request",
+         f"{rate['text']:,.0f} events/s",
+         f"{100 * rate['text'] / out['encoder']:.0f} % of the raw encoder", ""],
+        [f"raw encoder, {max(1, s.encoder_cpus)} torch thread(s), batches of 64",
+         f"{out['encoder']:,.0f} texts/s", "in-process, no cache", ""],
+        ["learn_many on (64, 384) arrays (reference)", f"{ref:,.0f} events/s", "in-process", ""],
+    ]
+    st = out["storage"]
+    rows.append(["storage per event at 384-d (after the vector runs)",
+                 f"{st['file']:,.0f} B (SQLite file)",
+                 f"input {st['input']:,.0f} B, payload {st['payload']:,.0f} B",
+                 f"deltas {st['deltas']:,.0f} B"])
+    print(md_table(["path", "rate", "against", "note"], rows))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

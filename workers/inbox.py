@@ -1,0 +1,100 @@
+"""A learner shard's inbox: the events ingest accepted, handed over with the notification, so
+the learner learns them without reading back from SQL what was just written there.
+
+Events arrive per agent as ``Event.as_replay()`` dicts (arrays included) numbered by ``seq``,
+the agent's order of acknowledgement. The inbox hands out only a gapless run starting at the
+seq after the last one committed; whenever it cannot vouch for that (after a restart, a
+notification without events, a gap or reordering between ingest actors, an error, a forget
+or rollback, a rejected event, a full inbox) :meth:`Inbox.take` answers None and the learner
+reads the pending events from the store, as it always could. The store stays the truth;
+the inbox is only a shortcut.
+
+Examples
+--------
+>>> box = Inbox(max_events=100)
+>>> box.take("a", 10) is None                     # nothing known yet: read the store
+True
+>>> box.committed("a", 4, complete=True)          # events up to seq 4 are applied
+>>> box.put("a", [{"seq": 5}, {"seq": 6}]); [e["seq"] for e in box.take("a", 10)]
+[5, 6]
+>>> box.committed("a", 6, complete=True); box.take("a", 10)
+[]
+>>> box.put("a", [{"seq": 8}]); box.take("a", 10) is None   # seq 7 went missing: a gap
+True
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+
+class Inbox:
+    """Per agent: events by seq, the next seq expected, and whether the store must be read."""
+
+    def __init__(self, max_events: int) -> None:
+        self._max = int(max_events)
+        self._events: dict[str, dict[int, dict[str, Any]]] = {}
+        self._next: dict[str, int] = {}
+        self._stale: set[str] = set()
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def put(self, agent_id: str, events: list[dict[str, Any]] | None) -> None:
+        """Events accepted for ``agent_id`` (None: the agent has pending events not given)."""
+        with self._lock:
+            if not events:
+                self._stale.add(agent_id)
+                return
+            if self._count + len(events) > self._max:  # bounded: drop, the store has them
+                self._events.clear()
+                self._stale.update(self._next)
+                self._count = 0
+                self._stale.add(agent_id)
+                return
+            box = self._events.setdefault(agent_id, {})
+            first = self._next.get(agent_id, 0)
+            for ev in events:
+                s = int(ev["seq"])
+                if s >= first and s not in box:
+                    box[s] = ev
+                    self._count += 1
+
+    def take(self, agent_id: str, limit: int) -> list[dict[str, Any]] | None:
+        """Up to ``limit`` events from the next seq on, in order ([]: none pending), or None
+        when the store must be read."""
+        with self._lock:
+            nxt = self._next.get(agent_id)
+            if nxt is None or agent_id in self._stale:
+                return None
+            box = self._events.get(agent_id, {})
+            for s in [s for s in box if s < nxt]:
+                del box[s]
+                self._count -= 1
+            if not box:
+                return []
+            out = []
+            while len(out) < limit and nxt + len(out) in box:
+                out.append(box[nxt + len(out)])
+            return out if out else None  # events, but not the next one: a gap
+
+    def committed(self, agent_id: str, last_seq: int, complete: bool) -> None:
+        """Events up to ``last_seq`` are applied; ``complete``: every pending event the store
+        held up to then was in the batch (else the store is read again next time)."""
+        with self._lock:
+            self._next[agent_id] = int(last_seq) + 1
+            if complete:
+                self._stale.discard(agent_id)
+            else:
+                self._stale.add(agent_id)
+
+    def reset(self, agent_id: str) -> None:
+        """Forget what is known of the agent: the next take reads the store."""
+        with self._lock:
+            self._count -= len(self._events.pop(agent_id, {}))
+            self._next.pop(agent_id, None)
+            self._stale.discard(agent_id)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._count
