@@ -181,6 +181,7 @@ class Version(Base):
     __table_args__ = (
         UniqueConstraint("agent_id", "version", name="uq_versions_agent_version"),
         Index("ix_versions_agent_created", "agent_id", "created_at"),
+        Index("ix_versions_agent_tested", "agent_id", "tested_total"),
         CheckConstraint("version >= 0", name="version_nonneg"),
         CheckConstraint("parent IS NULL OR parent < version", name="parent_before"),
         CheckConstraint("state_of IS NULL OR state_of < version", name="state_of_before"),
@@ -202,6 +203,11 @@ class Version(Base):
     has_snapshot: Mapped[bool] = mapped_column(Boolean, default=False)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(KIND_LEN), default="ok")
+    # prequential quality (storage/repository/quality.py): hits among this version's events,
+    # each predicted before it was learnt, and the agent's running totals up to this version
+    hits: Mapped[int | None] = mapped_column(Integer, default=None)
+    tested_total: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    hits_total: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     def as_dict(self) -> dict[str, Any]:
         """The row as DESIGN §7 lists it (plus state_of, pinned, snapshot, status)."""

@@ -125,6 +125,7 @@ def test_migration_keeps_old_configs_meaning_and_refuses_to_drop_put_deltas(empt
         db = Database(empty_db_url)
         with unit_of_work(db, write=False) as repo:
             mem = repo.session.scalars(select(Agent.config).where(Agent.id == row.id)).one()["memory"]
+            assert state_checksum(*repo.load_state(row.id, 0)) == state_checksum(layers, labels)
         assert mem["reservoir"] is None and mem["dtype"] == "float64"  # as it was: unbounded float64
         commit_learning(db, AgentConfig.from_dict({**BASE, "memory": {"reservoir": 2}}),
                         *_stream(20, seed=3), 5)

@@ -24,6 +24,7 @@ from workers.errors import install_error_handlers
 from workers.event_batch import remap_rejected, split_events
 from workers.http_middleware import BodyLimit, HttpMetrics, MetricsMiddleware
 from workers.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
+from workers.quality_routes import add_quality_routes
 from workers.settings import Settings
 from workers.validation import (
     MAX_VERSION,
@@ -234,6 +235,8 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
         """Prometheus text: the HTTP layer's metrics and the service's."""
         text = metrics.text() + await call(service.metrics_text)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    add_quality_routes(app, service, auth, call)  # GET /quality (workers/quality_routes.py)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

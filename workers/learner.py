@@ -22,8 +22,10 @@ from typing import Any
 
 import ray
 
+from storage.repository.quality import record_quality
 from workers.agents import learn_events, make_learner, make_replay, state_nbytes
 from workers.contract import returning_errors
+from workers.quality import QualityHistogram, pretest
 from workers.settings import Settings
 from workers.store import Store
 
@@ -58,6 +60,7 @@ class LearnerActor:
         # SQL, learn_s = the kernel, commit_s = the commit transaction, busy_s = all of _drain
         self._stats = {"versions": 0, "events": 0, "commit_s": 0.0, "learn_s": 0.0,
                        "read_s": 0.0, "busy_s": 0.0, "errors": 0, "evicted": 0}
+        self._quality = QualityHistogram()  # micro-batch hit rates per agent kind (metrics)
         self._stop = False
         with self._store.read() as repo:  # recover: whatever was acknowledged but not applied
             pending = [a for a in repo.agents_with_pending_events()
@@ -86,7 +89,7 @@ class LearnerActor:
 
     def ping(self) -> dict[str, Any]:
         return {"shard": self._shard, "backlog": self._backlog, "agents": len(self._heads),
-                "held_bytes": self._held, **self._stats}
+                "held_bytes": self._held, "quality": self._quality.snapshot(), **self._stats}
 
     @returning_errors
     def flush(self, agent_id: str) -> int:
@@ -254,6 +257,7 @@ class LearnerActor:
                 version, learner = self._head(agent_id)
                 t0 = time.perf_counter()
                 self._stats["read_s"] += t0 - tr
+                tested = pretest(learner, payloads)  # test-then-train: the head before the batch
                 try:
                     delta = learn_events(learner, payloads, self._s.delta_dtype)
                     t1 = time.perf_counter()
@@ -262,6 +266,7 @@ class LearnerActor:
                             agent_id, version, "delta", delta=delta, event_seqs=seqs,
                             checksum=learner.checksum(), delta_norm=delta.norm())
                         new_version = row.version
+                        self._after_commit(repo, agent_id, new_version, learner, tested, len(events))
                 except Exception:
                     self._drop(agent_id)  # the learner may hold an uncommitted write
                     raise
@@ -275,6 +280,16 @@ class LearnerActor:
                 self._stats["commit_s"] += t2 - t1
                 self._publish(agent_id, version, new_version, learner.for_reads(delta))
                 self._stats["busy_s"] += time.perf_counter() - tr
+
+    def _after_commit(self, repo: Any, agent_id: str, version: int, learner: Any,
+                      tested: list[bool] | None, n: int) -> None:
+        """In the commit's transaction: the version's prequential quality (workers/quality.py)."""
+        if tested is None:
+            return
+        hits = tested[:n]  # a batch cut short by a poison event commits its first n events
+        record_quality(repo, agent_id, version, hits)
+        if hits:
+            self._quality.observe(learner.config.kind, sum(hits) / len(hits))
 
     def _publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
         """Tell every serving replica. Handles are looked up once (a restarted replica keeps

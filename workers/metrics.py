@@ -10,6 +10,8 @@ from typing import Any
 
 import ray
 
+from workers.quality import render_histogram
+
 
 def _line(out: list[str], name: str, kind: str, help_: str,
           samples: list[tuple[dict[str, str], float]]) -> None:
@@ -51,6 +53,7 @@ def render_metrics(rt: Any) -> str:
     _line(out, "deltamem_learner_evicted_total", "counter",
           "Idle head states dropped to stay within the learner cache (reloaded when needed).",
           [({"shard": str(p["shard"])}, p["evicted"]) for p in pings])
+    render_histogram(out, [p.get("quality", {}) for p in pings])  # per agent kind (issue 18)
     try:
         stats = ray.get([a.stats.remote() for a in rt._servers], timeout=5)
     except Exception:

@@ -245,6 +245,17 @@ class Runtime:
             rows = repo.list_versions(agent_id, limit=limit, before=before)
             return {"head": a.head_version, "versions": [_version_json(r) for r in rows]}
 
+    def quality(self, tenant_id: str, agent_id: str, window: int, limit: int,
+                before: int | None) -> dict[str, Any]:
+        """The prequential accuracy curve (workers/quality_routes.py)."""
+        from storage.repository.quality import quality_points
+
+        with self.store.read() as repo:
+            self._agent(repo, tenant_id, agent_id)
+            points = quality_points(repo, agent_id, window, limit, before)
+        return {"window": window, "points": [{**p, "created_at": p["created_at"].isoformat()}
+                                             for p in points]}
+
     def _check_version(self, tenant_id: str, agent_id: str, version: int) -> None:
         with self.store.read() as repo:
             a = self._agent(repo, tenant_id, agent_id)
@@ -342,6 +353,9 @@ def _version_json(r: Any) -> dict[str, Any]:
     return {"version": r.version, "parent": r.parent, "kind": r.kind,
             "created_at": r.created_at.isoformat(), "events": r.event_count,
             "checksum": r.checksum, "delta_norm": r.delta_norm,
+            # prequential quality (issue 18): hits among this version's events, running accuracy
+            "hits": getattr(r, "hits", None),
+            "accuracy": r.hits_total / r.tested_total if getattr(r, "tested_total", None) else None,
             **({"state_of": r.state_of} if getattr(r, "state_of", None) is not None else {})}
 
 

@@ -1,4 +1,5 @@
-"""Issue 18: the bounded rehearsal memory (delta form ``put``) and settings shown in force.
+"""Issue 18: the bounded rehearsal memory (delta form ``put``), settings shown in force,
+prequential quality per version.
 
 - ``deltas.form`` gains ``put``: rows written in place (``LayerDelta.put``, stored as ``[A | at]``),
   the slots of the bounded rehearsal memory of rule ``softmax`` (:mod:`agent.memory.reservoir`).
@@ -6,6 +7,10 @@
   that relied on the old defaults keeps its meaning: every stored ``memory`` gains ``dtype``
   (``float64``, the old default, where absent) and a ``softmax`` one gains ``reservoir: null``
   (every event, the rule as it was) where absent.
+- ``versions.hits`` (hits among the version's events, each predicted before it was learnt),
+  ``versions.tested_total`` / ``versions.hits_total`` (running totals of the agent's tested
+  events and hits up to the version; null on versions no learner tested, e.g. rollbacks), and
+  index ``(agent_id, tested_total)`` for windowed accuracy (``GET /quality``).
 
 Downgrade: the configs lose the keys this revision added (``reservoir: null``, and ``dtype:
 "float64"``, which an older release takes as its default); ``put`` deltas cannot be read by an
@@ -63,6 +68,12 @@ def _rewrite_configs(upgrade: bool) -> None:
 def upgrade() -> None:
     _set_check(NEW)
     _rewrite_configs(upgrade=True)
+    # plain ALTER TABLE, never a batch copy of ``versions``: on SQLite a batch drops and renames
+    # the table, and with foreign keys on that cascades into snapshots and deltas
+    op.add_column("versions", sa.Column("hits", sa.Integer(), nullable=True))
+    op.add_column("versions", sa.Column("tested_total", sa.BigInteger(), nullable=True))
+    op.add_column("versions", sa.Column("hits_total", sa.BigInteger(), nullable=True))
+    op.create_index("ix_versions_agent_tested", "versions", ["agent_id", "tested_total"])
 
 
 def downgrade() -> None:
@@ -73,5 +84,8 @@ def downgrade() -> None:
     if held:
         raise RuntimeError("cannot downgrade below 0006: agents with a bounded rehearsal memory "
                            f"(delta form 'put') exist, e.g. {held}; delete them first")
+    op.drop_index("ix_versions_agent_tested", "versions")
+    for column in ("hits_total", "tested_total", "hits"):
+        op.drop_column("versions", column)  # SQLite ≥ 3.35: ALTER TABLE DROP COLUMN, no copy
     _rewrite_configs(upgrade=False)
     _set_check(OLD)

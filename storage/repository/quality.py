@@ -1,0 +1,81 @@
+"""Prequential quality per version: each event is predicted before it is learnt (test-then-train).
+
+A learner commit records, on its version row, ``hits`` (events of the version whose prediction
+matched their target) and the agent's running totals ``tested_total`` / ``hits_total`` (the
+previous tested version's plus this one's), so the running accuracy is ``hits_total /
+tested_total`` and the accuracy over the last ``W`` events at version ``v`` is one indexed
+lookup back: the latest version ``u`` with ``tested_total(u) ≤ tested_total(v) − W``, and
+``(hits_total(v) − hits_total(u)) / (tested_total(v) − tested_total(u))`` (the window is whole
+versions: at least ``W`` events, fewer only at the start). Versions no learner tested (create,
+rollback, forget, fork) keep nulls; the totals carry on across them (predictions were made, a
+rollback does not unmake them). Nothing here scans an agent's history. Functions over a
+:class:`~storage.repository.Repository` (its session: the caller's transaction).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.errors import InputError
+from storage.models import Version
+from storage.repository.versions import MAX_LIST
+
+__all__ = ["record_quality", "quality_points", "window_accuracy"]
+
+MAX_WINDOW = 10_000_000
+
+
+def window_accuracy(tested: int, hits: int, before: tuple[int, int] | None) -> float | None:
+    """Accuracy of the events after ``before`` (its ``(tested_total, hits_total)``; None: all)."""
+    t0, h0 = before or (0, 0)
+    return (hits - h0) / (tested - t0) if tested > t0 else None
+
+
+def _last_tested(repo: Any, agent_id: str, below: int) -> Version | None:
+    return repo.session.scalars(
+        select(Version).where(Version.agent_id == agent_id, Version.version < below,
+                              Version.tested_total.is_not(None))
+        .order_by(Version.tested_total.desc(), Version.version.desc()).limit(1)).first()
+
+
+def record_quality(repo: Any, agent_id: str, version: int, hits: list[bool]) -> Version:
+    """Record the test-then-train outcome of ``version``'s events (in the commit's transaction)."""
+    row = repo.session.scalars(select(Version).where(
+        Version.agent_id == agent_id, Version.version == version)).one()
+    prev = _last_tested(repo, agent_id, version)
+    n, h = len(hits), int(sum(bool(x) for x in hits))
+    row.hits = h
+    row.tested_total = (prev.tested_total or 0) + n if prev is not None else n
+    row.hits_total = (prev.hits_total or 0) + h if prev is not None else h
+    repo.session.flush()
+    return row
+
+
+def quality_points(repo: Any, agent_id: str, window: int, limit: int = 100,
+                   before: int | None = None) -> list[dict[str, Any]]:
+    """Tested versions newest first (``before`` excludes that version and later), each with
+    its accuracy over the last ``window`` events (at version granularity)."""
+    repo._agent(agent_id)
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
+        raise InputError("window", f"expected an integer in [1, {MAX_WINDOW}], got {window!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
+        raise InputError("limit", f"expected an integer in [1, {MAX_LIST}], got {limit!r}")
+    q = select(Version).where(Version.agent_id == agent_id, Version.tested_total.is_not(None))
+    if before is not None:
+        q = q.where(Version.version < before)
+    rows = list(repo.session.scalars(q.order_by(Version.version.desc()).limit(limit)))
+    out = []
+    for r in rows:
+        assert r.tested_total is not None and r.hits_total is not None
+        base = repo.session.execute(
+            select(Version.tested_total, Version.hits_total).where(
+                Version.agent_id == agent_id, Version.tested_total.is_not(None),
+                Version.tested_total <= r.tested_total - window)
+            .order_by(Version.tested_total.desc()).limit(1)).first()
+        acc = window_accuracy(r.tested_total, r.hits_total,
+                              (int(base[0]), int(base[1])) if base is not None else None)
+        out.append({"version": r.version, "created_at": r.created_at, "events": r.event_count,
+                    "hits": r.hits, "accuracy": acc})
+    return out
