@@ -226,10 +226,11 @@ def arrow_events(data: bytes, agent: dict[str, Any], settings: Settings
             if i in errors:
                 raise errors[i]
             x = inputs[i]
-            if not isinstance(x, np.ndarray):
-                if x is None:
-                    raise InputError(f"{f}.input", "required")
-                x = check_input(x, agent, settings, f"{f}.input")
+            if x is None:
+                raise InputError(f"{f}.input", "required")
+            # every vector check of JSON too (one function: workers.validation.check_vector and
+            # what follows it); the column pass above already found the usual errors, fast
+            x = check_input(x, agent, settings, f"{f}.input")
             ev: dict[str, Any] = {"input": x}
             got = {k: (c[i] if c is not None else None) for k, c in cols.items()}
             if labeled:
