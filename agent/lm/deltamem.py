@@ -39,32 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agent.lm.fused import Fused, add_read, fuse
 from agent.lm.state import write_chunk, write_naive
 
 __all__ = ["DeltaMemConfig", "DeltaMem"]
-
-
-@dataclass(frozen=True)
-class _Fused:
-    """Per-layer fused read of fixed states: ``W_mqᵀ`` (d × d_k), ``M_qᵀ`` and ``M_oᵀ``
-    ((d_k × d_q) / (d_k × d), or (B, d_k, ·) for one state per row when ``batched``; None
-    where the layer adds nothing)."""
-
-    wmq: list[torch.Tensor]
-    mq: list[torch.Tensor | None]
-    mo: list[torch.Tensor | None]
-    batched: bool
-
-
-def _add_read(out: torch.Tensor, q: torch.Tensor, mT: torch.Tensor, batched: bool) -> torch.Tensor:
-    """``out + q mT``, in place when ``out`` is contiguous: out (B, T, n), q (B, T, d_k),
-    mT (d_k, n) or (B, d_k, n)."""
-    if batched:
-        return out.baddbmm_(q, mT) if out.is_contiguous() else torch.baddbmm(out, q, mT)
-    if out.is_contiguous():
-        out.view(-1, out.shape[-1]).addmm_(q.reshape(-1, q.shape[-1]), mT)
-        return out
-    return out + q @ mT
 
 
 @dataclass(frozen=True)
@@ -134,7 +112,7 @@ class DeltaMem(nn.Module):
         self._handles: list[Any] = []
         # read mode, cached once per ``reading`` context (the states are fixed inside it)
         self._live: list[bool] = [False] * L  # layer's state not all zero
-        self._fused: _Fused | None = None  # fused read matrices (no_grad inference only)
+        self._fused: Fused | None = None  # fused read matrices (no_grad inference only)
         self._qf: list[torch.Tensor | None] = [None] * L  # fused path: q̃ from q_proj to o_proj
 
     # -- features and writes -------------------------------------------------------------
@@ -157,32 +135,9 @@ class DeltaMem(nn.Module):
         the same values as ``features(x, layer)[0]``."""
         return F.normalize(torch.tanh(torch.einsum("...d,kd->...k", x, self.W_mq[layer])), dim=-1)
 
-    @torch.no_grad()
-    def fuse(self, states: torch.Tensor) -> _Fused:
-        """The fused read of fixed ``states`` (B or 1, L, d_v, d_k), for no_grad inference.
-
-        Per layer ``M_q = s·W_Δq·S`` (d_q × d_k) and ``M_o = s·W_Δo·S`` (d × d_k), stored
-        transposed and contiguous, so that a token's corrections are ``q̃ M_qᵀ`` and ``q̃ M_oᵀ``
-        (no ``r = S q̃`` and no product by ``W_Δ`` per token). A layer whose state is all zero,
-        or whose matrix is all zero, gets ``None``: its hook adds nothing (bit-exact base model).
-        Equal to the unfused read up to float rounding (associativity of the products).
-        """
-        S = states.detach().to(self.W_dq.dtype)
-        Bs, L = S.shape[:2]
-        live = S.reshape(Bs, L, -1).ne(0).any(-1).any(0).tolist()
-        sc = self.scale.detach()[None, :, None, None]
-        mqT = torch.einsum("blvk,lqv->blkq", S, self.W_dq.detach()) * sc  # (Bs, L, d_k, d_q)
-        moT = torch.einsum("blvk,lqv->blkq", S, self.W_do.detach()) * sc  # (Bs, L, d_k, d)
-        nz_q = mqT.reshape(Bs, L, -1).ne(0).any(-1).any(0).tolist()
-        nz_o = moT.reshape(Bs, L, -1).ne(0).any(-1).any(0).tolist()
-
-        def per_layer(m: torch.Tensor, nz: list[bool]) -> list[torch.Tensor | None]:
-            return [(m[0, li] if Bs == 1 else m[:, li]).contiguous() if live[li] and nz[li] else None
-                    for li in range(L)]
-
-        wmqT = self.W_mq.detach().transpose(1, 2)  # (L, d, d_k)
-        return _Fused(wmq=[wmqT[li].contiguous() for li in range(L)],
-                      mq=per_layer(mqT, nz_q), mo=per_layer(moT, nz_o), batched=Bs > 1)
+    def fuse(self, states: torch.Tensor) -> Fused:
+        """The fused read of fixed ``states`` (:func:`agent.lm.fused.fuse`)."""
+        return fuse(self.W_mq, self.W_dq, self.W_do, self.scale, states)
 
     def zero_states(self, batch: int = 1, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         return torch.zeros(batch, self.cfg.n_layers, self.cfg.d_v, self.cfg.d_k, dtype=dtype)
@@ -265,7 +220,7 @@ class DeltaMem(nn.Module):
                     q = torch.matmul(x, f.wmq[li]).tanh_()  # (B, T, d_k)
                     q = q.div_(torch.linalg.vector_norm(q, dim=-1, keepdim=True).clamp_min_(1e-12))
                     self._qf[li] = q if mo is not None else None
-                    return None if mq is None else _add_read(out, q, mq, f.batched)
+                    return None if mq is None else add_read(out, q, mq, f.batched)
                 self._r[li] = None
                 if not self._live[li]:  # zero state: add nothing at all
                     return None
@@ -303,7 +258,7 @@ class DeltaMem(nn.Module):
             if q is not None:  # fused path: o_proj(.) += q̃ M_oᵀ, in place
                 self._qf[li] = None
                 f = self._fused
-                return _add_read(out, q, f.mo[li], f.batched)  # type: ignore[union-attr,arg-type]
+                return add_read(out, q, f.mo[li], f.batched)  # type: ignore[union-attr,arg-type]
             r = self._r[li]
             if r is None:
                 return None
