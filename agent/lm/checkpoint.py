@@ -32,6 +32,7 @@ def save_checkpoint(path: str, mem: torch.nn.Module, opt: torch.optim.Optimizer,
                 raise TypeError(f"optimizer state {key!r} is not a tensor")
             tensors[f"opt.{pid}.{key}"] = val.detach().cpu().contiguous()
     meta = {"param_groups": json.dumps(sd["param_groups"]), "progress": json.dumps(progress)}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     save_file(tensors, tmp, metadata=meta)
     os.replace(tmp, path)
