@@ -4,6 +4,11 @@ An event is acknowledged only after its transaction committed (durable), so a cr
 the acknowledgement loses nothing. Backpressure: each learner shard reports its backlog with
 every notify; while a shard's backlog exceeds ``queue_max_events`` new events for its agents
 are refused with 429 (the caller should slow down and retry), so memory stays bounded.
+
+Group commit (:mod:`workers.group_commit`): the actor takes many calls at once, and the calls
+that arrive while a commit runs are appended together in the next transaction
+(:func:`storage.repository.event_groups.append_groups`): one commit, one fsync, a few
+statements for the whole group, each request still answered on its own, after the commit.
 """
 
 from __future__ import annotations
@@ -12,19 +17,22 @@ from typing import Any
 
 import ray
 
+from storage.repository.event_groups import append_groups
 from workers.contract import returning_errors
+from workers.group_commit import GroupCommitter
 from workers.learner import shard_of
 from workers.settings import Settings
 from workers.store import Store
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
 class IngestActor:
     def __init__(self, settings_json: str) -> None:
         self._s = Settings.model_validate_json(settings_json)
         self._store = Store(self._s.database_url)
         self._backlog: dict[int, int] = {}
         self._pending_refs: dict[int, Any] = {}
+        self._groups = GroupCommitter(self._commit_group)
 
     def _learner(self, shard: int) -> Any:
         return ray.get_actor(f"learner-{shard}", namespace=self._s.ray_namespace)
@@ -50,10 +58,25 @@ class IngestActor:
                               "message": f"learner shard {shard} has {backlog} events queued; "
                                          "slow down and retry", "field": None,
                               "extra": {"retry_after_ms": 200}}}
+        accepted, duplicates = self._groups.submit((agent_id, events), len(events))
+        return {"accepted": len(accepted), "duplicates": len(duplicates),
+                "duplicate_ids": duplicates}
+
+    def _commit_group(self, requests: list[tuple[str, list[dict[str, Any]]]]) -> list[Any]:
+        """One transaction for the group, then one notify per learner shard."""
         with self._store.tx() as repo:
-            accepted, duplicates = repo.append_events(agent_id, events)
-            n = len(accepted)
-        if n:
-            self._pending_refs[shard] = self._learner(shard).notify.remote([agent_id], n)
-            self._backlog[shard] = backlog + n
-        return {"accepted": n, "duplicates": len(duplicates), "duplicate_ids": duplicates}
+            results = append_groups(repo, requests)
+        by_shard: dict[int, dict[str, list[Any]]] = {}
+        for (agent_id, _), res in zip(requests, results, strict=True):
+            if not isinstance(res, Exception) and res[0]:
+                shard = shard_of(agent_id, self._s.learner_shards)
+                by_shard.setdefault(shard, {}).setdefault(agent_id, []).extend(res[0])
+        for shard, accepted in by_shard.items():
+            n = sum(len(a) for a in accepted.values())
+            self._pending_refs[shard] = self._learner(shard).notify.remote(sorted(accepted), n)
+            self._backlog[shard] = self._backlog.get(shard, 0) + n
+        return results
+
+    def stats(self) -> dict[str, int]:
+        """Group commit counters: groups, requests, largest group."""
+        return self._groups.stats()
