@@ -15,6 +15,7 @@ so learning, forget and rebuild read it instead of encoding again.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -24,6 +25,7 @@ import ray
 from agent.backbones.minilm import MINILM_DIM
 
 NAME = "encoder"
+log = logging.getLogger("deltamem.encoder")
 
 
 class _Request:
@@ -105,9 +107,22 @@ class EncoderActor:
 
 
 def start_encoder(namespace: str, cpus: float) -> Any:
-    """The deployment's encoder actor (started, and its model loaded, if it is not running)."""
+    """The deployment's encoder actor (started, and its model loaded, if it is not running).
+
+    It reserves ``cpus`` CPUs when the cluster has them free; otherwise (a small machine that
+    several deployments share) it starts without a reservation rather than wait for one,
+    still on ``cpus`` torch threads."""
+    try:
+        return ray.get_actor(NAME, namespace=namespace)
+    except ValueError:
+        pass
+    free = float(ray.available_resources().get("CPU", 0.0))
+    if free < cpus:
+        log.warning("encoder: %s CPU(s) asked, %.2f free: starting without a reservation",
+                    cpus, free)
     return EncoderActor.options(name=NAME, namespace=namespace, get_if_exists=True,
-                                num_cpus=cpus, lifetime=None).remote(max(1, int(cpus)))
+                                num_cpus=cpus if free >= cpus else 0,
+                                lifetime=None).remote(max(1, int(cpus)))
 
 
 class RemoteEncoder:
