@@ -71,6 +71,55 @@ def test_ingest_csv_vectors(env, capsys, tmp_path):
     assert wait_applied(env, agent.id, 5).events_received == 5
 
 
+@pytest.mark.parametrize("suffix", [".parquet", ".arrow", ".arrows"])
+def test_ingest_parquet_and_arrow_files(env, capsys, tmp_path, suffix):
+    """A table file is read directly and sent as Arrow; the state equals the JSONL ingest's;
+    a bad row is named by its row number and changes nothing."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+
+    def write(table, path):
+        if suffix == ".parquet":
+            pq.write_table(table, path)
+        else:
+            with pa.OSFile(str(path), "wb") as sink, \
+                    (ipc.new_file if suffix == ".arrow" else ipc.new_stream)(sink, table.schema) as w:
+                w.write_table(table)
+
+    events = vec_events(7)
+    X = np.array([e["input"] for e in events], dtype=np.float32)  # (7, 4)
+    table = pa.table({"input": pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), 4),
+                      "target": [e["target"] for e in events]})
+    both = {}
+    for how in ("table", "jsonl"):
+        agent = env.create_agent(f"cli-{how}{suffix}", kind="classifier", encoder="none", dim=4)
+        path = tmp_path / f"ev{suffix}"
+        if how == "table":
+            write(table, path)
+        else:
+            path = tmp_path / "ev.jsonl"
+            path.write_text("".join(json.dumps({"input": [float(x) for x in X[i]],
+                                                "target": e["target"]}) + "\n"
+                                    for i, e in enumerate(events)))
+        code, out, _ = run(capsys, "ingest", agent.id, str(path), "--no-progress")
+        assert code == 0 and out.strip() == "7 accepted, 0 duplicates, 0 rejected"
+        wait_applied(env, agent.id, 7)
+        both[how] = (agent.id, env.versions(agent.id).versions[0].checksum)
+    assert both["table"][1] == both["jsonl"][1]
+    code, out, _ = run(capsys, "ingest", both["table"][0], str(tmp_path / f"ev{suffix}"),
+                       "--no-progress")
+    assert code == 0 and out.strip() == "0 accepted, 7 duplicates, 0 rejected"  # ids: file:row
+    X[2, 1] = np.nan
+    bad = table.set_column(0, "input", pa.FixedSizeListArray.from_arrays(pa.array(X.ravel()), 4))
+    write(bad, tmp_path / f"bad{suffix}")
+    code, _, err = run(capsys, "ingest", both["table"][0], str(tmp_path / f"bad{suffix}"),
+                       "--no-progress")
+    assert code == 1 and err.startswith(f"error: bad{suffix}:3: ") and "input[1]" in err
+    assert env.get_agent(both["table"][0]).events_received == 7
+
+
 def test_predict_versions_rollback_forget_fork(env, capsys):
     agent = env.create_agent("cli-story", kind="classifier", encoder="none", dim=4)
     env.ingest(agent.id, [{"id": "a", "input": [1, 0, 0, 0], "target": "first", "beta": 1.0}])

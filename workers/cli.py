@@ -75,13 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default 8000, or a free one if it is taken)")
     p.add_argument("--quick", action="store_true", help="stream fewer events (for CI)")
 
-    p = _sub(subs, "ingest", "stream events from a JSONL or CSV file (or - for stdin)",
+    p = _sub(subs, "ingest", "stream events from a JSONL, CSV, Parquet or Arrow file (or - for stdin)",
              "deltamem ingest a1b2 events.jsonl --batch-size 500\n"
              "  (events without an id get <file basename>:<line>, so a re-run only adds "
              "what is new)", [client])
     p.add_argument("agent", help="agent id")
-    p.add_argument("file", help="a .jsonl or .csv file, or - for stdin")
-    p.add_argument("--format", choices=["jsonl", "csv"], help="default: by extension (jsonl)")
+    p.add_argument("file", help="a .jsonl, .csv, .parquet or .arrow file, or - for stdin")
+    p.add_argument("--format", choices=["jsonl", "csv", "parquet", "arrow"],
+                   help="default: by extension (jsonl)")
     p.add_argument("--batch-size", type=int, default=500, help="events per request (default 500)")
     p.add_argument("--partial", action="store_true",
                    help="accept the valid events of a batch and report the invalid ones")
@@ -174,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     _sub(dsubs, "current", "print the database's revision", "deltamem db current", [db])
 
     p = _sub(subs, "bench", "run registered benchmarks", "deltamem bench kernels --help")
-    p.add_argument("suite", choices=["kernels", "storage", "all"])
+    p.add_argument("suite", choices=["kernels", "storage", "ingest_paths", "soak", "history_cost",
+                                     "all"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
 
     p = _sub(subs, "eval", "run the evaluation (accuracy, forgetting, adaptation)",

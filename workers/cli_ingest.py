@@ -1,4 +1,4 @@
-"""Reading event files for ``deltamem ingest``: JSONL or CSV, with stable event ids.
+"""Reading event files for ``deltamem ingest``: JSONL, CSV, Parquet or Arrow, with stable ids.
 
 Re-running an ingest is safe and resumes where it stopped: every event carries an id, and the
 service reports an id it has already seen as a duplicate instead of applying it again. An event
@@ -8,7 +8,9 @@ the same file gives the same ids on every run.
 JSONL: one event object a line (blank lines skipped). CSV: a header row naming the columns
 ``id``, ``input``, ``target``, ``beta``, ``ts``, ``speaker`` (empty cells are absent); for an
 agent with ``encoder: "none"`` the vector is either a JSON list in the ``input`` column or the
-columns ``x0, x1, ... xN``.
+columns ``x0, x1, ... xN``. Parquet and Arrow IPC files (``.parquet``; ``.arrow``, ``.arrows``,
+``.feather``, ``.ipc``): the columns of an Arrow ingest body (:mod:`workers.arrow_ingest`), one
+event a row; ``line`` is then the row number from 1.
 
 Examples
 --------
@@ -45,11 +47,63 @@ class FileError(ValueError):
         self.message = message
 
 
+FORMATS = ("jsonl", "csv", "parquet", "arrow")
+ARROW_SUFFIXES = (".arrow", ".arrows", ".feather", ".ipc")
+
+
 def detect_format(path: str, explicit: str | None = None) -> str:
-    """``jsonl`` or ``csv``: the explicit choice, else by file extension (default jsonl)."""
+    """``jsonl``, ``csv``, ``parquet`` or ``arrow`` (an Arrow IPC file or stream): the explicit
+    choice, else by file extension (default jsonl)."""
     if explicit:
         return explicit
-    return "csv" if path.lower().endswith((".csv", ".tsv")) else "jsonl"
+    low = path.lower()
+    if low.endswith(".parquet"):
+        return "parquet"
+    if low.endswith(ARROW_SUFFIXES):
+        return "arrow"
+    return "csv" if low.endswith((".csv", ".tsv")) else "jsonl"
+
+
+def read_table_file(path: str, fmt: str) -> Any:
+    """A Parquet file or an Arrow IPC file/stream as a ``pyarrow.Table``."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.read_table(path)
+        try:
+            with pa.memory_map(path) as src:
+                return ipc.open_file(src).read_all()
+        except pa.ArrowInvalid:  # not the file format: the stream format
+            with pa.memory_map(path) as src:
+                return ipc.open_stream(src).read_all()
+    except (pa.ArrowException, OSError) as e:
+        if isinstance(e, (FileNotFoundError, PermissionError, IsADirectoryError)):
+            raise
+        raise FileError(source_name(path), 0, f"not a readable {fmt} file: {e}") from None
+
+
+def table_events(table: Any, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(row number from 1, event)`` per row of a table with the columns of DESIGN §7 (nulls
+    are absent fields); a vector column gives NumPy rows (its own float type)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if "input" not in table.column_names:
+        raise FileError(name, 0, "the table needs an 'input' column")
+    col = table.column("input").combine_chunks()
+    X = None
+    if pa.types.is_fixed_size_list(col.type) and col.null_count == 0:
+        X = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
+    cols = {k: table.column(k).to_pylist() for k in CSV_FIELDS if k in table.column_names}
+    for i in range(table.num_rows):
+        ev = {k: v[i] for k, v in cols.items() if v[i] is not None}
+        if X is not None:
+            ev["input"] = np.array(X[i])
+        yield i + 1, _with_id(ev, name, i + 1)
 
 
 def source_name(path: str) -> str:
@@ -71,7 +125,8 @@ def _finite_float(text: str) -> float:
 
 def read_events(stream: TextIO, name: str, fmt: str = "jsonl",
                 vector: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line number, event)`` for each event of ``stream``; raise :class:`FileError`."""
+    """Yield ``(line number, event)`` for each event of ``stream``; raise :class:`FileError`.
+    (Parquet and Arrow files are read by path: :func:`read_table_file`, :func:`table_events`.)"""
     if fmt == "csv":
         yield from _read_csv(stream, name, vector)
     elif fmt == "jsonl":

@@ -82,6 +82,7 @@ class Agent:
     events_received: int
     events_applied: int
     labels: list[str] = field(default_factory=list)
+    events_rejected: int = 0
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,8 @@ def arrow_body(events: Iterable[dict[str, Any]] | Any) -> bytes:
     arrays, else ``fixed_size_list<float64>`` (Python floats are doubles: the numbers sent are
     the numbers given); lists of different lengths are sent as ``list<float64>`` (the service
     names the rows that are wrong); texts become a ``string`` column. Columns other than
-    ``id, input, target, beta, ts, speaker`` are not sent.
+    ``id, input, target, beta, ts, speaker`` are not sent. A vector input holding anything but
+    numbers raises ``ValueError`` (JSON would name it; Arrow would read ``True`` as 1.0).
     """
     import numpy as np
     import pyarrow as pa
@@ -177,11 +179,14 @@ def arrow_body(events: Iterable[dict[str, Any]] | Any) -> bytes:
         cols: dict[str, Any] = {}
         xs = [e.get("input") for e in evs]
         if xs and all(isinstance(x, (list, tuple, np.ndarray)) for x in xs):
+            for i, x in enumerate(xs):  # NumPy would read True or "1" as 1.0: JSON does not
+                if not isinstance(x, np.ndarray) and not {int, float}.issuperset(map(type, x)):
+                    raise ValueError(f"events[{i}].input: not all numbers (send it as JSON)")
             f32 = all(isinstance(x, np.ndarray) and x.dtype == np.float32 for x in xs)
             dt = np.float32 if f32 else np.float64
             sizes = {len(x) for x in xs}
             if len(sizes) == 1:
-                flat = np.concatenate([np.asarray(x, dtype=dt).ravel() for x in xs])
+                flat = np.concatenate([np.asarray(x, dtype=dt).ravel() for x in xs])  # (n*dim,)
                 cols["input"] = pa.FixedSizeListArray.from_arrays(pa.array(flat), sizes.pop())
             else:
                 cols["input"] = pa.array([np.asarray(x, dtype=dt) for x in xs],
