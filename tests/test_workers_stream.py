@@ -122,7 +122,7 @@ def test_rollback_while_events_arrive(dep):
     before = [r for r in rows if r.applied_version < rb["version"]]
     assert not before or not after or max(r.seq for r in before) < min(r.seq for r in after), \
         "an event acknowledged before the rollback was applied after it"
-    ref = reference(CONFIG, [r.payload for r in sorted(after, key=lambda r: r.seq)],
+    ref = reference(CONFIG, [r.as_replay() for r in sorted(after, key=lambda r: r.seq)],
                     start_state=state_v)
     assert_same_predictions(svc, tenant, agent, ref, _probes(6))
 
