@@ -73,7 +73,9 @@ class IngestActor:
                 by_shard.setdefault(shard, {}).setdefault(agent_id, []).extend(res[0])
         for shard, accepted in by_shard.items():
             n = sum(len(a) for a in accepted.values())
-            self._pending_refs[shard] = self._learner(shard).notify.remote(sorted(accepted), n)
+            # the accepted events go with the notification: the learner need not read them
+            self._pending_refs[shard] = self._learner(shard).notify.remote(
+                sorted(accepted), n, {a: [e.as_replay() for e in evs] for a, evs in accepted.items()})
             self._backlog[shard] = self._backlog.get(shard, 0) + n
         return results
 

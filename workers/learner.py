@@ -23,8 +23,10 @@ from typing import Any
 import ray
 
 from storage.repository.quality import record_quality
-from workers.agents import learn_events, make_learner, make_replay, state_nbytes
+from workers.agents import learn_events, make_learner, make_replay, state_nbytes, use_encoder
 from workers.contract import returning_errors
+from workers.encoder import RemoteEncoder
+from workers.inbox import Inbox
 from workers.quality import QualityHistogram, pretest
 from workers.settings import Settings
 from workers.store import Store
@@ -45,6 +47,7 @@ class LearnerActor:
         set_blas_threads(1)  # small matrices: one BLAS thread per process is much faster here
         self._s = Settings.model_validate_json(settings_json)
         self._shard, self._n = shard, n_shards
+        use_encoder(RemoteEncoder(self._s.ray_namespace, self._s.encoder_cpus))  # texts: one model
         self._store = Store(self._s.database_url)
         self._heads: dict[str, tuple[int, Any]] = {}  # agent -> (version, learner)
         # bytes of each held head, least recently used first (guarded by self._cv); beyond
@@ -53,6 +56,7 @@ class LearnerActor:
         self._held = 0  # sum of self._sizes, kept as it changes (guarded by self._cv)
         self._locks: dict[str, threading.RLock] = {}
         self._dirty: set[str] = set()
+        self._inbox = Inbox(self._s.queue_max_events)  # accepted events, given with notify
         self._servers: dict[int, Any] = {}  # serving replica -> handle
         self._backlog = 0
         self._cv = threading.Condition()
@@ -70,8 +74,13 @@ class LearnerActor:
         self._thread.start()
 
     # ---- messages --------------------------------------------------------------------
-    def notify(self, agent_ids: list[str], n_events: int = 0) -> int:
-        """Agents that may have pending events. Returns this shard's backlog (events)."""
+    def notify(self, agent_ids: list[str], n_events: int = 0,
+               events: dict[str, list[dict[str, Any]]] | None = None) -> int:
+        """Agents that may have pending events, and (``events``) the events accepted for
+        them as ``Event.as_replay()`` gives them (:mod:`workers.inbox`; an agent without
+        them is read from the store). Returns this shard's backlog (events)."""
+        for agent_id in agent_ids:
+            self._inbox.put(agent_id, (events or {}).get(agent_id))
         with self._cv:
             self._dirty.update(agent_ids)
             self._backlog += n_events
@@ -198,8 +207,10 @@ class LearnerActor:
                 lock.release()
 
     def _drop(self, agent_id: str) -> None:
-        """Forget the agent's head (reloaded from the store when next needed)."""
+        """Forget the agent's head (reloaded from the store when next needed), and what the
+        inbox knows of it (its next events are read from the store)."""
         self._heads.pop(agent_id, None)
+        self._inbox.reset(agent_id)
         with self._cv:
             self._held -= self._sizes.pop(agent_id, 0)
 
@@ -245,11 +256,9 @@ class LearnerActor:
         with self._lock(agent_id):
             while True:
                 tr = time.perf_counter()
-                with self._store.read() as repo:
-                    events = repo.pending_events(agent_id, limit=max(self._s.batch_max_events,
-                                                                   self._s.batch_burst_events))
-                    payloads = [e.as_replay() for e in events]  # arrays decoded
-                    seqs = [e.seq for e in events]
+                limit = max(self._s.batch_max_events, self._s.batch_burst_events)
+                payloads, seqs, complete = self._pending(agent_id, limit)
+                events = seqs
                 if not events:
                     self._stats["read_s"] += time.perf_counter() - tr
                     self._stats["busy_s"] += time.perf_counter() - tr
@@ -271,6 +280,7 @@ class LearnerActor:
                     self._drop(agent_id)  # the learner may hold an uncommitted write
                     raise
                 t2 = time.perf_counter()
+                self._inbox.committed(agent_id, seqs[-1], complete and len(seqs) == len(payloads))
                 self._hold(agent_id, new_version, learner)
                 with self._cv:
                     self._backlog = max(0, self._backlog - len(events))
@@ -290,6 +300,20 @@ class LearnerActor:
         record_quality(repo, agent_id, version, hits)
         if hits:
             self._quality.observe(learner.config.kind, sum(hits) / len(hits))
+
+    def _pending(self, agent_id: str, limit: int) -> tuple[list[dict[str, Any]], list[int], bool]:
+        """The agent's next pending events (at most ``limit``): from the inbox when it holds
+        the next ones, else from the store (recovery). ``(events, seqs, complete)``; complete:
+        no pending event beyond these is known only to the store."""
+        got = self._inbox.take(agent_id, limit)
+        if got is not None:
+            self._stats["inbox_events"] = self._stats.get("inbox_events", 0) + len(got)
+            return got, [int(e["seq"]) for e in got], True
+        self._stats["sql_reads"] = self._stats.get("sql_reads", 0) + 1
+        with self._store.read() as repo:
+            rows = repo.pending_events(agent_id, limit=limit)
+            return ([e.as_replay() for e in rows], [e.seq for e in rows],  # arrays decoded
+                    len(rows) < limit)
 
     def _publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
         """Tell every serving replica. Handles are looked up once (a restarted replica keeps

@@ -1,0 +1,104 @@
+"""The learner's inbox (workers/inbox.py): events handed over with the notification are learnt
+without reading the store; any doubt (unknown start, gap, reordering, a notification without
+events, a full inbox, a reset) falls back to the store; states stay exactly the reference's."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import ray
+
+from tests.workers_helpers import (
+    all_applied,
+    assert_same_predictions,
+    reference,
+    start_deployment,
+    vector_events,
+    wait_for,
+)
+from workers.inbox import Inbox
+
+
+def _evs(*seqs):
+    return [{"seq": s} for s in seqs]
+
+
+def test_inbox_hands_out_only_a_gapless_run_from_the_next_seq():
+    box = Inbox(max_events=10)
+    box.put("a", _evs(1, 2, 3))
+    assert box.take("a", 10) is None  # the next seq is not known yet
+    box.committed("a", 0, complete=True)
+    assert [e["seq"] for e in box.take("a", 2)] == [1, 2]  # at most the limit
+    box.put("a", _evs(5, 4))  # reordered between ingest actors: fine once 4 is there
+    assert [e["seq"] for e in box.take("a", 10)] == [1, 2, 3, 4, 5]
+    box.committed("a", 5, complete=True)
+    assert box.take("a", 10) == [] and len(box) == 0
+    box.put("a", _evs(7))  # 6 went missing
+    assert box.take("a", 10) is None
+    box.committed("a", 7, complete=True)  # the store gave 6 and 7
+    assert box.take("a", 10) == []
+    box.put("a", None)  # a notification without its events
+    assert box.take("a", 10) is None
+    box.committed("a", 9, complete=False)  # the store was read up to a limit: read it again
+    assert box.take("a", 10) is None
+    box.committed("a", 9, complete=True)
+    box.put("a", _evs(10, 11))
+    box.reset("a")  # a forget, rollback, error or rejected event
+    assert box.take("a", 10) is None and len(box) == 0
+
+
+def test_a_full_inbox_drops_its_events_and_falls_back_to_the_store():
+    box = Inbox(max_events=3)
+    for agent in ("a", "b"):
+        box.committed(agent, 0, complete=True)
+    box.put("a", _evs(1, 2))
+    box.put("b", _evs(1, 2))  # over the bound: nothing kept, every agent reads the store
+    assert len(box) == 0 and box.take("a", 10) is None and box.take("b", 10) is None
+
+
+CONFIG = {"kind": "classifier", "encoder": "none", "dim": 8,
+          "memory": {"rule": "delta", "beta": 0.5, "decay": 1.0}}
+
+
+@pytest.fixture(scope="module")
+def dep(ray_cluster, tmp_path_factory):
+    running = start_deployment(tmp_path_factory.mktemp("inbox"))
+    svc = running.service
+    yield running, svc, svc.create_tenant("t")["id"]
+    running.stop()
+
+
+def _stats(running):
+    shard = ray.get_actor("learner-0", namespace=running.settings.ray_namespace)
+    return ray.get(shard.ping.remote())
+
+
+def test_the_learner_reads_the_store_only_to_recover(dep):
+    running, svc, tenant = dep
+    agent_id = svc.create_agent(tenant, "inbox", CONFIG)["id"]
+    events = vector_events(np.random.default_rng(1), 120, 8, 4, "e")
+    before = _stats(running)
+    for i in range(0, 120, 6):
+        svc.ingest(tenant, agent_id, events[i : i + 6], False)
+    wait_for(lambda: all_applied(svc, tenant, [agent_id]), what="applied")
+    after = _stats(running)
+    assert after["inbox_events"] - before.get("inbox_events", 0) >= 100
+    assert after["sql_reads"] - before.get("sql_reads", 0) <= 3  # the first batch, at most
+    # events the inbox never saw, then a notification without them: the store is read
+    more = vector_events(np.random.default_rng(2), 10, 8, 4, "f")
+    with svc.store.tx() as repo:
+        repo.append_events(agent_id, [{**e, "input": np.asarray(e["input"])} for e in more])
+    shard = ray.get_actor("learner-0", namespace=running.settings.ray_namespace)
+    ray.get(shard.notify.remote([agent_id], len(more)))
+    wait_for(lambda: all_applied(svc, tenant, [agent_id]), what="applied")
+    assert _stats(running)["sql_reads"] > after["sql_reads"]
+    with svc.store.read() as repo:
+        rows = repo.events_of(agent_id)
+        head = repo.get_agent(agent_id).head_version
+    ref_events = [e.as_replay() for e in rows]
+    ref = reference(CONFIG, ref_events, batch=10**6)  # the states: exact, whatever the source
+    with svc.store.read() as repo:
+        hist = [e.as_replay() for e in repo.event_history(agent_id, head)]
+    assert [e["id"] for e in hist] == [e["id"] for e in ref_events]
+    assert_same_predictions(svc, tenant, agent_id, ref,
+                            np.random.default_rng(3).normal(size=(10, 8)).tolist())
