@@ -1,0 +1,222 @@
+"""``deltamem bench soak``: is the service in a steady state after N minutes of streaming?
+
+Starts ``deltamem serve`` as a subprocess (its own Ray; SQLite in a temporary directory, or
+``--db``) with retention and snapshots on short settings, creates ``--agents`` vector
+classifiers, and for ``--minutes`` sends at a fixed rate (open loop: each client thread keeps
+its own schedule, so a slow answer does not lower the offered load): ingest requests of 1 and
+of 64 events in turn, and single-input predicts interleaved. It prints, per minute: p50/p99
+of ingest and predict (ms), events/s applied (from the agents' counters), database size (file
++ WAL + SHM for SQLite; ``pg_database_size`` for PostgreSQL) and the resident memory (RSS) of
+every process of the deployment (the serve process, Ray's GCS, raylet and workers). At the end
+it says whether steady state holds:
+
+- the last minute's p99 (ingest and predict) is within 1.2x of the second minute's;
+- the database size plateaus under retention: it grows < 10% over the second half;
+- the total RSS grows < 10% after warm-up (the second minute to the last).
+
+    deltamem bench soak                                  # 50 agents, 10 minutes
+    deltamem bench soak --minutes 2 --minute-s 5 --agents 4 --rate 4   # a smoke run
+
+The test (``tests/test_bench_soak.py``) runs a few seconds and checks the table's columns are
+computed, not the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from benchmarks.deployment import ServeProcess, rss_by_process
+
+DIM, LABELS = 32, 8
+
+
+class Minute:
+    """What the clients saw during one reporting interval."""
+
+    def __init__(self) -> None:
+        self.lat: dict[str, list[float]] = {"ingest": [], "predict": []}
+        self.errors = 0
+        self.lock = threading.Lock()
+
+    def add(self, op: str, seconds: float, ok: bool) -> None:
+        with self.lock:
+            self.lat[op].append(seconds * 1e3)
+            self.errors += not ok
+
+
+def _client(url: str, key: str, agents: list[str], rate: float, stop: threading.Event,
+            current: list[Minute], seed: int) -> None:
+    """Requests at ``rate`` per second: ingest 1, predict, ingest 64, predict, ..."""
+    rng = np.random.default_rng(seed)
+    centers = np.random.default_rng(0).normal(size=(LABELS, DIM))
+    n, t_next = 0, time.monotonic()
+    with httpx.Client(base_url=url, timeout=60, headers={"Authorization": f"Bearer {key}"}) as c:
+        while not stop.is_set():
+            t_next += 1.0 / rate
+            agent = agents[int(rng.integers(len(agents)))]
+            kind = n % 4
+            if kind in (0, 2):
+                m = 1 if kind == 0 else 64
+                ys = rng.integers(LABELS, size=m)
+                xs = centers[ys] + 0.5 * rng.normal(size=(m, DIM))
+                body = {"events": [{"id": f"{seed}-{n}-{i}", "input": x.tolist(),
+                                    "target": f"L{y}"} for i, (x, y) in enumerate(zip(xs, ys, strict=True))]}
+                op, path = "ingest", f"/v1/agents/{agent}/events"
+            else:
+                body = {"inputs": [centers[int(rng.integers(LABELS))].tolist()]}
+                op, path = "predict", f"/v1/agents/{agent}/predict"
+            t0 = time.monotonic()
+            try:
+                ok = c.post(path, json=body).status_code < 400
+            except httpx.HTTPError:
+                ok = False
+            current[0].add(op, time.monotonic() - t0, ok)
+            n += 1
+            stop.wait(max(0.0, t_next - time.monotonic()))
+
+
+def db_bytes(url: str) -> int:
+    """The database's size on disk (SQLite: file + WAL + SHM)."""
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///"):])
+        return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
+                   if p.exists())
+    from sqlalchemy import text
+
+    from storage.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
+                       or 0)
+    finally:
+        engine.dispose()
+
+
+def _applied(c: httpx.Client) -> int:
+    return sum(int(a["events_applied"]) for a in c.get("/v1/agents").json()["agents"])
+
+
+def _pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(xs, q)) if xs else float("nan")
+
+
+def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The steady-state conditions over the per-minute rows (the second one is the baseline)."""
+    if len(rows) < 3:
+        return {"p99": None, "db_plateau": None, "rss": None, "steady": None}
+    base, last, half = rows[1], rows[-1], rows[len(rows) // 2]
+    p99 = all(last[f"{op}_p99"] <= 1.2 * base[f"{op}_p99"] for op in ("ingest", "predict"))
+    db = last["db_bytes"] <= 1.1 * half["db_bytes"]
+    rss = last["rss_total"] <= 1.1 * base["rss_total"]
+    return {"p99": p99, "db_plateau": db, "rss": rss, "steady": p99 and db and rss}
+
+
+def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float = 20.0,
+        clients: int = 4, db: str | None = None, retention_s: float = 60.0,
+        snapshot_every: int = 20, say: Any = print) -> dict[str, Any]:
+    """Run the soak; returns ``{"rows": [per minute], "processes": {...}, "verdict": {...}}``."""
+    tmp = tempfile.TemporaryDirectory(prefix="deltamem-soak.")
+    url = db or f"sqlite:///{Path(tmp.name) / 'soak.db'}"
+    admin = secrets.token_urlsafe(12)
+    svc = ServeProcess(url, Path(tmp.name) / "serve.log", admin_key=admin,
+                       retention_window_s=retention_s, retention_interval_s=max(1.0, retention_s / 4),
+                       snapshot_every_versions=snapshot_every, snapshot_every_s=retention_s / 2)
+    rows: list[dict[str, Any]] = []
+    procs: dict[str, list[float]] = {}
+    try:
+        svc.wait_ready()
+        key = httpx.post(f"{svc.url}/v1/tenants", json={"name": "soak"}, timeout=60,
+                         headers={"Authorization": f"Bearer {admin}"}).json()["api_key"]
+        c = httpx.Client(base_url=svc.url, timeout=60, headers={"Authorization": f"Bearer {key}"})
+        ids = [c.post("/v1/agents", json={"name": f"soak{i}", "kind": "classifier",
+                                          "encoder": "none", "dim": DIM}).json()["id"]
+               for i in range(agents)]
+        current, stop = [Minute()], threading.Event()
+        threads = [threading.Thread(target=_client, args=(svc.url, key, ids, rate / clients, stop,
+                                                          current, s), daemon=True)
+                   for s in range(clients)]
+        applied0, t0 = _applied(c), time.monotonic()
+        for t in threads:
+            t.start()
+        say(f"{'min':>3} {'ingest p50':>10} {'p99':>7} {'predict p50':>11} {'p99':>7} "
+            f"{'applied/s':>9} {'db MB':>7} {'RSS MB':>7} {'errors':>6}")
+        for m in range(1, minutes + 1):
+            time.sleep(max(0.0, t0 + m * minute_s - time.monotonic()))
+            seen, current[0] = current[0], Minute()
+            applied = _applied(c)
+            rss = rss_by_process(svc.processes())
+            by_name: dict[str, float] = {}
+            for name, b in rss.values():
+                by_name[name] = by_name.get(name, 0.0) + b / 2**20
+            for name, mb in by_name.items():
+                procs.setdefault(name, [0.0] * (m - 1)).append(mb)
+            for v in procs.values():
+                v.extend([0.0] * (m - len(v)))
+            row = {"minute": m, "ingest_p50": _pct(seen.lat["ingest"], 50),
+                   "ingest_p99": _pct(seen.lat["ingest"], 99),
+                   "predict_p50": _pct(seen.lat["predict"], 50),
+                   "predict_p99": _pct(seen.lat["predict"], 99),
+                   "applied_per_s": (applied - applied0) / minute_s, "db_bytes": db_bytes(url),
+                   "rss_total": sum(b for _, b in rss.values()), "processes": len(rss),
+                   "errors": seen.errors}
+            applied0 = applied
+            rows.append(row)
+            say(f"{m:>3} {row['ingest_p50']:>10.1f} {row['ingest_p99']:>7.1f} "
+                f"{row['predict_p50']:>11.1f} {row['predict_p99']:>7.1f} "
+                f"{row['applied_per_s']:>9.1f} {row['db_bytes'] / 2**20:>7.1f} "
+                f"{row['rss_total'] / 2**20:>7.0f} {row['errors']:>6}")
+        stop.set()
+        for t in threads:
+            t.join(timeout=70)
+        c.close()
+    finally:
+        svc.stop()
+        tmp.cleanup()
+    out = {"rows": rows, "processes": procs, "verdict": verdict(rows)}
+    _print_end(out, say)
+    return out
+
+
+def _print_end(out: dict[str, Any], say: Any) -> None:
+    say("RSS by process (MB): " + ", ".join(
+        f"{name} {v[1] if len(v) > 1 else v[0]:.0f}->{v[-1]:.0f}"
+        for name, v in sorted(out["processes"].items())))
+    v = out["verdict"]
+    if v["steady"] is None:
+        say("steady state: needs at least 3 minutes")
+        return
+    say(f"steady state: {'yes' if v['steady'] else 'NO'} (p99 last <= 1.2x minute 2: {v['p99']}; "
+        f"database plateaus: {v['db_plateau']}; RSS growth < 10%: {v['rss']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="deltamem bench soak", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=int, default=10)
+    p.add_argument("--minute-s", type=float, default=60.0, help="length of a reported 'minute'")
+    p.add_argument("--agents", type=int, default=50)
+    p.add_argument("--rate", type=float, default=20.0,
+                   help="requests/s in all (half ingest of 1 or 64 events, half predict)")
+    p.add_argument("--clients", type=int, default=4)
+    p.add_argument("--db", default=None, help="database URL (default: SQLite in a temp dir)")
+    p.add_argument("--retention-s", type=float, default=60.0, help="retention window (s)")
+    p.add_argument("--snapshot-every", type=int, default=20, help="snapshot every N versions")
+    p.add_argument("--json", action="store_true", help="print the results as JSON last")
+    a = p.parse_args(argv)
+    out = run(a.minutes, a.minute_s, a.agents, a.rate, a.clients, a.db, a.retention_s,
+              a.snapshot_every)
+    if a.json:
+        print(json.dumps(out))
+    return 0
