@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from workers import api_schema as doc
+from workers.arrow_ingest import MalformedArrow, arrow_events, is_arrow
 from workers.auth import Auth
 from workers.contract import ServiceAPI, ServiceError
 from workers.errors import install_error_handlers
@@ -71,10 +72,25 @@ async def read_events(request: Request, settings: Settings) -> list[tuple[int | 
         check_event_count(len(lines), settings)
         return [(ln.line, ln.value, ln.error) for ln in lines]
     if not is_json(ctype):
-        raise ServiceError(415, "unsupported_media_type", "expected Content-Type application/json "
-                           f"or application/x-ndjson, got {ctype!r}", "content-type")
+        raise ServiceError(415, "unsupported_media_type", "expected Content-Type application/json, "
+                           "application/x-ndjson or application/vnd.apache.arrow.stream, got "
+                           f"{ctype!r}", "content-type")
     events = check_events_list(await read_json(request), settings)
     return [(None, ev, None) for ev in events]
+
+
+async def read_arrow(request: Request, agent: dict[str, Any], settings: Settings
+                     ) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]], str | None,
+                                list[tuple[int | None, Any, str | None]]]:
+    """An Arrow IPC ingest body checked as :func:`split_events` checks JSON events (400 when
+    the stream is unreadable or a column has the wrong type); the last item stands for the
+    rows (no line numbers)."""
+    body = await request.body()
+    try:
+        valid, rejected, first, n = await run_in_threadpool(arrow_events, body, agent, settings)
+    except MalformedArrow as e:
+        raise ServiceError(400, "malformed_arrow", f"malformed Arrow body: {e}", e.field) from None
+    return valid, rejected, first, [(None, None, None)] * n
 
 
 def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
@@ -132,12 +148,16 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
                  "accept the valid events and list the invalid ones instead of rejecting all")},
         responses={202: {"model": doc.IngestResult}, **doc.errors(400, 401, 404, 413, 415, 422, 429)})
     async def ingest(agent_id: str, request: Request) -> JSONResponse:
-        """Stream events (JSON ``{"events": [...]}`` or NDJSON, one event a line)."""
+        """Stream events (JSON ``{"events": [...]}``, NDJSON (one event a line) or an Arrow IPC
+        stream (one event a row, :mod:`workers.arrow_ingest`))."""
         tenant = await auth.tenant(request)
         partial = parse_bool(request.query_params.get("partial"), "partial")
         agent = await call(service.agent_config, tenant, agent_id)
-        items = await read_events(request, settings)
-        valid, rejected, first_field = split_events(items, agent, settings)
+        if is_arrow(request.headers.get("content-type")):
+            valid, rejected, first_field, items = await read_arrow(request, agent, settings)
+        else:
+            items = await read_events(request, settings)
+            valid, rejected, first_field = split_events(items, agent, settings)
         if rejected and not partial:
             raise ServiceError(422, "invalid_events",
                                f"{len(rejected)} of {len(items)} events are invalid, so none was "

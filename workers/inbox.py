@@ -73,7 +73,7 @@ class Inbox:
                 self._count -= 1
             if not box:
                 return []
-            out = []
+            out: list[dict[str, Any]] = []
             while len(out) < limit and nxt + len(out) in box:
                 out.append(box[nxt + len(out)])
             return out if out else None  # events, but not the next one: a gap

@@ -21,6 +21,8 @@ from storage.errors import NotFound
 from workers.agent_cache import ConfigCache
 from workers.agents import initial_state
 from workers.contract import ServiceError, error_dict, not_found
+from workers.encoder import RemoteEncoder, has_text_agents
+from workers.event_arrays import with_arrays
 from workers.ingest import IngestActor
 from workers.learner import LearnerActor, shard_of
 from workers.metrics import render_metrics
@@ -58,6 +60,7 @@ class Runtime:
         self._servers: list[Any] = []
         self._ingest: list[Any] = []
         self._rr = itertools.count()
+        self._encoder: RemoteEncoder | None = None
         self._configs = ConfigCache(settings.agent_cache_entries)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -75,6 +78,15 @@ class Runtime:
                         for i in range(max(1, self.s.learner_shards))]
         ray.get([a.ping.remote() for a in self._learners] +
                 [a.stats.remote() for a in self._servers], timeout=120)
+        with self.store.read() as repo:
+            if has_text_agents(repo):  # loaded now, not on the first text
+                self.text_encoder().encode(["warm up"])
+
+    def text_encoder(self) -> RemoteEncoder:
+        """The deployment's encoder actor (started on first need: a text agent)."""
+        if self._encoder is None:
+            self._encoder = RemoteEncoder(self.s.ray_namespace, self.s.encoder_cpus)
+        return self._encoder
 
     def attach_actors(self) -> None:
         """Use the actors another process started (the Serve ingress replica does this)."""
@@ -96,7 +108,9 @@ class Runtime:
                 ray.get(a.stop.remote(), timeout=5)
             except Exception:
                 pass
-        for a in self._learners + self._servers + self._ingest:
+        encoder = [self._encoder.handle] if self._encoder is not None \
+            and self._encoder.handle is not None else []
+        for a in self._learners + self._servers + self._ingest + encoder:
             try:
                 ray.kill(a, no_restart=True)
             except Exception:
@@ -147,7 +161,10 @@ class Runtime:
         with self.store.tx() as repo:
             agent = repo.create_agent(tenant_id, name, cfg.to_dict(), layers, labels,
                                       state_checksum(layers, labels))
-            return agent_json(agent, labels)
+            out = agent_json(agent, labels)
+        if cfg.encoder == "minilm" and cfg.kind != "chat":
+            self.text_encoder()._actor()  # starts loading the model now, not on the first text
+        return out
 
     def list_agents(self, tenant_id: str) -> list[dict[str, Any]]:
         with self.store.read() as repo:
@@ -180,9 +197,10 @@ class Runtime:
     # ---- events and predictions ------------------------------------------------------
     def ingest(self, tenant_id: str, agent_id: str, events: list[dict[str, Any]],
                partial: bool) -> dict[str, Any]:
-        self._config(tenant_id, agent_id)
+        config = self._config(tenant_id, agent_id)
         if not events:
             return {"accepted": 0, "duplicates": 0, "duplicate_ids": [], "rejected": []}
+        events = with_arrays(config, events, self.text_encoder)  # vectors, texts' embeddings
         actor = self._ingest[next(self._rr) % len(self._ingest)]
         out = self._call(actor.ingest.remote(agent_id, events))
         out["rejected"] = []

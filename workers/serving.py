@@ -22,9 +22,10 @@ import numpy as np
 import ray
 
 from agent.errors import InputError
-from workers.agents import make_learner, state_nbytes
+from workers.agents import make_learner, state_nbytes, use_encoder
 from workers.batch_predict import predict_many_agents
 from workers.contract import returning_errors
+from workers.encoder import RemoteEncoder
 from workers.settings import Settings
 from workers.store import Store
 
@@ -60,6 +61,7 @@ class ServingActor:
         set_blas_threads(1)
         self._s = Settings.model_validate_json(settings_json)
         self._replica = replica
+        use_encoder(RemoteEncoder(self._s.ray_namespace, self._s.encoder_cpus))  # texts: one model
         self._store = Store(self._s.database_url)
         self._cache: OrderedDict[tuple[str, int], tuple[Any, int]] = OrderedDict()
         self._bytes = 0
