@@ -160,6 +160,43 @@ class MemoryConfig:
         return out
 
 
+GUARD_ACTIONS = ("rollback", "quarantine", "alert")
+MAX_GUARD_WINDOW = 100_000
+
+
+@dataclass(frozen=True)
+class GuardPolicy:
+    """The guard of an agent's quality (workers/guard.py): when prequential accuracy over the last
+    ``window`` events falls by more than ``drop`` against the ``window`` events before, confirmed
+    by a Page-Hinkley test on the error stream, it takes ``action``."""
+
+    window: int = 500
+    drop: float = 0.1
+    action: str = "alert"
+
+    @classmethod
+    def from_dict(cls, d: Any) -> GuardPolicy | None:
+        if d is None:
+            return None
+        if not isinstance(d, dict):
+            raise InputError("guard", "expected an object or null")
+        unknown = sorted(str(k) for k in set(d) - {"window", "drop", "action"})
+        if unknown:
+            raise InputError(f"guard.{check_text(unknown[0], 'guard', 'text in a setting name')}",
+                             'unknown setting; expected "window", "drop" or "action"')
+        window = d.get("window", cls.window)
+        if isinstance(window, bool) or not isinstance(window, int) or not 10 <= window <= MAX_GUARD_WINDOW:
+            raise InputError("guard.window", f"expected an integer in [10, {MAX_GUARD_WINDOW}], got {window!r}")
+        drop = _number(d, "drop", cls.drop, 0.0, 1.0, field_prefix="guard.")
+        action = d.get("action", cls.action)
+        if action not in GUARD_ACTIONS:
+            raise InputError("guard.action", f'expected "rollback", "quarantine" or "alert", got {action!r}')
+        return cls(window=window, drop=drop, action=action)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     """What an agent is. ``dim`` is the input dimension (the encoder's for ``minilm``)."""
@@ -173,6 +210,7 @@ class AgentConfig:
     # input_scale[j] (the lift's bandwidth per feature)
     standardize: bool = False
     input_scale: tuple[float, ...] | None = None
+    guard: GuardPolicy | None = None  # classifier and recall agents (workers/guard.py)
 
     @property
     def key_dim(self) -> int:
@@ -221,9 +259,12 @@ class AgentConfig:
         if kind == "chat" and memory is not None and memory.get("dtype") is not None:
             raise InputError("memory.dtype", "chat agents keep their state in the language "
                              "model's float32; only classifier and recall agents take this setting")
+        guard = GuardPolicy.from_dict(d.get("guard"))
+        if guard is not None and kind == "chat":
+            raise InputError("guard", "chat agents have no targets to be tested against")
         return cls(kind=kind, encoder=encoder, dim=int(dim),
                    memory=mem, standardize=standardize,
-                   input_scale=scale)
+                   input_scale=scale, guard=guard)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored config; the vector-input settings appear only when set."""
@@ -233,4 +274,6 @@ class AgentConfig:
             out["standardize"] = True
         if self.input_scale is not None:
             out["input_scale"] = list(self.input_scale)
+        if self.guard is not None:
+            out["guard"] = self.guard.to_dict()
         return out

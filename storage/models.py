@@ -162,6 +162,8 @@ class Agent(Base):
     # request reads the version history; deferred: loaded only where asked for (agent JSON)
     labels: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]",
                                               deferred=True)
+    # the guard (or an operator) stopped applying new events: they stay pending ("held")
+    quarantined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "tenant_id": self.tenant_id, "name": self.name,
@@ -348,6 +350,21 @@ class Answer(Base):
     text: Mapped[str] = mapped_column(Text)
     text_sha256: Mapped[str] = mapped_column(String(SHA_LEN))
     first_version: Mapped[int] = mapped_column(VersionNum)
+
+
+class GuardAction(Base):
+    """One action of an agent's guard (alert, quarantine, rollback) or an operator's release,
+    with its reason and the version it made or acted on (workers/guard.py)."""
+
+    __tablename__ = "guard_actions"
+    __table_args__ = (Index("ix_guard_actions_agent", "agent_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(String(KIND_LEN))
+    version: Mapped[int | None] = mapped_column(VersionNum, default=None)
+    reason: Mapped[str] = mapped_column(Text)
 
 
 class SchedulerJob(Base):

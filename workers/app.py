@@ -23,6 +23,7 @@ from workers.auth import Auth
 from workers.contract import ServiceAPI, ServiceError
 from workers.errors import install_error_handlers
 from workers.event_batch import remap_rejected, split_events
+from workers.guard_routes import add_guard_routes
 from workers.http_middleware import BodyLimit, HttpMetrics, MetricsMiddleware
 from workers.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
 from workers.quality_routes import add_quality_routes
@@ -257,6 +258,7 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     add_quality_routes(app, service, auth, call)  # GET /quality (workers/quality_routes.py)
+    add_guard_routes(app, service, auth, call, read_json)  # /guard, /release (workers/guard_routes.py)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

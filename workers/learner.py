@@ -26,6 +26,7 @@ from storage.repository.quality import record_quality
 from workers.agents import learn_events, make_learner, make_replay, state_nbytes, use_encoder
 from workers.contract import returning_errors
 from workers.encoder import RemoteEncoder
+from workers.guard import Decision, Guard, check_release, record_action, set_quarantined
 from workers.inbox import Inbox
 from workers.quality import QualityHistogram, pretest
 from workers.settings import Settings
@@ -65,6 +66,9 @@ class LearnerActor:
         self._stats = {"versions": 0, "events": 0, "commit_s": 0.0, "learn_s": 0.0,
                        "read_s": 0.0, "busy_s": 0.0, "errors": 0, "evicted": 0}
         self._quality = QualityHistogram()  # micro-batch hit rates per agent kind (metrics)
+        self._guard = Guard()  # detectors of guarded agents (workers/guard.py)
+        self._quarantined: dict[str, bool] = {}  # the store's flag, read once per agent
+        self._decisions: dict[str, tuple[int, Decision]] = {}  # guard actions to take
         self._stop = False
         with self._store.read() as repo:  # recover: whatever was acknowledged but not applied
             pending = [a for a in repo.agents_with_pending_events()
@@ -98,7 +102,8 @@ class LearnerActor:
 
     def ping(self) -> dict[str, Any]:
         return {"shard": self._shard, "backlog": self._backlog, "agents": len(self._heads),
-                "held_bytes": self._held, "quality": self._quality.snapshot(), **self._stats}
+                "held_bytes": self._held, "quality": self._quality.snapshot(),
+                "guard": dict(self._guard.counts), **self._stats}
 
     @returning_errors
     def flush(self, agent_id: str) -> int:
@@ -255,6 +260,8 @@ class LearnerActor:
     def _drain(self, agent_id: str) -> None:
         with self._lock(agent_id):
             while True:
+                if self._held_back(agent_id):  # quarantined by its guard: events stay held
+                    return
                 tr = time.perf_counter()
                 limit = max(self._s.batch_max_events, self._s.batch_burst_events)
                 payloads, seqs, complete = self._pending(agent_id, limit)
@@ -300,6 +307,62 @@ class LearnerActor:
         record_quality(repo, agent_id, version, hits)
         if hits:
             self._quality.observe(learner.config.kind, sum(hits) / len(hits))
+        policy = getattr(learner.config, "guard", None)
+        if policy is not None and hits:
+            decision = self._guard.check(repo, agent_id, policy, version, hits)
+            if decision is not None:  # taken after this commit, in its own transaction
+                self._decisions[agent_id] = (version, decision)
+
+    def _guard_act(self, agent_id: str, version: int, d: Decision) -> None:
+        """Record the action; quarantine, or roll back and quarantine (workers/guard.py)."""
+        with self._store.tx() as repo:
+            if d.action == "alert":
+                record_action(repo, agent_id, "alert", version, d.reason)
+            elif d.action == "rollback" and d.good_version is not None:
+                row = repo.rollback(agent_id, d.good_version)
+                record_action(repo, agent_id, "rollback", row.version,
+                              f"{d.reason}; rolled back to version {d.good_version}, new events held")
+                set_quarantined(repo, agent_id, True)
+            else:
+                record_action(repo, agent_id, "quarantine", version, f"{d.reason}; new events held")
+                set_quarantined(repo, agent_id, True)
+        self._guard.counts[d.action] = self._guard.counts.get(d.action, 0) + 1
+        self._guard.reset(agent_id)
+        if d.action != "alert":
+            self._quarantined.pop(agent_id, None)
+            self._reset(agent_id)  # reload the head (moved by a rollback)
+
+    def _held_back(self, agent_id: str) -> bool:
+        """Take a pending guard action; then whether the agent is quarantined (events held)."""
+        pending = self._decisions.pop(agent_id, None)
+        if pending is not None:
+            try:
+                self._guard_act(agent_id, *pending)
+            except Exception:  # noqa: BLE001 - a failed action never stops the agent
+                log.exception("learner %s: guard action for %s failed", self._shard, agent_id)
+        q = self._quarantined.get(agent_id)
+        if q is None:
+            with self._store.read() as repo:
+                q = self._quarantined[agent_id] = bool(repo.get_agent(agent_id).quarantined)
+        return q
+
+    @returning_errors
+    def release(self, agent_id: str, event_ids: list[str] | None) -> dict[str, Any]:
+        """Lift the quarantine and apply the held events (workers/guard.py)."""
+        with self._lock(agent_id):
+            with self._store.tx() as repo:
+                a = repo.get_agent(agent_id)
+                held = a.events_received - a.events_applied - getattr(a, "events_rejected", 0)
+                check_release(repo, agent_id, event_ids, held)
+                set_quarantined(repo, agent_id, False)
+                record_action(repo, agent_id, "release", a.head_version,
+                              f"an operator released {held} held events")
+            self._quarantined[agent_id] = False
+            self._guard.reset(agent_id)
+            self._drain(agent_id)
+            with self._store.read() as repo:  # what was applied (forgotten held events are not)
+                released = repo.get_agent(agent_id).events_applied - a.events_applied
+            return {"released": released, "version": self._head(agent_id)[0]}
 
     def _pending(self, agent_id: str, limit: int) -> tuple[list[dict[str, Any]], list[int], bool]:
         """The agent's next pending events (at most ``limit``): from the inbox when it holds

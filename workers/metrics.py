@@ -54,6 +54,13 @@ def render_metrics(rt: Any) -> str:
           "Idle head states dropped to stay within the learner cache (reloaded when needed).",
           [({"shard": str(p["shard"])}, p["evicted"]) for p in pings])
     render_histogram(out, [p.get("quality", {}) for p in pings])  # per agent kind (issue 18)
+    guard: dict[str, int] = {}
+    for p in pings:
+        for action, n in p.get("guard", {}).items():
+            guard[action] = guard.get(action, 0) + int(n)
+    _line(out, "deltamem_guard_actions_total", "counter",
+          "Actions of agents' guards on a quality regression (workers/guard.py), by action.",
+          [({"action": a}, n) for a, n in sorted(guard.items())])
     try:
         stats = ray.get([a.stats.remote() for a in rt._servers], timeout=5)
     except Exception:

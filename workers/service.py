@@ -47,7 +47,16 @@ def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
             "labels": labels, "created_at": agent.created_at.isoformat(),
             "base": None if agent.base_agent_id is None else
             {"agent_id": agent.base_agent_id, "version": agent.base_version},
-            **{k: cfg[k] for k in ("standardize", "input_scale") if k in cfg}}
+            **{k: cfg[k] for k in ("standardize", "input_scale") if k in cfg},
+            **_guard_fields(agent)}
+
+def _guard_fields(agent: Any) -> dict[str, Any]:
+    """Issue 18: the guard policy in force (null: none) and the events it holds (pending while
+    the agent is quarantined: received − applied − rejected, no scan)."""
+    quarantined = bool(getattr(agent, "quarantined", False))
+    pending = (agent.events_received - agent.events_applied
+               - (getattr(agent, "events_rejected", 0) or 0))
+    return {"guard": agent.config.get("guard"), "events_held": pending if quarantined else 0}
 
 
 class Runtime:
@@ -273,6 +282,19 @@ class Runtime:
             points = quality_points(repo, agent_id, window, limit, before)
         return {"window": window, "points": [{**p, "created_at": p["created_at"].isoformat()}
                                              for p in points]}
+
+    def guard(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
+        """``GET /guard`` (workers/guard.py)."""
+        from workers.guard import guard_json
+
+        with self.store.read() as repo:
+            return guard_json(repo, self._agent(repo, tenant_id, agent_id))
+
+    def release(self, tenant_id: str, agent_id: str, event_ids: list[str] | None) -> dict[str, Any]:
+        """``POST /release``: lift the quarantine, apply the held events (in the learner)."""
+        with self.store.read() as repo:
+            self._agent(repo, tenant_id, agent_id)
+        return self._call(self.learner(agent_id).release.remote(agent_id, event_ids))
 
     def _check_version(self, tenant_id: str, agent_id: str, version: int) -> None:
         with self.store.read() as repo:

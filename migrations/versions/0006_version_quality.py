@@ -1,5 +1,5 @@
 """Issue 18: the bounded rehearsal memory (delta form ``put``), settings shown in force,
-prequential quality per version.
+prequential quality per version, the guard.
 
 - ``deltas.form`` gains ``put``: rows written in place (``LayerDelta.put``, stored as ``[A | at]``),
   the slots of the bounded rehearsal memory of rule ``softmax`` (:mod:`agent.memory.reservoir`).
@@ -11,6 +11,9 @@ prequential quality per version.
   ``versions.tested_total`` / ``versions.hits_total`` (running totals of the agent's tested
   events and hits up to the version; null on versions no learner tested, e.g. rollbacks), and
   index ``(agent_id, tested_total)`` for windowed accuracy (``GET /quality``).
+- ``agents.quarantined``: the guard (or an operator) stopped applying the agent's new events;
+  they stay pending ("held") until released. ``guard_actions``: every guard action and release,
+  with its reason and the version it made or acted on (``GET /guard``).
 
 Downgrade: the configs lose the keys this revision added (``reservoir: null``, and ``dtype:
 "float64"``, which an older release takes as its default); ``put`` deltas cannot be read by an
@@ -74,6 +77,22 @@ def upgrade() -> None:
     op.add_column("versions", sa.Column("tested_total", sa.BigInteger(), nullable=True))
     op.add_column("versions", sa.Column("hits_total", sa.BigInteger(), nullable=True))
     op.create_index("ix_versions_agent_tested", "versions", ["agent_id", "tested_total"])
+    op.add_column("agents", sa.Column("quarantined", sa.Boolean(), nullable=False,
+                                      server_default=sa.false()))
+    op.create_table(
+        "guard_actions",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True,
+                  nullable=False),
+        sa.Column("agent_id", sa.String(length=40), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("action", sa.String(length=16), nullable=False),
+        sa.Column("version", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.ForeignKeyConstraint(["agent_id"], ["agents.id"],
+                                name=op.f("fk_guard_actions_agent_id_agents"), ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_guard_actions")),
+    )
+    op.create_index("ix_guard_actions_agent", "guard_actions", ["agent_id", "id"])
 
 
 def downgrade() -> None:
@@ -84,6 +103,9 @@ def downgrade() -> None:
     if held:
         raise RuntimeError("cannot downgrade below 0006: agents with a bounded rehearsal memory "
                            f"(delta form 'put') exist, e.g. {held}; delete them first")
+    op.drop_index("ix_guard_actions_agent", "guard_actions")
+    op.drop_table("guard_actions")
+    op.drop_column("agents", "quarantined")  # plain ALTER: a batch copy of agents would cascade
     op.drop_index("ix_versions_agent_tested", "versions")
     for column in ("hits_total", "tested_total", "hits"):
         op.drop_column("versions", column)  # SQLite ≥ 3.35: ALTER TABLE DROP COLUMN, no copy

@@ -1,0 +1,194 @@
+"""The guard: an agent's policy against regressions of its prequential quality (issue 18 §3).
+
+Policy ``{"window": W, "drop": d, "action": "alert" | "quarantine" | "rollback"}``
+(:class:`agent.config.GuardPolicy`). After each committed micro-batch the learner feeds the
+batch's misses (1 = the prediction made before learning was wrong) to a Page-Hinkley test for an
+increase of the error rate (:class:`PageHinkley`: River's ``drift.PageHinkley`` in mode ``up``,
+the reference it is tested against) with ``min_instances = W``, ``delta = d/2``, ``threshold =
+d·W/4``. An alarm is confirmed on the stored totals (:mod:`storage.repository.quality`), at
+the alarm or at any commit of the ``2W`` events after it: the accuracy over the last ``W``
+events must be more than ``d`` below the accuracy over the ``W`` events up to the test's change
+point (where its cumulative sum was lowest: the last event before
+the error rate rose; whole versions). Honest drift that moves accuracy less than ``d`` never acts.
+
+Actions, each a record in ``guard_actions`` with its reason (``GET /v1/agents/{id}/guard``):
+
+- ``alert``: the record, and a metric;
+- ``quarantine``: new events stay accepted and durable but are not applied ("held": pending,
+  counted in ``events_held``) until ``POST /release`` (or ``/forget`` of them);
+- ``rollback``: a rollback version to the last version before the regression began (the one that
+  ends the reference window, at the change point), then quarantine. The versions after it stay readable, so a rollback to
+  one of them undoes it; release resumes learning on the rolled-back state.
+
+The detector's state lives in the learner shard's memory (bounded: a few numbers per guarded
+agent); a restarted or reloaded learner starts a fresh test, which cannot alarm before ``W``
+new events. Nothing here scans an agent's history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.errors import InputError
+from storage.models import Agent, GuardAction, Version
+
+__all__ = ["PageHinkley", "Decision", "Guard", "record_action", "window_drop", "guard_json",
+           "check_release", "set_quarantined", "detector"]
+
+
+class PageHinkley:
+    """River's Page-Hinkley test (mode ``up``): an alarm when the faded cumulative deviation of
+    the values from their running mean, less ``delta`` a step, rises ``threshold`` above its
+    minimum; the test starts again after an alarm."""
+
+    def __init__(self, min_instances: int = 30, delta: float = 0.005, threshold: float = 50.0,
+                 alpha: float = 1 - 0.0001) -> None:
+        self.min_instances, self.delta, self.threshold, self.alpha = min_instances, delta, threshold, alpha
+        self.drift_detected = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n, self.mean, self.sum, self.min = 0, 0.0, 0.0, float("inf")
+        self.min_n = 0  # values seen when the sum was at its minimum: the change-point estimate
+        self.drift_detected = False
+
+    def update(self, x: float) -> bool:
+        if self.drift_detected:
+            self._reset()
+        self.n += 1
+        self.mean += (x - self.mean) / self.n
+        self.sum = self.alpha * self.sum + (x - self.mean) - self.delta
+        if self.sum < self.min:
+            self.min, self.min_n = self.sum, self.n
+        self.drift_detected = self.n >= self.min_instances and self.sum - self.min > self.threshold
+        return self.drift_detected
+
+
+def detector(window: int, drop: float) -> PageHinkley:
+    return PageHinkley(min_instances=window, delta=drop / 2, threshold=drop * window / 4)
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str
+    reason: str
+    good_version: int | None  # the last version before the regression (rollback target)
+
+
+def _base(repo: Any, agent_id: str, at_most: int) -> tuple[int, int, int] | None:
+    """``(tested_total, hits_total, version)`` of the latest tested version with at most
+    ``at_most`` events tested (one indexed lookup)."""
+    row = repo.session.execute(
+        select(Version.tested_total, Version.hits_total, Version.version).where(
+            Version.agent_id == agent_id, Version.tested_total.is_not(None),
+            Version.tested_total <= at_most).order_by(Version.tested_total.desc()).limit(1)).first()
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+
+def window_drop(repo: Any, agent_id: str, version: int, window: int,
+                change: int | None = None) -> tuple[float, float, int] | None:
+    """``(reference accuracy, recent accuracy, last version of the reference window)``: the
+    recent window is the last ``window`` events, the reference the ``window`` events up to the
+    change point ``change`` (events tested; default: just before the recent window). None while
+    the stream has no whole reference window."""
+    row = repo.session.scalars(select(Version).where(
+        Version.agent_id == agent_id, Version.version == version)).one()
+    if row.tested_total is None or row.hits_total is None:
+        return None
+    recent = _base(repo, agent_id, row.tested_total - window)
+    if recent is None:
+        return None
+    end = recent if change is None else _base(repo, agent_id, change)
+    if end is None:
+        return None
+    ref = _base(repo, agent_id, end[0] - window)
+    t0, h0 = (ref[0], ref[1]) if ref is not None else (0, 0)
+    if end[0] - t0 < window:
+        return None
+    acc_recent = (row.hits_total - recent[1]) / (row.tested_total - recent[0])
+    return (end[1] - h0) / (end[0] - t0), acc_recent, end[2]
+
+
+@dataclass
+class _Test:
+    ph: PageHinkley
+    offset: int  # events the agent had tested before the test's first value
+    suspect: int | None = None  # earliest change point of an alarm not yet confirmed
+
+
+class Guard:
+    """The detectors of one learner shard's guarded agents."""
+
+    def __init__(self) -> None:
+        self._tests: dict[str, _Test] = {}
+        self.counts: dict[str, int] = {}  # actions taken, by kind (metrics)
+
+    def reset(self, agent_id: str) -> None:
+        self._tests.pop(agent_id, None)
+
+    def check(self, repo: Any, agent_id: str, policy: Any, version: int,
+              hits: list[bool]) -> Decision | None:
+        """Feed a committed batch's outcomes; a decision when the policy must act."""
+        row_total = repo.session.scalar(select(Version.tested_total).where(
+            Version.agent_id == agent_id, Version.version == version))
+        before = int(row_total or len(hits)) - len(hits)
+        st = self._tests.get(agent_id)
+        if st is None:
+            st = self._tests[agent_id] = _Test(detector(policy.window, policy.drop), before)
+        change = None
+        for i, h in enumerate(hits):
+            if st.ph.drift_detected:  # the test starts again with this value
+                st.offset = before + i
+            if st.ph.update(0.0 if h else 1.0):
+                change = st.offset + st.ph.min_n
+        if change is None:  # no alarm: keep watching an unconfirmed one for 2W events
+            if st.suspect is None or before + len(hits) - st.suspect > 2 * policy.window:
+                st.suspect = None
+                return None
+            change = st.suspect
+        st.suspect = change if st.suspect is None else min(st.suspect, change)
+        got = window_drop(repo, agent_id, version, policy.window, st.suspect)
+        if got is not None and got[0] - got[1] <= 0:
+            st.suspect = None  # no drop at all: an earlier alarm was noise
+        if got is None or got[0] - got[1] <= policy.drop:
+            return None
+        ref, recent, good = got
+        return Decision(policy.action, f"prequential accuracy fell from {ref:.3f} to {recent:.3f} "
+                        f"over the last {policy.window} events (drop > {policy.drop}; Page-Hinkley "
+                        f"alarm at version {version}, change after event {st.suspect or change})", good)
+
+
+def record_action(repo: Any, agent_id: str, action: str, version: int | None, reason: str) -> None:
+    repo.session.add(GuardAction(agent_id=agent_id, action=action, version=version, reason=reason))
+    repo.session.flush()
+
+
+def set_quarantined(repo: Any, agent_id: str, on: bool) -> None:
+    agent = repo.session.get(Agent, agent_id)
+    agent.quarantined = on
+    repo.session.flush()
+
+
+def check_release(repo: Any, agent_id: str, event_ids: list[str] | None, held: int) -> None:
+    """``event_ids`` given: they must be every held event (events apply in order, so a release
+    cannot skip one: forget those to drop first). :class:`InputError` naming ``event_ids``."""
+    if event_ids is None:
+        return
+    if not isinstance(event_ids, list) or not all(isinstance(e, str) for e in event_ids):
+        raise InputError("event_ids", "expected a list of event ids")
+    pending = repo.pending_events(agent_id, limit=len(event_ids) + 1)
+    if held != len(pending) or {e.client_id for e in pending} != set(event_ids):
+        raise InputError("event_ids", f"a release applies the held events in order: list all {held} "
+                         "of them (or omit event_ids); forget the ones to drop first")
+
+
+def guard_json(repo: Any, agent: Any, limit: int = 100) -> dict[str, Any]:
+    """``GET /guard``: the policy, whether new events are held, the latest actions first."""
+    rows = repo.session.scalars(select(GuardAction).where(GuardAction.agent_id == agent.id)
+                                .order_by(GuardAction.id.desc()).limit(limit))
+    return {"policy": agent.config.get("guard"), "quarantined": bool(agent.quarantined),
+            "actions": [{"id": r.id, "at": r.at.isoformat(), "action": r.action,
+                         "version": r.version, "reason": r.reason} for r in rows]}

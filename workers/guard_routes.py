@@ -1,0 +1,56 @@
+"""HTTP routes of the guard (issue 18 §3; workers/guard.py).
+
+- ``GET /v1/agents/{id}/guard`` → ``{"policy": {...}|null, "quarantined": bool, "actions":
+  [{"id", "at", "action", "version", "reason"}]}`` (newest first);
+- ``POST /v1/agents/{id}/release`` ``{"event_ids"?: [...]}`` → ``{"released": n, "version": head}``:
+  lifts the quarantine and applies the held events in order (``event_ids``, when given, must list
+  every held event: forget those to drop first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from agent.errors import InputError
+from workers import api_schema as doc
+from workers.validation import MAX_ID_CHARS, check_object, check_str
+
+__all__ = ["add_guard_routes", "check_release_body"]
+
+AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def check_release_body(body: Any) -> list[str] | None:
+    """``{}`` or ``{"event_ids": [...]}`` → the ids (None: every held event)."""
+    ids = check_object(body).get("event_ids")
+    if ids is None:
+        return None
+    if not isinstance(ids, list) or not ids:
+        raise InputError("event_ids", "expected a non-empty list of event ids")
+    out = [str(check_str(x, f"event_ids[{i}]", MAX_ID_CHARS)) for i, x in enumerate(ids)]
+    return list(dict.fromkeys(out))
+
+
+def add_guard_routes(app: FastAPI, service: Any, auth: Any, call: Callable[..., Awaitable[Any]],
+                     read_json: Callable[[Request], Awaitable[Any]]) -> None:
+    @app.get("/v1/agents/{agent_id}/guard", tags=["versions"], openapi_extra={"security": AUTH},
+             responses={200: {"description": "the guard's policy, state and actions"},
+                        **doc.errors(401, 404)})
+    async def guard(agent_id: str, request: Request) -> JSONResponse:
+        """The agent's guard: policy, whether new events are held, its actions (newest first)."""
+        tenant = await auth.tenant(request)
+        return JSONResponse(await call(service.guard, tenant, agent_id))
+
+    @app.post("/v1/agents/{agent_id}/release", tags=["versions"], openapi_extra={"security": AUTH},
+              responses={200: {"description": "held events released"},
+                         **doc.errors(400, 401, 404, 413, 422)})
+    async def release(agent_id: str, request: Request) -> JSONResponse:
+        """Lift the agent's quarantine and apply its held events."""
+        tenant = await auth.tenant(request)
+        raw = await request.body()
+        ids = check_release_body(await read_json(request)) if raw.strip() else None
+        return JSONResponse(await call(service.release, tenant, agent_id, ids))
