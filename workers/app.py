@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from workers import api_schema as doc
 from workers.arrow_ingest import MalformedArrow, arrow_events, is_arrow
 from workers.auth import Auth
+from workers.console import mount_console
 from workers.contract import ServiceAPI, ServiceError
 from workers.errors import install_error_handlers
 from workers.event_batch import remap_rejected, split_events
@@ -259,6 +260,8 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
 
     add_quality_routes(app, service, auth, call)  # GET /quality (workers/quality_routes.py)
     add_guard_routes(app, service, auth, call, read_json)  # /guard, /release (workers/guard_routes.py)
+
+    mount_console(app)  # the web console: static files, the page sends the key itself
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
