@@ -59,6 +59,9 @@ class Settings(BaseSettings):
 
     # agents whose tenant and config the HTTP process keeps (fixed at creation, so never stale)
     agent_cache_entries: int = Field(10_000, ge=1)
+    # valid tenant keys remembered this long (a revoked key is refused after at most this)
+    auth_cache_s: float = Field(1.0, ge=0.0)
+    auth_cache_entries: int = Field(10_000, ge=1)
 
     # serving cache
     cache_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)

@@ -1,0 +1,91 @@
+"""Per-request latency of one-event ingest and single-input predict over HTTP, with and without
+the bearer-key cache (``auth_cache_s``), side by side in one run.
+
+One deployment (Ray actors and a SQLite store, in this process) is served by two HTTP apps on
+two loopback ports: one with ``auth_cache_s=0`` (every request reads the key table, as before
+the cache) and one with the default. Requests alternate between the two, so both see the same
+machine, store and actors at the same moments. Prints p50/p99 (ms) of each and their ratio.
+
+Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+
+def run(requests: int, dim: int) -> dict[str, dict[str, tuple[float, float]]]:
+    from workers.app import build_app
+    from workers.runtime import _HttpServer, free_port, start
+    from workers.settings import Settings
+
+    tmp = tempfile.mkdtemp(prefix="request-path-")
+    admin = secrets.token_urlsafe(12)
+    s = Settings(database_url=f"sqlite:///{Path(tmp) / 'rp.db'}", port=free_port(),
+                 admin_key=admin, ray_namespace=f"rp-{time.time_ns()}", scheduler_enabled=False)
+    running = start(s)
+    plain = _HttpServer(build_app(running.service, s.model_copy(update={"auth_cache_s": 0.0})),
+                        s.host, free_port())
+    plain.start()
+    urls = {"no key cache": f"http://{s.host}:{plain.server.config.port}",
+            "key cache": running.url}
+    try:
+        key = httpx.post(f"{running.url}/v1/tenants", json={"name": "rp"}, timeout=60,
+                         headers={"Authorization": f"Bearer {admin}"}).json()["api_key"]
+        head = {"Authorization": f"Bearer {key}"}
+        clients = {k: httpx.Client(base_url=u, headers=head, timeout=60) for k, u in urls.items()}
+        c0 = clients["key cache"]
+        agent = c0.post("/v1/agents", json={"name": "rp", "kind": "classifier",
+                                            "encoder": "none", "dim": dim}).json()["id"]
+        rng = np.random.default_rng(0)
+        lat: dict[tuple[str, str], list[float]] = {}
+        for i in range(requests + 20):  # the first 20 rounds warm up
+            for name, c in clients.items():
+                ev = {"id": f"{name}-{i}", "input": rng.normal(size=dim).tolist(),
+                      "target": f"L{i % 4}"}
+                for op, path, body in (("ingest", f"/v1/agents/{agent}/events", {"events": [ev]}),
+                                       ("predict", f"/v1/agents/{agent}/predict",
+                                        {"inputs": [rng.normal(size=dim).tolist()]})):
+                    t0 = time.perf_counter()
+                    c.post(path, json=body).raise_for_status()
+                    if i >= 20:
+                        lat.setdefault((op, name), []).append((time.perf_counter() - t0) * 1e3)
+        for c in clients.values():
+            c.close()
+    finally:
+        plain.stop()
+        running.stop()
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for (op, name), xs in lat.items():
+        out.setdefault(op, {})[name] = (float(np.percentile(xs, 50)), float(np.percentile(xs, 99)))
+    return out
+
+
+def print_table(out: dict[str, dict[str, Any]]) -> None:
+    print(f"{'request':<10} {'no key cache p50':>16} {'p99':>7} {'key cache p50':>14} {'p99':>7} "
+          f"{'p50 ratio':>9}   (ms)")
+    for op, v in out.items():
+        a, b = v["no key cache"], v["key cache"]
+        print(f"{op:<10} {a[0]:>16.2f} {a[1]:>7.2f} {b[0]:>14.2f} {b[1]:>7.2f} {b[0] / a[0]:>9.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.request_path", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--requests", type=int, default=500, help="timed requests of each kind each")
+    p.add_argument("--dim", type=int, default=32)
+    a = p.parse_args(argv)
+    print_table(run(a.requests, a.dim))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
