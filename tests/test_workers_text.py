@@ -82,3 +82,23 @@ def test_serving_asks_the_encoder_actor(dep):
     after = _encoder_stats(running)
     assert after["calls"] == before["calls"] + 1 and after["texts"] == before["texts"] + 1
     assert after["threads"] == running.settings.encoder_cpus
+
+
+def test_the_encoder_actor_batches_concurrent_callers(dep):
+    """Calls that arrive while a forward pass runs go into the next one together; each caller
+    gets its own rows, the same numbers the model gives them alone."""
+    running, _, _ = dep
+    actor = ray.get_actor("encoder", namespace=running.settings.ray_namespace)
+    before = ray.get(actor.stats.remote())
+    big = [f"a long enough request number {i} to keep the model busy" for i in range(128)]
+    small = [[f"caller {k} asks about topic {k * 7}"] for k in range(8)]
+    refs = [actor.encode.remote(big)] + [actor.encode.remote(t) for t in small]
+    outs = ray.get(refs)
+    after = ray.get(actor.stats.remote())
+    calls = after["calls"] - before["calls"]
+    forwards = after["forwards"] - before["forwards"]
+    assert calls == 9 and forwards < calls  # merged across callers
+    local = get_minilm()
+    for texts, got in zip([big] + small, outs, strict=True):
+        assert got.shape == (len(texts), 384) and got.dtype == np.float32
+        np.testing.assert_allclose(got, local.encode(texts), rtol=0, atol=1e-5)
