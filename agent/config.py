@@ -42,6 +42,13 @@ DEFAULT_RECALL_BETA = 1.0  # recall agents: a correction must win outright (fact
 DEFAULT_DECAY = 1.0
 DEFAULT_RIDGE = 0.1
 DEFAULT_FORGET = 1.0
+# bounds that keep an rls state finite (issue 15): P starts at I/ridge, so a ridge near the
+# smallest float makes it infinite at once, and ridge 1e-8 already fails float32's Cholesky;
+# each write divides P by ρ, so a ρ near 0 overflows it in a few events (ρ = 0.1 fails in one
+# micro-batch; ρ ≥ 0.9 ran 2,000 single writes at d_k = 64 in float32 and float64). A longer
+# stream can still wind P up with ρ < 1: the learner then rejects the events it cannot apply.
+MIN_RIDGE, MAX_RIDGE = 1e-6, 1e12
+MIN_FORGET = 0.9
 # rule "softmax" (the delta rule with a softmax read, rehearsing R earlier events per write):
 # β 0.8 and R 7 by the CLINC150 evaluation (benchmarks/clinc_softmax.py; benchmarks/EVAL.md):
 # as accurate as R 15 (0.951 / 0.949 in the two orders, 3 order seeds) at half the compute
@@ -143,8 +150,8 @@ class MemoryConfig:
             beta=_number(d, "beta", DEFAULT_RECALL_BETA if kind == "recall" else
                          DEFAULT_SOFTMAX_BETA if rule == "softmax" else DEFAULT_BETA, 0.0, 1.0),
             decay=_number(d, "decay", DEFAULT_DECAY, 0.0, 1.0),
-            ridge=_number(d, "ridge", DEFAULT_RIDGE, 0.0, 1e12),
-            forget=_number(d, "forget", DEFAULT_FORGET, 0.0, 1.0),
+            ridge=_number(d, "ridge", DEFAULT_RIDGE, MIN_RIDGE, MAX_RIDGE, lo_open=False),
+            forget=_number(d, "forget", DEFAULT_FORGET, MIN_FORGET, 1.0, lo_open=False),
             lift_dim=lift,
             dtype=dtype,
             replay=replay,

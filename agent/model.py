@@ -63,6 +63,7 @@ from agent.memory.delta import (
     apply_delta,
     pad_rows,
 )
+from agent.memory.lift import unit_rows
 from agent.memory.pending import pending_rows, rls_pending
 from agent.memory.replay import softmax_replay_chunk
 from agent.memory.reservoir import reservoir_chunk
@@ -312,13 +313,9 @@ class MemoryAgent(StateView):
     def _unit_keys(self, X: np.ndarray) -> np.ndarray:
         """Lift (when set) and normalise: unit keys ``(n, d_k)`` float64."""
         Phi = self._lift(X) if self._lift is not None else X  # (n, d_k)
-        Phi = np.asarray(Phi, dtype=np.float64)
-        nrm = np.linalg.norm(Phi, axis=1)  # (n,)
-        bad = ~(np.isfinite(nrm) & (nrm > 0))
-        if bad.any():
-            raise InputError(f"inputs[{int(np.argmax(bad))}]", "the input gives a zero key "
-                             "(all zeros, or zero after the lift); it cannot be normalised")
-        return Phi / nrm[:, None]
+        # scaled before normalising (norms past float64's range); a standardised input equal
+        # to the running mean (e.g. the same vector twice) is the zero key: a no-op write
+        return unit_rows(Phi, "inputs", allow_zero=self.config.standardize)
 
     def _vector(self, x: Any, i: int) -> np.ndarray:
         dim = self.config.dim

@@ -1,8 +1,9 @@
 """Engines and sessions for SQLite (embedded default) and PostgreSQL.
 
-SQLite connections get WAL journaling, enforced foreign keys, a busy timeout and
+SQLite connections get WAL journaling, enforced foreign keys, a busy timeout,
 ``synchronous=FULL`` (an acknowledged event survives a power cut, not only a killed
-process). pysqlite's own transaction handling is switched off and SQLAlchemy emits
+process) and ``secure_delete=ON`` (deleted content is overwritten with zeros; with
+:meth:`Database.checkpoint` after a forget, erased bytes leave the files). pysqlite's own transaction handling is switched off and SQLAlchemy emits
 ``BEGIN`` itself, so SAVEPOINTs work; a session made by :meth:`Database.write_session`
 starts with ``BEGIN IMMEDIATE`` on SQLite (takes the write lock up front, so a transaction
 that reads first and writes later never fails on a stale snapshot).
@@ -18,6 +19,7 @@ Examples
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -52,6 +54,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, memory: bool, synchronous: st
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.execute(f"PRAGMA synchronous={synchronous}")
+    cur.execute("PRAGMA secure_delete=ON")  # deleted bytes are zeroed (forget erases)
     cur.close()
 
 
@@ -121,6 +124,21 @@ class Database:
             return True
         except Exception:  # noqa: BLE001 - readiness probe
             return False
+
+    def checkpoint(self, tries: int = 3) -> bool:
+        """SQLite: copy the WAL into the database file and truncate it to zero bytes, so
+        pages that held erased rows leave the WAL too (after a forget). Retries while a
+        reader holds an old snapshot; True when the WAL is empty. PostgreSQL: nothing to do
+        (True)."""
+        if not self.is_sqlite:
+            return True
+        for i in range(tries):
+            with self.engine.connect() as c:
+                busy = c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()[0]
+            if busy == 0:  # every frame copied back and the WAL truncated
+                return True
+            time.sleep(min(0.2, 0.01 * (i + 1)))
+        return False
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -124,7 +124,8 @@ class ForgottenEvents(StorageError):
         self.ids = sorted(ids)
         super().__init__(
             f"agent {agent_id!r} version {version} contains forgotten events {self.ids[:10]}"
-            + (" …" if len(self.ids) > 10 else "")
+            + (" …" if len(self.ids) > 10 else "") if self.ids else
+            f"agent {agent_id!r} version {version} held events forgotten since; it was erased"
         )
         self.agent_id = agent_id
         self.version = version

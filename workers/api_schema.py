@@ -124,6 +124,8 @@ class Agent(BaseModel):
     head_version: int
     events_received: int
     events_applied: int
+    events_rejected: int = Field(description="accepted events the learner could not apply "
+                                 "(GET /v1/agents/{id}/events?status=rejected lists them)")
     labels: list[str]
 
 

@@ -17,6 +17,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from agent.errors import InputError
+from storage.repository.event_status import EVENT_STATUSES, MAX_EVENT_PAGE
 from workers import api_schema as doc
 from workers.arrow_ingest import MalformedArrow, arrow_events, is_arrow
 from workers.auth import Auth
@@ -191,6 +193,30 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
         args = check_predict(await read_json(request), agent, settings)
         inputs = args.pop("inputs")
         return JSONResponse(await call(service.predict, tenant, agent_id, inputs, **args))
+
+    @app.get("/v1/agents/{agent_id}/events", tags=["events"], openapi_extra={
+        "security": AUTH,
+        "parameters": [
+            {"name": "status", "in": "query", "required": True,
+             "schema": {"type": "string", "enum": list(EVENT_STATUSES)},
+             "description": "which events: rejected (with the reason), pending or applied"},
+            {"name": "limit", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_PAGE},
+             "description": "at most this many events (default 100), oldest first"},
+            {"name": "after_seq", "in": "query", "required": False,
+             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_VERSION},
+             "description": "only events after this seq (paging: next_after_seq)"}]},
+        responses={200: {"description": "a page of events"}, **doc.errors(401, 404, 422)})
+    async def list_events(agent_id: str, request: Request) -> JSONResponse:
+        """The agent's events with a status, by seq (rejected ones with their reason)."""
+        tenant = await auth.tenant(request)
+        status = request.query_params.get("status")
+        if status not in EVENT_STATUSES:
+            raise InputError("status", f"expected one of {list(EVENT_STATUSES)}, got {status!r}")
+        limit = parse_query_int(request.query_params.get("limit"), "limit", 1, MAX_EVENT_PAGE)
+        after = parse_query_int(request.query_params.get("after_seq"), "after_seq", 0,
+                                MAX_VERSION)
+        return JSONResponse(await call(service.events, tenant, agent_id, status, limit, after))
 
     # ---- versions -------------------------------------------------------------------------
 

@@ -65,6 +65,9 @@ class ServiceAPI(Protocol):
                 as_of: datetime | None = None, top_k: int | None = None,
                 wait_ms: int | None = None) -> dict[str, Any]: ...
 
+    def events(self, tenant_id: str, agent_id: str, status: str, limit: int | None,
+               after_seq: int | None) -> dict[str, Any]: ...  # {"events", "next_after_seq"}
+
     # versions
     def versions(self, tenant_id: str, agent_id: str, limit: int | None,
                  before: int | None) -> dict[str, Any]: ...

@@ -23,11 +23,12 @@ from typing import Any
 import ray
 
 from storage.repository.quality import record_quality
-from workers.agents import learn_events, make_learner, make_replay, state_nbytes, use_encoder
+from workers.agents import make_learner, make_replay, state_nbytes, use_encoder
 from workers.contract import returning_errors
 from workers.encoder import RemoteEncoder
 from workers.guard import Decision, Guard, check_release, record_action, set_quarantined
 from workers.inbox import Inbox
+from workers.poison import copy_learner, find_poison, learn_checked
 from workers.quality import QualityHistogram, pretest
 from workers.settings import Settings
 from workers.store import Store
@@ -64,7 +65,7 @@ class LearnerActor:
         # timers (seconds, summed over commits): read_s = pending events + head state from
         # SQL, learn_s = the kernel, commit_s = the commit transaction, busy_s = all of _drain
         self._stats = {"versions": 0, "events": 0, "commit_s": 0.0, "learn_s": 0.0,
-                       "read_s": 0.0, "busy_s": 0.0, "errors": 0, "evicted": 0}
+                       "read_s": 0.0, "busy_s": 0.0, "errors": 0, "evicted": 0, "rejected": 0}
         self._quality = QualityHistogram()  # micro-batch hit rates per agent kind (metrics)
         self._guard = Guard()  # detectors of guarded agents (workers/guard.py)
         self._quarantined: dict[str, bool] = {}  # the store's flag, read once per agent
@@ -133,6 +134,10 @@ class LearnerActor:
                 out = {"version": res.version.version, "kind": "forget",
                        "events_removed": res.events_removed + res.pending_dropped,
                        "checksum": res.version.checksum}
+            # SQLite: the pages that held the erased rows leave the WAL file too
+            if not self._store.db.checkpoint():
+                log.warning("learner %s: WAL checkpoint after a forget of %s stayed busy",
+                            self._shard, agent_id)
             self._reset(agent_id)
             return out
 
@@ -275,7 +280,17 @@ class LearnerActor:
                 self._stats["read_s"] += t0 - tr
                 tested = pretest(learner, payloads)  # test-then-train: the head before the batch
                 try:
-                    delta = learn_events(learner, payloads, self._s.delta_dtype)
+                    try:
+                        delta = learn_checked(learner, payloads, self._s.delta_dtype)
+                    except MemoryError:
+                        raise
+                    except Exception:  # noqa: BLE001 - isolate the events that cause it
+                        self._drop(agent_id)  # the learner may hold part of the batch
+                        got = self._isolate(agent_id, payloads, seqs)
+                        if got is None:  # poison rejected: read the pending events again
+                            continue
+                        version, learner, delta, n = got
+                        events, seqs = events[:n], seqs[:n]
                     t1 = time.perf_counter()
                     with self._store.tx() as repo:
                         row = repo.commit_version(
@@ -377,6 +392,29 @@ class LearnerActor:
             rows = repo.pending_events(agent_id, limit=limit)
             return ([e.as_replay() for e in rows], [e.seq for e in rows],  # arrays decoded
                     len(rows) < limit)
+
+    def _isolate(self, agent_id: str, payloads: list[dict[str, Any]],
+                 seqs: list[int]) -> tuple[int, Any, Any, int] | None:
+        """After a failed micro-batch (workers/poison.py): reject the events that fail on
+        their own (None: the caller reads the pending events again), or, when none does,
+        learn the first clean part alone: ``(head version, learner, delta, events in it)``."""
+        version, head = self._head(agent_id)
+        config = head.config
+        poison, clean = find_poison(head, payloads,
+                                    lambda lr, evs: learn_checked(lr, evs, self._s.delta_dtype),
+                                    lambda lr: copy_learner(config, lr))
+        if poison:
+            with self._store.tx() as repo:
+                n = repo.reject_events(agent_id, [(seqs[i], why) for i, why in poison])
+            with self._cv:
+                self._backlog = max(0, self._backlog - n)
+            self._stats["rejected"] += n
+            log.warning("learner %s: agent %s: %d event(s) rejected, first: seq %d: %s",
+                        self._shard, agent_id, n, seqs[poison[0][0]], poison[0][1])
+            self._drop(agent_id)  # what is pending now is read again (without the poison)
+            return None
+        delta = learn_checked(head, payloads[:clean], self._s.delta_dtype)
+        return version, head, delta, clean
 
     def _publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
         """Tell every serving replica. Handles are looked up once (a restarted replica keeps

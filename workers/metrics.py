@@ -31,6 +31,9 @@ def render_metrics(rt: Any) -> str:
           [({}, totals["events_received"])])
     _line(out, "deltamem_events_applied_total", "counter", "Events committed into a version.",
           [({}, totals["events_applied"])])
+    _line(out, "deltamem_events_rejected_total", "counter",
+          "Accepted events the learner could not apply (non-finite result), marked rejected.",
+          [({}, totals["events_rejected"])])
     _line(out, "deltamem_versions_total", "counter", "Versions committed (all kinds).",
           [({}, totals["versions"])])
     try:

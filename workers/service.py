@@ -47,7 +47,7 @@ def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
     return {"id": agent.id, "name": agent.name, "kind": cfg["kind"], "encoder": cfg["encoder"],
             "dim": cfg["dim"], "memory": cfg["memory"], "head_version": agent.head_version,
             "events_received": agent.events_received, "events_applied": agent.events_applied,
-            "labels": labels, "created_at": agent.created_at.isoformat(),
+            "events_rejected": agent.events_rejected, "labels": labels, "created_at": agent.created_at.isoformat(),
             "base": None if agent.base_agent_id is None else
             {"agent_id": agent.base_agent_id, "version": agent.base_version},
             **{k: cfg[k] for k in ("standardize", "input_scale") if k in cfg},
@@ -269,6 +269,15 @@ class Runtime:
                 out[r] = ans
         return out
 
+    def events(self, tenant_id: str, agent_id: str, status: str, limit: int | None,
+               after_seq: int | None) -> dict[str, Any]:
+        """A page of the agent's events with ``status`` (rejected, pending, applied)."""
+        with self.store.read() as repo:
+            self._agent(repo, tenant_id, agent_id)
+            rows, nxt = repo.list_events(agent_id, status, 100 if limit is None else limit,
+                                         after_seq)
+            return {"events": rows, "next_after_seq": nxt}
+
     # ---- versions --------------------------------------------------------------------
     def versions(self, tenant_id: str, agent_id: str, limit: int | None,
                  before: int | None) -> dict[str, Any]:
@@ -425,5 +434,5 @@ def _store_errors_as_service_errors(fn: Any) -> Any:
 
 for _name in ("create_tenant", "create_agent", "list_agents", "get_agent", "agent_config",
               "ingest", "predict",
-              "versions", "rollback", "forget", "fork"):
+              "events", "versions", "rollback", "forget", "fork"):
     setattr(Runtime, _name, _store_errors_as_service_errors(getattr(Runtime, _name)))

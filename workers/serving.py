@@ -112,6 +112,9 @@ class ServingActor:
         entry is dropped (rebuilt from the store on the next request)."""
         with self._cv:
             self._heads[agent_id] = max(self._heads.get(agent_id, -1), version)
+            if parent is None and delta is None:  # a rollback or forget: drop the agent's
+                for key in [k for k in self._cache if k[0] == agent_id]:  # (erased) states
+                    self._pop(key)
             if parent is not None and delta is not None:
                 learner = self._pop((agent_id, parent))
                 if learner is not None:
@@ -210,16 +213,19 @@ class ServingActor:
         with self._store.read() as repo:
             head = repo.get_agent(agent_id).head_version
             if version is not None:
-                if not repo.version_exists(agent_id, version):
+                status = repo.version_status(agent_id, version)
+                if status is None:
                     return _error(404, "unknown_version", f"version {version} does not exist "
                                   f"(head is {head})", "version", head=head)
-                return version
+                return _erased(agent_id, version, "version", head) if status == "erased" \
+                    else version
             if as_of is not None:
                 v = repo.version_as_of(agent_id, as_of)
                 if v is None:
                     return _error(404, "unknown_version", "no version was committed at or "
                                   "before as_of", "as_of", head=head)
-                return v
+                return _erased(agent_id, v, "as_of", head) \
+                    if repo.version_status(agent_id, v) == "erased" else v
         return self._wait_for(agent_id, head, min_version, wait_ms)
 
     def _wait_for(self, agent_id: str, head: int, min_version: int | None,
@@ -240,6 +246,12 @@ class ServingActor:
                 with self._store.read() as repo:
                     head = repo.get_agent(agent_id).head_version
         return head
+
+
+def _erased(agent_id: str, version: int, field: str, head: int) -> dict[str, Any]:
+    """409 for a version whose state held a forgotten event (storage/repository/erase.py)."""
+    return _error(409, "forgotten_events", f"agent {agent_id!r} version {version} held events "
+                  "forgotten since; it was erased", field, head=head)
 
 
 def _jsonable(p: dict[str, Any]) -> dict[str, Any]:

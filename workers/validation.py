@@ -41,6 +41,8 @@ MAX_SPEAKER_CHARS = 200
 MAX_WAIT_MS = 60_000
 MAX_TOP_K = 1000
 MAX_VERSION = 2**53  # the largest integer every JSON client represents exactly
+MAX_TRANSFORMED = 1e150  # vector entries for agents that standardise or scale (squares fit)
+MAX_LIFTED = 1e24  # ... and for agents that lift (float32 features: 1e24 · 1e6 scale · d fit)
 LABELED_KINDS = ("classifier", "recall")
 
 
@@ -177,7 +179,7 @@ def check_input(v: Any, agent: dict[str, Any], settings: Settings, field: str) -
     be all zeros (it has no direction, so it cannot be a key).
     """
     if agent.get("encoder") == "none":
-        return check_vector(v, int(agent["dim"]), field)
+        return check_key_range(check_vector(v, int(agent["dim"]), field), agent, field)
     if not isinstance(v, str):
         raise InputError(field, f"expected a non-empty string, got {_kind(v)}")
     if not v.strip():
@@ -185,6 +187,29 @@ def check_input(v: Any, agent: dict[str, Any], settings: Settings, field: str) -
     if len(v) > settings.max_input_chars:
         raise InputError(field, f"too long: {len(v)} characters, at most {settings.max_input_chars}")
     return check_text(v, field)
+
+
+def check_key_range(a: np.ndarray, agent: dict[str, Any], field: str) -> np.ndarray:
+    """A vector whose key is finite in float64 for ``agent``. A plain key ``x/‖x‖`` is, for
+    any finite nonzero ``x`` (it is scaled before normalising). An agent that standardises
+    (squares deviations), scales (``input_scale`` up to 1e6) or lifts (``W x``) its inputs
+    takes entries up to :data:`MAX_TRANSFORMED` in magnitude, :data:`MAX_LIFTED` when it lifts
+    (the lift runs in float32), so none of that overflows.
+
+    >>> check_key_range(np.array([1e200, 0.0]), {"standardize": True}, "input")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: input[0]: expected a magnitude of at most 1e+150 for an agent that standardises, scales or lifts its inputs, got 1e+200
+    """
+    lifted = (agent.get("memory") or {}).get("lift_dim") is not None
+    bound = MAX_LIFTED if lifted else MAX_TRANSFORMED
+    if (lifted or agent.get("standardize") or agent.get("input_scale") is not None) and a.size:
+        j = int(np.argmax(np.abs(a)))
+        if abs(float(a[j])) > bound:
+            raise InputError(f"{field}[{j}]", f"expected a magnitude of at most {bound:g} for "
+                             f"an agent that standardises, scales or lifts its inputs, got "
+                             f"{float(a[j]):g}")
+    return a
 
 
 def check_vector(v: Any, dim: int, field: str) -> np.ndarray:

@@ -34,7 +34,11 @@ import numpy as np
 
 from agent.errors import InputError
 
-__all__ = ["Lift", "normalize_keys"]
+__all__ = ["Lift", "normalize_keys", "unit_rows"]
+
+# row norms inside this range are computed directly (their squares neither under- nor overflow
+# float64); rows outside it are scaled by their largest |entry| first
+NORM_LO, NORM_HI = 1e-150, 1e150
 
 ACTIVATIONS = ("relu", "cos")
 
@@ -127,3 +131,38 @@ def normalize_keys(X: np.ndarray, field: str = "inputs") -> np.ndarray:
         i = int(np.argmax(bad))
         raise InputError(f"{field}[{i}]", "the key has zero norm (an all-zero input or lifted features)")
     return (X / norms[:, None]).astype(X.dtype, copy=False)
+
+
+def unit_rows(X: np.ndarray, field: str = "inputs", allow_zero: bool = False) -> np.ndarray:
+    """Rows of ``X`` (n, d) over their L2 norms, float64: ``k = x/‖x‖`` for every finite
+    nonzero row, however large or small its entries (a row whose norm would overflow or
+    underflow is divided by its largest ``|x_j|`` first; other rows are divided directly, so
+    their bits are those of ``X / ‖X‖``).
+
+    A zero row is refused (:class:`InputError` naming ``field[i]``: it has no direction),
+    or kept as a zero key with ``allow_zero`` (a standardised input equal to the running mean:
+    its write changes no association, its read scores 0). A non-finite row is refused.
+
+    >>> unit_rows(np.array([[3e200, 4e200], [3e-200, 4e-200]])).tolist()
+    [[0.6, 0.8], [0.6, 0.8]]
+    """
+    X = np.asarray(X, dtype=np.float64)
+    nrm = np.linalg.norm(X, axis=1)  # (n,)
+    odd = ~((nrm > NORM_LO) & (nrm < NORM_HI))  # also NaN and inf
+    if not odd.any():
+        return X / nrm[:, None]
+    out = np.empty_like(X)
+    out[~odd] = X[~odd] / nrm[~odd, None]
+    for i in np.flatnonzero(odd):
+        m = float(np.max(np.abs(X[i]))) if X.shape[1] else 0.0
+        if not np.isfinite(m):
+            raise InputError(f"{field}[{i}]", "the key is not finite (NaN or Inf)")
+        if m == 0.0:
+            if not allow_zero:
+                raise InputError(f"{field}[{i}]", "the input gives a zero key (all zeros, or "
+                                 "zero after the lift); it cannot be normalised")
+            out[i] = 0.0
+            continue
+        r = X[i] / m
+        out[i] = r / np.linalg.norm(r)
+    return out

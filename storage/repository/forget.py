@@ -1,7 +1,10 @@
 """Forget: exact unlearning. Rebuild the head's state without some events, from the most
 recent snapshot on the head's path whose history is a prefix of the new history (at worst
 the agent's root empty state), replaying the remaining events in their original order, and
-commit it as a new version (kind ``forget``, stored as a snapshot)."""
+commit it as a new version (kind ``forget``, stored as a snapshot). Then erase: the events'
+payloads and every stored array of a version whose state held them go (erase.py).
+
+Rejected events are in no version's history, so a replay never sees them."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from storage.errors import InputError, UnknownEvents
 from storage.models import EVENT_ID_LEN, Event, Version
 from storage.repository._base import chunks
 from storage.repository.agents import AgentsMixin
+from storage.repository.erase import EraseMixin
 
 State = tuple[dict[str, np.ndarray], list[str]]
 #: replay(start_layers, start_labels, events in order) -> (layers, labels). Each event is
@@ -41,15 +45,15 @@ class ForgetResult:
     events_replayed: int
 
 
-class ForgetMixin(AgentsMixin):
+class ForgetMixin(AgentsMixin, EraseMixin):
     def forget(self, agent_id: str, event_client_ids: list[str], replay: Replay, *,
                created_at: datetime | None = None) -> ForgetResult:
         """Forget events by client id; see the module doc.
 
         Raises :class:`UnknownEvents` (naming every unknown id; nothing changes) and
-        :class:`InputError` for a malformed id list. Forgotten events are marked: they are
-        never applied or replayed again, and versions still holding them cannot be rolled
-        back to or forked from.
+        :class:`InputError` for a malformed id list. Forgotten events are marked and their
+        payloads erased: they are never applied or replayed again, and versions still
+        holding them are erased (no predict, rollback or fork; :mod:`.erase`).
         """
         if not isinstance(event_client_ids, list) or not event_client_ids:
             raise InputError("event_ids", "expected a non-empty list of event ids")
@@ -86,7 +90,8 @@ class ForgetMixin(AgentsMixin):
         todo = self.events_by_seqs(agent_id, kept[start_len:])
         layers, labels = replay(layers, list(labels), [e.as_replay() for e in todo])
         checksum = state_checksum(layers, labels)
-        pending = [e for e in rows if e.applied_version is None and e.forgotten_version is None]
+        pending = [e for e in rows if e.applied_version is None and e.forgotten_version is None
+                   and not e.rejected]
         version = self.commit_version(agent_id, head, "forget", snapshot=(layers, labels),
                                       checksum=checksum, delta_norm=0.0, created_at=created_at)
         version.event_count = removed
@@ -95,4 +100,5 @@ class ForgetMixin(AgentsMixin):
                                                      Event.seq.in_(part))
                                  .values(forgotten_version=new))
         self.session.flush()
+        self.erase_forgotten(agent_id, [e.seq for e in rows])
         return ForgetResult(version, removed, len(pending), start, len(todo))

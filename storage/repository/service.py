@@ -17,10 +17,15 @@ class ServiceQueriesMixin(RepoBase):
         return self.session.scalar(select(func.count()).select_from(Version).where(
             Version.agent_id == agent_id, Version.version == version)) == 1
 
+    def version_status(self, agent_id: str, version: int) -> str | None:
+        """``ok``, ``thinned`` or ``erased`` (held a forgotten event); None if unknown."""
+        return self.session.scalar(select(Version.status).where(
+            Version.agent_id == agent_id, Version.version == version))
+
     def agents_with_pending_events(self) -> list[str]:
         """Agents that have acknowledged events not yet applied (a learner's recovery scan)."""
         return list(self.session.scalars(select(Agent.id).where(
-            Agent.events_received > Agent.events_applied)))
+            Agent.events_received > Agent.events_applied + Agent.events_rejected)))
 
     def all_agent_ids(self) -> list[str]:
         return list(self.session.scalars(select(Agent.id).order_by(Agent.id)))
@@ -51,10 +56,12 @@ class ServiceQueriesMixin(RepoBase):
     def totals(self) -> dict[str, Any]:
         row = self.session.execute(select(
             func.count(Agent.id), func.coalesce(func.sum(Agent.events_received), 0),
-            func.coalesce(func.sum(Agent.events_applied), 0))).one()
+            func.coalesce(func.sum(Agent.events_applied), 0),
+            func.coalesce(func.sum(Agent.events_rejected), 0))).one()
         versions = self.session.scalar(select(func.count()).select_from(Version))
         return {"agents": int(row[0]), "events_received": int(row[1]),
-                "events_applied": int(row[2]), "versions": int(versions or 0)}
+                "events_applied": int(row[2]), "events_rejected": int(row[3]),
+                "versions": int(versions or 0)}
 
     def ping(self) -> bool:
         return self.session.execute(text("SELECT 1")).scalar() == 1

@@ -17,6 +17,7 @@ from storage.codec import Blob, decode, encode
 from storage.errors import (
     ChecksumMismatch,
     CorruptData,
+    ForgottenEvents,
     InputError,
     VersionNotFound,
     VersionThinned,
@@ -91,10 +92,13 @@ class StateMixin(RepoBase):
         """Store the full state of an existing version (a start point for rebuilds).
 
         The state must match the version's checksum (else :class:`InputError`); writing a
-        snapshot that exists already is a no-op.
+        snapshot that exists already is a no-op; an erased version's is refused
+        (:class:`ForgottenEvents`).
         """
         check_state(layers, labels)
         row = self.get_version(agent_id, version)
+        if row.status == "erased":  # it held a forgotten event: nothing of it is stored again
+            raise ForgottenEvents(agent_id, version, [])
         got = state_checksum(layers, labels)
         if got != row.checksum:
             raise InputError("snapshot", f"state checksum {got[:16]}… does not match version "
@@ -155,6 +159,8 @@ class StateMixin(RepoBase):
         """(snapshot version to start from, delta versions to apply in order)."""
         if vmap[version].status == "thinned":
             raise VersionThinned(agent_id, version)
+        if vmap[version].status == "erased":  # its state held a forgotten event (erase.py)
+            raise ForgottenEvents(agent_id, version, [])
         chain: list[int] = []
         cur = vmap[version]
         while not cur.has_snapshot:

@@ -167,7 +167,8 @@ class VersionsMixin(StateMixin):
     def _check_next_pending(self, agent_id: str, seqs: list[int]) -> None:
         rows = self.session.execute(select(Event.seq).where(
             Event.agent_id == agent_id, Event.applied_version.is_(None),
-            Event.forgotten_version.is_(None), Event.seq <= max(seqs))).scalars().all()
+            Event.forgotten_version.is_(None), Event.rejected.is_(False),
+            Event.seq <= max(seqs))).scalars().all()
         if sorted(rows) != sorted(seqs):
             bad = sorted(set(seqs) - set(rows))
             raise InputError("event_seqs", f"unknown, applied or forgotten seqs {bad[:10]}" if bad
@@ -196,7 +197,8 @@ class VersionsMixin(StateMixin):
         for part in chunks(list(shas.values())):
             known.update(self.session.scalars(select(Answer.text_sha256).where(
                 Answer.agent_id == agent_id, Answer.text_sha256.in_(part))))
-        pos = int(self.session.scalar(select(func.count()).select_from(Answer).where(
+        # after the last position (a forget may have deleted answers: erase.py)
+        pos = int(self.session.scalar(select(func.max(Answer.position) + 1).where(
             Answer.agent_id == agent_id)) or 0)
         for t in texts:
             if shas[t] not in known:

@@ -1,0 +1,47 @@
+"""Listing an agent's events by status (``GET /v1/agents/{id}/events?status=``), a page at a
+time in ``seq`` order. Each status is one indexed range read, never a scan of the history:
+``rejected`` on ``ix_events_agent_rejected (agent_id, rejected, seq)``, ``pending`` on
+``ix_events_agent_applied (agent_id, applied_version)`` (pending events are few), ``applied``
+on ``uq_events_agent_seq (agent_id, seq)`` (almost every event is applied)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from storage.errors import InputError
+from storage.models import Event
+from storage.repository._base import RepoBase, check_int
+
+EVENT_STATUSES = ("rejected", "pending", "applied")
+MAX_EVENT_PAGE = 1000
+
+
+class EventStatusMixin(RepoBase):
+    def list_events(self, agent_id: str, status: str, limit: int = 100,
+                    after_seq: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """``(events, next_after_seq)``: up to ``limit`` events of ``status`` with ``seq >
+        after_seq``, oldest first, as ``{"id", "seq", "status", "reason", "received_at",
+        "applied_version"}``; ``next_after_seq`` is the last seq when the page is full."""
+        self._agent(agent_id)
+        if status not in EVENT_STATUSES:
+            raise InputError("status", f"expected one of {list(EVENT_STATUSES)}, got {status!r}")
+        limit = check_int(limit, "limit", 1, MAX_EVENT_PAGE)
+        q = select(Event.client_id, Event.seq, Event.rejected, Event.reject_reason,
+                   Event.received_at, Event.applied_version, Event.forgotten_version).where(
+            Event.agent_id == agent_id)
+        if after_seq is not None:
+            q = q.where(Event.seq > check_int(after_seq, "after_seq"))
+        if status == "rejected":
+            q = q.where(Event.rejected.is_(True))
+        elif status == "pending":
+            q = q.where(Event.applied_version.is_(None), Event.forgotten_version.is_(None),
+                        Event.rejected.is_(False))
+        else:
+            q = q.where(Event.applied_version.is_not(None))
+        rows = self.session.execute(q.order_by(Event.seq).limit(limit)).all()
+        out = [{"id": cid, "seq": seq, "status": status, "reason": reason,
+                "received_at": at.isoformat(), "applied_version": av}
+               for cid, seq, _rej, reason, at, av, _fv in rows]
+        return out, (rows[-1][1] if len(rows) == limit else None)

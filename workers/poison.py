@@ -1,0 +1,108 @@
+"""Poison isolation: an accepted event the learner cannot apply never stops its agent.
+
+A micro-batch is learnt with :func:`learn_checked`: the learner's own ``learn_many`` and then a
+check that what will be committed is finite (every array of the delta, its norm, and the state
+layers when the delta is large enough to overflow them). When that fails, :func:`find_poison`
+bisects the batch on copies of the head learner: a part that learns cleanly is kept (its state
+is the start of the next part), a failing part is split, and a failing single event is poison.
+Only an event whose batch of one fails is rejected, so the cause is reproducible on the event
+itself; a database error never reaches here (the learner reads and commits outside these
+calls) and is retried by the learner loop instead.
+
+The learner then marks the poison ``rejected`` (with the reason) and learns the remaining
+events afresh from the head, in one batch: exactly what a learner that never saw the poison
+computes. When no single event fails but the whole batch does (a combination), the caller
+commits the first clean part alone and goes on from there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from agent.memory.delta import Delta
+from workers.agents import learn_events, make_learner
+
+# above this delta norm, check the whole new state for overflow (cheaper checks otherwise)
+STATE_CHECK_NORM = 1e100
+MAX_REASON = 500
+
+
+class NonFinite(ArithmeticError):
+    """The learnt delta or state is not finite."""
+
+
+def _arrays(delta: Delta) -> list[tuple[str, np.ndarray]]:
+    out = []
+    for name, ld in delta.layers.items():
+        for arr in (ld.A, ld.E, ld.dense):
+            if arr is not None:
+                out.append((name, arr))
+    return out
+
+
+def learn_checked(learner: Any, payloads: Sequence[dict[str, Any]],
+                  delta_dtype: str | None) -> Delta:
+    """``learn_events`` and a finiteness check of what it produced; raises :class:`NonFinite`."""
+    delta = learn_events(learner, payloads, delta_dtype)
+    for name, arr in _arrays(delta):
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            raise NonFinite(f"the delta of layer {name!r} is not finite")
+    for name, ld in delta.layers.items():
+        if not np.isfinite(ld.gamma):
+            raise NonFinite(f"the decay of layer {name!r} is not finite")
+    norm = delta.norm()
+    if not np.isfinite(norm) or norm > STATE_CHECK_NORM:
+        layers, _ = learner.state
+        for name, arr in layers.items():
+            if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+                raise NonFinite(f"the state of layer {name!r} is not finite")
+    return delta
+
+
+def reason_of(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= MAX_REASON else text[:MAX_REASON - 1] + "…"
+
+
+def copy_learner(config: Any, learner: Any) -> Any:
+    """A new learner holding a copy of ``learner``'s state."""
+    layers, labels = learner.state
+    out = make_learner(config)
+    out.load_state({k: np.array(v, copy=True) for k, v in layers.items()}, list(labels))
+    return out
+
+
+def find_poison(start: Any, payloads: Sequence[dict[str, Any]],
+                attempt: Callable[[Any, Sequence[dict[str, Any]]], Any],
+                copy: Callable[[Any], Any]) -> tuple[list[tuple[int, str]], int]:
+    """Bisect ``payloads`` (learnt on copies of ``start``; ``start`` itself is untouched).
+
+    ``attempt(learner, events)`` learns ``events`` into ``learner`` or raises.
+    Returns ``(poison, clean)``: the indices of the events whose batch of one fails, with
+    the reason, in order; and the length of the first part that learnt cleanly (0 when the
+    first event is poison), which the caller may commit alone when there is no poison.
+    """
+    poison: list[tuple[int, str]] = []
+    parts: list[tuple[int, int]] = []
+
+    def go(learner: Any, lo: int, hi: int) -> Any:
+        trial = copy(learner)
+        try:
+            attempt(trial, payloads[lo:hi])
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure of the computation
+            if hi - lo == 1:
+                poison.append((lo, reason_of(exc)))
+                return learner
+            mid = (lo + hi) // 2
+            return go(go(learner, lo, mid), mid, hi)
+        parts.append((lo, hi))
+        return trial
+
+    go(start, 0, len(payloads))
+    clean = parts[0][1] if parts and parts[0][0] == 0 else 0
+    return poison, clean
