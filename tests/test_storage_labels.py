@@ -151,3 +151,30 @@ def test_migration_fills_and_drops_the_labels(db_url):
             _check(repo, agents)
     finally:
         db.dispose()
+
+
+def test_rebuild_reads_versions_back_to_the_snapshot_only(db):
+    """``load_state``/``labels_at`` at the head of a long history read version rows in ranges
+    (back to the snapshot), never the whole history."""
+    from benchmarks.history_cost import grow
+
+    agents = _random_history(db, 3, steps=6)
+    aid = sorted(agents)[0]
+    grow(db, aid, 3000)  # 3000 versions: rollbacks to the old head
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(" ".join(statement.lower().split()))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with unit_of_work(db, write=False) as repo:
+            head = repo.head_version(aid)
+            state = repo.load_state(aid, head)
+            assert state[1] == repo.labels_at(aid, head) == repo.get_agent(aid).labels
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    versions = [s for s in seen if "from versions" in s]
+    assert head == 2999 and versions
+    assert all("between" in s or "versions.version =" in s or "versions.version in" in s
+               for s in versions), versions

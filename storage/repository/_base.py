@@ -151,6 +151,30 @@ class RepoBase:
             q = q.where(Version.version <= upto)
         return {r[0]: VInfo(*r) for r in self.session.execute(q)}
 
+    def _vmap_path(self, agent_id: str, version: Any, window: int = 256) -> dict[int, VInfo]:
+        """The rows :meth:`StateMixin._plan` walks for ``version``: back along sources to the
+        nearest snapshot, read in indexed ranges of ``window`` versions, so the cost follows
+        the snapshot interval, not the length of the history (a version missing here is one
+        the walk would find missing in the full map as well)."""
+        vmap: dict[int, VInfo] = {}
+        if isinstance(version, bool) or not isinstance(version, int):
+            return vmap
+        cur = version
+        while True:
+            if cur not in vmap:
+                q = select(Version.version, Version.parent, Version.kind, Version.state_of,
+                           Version.has_snapshot, Version.status, Version.checksum).where(
+                    Version.agent_id == agent_id,
+                    Version.version.between(max(0, cur - window + 1), cur))
+                vmap.update((r[0], VInfo(*r)) for r in self.session.execute(q))
+                if cur not in vmap:
+                    return vmap
+            info = vmap[cur]
+            src = info.source
+            if info.has_snapshot or info.kind in ("create", "fork") or src is None or src >= cur:
+                return vmap
+            cur = src
+
     def _vinfo(self, agent_id: str, version: Any, vmap: dict[int, VInfo],
                field: str = "version") -> VInfo:
         if isinstance(version, bool) or not isinstance(version, int) or version not in vmap:

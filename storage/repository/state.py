@@ -185,7 +185,7 @@ class StateMixin(RepoBase):
         committed) — never returns a wrong state.
         """
         self._agent(agent_id)
-        vmap = self._vmap(agent_id, upto=version if isinstance(version, int) else None)
+        vmap = self._vmap_path(agent_id, version)
         info = self._vinfo(agent_id, version, vmap)
         start, chain = self._plan(agent_id, vmap, version)
         layers, labels = self._read_snapshot(agent_id, start)

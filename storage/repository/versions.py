@@ -147,10 +147,9 @@ class VersionsMixin(StateMixin):
 
     def labels_at(self, agent_id: str, version: int) -> list[str]:
         """The labels (answers) of the state at ``version``, without reading any array:
-        the covering snapshot's labels plus those added by the deltas after it. Reads the
-        version rows up to ``version``: not for request paths (the head's labels are
-        ``Agent.labels``)."""
-        vmap = self._vmap(agent_id, upto=version)
+        the covering snapshot's labels plus those added by the deltas after it (the version
+        rows back to that snapshot; the head's labels are ``Agent.labels``)."""
+        vmap = self._vmap_path(agent_id, version)
         self._vinfo(agent_id, version, vmap)
         start, chain = self._plan(agent_id, vmap, version)
         labels = self.session.scalar(select(Snapshot.labels).where(
