@@ -22,7 +22,7 @@ from tests.service_fixtures import auth, vec_events, wait_applied
 SHOTS = Path(__file__).resolve().parent.parent / "reports" / "console"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGE_ROWS, WINDOW, BUCKETS = 50, 1000, 200  # as in workers/console/console.js
+PAGE_ROWS, WINDOW, BUCKETS, EVENT_ROWS = 50, 1000, 200, 50  # as in workers/console/console.js
 
 
 def _chromium() -> str | None:
@@ -143,7 +143,7 @@ def _reference_downsample(points: list[dict[str, float]], buckets: int) -> list[
 
 def test_plot_downsample_matches_reference(api, page):
     page.goto(f"{api.url}/console")
-    page.wait_for_function("window.DeltamemPlot !== undefined")
+    page.wait_for_function("() => window.DeltamemPlot !== undefined")
     rng = random.Random(7)
     for trial in range(40):
         n = rng.choice([1, 5, 50, 399, 401, 1000, 3000])
@@ -231,37 +231,62 @@ def _guard_available(raw: httpx.Client, key: dict[str, str], agent_id: str) -> b
 def test_console_guard_rollback_then_manual_rollback(api, tenant_a, raw, page):
     key = auth(tenant_a)
     body = {"name": "guarded", "kind": "classifier", "encoder": "none", "dim": 4,
-            "guard": {"window": 50, "drop": 0.2, "action": "rollback"}}
+            "guard": {"window": 100, "drop": 0.1, "action": "rollback"}}
     r = raw.post("/v1/agents", json=body, headers=key)
     if r.status_code != 201 or not _guard_available(raw, key, r.json()["id"]):
         pytest.skip("the guard (issue 18 §3: POST /v1/agents 'guard', GET /guard) is not in "
                     f"this tree yet: create answered {r.status_code}")
     agent_id = r.json()["id"]
-    _stream(tenant_a, agent_id, batches=4, size=50, prefix="g")
-    flipped = vec_events(300, prefix="flip", start=200)
-    for ev in flipped:  # label-flip burst: every label moved to the next class
-        ev["target"] = f"L{(int(ev['target'][1:]) + 1) % 4}"
-    for s in range(0, 300, 50):
-        tenant_a.ingest(agent_id, flipped[s:s + 50])
+    _stream(tenant_a, agent_id, batches=6, size=100, prefix="g")
+    rng = random.Random(3)
+    burst = vec_events(300, prefix="g", start=600)
+    for ev in burst:  # label-flip burst: 20% of the labels permuted (L_k -> L_k+1)
+        if rng.random() < 0.2:
+            ev["target"] = f"L{(int(ev['target'][1:]) + 1) % 4}"
+    for s in range(0, 300, 20):
+        tenant_a.ingest(agent_id, burst[s:s + 20])
     deadline = time.monotonic() + 120
     while True:
         guard = raw.get(f"/v1/agents/{agent_id}/guard", headers=key).json()
-        if any(a["action"] == "rollback" for a in guard["actions"]):
+        a = raw.get(f"/v1/agents/{agent_id}", headers=key).json()
+        if guard["quarantined"] and (a["events_held"] > 0 or a["events_applied"] == 900):
             break
         assert time.monotonic() < deadline, f"the guard did not act: {guard}"
         time.sleep(0.2)
+    assert [g["action"] for g in guard["actions"]] == ["rollback"]
 
+    head = tenant_a.get_agent(agent_id).head_version
     sign_in(page, api.url, tenant_a.api_key, f"#/agents/{agent_id}")
+    wait_plot(page, head)
     page.wait_for_selector("#guard-actions tbody tr")
     assert "rollback" in page.inner_text("#guard-actions")
-    assert page.locator("#plot .marker-guard").count() >= 1
+    assert "QUARANTINED" in page.inner_text("#guard-summary")
+    assert page.locator("#plot .marker-guard").count() == 1
+    assert "prequential accuracy" in page.inner_text("#plot-caption")
+    held = raw.get(f"/v1/agents/{agent_id}", headers=key).json()["events_held"]
+    if held:
+        page.wait_for_selector("#held tbody input[type=checkbox]")
+    assert page.locator("#held tbody input[type=checkbox]").count() == min(held, EVENT_ROWS)
     shot(page, "04-guard-rolled-back")
 
-    if page.locator("#held tbody input[type=checkbox]").count():
-        page.click("#release-all")
-        confirm(page, ok=True)
-        page.wait_for_selector("#message:has-text('Released')")
+    if held > EVENT_ROWS:  # the next page of held events
+        page.click("#held-more")
+        page.wait_for_function("n => document.querySelectorAll('#held tbody tr').length == n",
+                               arg=min(held, 2 * EVENT_ROWS))
+    first = page.get_attribute("#held tbody input[type=checkbox]", "value")
+    page.check(f"#held tbody input[value='{first}']")
+    page.click("#forget-selected")
+    assert "Forget 1 held event" in confirm(page, ok=True)
+    page.wait_for_selector("#message:has-text('Forgot 1 event')")
+    page.wait_for_selector(f"#held tbody input[value='{first}']", state="detached")
+    assert page.locator("#held tbody input[type=checkbox]").count() == min(held - 1, EVENT_ROWS)
+    page.click("#release-all")
+    assert "Release all held events" in confirm(page, ok=True)
+    page.wait_for_selector("#message:has-text('Released')")
+    wait_applied(tenant_a, agent_id, 899)
     head = tenant_a.get_agent(agent_id).head_version
+    page.click("#refresh")
+    wait_plot(page, head)
     page.check("input[aria-label='select version 1']")
     page.click("#rollback")
     confirm(page, ok=True)

@@ -7,10 +7,10 @@
   const PAGE = 50;          // version table rows per page
   const WINDOW = 1000;      // versions the plot requests at once
   const BUCKETS = 200;      // plot buckets: at most 2 points each
-  const EVENTS_PAGE = 100;  // held / rejected rows per request
+  const EVENTS_PAGE = 50;   // held / rejected rows per request
   const MARKED = new Set(["rollback", "forget", "snapshot", "fork"]);
   const S = { agent: null, pages: [], before: null, selected: null, plotBefore: null,
-    after: { held: null, rejected: null } };
+    quarantined: false, after: { held: null, rejected: null } };
 
   class ApiError extends Error {
     constructor(status, body) {
@@ -134,6 +134,7 @@
     $("agents-view").hidden = true; $("agent-view").hidden = false;
     S.after = { held: null, rejected: null };
     const guard = await optional(base() + "/guard");
+    S.quarantined = !!(guard && guard.quarantined);
     await Promise.all([loadPlot(guard), loadVersions(), Promise.resolve(showGuard(guard)),
       loadEvents("held", false), loadEvents("rejected", false)]);
   }
@@ -230,7 +231,10 @@
   async function loadEvents(status, more) {
     const after = more ? S.after[status] : null;
     const q = `status=${status}&limit=${EVENTS_PAGE}` + (after !== null ? `&after_seq=${after}` : "");
-    const out = await optional(`${base()}/events?${q}`);
+    let out = await optional(`${base()}/events?${q}`);
+    if (out === null && status === "held" && S.quarantined) {  // a server without `held`:
+      out = await optional(`${base()}/events?${q.replace("held", "pending")}`);  // = pending
+    }
     const rows = out === null ? [] : out.events.map((e) => {
       const tr = document.createElement("tr");
       if (status === "held") {
