@@ -118,7 +118,8 @@ class MemoryConfig:
         if unknown:
             raise InputError(f"memory.{unknown[0]}", f"unknown setting; expected one of {sorted(known)}")
         default_rule = DEFAULT_CLASSIFIER_RULE if kind == "classifier" else DEFAULT_RULE
-        rule = d.get("rule", default_rule) or default_rule
+        rule = d.get("rule")
+        rule = default_rule if rule is None else rule  # ("" is not a rule)
         if rule not in RULES:
             raise InputError("memory.rule", f'expected "delta", "rls" or "softmax", got {rule!r}')
         replay = d.get("replay")
@@ -263,7 +264,9 @@ class AgentConfig:
         if mem.rule == "softmax" and kind != "classifier":
             raise InputError("memory.rule", 'rule "softmax" reads labels out of a softmax: '
                              f"classifier agents only, not {kind!r}")
-        if kind == "chat" and memory is not None and memory.get("dtype") is not None:
+        # (the float64 that to_dict shows for a chat agent is accepted back: configs round-trip)
+        if kind == "chat" and memory is not None and \
+                memory.get("dtype") not in (None, DEFAULT_STATE_DTYPE):
             raise InputError("memory.dtype", "chat agents keep their state in the language "
                              "model's float32; only classifier and recall agents take this setting")
         guard = GuardPolicy.from_dict(d.get("guard"))

@@ -27,7 +27,9 @@ def check_text(value: str, field: str, what: str = "text") -> str:
 
     JSON can spell a lone UTF-16 surrogate (``"\\ud800"``) and Python parses it into a
     ``str`` that no UTF-8 encoder accepts, so a database, a log line or a JSON answer holding
-    it fails. Every user-supplied string that is kept or echoed goes through this check.
+    it fails. A NUL character (U+0000) is refused too: PostgreSQL text cannot hold it, so a
+    string with one would be accepted on SQLite and fail on PostgreSQL. Every user-supplied
+    string that is kept or echoed goes through this check.
 
     Parameters
     ----------
@@ -43,6 +45,10 @@ def check_text(value: str, field: str, what: str = "text") -> str:
     str
         ``value`` itself.
     """
+    nul = value.find("\x00")  # PostgreSQL text cannot hold U+0000: no database stores it
+    if nul >= 0:
+        raise InputError(field, f"not storable {what}: a NUL character (U+0000) at character "
+                         f"{nul}")
     if not value.isascii():  # the common case costs one C-level scan
         try:
             value.encode("utf-8")

@@ -217,3 +217,108 @@ def test_readyz_is_503_while_the_database_refuses_writes(svc):
     r = svc.post("events", {"events": [{"input": [0, 0, 1], "target": "c"}]})
     assert r.status_code == 202, r.text
     svc.wait_idle()
+
+
+# ---- class 6: the OpenAPI document says what the service does -------------------------------
+
+def _agent_schema(svc: Service) -> Any:
+    import jsonschema
+
+    doc = svc.http.get("/openapi.json").json()
+    return jsonschema.Draft202012Validator({**doc, "$ref": "#/components/schemas/AgentCreate"})
+
+
+AGENT_BODIES = [  # (body, accepted): the service and the document must agree on each
+    ({"name": "a"}, False),  # encoder defaults to "none", which needs dim
+    ({"name": "a", "dim": 3}, True),
+    ({"name": "a", "dim": 3.0}, True),  # an integral float is an integer (JSON Schema)
+    ({"name": "a", "encoder": "minilm", "dim": 3}, False),
+    ({"name": " ", "dim": 3}, False),
+    ({"name": "\x85", "dim": 3}, False),  # blank for the service (str.strip), not for ECMA \s
+    ({"name": "a\x00", "dim": 3}, False),  # PostgreSQL cannot store NUL
+    ({"name": "a", "dim": 3, "memory": {"rule": ""}}, False),
+    ({"name": "a", "dim": 3, "memory": {"rule": None}}, True),
+    ({"name": "a", "dim": 3, "memory": {"rule": "softmax", "replay": 3}}, True),
+    ({"name": "a", "kind": "recall", "dim": 3, "memory": {"replay": 3}}, False),
+    ({"name": "a", "kind": "recall", "dim": 3, "memory": {"rule": "softmax"}}, False),
+    ({"name": "a", "dim": 3, "memory": {"colour": 1}}, False),
+    ({"name": "a", "dim": 3, "input_scale": [1, 2, 3]}, True),
+    ({"name": "a", "dim": 65536}, True),  # the maxima the fuzzer's hook caps (CI time)
+    ({"name": "a", "dim": 65537}, False),
+    ({"name": "a", "dim": 2, "memory": {"rule": "delta", "lift_dim": 65536}}, True),
+    ({"name": "a", "dim": 2, "memory": {"rule": "delta", "lift_dim": 65537}}, False),
+    ({"name": "a", "dim": 5000, "memory": {"rule": "rls"}}, False),  # P would be 5000²
+    ({"name": "a", "dim": 5000, "memory": {"rule": "rls", "lift_dim": 8}}, True),
+    ({"name": "a", "dim": 2, "memory": {"rule": "rls", "lift_dim": 4097}}, False),
+]
+
+
+@pytest.mark.parametrize("body,accepted", AGENT_BODIES, ids=[str(i) for i in range(len(AGENT_BODIES))])
+def test_agent_bodies_accepted_exactly_when_the_document_says(svc, body, accepted):
+    valid = _agent_schema(svc).is_valid(body)
+    r = svc.http.post("/v1/agents", headers=svc.h, json=body)
+    assert valid == accepted, f"the document says {valid} for {body}"
+    assert (r.status_code == 201) == accepted, r.text
+    if not accepted:
+        assert_error(r, 422, r.json()["error"]["field"])
+
+
+def test_integral_floats_are_integers_everywhere(svc):
+    assert svc.post("predict", {"inputs": [[1, 0, 0]], "version": 1.0, "top_k": 1.0,
+                                "min_version": 0.0, "wait_ms": 10.0}).status_code == 200
+    r = svc.http.get(f"/v1/agents/{svc.agent}/versions", headers=svc.h,
+                     params={"limit": "1.0", "before": "2e0"})
+    assert r.status_code == 200 and [v["version"] for v in r.json()["versions"]] == [1], r.text
+    r = svc.post("fork", {"name": "f", "version": 0.0})
+    assert r.status_code == 201, r.text
+    assert_error(svc.post("rollback", {"version": 0.5}), 422, "version")
+    r = svc.http.get(f"/v1/agents/{svc.agent}/versions", headers=svc.h, params={"limit": "1.5"})
+    assert_error(r, 422, "limit")
+
+
+@pytest.mark.parametrize("route,param", [("versions", "limit"), ("versions", "before"),
+                                         ("events", "partial")])
+def test_empty_query_parameters_are_refused(svc, route, param):
+    if route == "events":
+        r = svc.http.post(f"/v1/agents/{svc.agent}/events?{param}=", headers=svc.h,
+                          json={"events": [{"input": [1, 0, 0], "target": "a"}]})
+    else:
+        r = svc.http.get(f"/v1/agents/{svc.agent}/{route}?{param}=", headers=svc.h)
+    assert_error(r, 422, param)
+
+
+@pytest.mark.parametrize("path,methods", [("/v1/agents", "GET, OPTIONS, POST"),
+                                          ("/v1/agents/{id}", "GET, OPTIONS"),
+                                          ("/v1/agents/{id}/events", "GET, OPTIONS, POST")])
+def test_options_and_405_list_every_method_of_the_path(svc, path, methods):
+    path = path.replace("{id}", svc.agent)
+    doc = svc.http.get("/openapi.json").json()["paths"]
+    documented = {m.upper() for m in doc[path.replace(svc.agent, "{agent_id}")]}
+    r = svc.http.options(path)
+    assert r.status_code == 204 and r.headers["allow"] == methods, r.headers
+    assert set(methods.split(", ")) - {"OPTIONS"} == documented
+    r = svc.http.request("DELETE", path, headers=svc.h)
+    assert r.status_code == 405 and r.headers["allow"] == methods
+    assert_error(r, 405, "method")
+
+
+def _raw(svc: Service, request: bytes) -> tuple[int, dict[str, Any]]:
+    import socket
+
+    host, port = httpx.URL(svc.running.url).host, httpx.URL(svc.running.url).port
+    with socket.create_connection((host, port), timeout=30) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), data[:300]
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_unparseable_requests_get_json_errors(svc):
+    status, body = _raw(svc, b"GET /v1/agents?x=" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 414 and body["error"]["code"] == "uri_too_long", body
+    status, body = _raw(svc, b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+    assert status == 400 and body["error"]["field"] == "request", body
+    assert svc.http.get("/healthz").status_code == 200

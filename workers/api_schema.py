@@ -7,10 +7,12 @@ route's body; :func:`install_schemas` adds the request models to ``components.sc
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
+
+from workers.api_agent_schema import NONBLANK, AgentCreate, text_field
 
 REF = "#/components/schemas/{model}"
 MAXV = 2**53  # workers.validation.MAX_VERSION
@@ -18,44 +20,30 @@ MAXV = 2**53  # workers.validation.MAX_VERSION
 
 # ---- requests -------------------------------------------------------------------------------
 
+# an ISO-8601 time as the service reads it (datetime.fromisoformat), date and optional time
+# and offset, years 0002-9998 (years 1 and 9999 exist only partly in UTC: see check_ts)
+_DAY = (r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+        r"|02-(?:0[1-9]|1[0-9]|2[0-8]))")
+TS_PATTERN = (r"^(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]"
+              r"|999[0-8])-" + _DAY + r"(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9]"
+              r"(?:\.[0-9]{1,6})?)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?$")
+
+
 class TenantCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200, description="the tenant's name")
-
-
-class MemorySettings(BaseModel):
-    rule: Literal["delta", "rls", "softmax"] = "delta"
-    beta: float = Field(0.5, gt=0, le=1, description="write strength β (delta and softmax rules; softmax default 0.8)")
-    decay: float = Field(1.0, gt=0, le=1, description="decay α (delta and softmax rules)")
-    ridge: float = Field(0.1, gt=0, description="λ_ridge (rls)")
-    forget: float = Field(1.0, gt=0, le=1, description="forgetting factor ρ (rls)")
-    lift_dim: int | None = Field(None, ge=1, le=65536, description="random-feature lift of the key")
-    replay: int | None = Field(None, ge=0, le=256, description="earlier events rehearsed per write "
-                               "(rule softmax only; default 7)")
-    dtype: Literal["float64", "float32"] = Field(
-        "float64", description="the state's float type (float32: half the memory, about twice "
-                               "as fast for rls; classifier and recall agents)")
-
-
-class AgentCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    kind: Literal["classifier", "recall", "chat"] = "classifier"
-    encoder: Literal["minilm", "none"] = "none"
-    dim: int | None = Field(None, ge=1, le=65536, description='required with encoder "none"')
-    memory: MemorySettings | None = None
-    standardize: bool = Field(False, description='vector agents: standardise inputs online')
-    input_scale: list[float] | None = Field(None, description="vector agents: per-feature scale")
+    name: str = text_field(description="the tenant's name")
 
 
 class Event(BaseModel):
-    id: str | None = Field(None, min_length=1, max_length=200,
-                           description="idempotency key, unique per agent")
+    id: str | None = text_field(None, description="idempotency key, unique per agent")
     input: str | list[float] = Field(description='text (encoder "minilm") or a vector of dim '
                                      'finite numbers, not all zero (encoder "none")')
-    target: str | None = Field(None, min_length=1, max_length=1000,
+    target: str | None = Field(None, min_length=1, max_length=1000, pattern=NONBLANK,
                                description="the label or answer; required for classifier/recall")
     beta: float | None = Field(None, gt=0, le=1)
-    ts: str | None = Field(None, description="ISO-8601 timestamp (naive = UTC)")
-    speaker: str | None = Field(None, description="chat turns only")
+    ts: str | None = Field(None, pattern=TS_PATTERN, description="ISO-8601 timestamp (naive = "
+                           "UTC); it must exist in UTC (not year 9999 at a negative offset)")
+    speaker: str | None = Field(None, min_length=1, max_length=200, pattern=NONBLANK,
+                                description="chat turns only")
     meta: dict[str, Any] | None = None
 
 
@@ -67,7 +55,8 @@ class PredictRequest(BaseModel):
     inputs: list[str | list[float]] = Field(min_length=1)
     version: int | None = Field(None, ge=0, le=MAXV, description="pin this version")
     min_version: int | None = Field(None, ge=0, le=MAXV, description="read-your-writes: wait for it")
-    as_of: str | None = Field(None, description="ISO-8601: the last version at or before it")
+    as_of: str | None = Field(None, pattern=TS_PATTERN,
+                              description="ISO-8601: the last version at or before it")
     top_k: int | None = Field(None, ge=1, le=1000)
     wait_ms: int | None = Field(None, ge=0, le=60000, description="how long min_version waits")
 
@@ -77,11 +66,11 @@ class RollbackRequest(BaseModel):
 
 
 class ForgetRequest(BaseModel):
-    event_ids: list[str] = Field(min_length=1)
+    event_ids: list[Annotated[str, text_field()]] = Field(min_length=1)
 
 
 class ForkRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = text_field()
     version: int | None = Field(None, ge=0, le=MAXV, description="default: the source's head")
 
 
@@ -195,8 +184,11 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": "error"} for s in statuses}
 
 
-def install_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
-    """Add the request models (and what they reference) to ``components.schemas``."""
+def install_schemas(openapi: dict[str, Any], settings: Any = None) -> dict[str, Any]:
+    """Add the request models (and what they reference) to ``components.schemas``, then the
+    statuses, limits and links of :func:`workers.api_document.finish`."""
+    from workers.api_document import finish
+
     _, top = models_json_schema([(m, "validation") for m in REQUEST_MODELS], ref_template=REF)
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in top.get("$defs", {}).items():
@@ -213,4 +205,4 @@ def install_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
     openapi["components"]["securitySchemes"] = {
         "bearer": {"type": "http", "scheme": "bearer", "description": "a tenant API key "
                    "(or, for POST /v1/tenants, the admin key)"}}
-    return openapi
+    return finish(openapi, settings)

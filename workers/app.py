@@ -27,11 +27,12 @@ from workers.contract import ServiceAPI, ServiceError
 from workers.errors import install_error_handlers
 from workers.event_batch import remap_rejected, split_events
 from workers.guard_routes import add_guard_routes
-from workers.http_middleware import BodyLimit, HttpMetrics, MetricsMiddleware
+from workers.http_middleware import AllowedMethods, BodyLimit, HttpMetrics, MetricsMiddleware
 from workers.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
 from workers.quality_routes import add_quality_routes
 from workers.settings import Settings
 from workers.validation import (
+    BOOL_WORDS,
     MAX_VERSION,
     check_agent_body,
     check_event_count,
@@ -104,6 +105,7 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
     app = FastAPI(title="deltamem", version="1.0.0",
                   description="Online continual learning on versioned delta-rule memory.")
     install_error_handlers(app, metrics)
+    app.add_middleware(AllowedMethods, routes=app.router.routes, metrics=metrics)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
@@ -148,7 +150,7 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
 
     @app.post("/v1/agents/{agent_id}/events", status_code=202, tags=["events"], openapi_extra={
         **doc.request_body(doc.EventBatch, ndjson=True), "security": AUTH,
-        **_query("partial", {"type": "boolean", "default": False},
+        **_query("partial", {"type": "string", "enum": sorted(BOOL_WORDS), "default": "false"},
                  "accept the valid events and list the invalid ones instead of rejecting all")},
         responses={202: {"model": doc.IngestResult}, **doc.errors(400, 401, 404, 413, 415, 422, 429)})
     async def ingest(agent_id: str, request: Request) -> JSONResponse:
@@ -286,14 +288,13 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
 
     add_quality_routes(app, service, auth, call)  # GET /quality (workers/quality_routes.py)
     add_guard_routes(app, service, auth, call, read_json)  # /guard, /release (workers/guard_routes.py)
-
     mount_console(app)  # the web console: static files, the page sends the key itself
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
-            app.openapi_schema = doc.install_schemas(schema)
+            app.openapi_schema = doc.install_schemas(schema, settings)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -153,3 +153,49 @@ class BodyLimit:
         except BodyTooLarge:
             if not started:
                 await self._reject(send, 413, "payload_too_large", self._too_large())
+
+
+class AllowedMethods:
+    """Answer a method a path does not take with 405 and an ``Allow`` header listing *every*
+    method of that path (Starlette lists only the first matching route's: ``GET`` and
+    ``POST /v1/agents`` are two routes), and ``OPTIONS`` with 204 and the same ``Allow``."""
+
+    def __init__(self, app: Any, routes: list[Any], metrics: HttpMetrics | None = None) -> None:
+        self.app = app
+        self.routes = routes  # the app's route list (routes added later are seen too)
+        self.metrics = metrics
+
+    def allowed(self, scope: Scope) -> set[str] | None:
+        """The methods of the path when ``scope``'s method is not one of them, else None."""
+        from starlette.routing import Match
+
+        methods: set[str] = set()
+        for route in self.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                return None
+            if match is Match.PARTIAL:
+                methods |= set(getattr(route, "methods", None) or ())
+        return methods or None
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        methods = self.allowed(scope) if scope["type"] == "http" else None
+        if methods is None:
+            await self.app(scope, receive, send)
+            return
+        allow = ", ".join(sorted(methods | {"OPTIONS"})).encode()
+        if scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204,
+                        "headers": [(b"allow", allow), (b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if self.metrics is not None:
+            self.metrics.error(405, "method_not_allowed")
+        body = json.dumps({"error": {
+            "code": "method_not_allowed", "field": "method",
+            "message": f"{scope['method']} is not a method of {scope['path']}; "
+                       f"allowed: {allow.decode()}"}}).encode()
+        await send({"type": "http.response.start", "status": 405,
+                    "headers": [(b"allow", allow), (b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})

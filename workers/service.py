@@ -28,11 +28,13 @@ from workers.event_arrays import with_arrays
 from workers.ingest import IngestActor
 from workers.learner import LearnerActor, shard_of
 from workers.metrics import render_metrics
+from workers.readiness import WriteProbe
 from workers.serving import ServingActor, agents_by_id
 from workers.settings import Settings
 from workers.store import Store
 
 _HEAD = select(Agent.head_version).where(Agent.id == bindparam("agent_id"))
+
 
 def _raise_actor_error(out: Any) -> Any:
     if isinstance(out, dict) and "error" in out and isinstance(out["error"], dict) \
@@ -53,6 +55,7 @@ def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
             **{k: cfg[k] for k in ("standardize", "input_scale") if k in cfg},
             **_guard_fields(agent)}
 
+
 def _guard_fields(agent: Any) -> dict[str, Any]:
     """Issue 18: the guard policy in force (null: none) and the events it holds (pending while
     the agent is quarantined: received − applied − rejected, no scan)."""
@@ -68,6 +71,7 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         self.store = Store(settings.database_url)
+        self._write_probe = WriteProbe(self.store.engine)
         self._learners: list[Any] = []
         self._servers: list[Any] = []
         self._ingest: list[Any] = []
@@ -358,7 +362,17 @@ class Runtime:
             out["serving"] = out["learners"] = True
         except Exception:
             out["serving"] = out["learners"] = False
-        out["ready"] = all(out.get(k) for k in ("ray", "database", "serving", "learners"))
+        if out["database"]:  # reads work: do writes? (a cheap probe, cached for 1 s)
+            refused = self._write_probe()
+            out["database_writable"] = refused is None
+            if refused is not None:
+                out["database_error"] = refused
+        keys = ("ray", "database", "database_writable", "serving", "learners")
+        out["ready"] = all(out.get(k) for k in keys)
+        if not out["ready"]:
+            out["reason"] = "not ready: " + ", ".join(
+                {"database_writable": "the database refuses writes"}.get(k, f"{k} down")
+                for k in keys if not out.get(k) and (k != "database_writable" or out["database"]))
         return out
 
     def metrics_text(self) -> str:

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     max_input_chars: int = Field(10_000, ge=1)
     max_predict_inputs: int = Field(1_000, ge=1)
     default_wait_ms: int = Field(5000, ge=0)
+    max_wait_ms: int = Field(60_000, ge=0)  # the longest wait_ms a predict may ask for
 
     # scheduled jobs
     snapshot_every_versions: int = Field(100, ge=1)

@@ -108,6 +108,8 @@ def check_int(v: Any, field: str, lo: int = 0, hi: int | None = None,
         if required:
             raise InputError(field, f"required (an integer >= {lo})")
         return None
+    if isinstance(v, float) and v.is_integer():  # JSON Schema: 1.0 is an integer
+        v = int(v)
     if not is_int(v):
         raise InputError(field, f"expected an integer >= {lo}, got {_kind(v)}")
     if v < lo:
@@ -118,26 +120,55 @@ def check_int(v: Any, field: str, lo: int = 0, hi: int | None = None,
 
 
 def parse_query_int(raw: str | None, field: str, lo: int = 0, hi: int | None = None) -> int | None:
-    """Parse an integer query parameter (``None`` when absent)."""
-    if raw is None or raw == "":
+    """Parse an integer query parameter (``None`` when absent; an empty value is refused).
+    An integral decimal such as ``10.0`` or ``1e2`` is that integer, as in JSON Schema.
+
+    >>> parse_query_int("10.0", "limit"), parse_query_int(None, "limit")
+    (10, None)
+    >>> parse_query_int("", "limit")
+    Traceback (most recent call last):
+    ...
+    agent.errors.InputError: limit: expected an integer >= 0, got an empty value
+    """
+    if raw is None:
         return None
+    if not raw.strip():
+        raise InputError(field, f"expected an integer >= {lo}, got an empty value")
     try:
-        v = int(raw.strip())
+        v: int | None = int(raw.strip())
     except ValueError:
-        raise InputError(field, f"expected an integer >= {lo}, got {raw!r}") from None
+        v = _integral_decimal(raw.strip())
+    if v is None:
+        raise InputError(field, f"expected an integer >= {lo}, got {raw!r}")
     return check_int(v, field, lo, hi)
 
 
+def _integral_decimal(raw: str) -> int | None:
+    """The integer a decimal literal like ``10.0`` or ``1e2`` spells, else None."""
+    from decimal import Decimal, InvalidOperation
+
+    if len(raw) > 100 or not all(c in "0123456789+-.eE" for c in raw):
+        return None  # (no NaN, Infinity or a huge exponent)
+    try:
+        d = Decimal(raw)
+    except InvalidOperation:
+        return None
+    if not d.is_finite() or abs(d.adjusted()) > 30 or d != d.to_integral_value():
+        return None
+    return int(d)
+
+
+BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def parse_bool(raw: str | None, field: str) -> bool:
-    """Parse a boolean query parameter: true/false, 1/0, yes/no (absent: False)."""
-    if raw is None or raw == "":
+    """Parse a boolean query parameter: true/false, 1/0, yes/no (absent: False; an empty
+    value is refused)."""
+    if raw is None:
         return False
-    low = raw.strip().lower()
-    if low in ("true", "1", "yes"):
-        return True
-    if low in ("false", "0", "no"):
-        return False
-    raise InputError(field, f"expected true or false, got {raw!r}")
+    if raw not in BOOL_WORDS:
+        raise InputError(field, f"expected true or false, got {raw!r}")
+    return BOOL_WORDS[raw]
 
 
 def check_ts(v: Any, field: str) -> datetime:
@@ -380,7 +411,7 @@ def check_predict(body: Any, agent: dict[str, Any], settings: Settings) -> dict[
     version = check_int(body.get("version"), "version", 0, MAX_VERSION)
     min_version = check_int(body.get("min_version"), "min_version", 0, MAX_VERSION)
     as_of = check_ts(body["as_of"], "as_of") if body.get("as_of") is not None else None
-    wait = check_int(body.get("wait_ms"), "wait_ms", 0, MAX_WAIT_MS)
+    wait = check_int(body.get("wait_ms"), "wait_ms", 0, settings.max_wait_ms)
     return {"inputs": checked, "version": version, "min_version": min_version, "as_of": as_of,
             "top_k": check_int(body.get("top_k"), "top_k", 1, MAX_TOP_K),
             "wait_ms": settings.default_wait_ms if wait is None else wait}
@@ -421,9 +452,41 @@ def check_agent_body(body: Any) -> tuple[str, dict[str, Any]]:
     """A create-agent body → ``(name, config dict)`` validated by ``AgentConfig``."""
     from agent.config import AgentConfig
 
-    body = check_object(body)
+    body = integral_ints(check_object(body), AGENT_INT_FIELDS)
     name = check_str(body.get("name"), "name", MAX_NAME_CHARS)
     return name, AgentConfig.from_dict(body).to_dict()  # type: ignore[return-value]
+
+
+AGENT_INT_FIELDS = ("dim", "memory.lift_dim", "memory.replay", "memory.reservoir", "guard.window")
+
+
+def integral_ints(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """A copy of ``body`` where the integer ``fields`` (dotted paths) given as integral floats
+    (``4.0``: JSON Schema counts it as an integer) are ints; anything else is left as sent.
+
+    >>> integral_ints({"dim": 4.0, "memory": {"lift_dim": 8.0, "beta": 1.0}}, AGENT_INT_FIELDS)
+    {'dim': 4, 'memory': {'lift_dim': 8, 'beta': 1.0}}
+    """
+    out = dict(body)
+    for path in fields:
+        *parents, leaf = path.split(".")
+        node: Any = out
+        chain = []
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+            chain.append(p)
+        if isinstance(node, dict) and isinstance(node.get(leaf), float) and node[leaf].is_integer():
+            copy = dict(node)
+            copy[leaf] = int(copy[leaf])
+            holder = out
+            for p in chain[:-1]:
+                holder[p] = dict(holder[p])
+                holder = holder[p]
+            if chain:
+                holder[chain[-1]] = copy
+            else:
+                out = copy
+    return out
 
 
 def _kind(v: Any) -> str:

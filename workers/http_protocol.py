@@ -1,0 +1,62 @@
+"""uvicorn's HTTP/1.1 protocol, with JSON error answers for requests it cannot parse.
+
+uvicorn answers a request it cannot parse (a request line over llhttp's 65,535-byte URL
+limit, a malformed header, a bad request line) with a plain-text ``400 Invalid HTTP request
+received.`` before the app sees anything. This protocol answers those in the API's error
+format instead (DESIGN §7): ``414 uri_too_long`` for a URL over the limit, ``400
+malformed_request`` for anything else the parser refuses; the connection is then closed,
+as uvicorn does. ``workers.runtime`` passes it to ``uvicorn.Config(http=...)``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+REASONS = {400: b"Bad Request", 414: b"URI Too Long"}
+
+
+def error_response(status: int, code: str, message: str, field: str = "request") -> bytes:
+    """A complete HTTP/1.1 response with the JSON error body; the connection closes after it."""
+    body = json.dumps({"error": {"code": code, "message": message, "field": field}}).encode()
+    return b"".join([b"HTTP/1.1 %d %s\r\n" % (status, REASONS[status]),
+                     b"content-type: application/json\r\n",
+                     b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body])
+
+
+class JsonErrorsHttpToolsProtocol(HttpToolsProtocol):
+    """:class:`HttpToolsProtocol` answering unparseable requests with a JSON 4xx."""
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserInvalidURLError as e:
+            if "too long" in str(e):
+                self._refuse(414, "uri_too_long", f"the request line is too long: {e}", "url")
+            else:
+                self._refuse(400, "malformed_request", f"invalid URL in the request line: {e}",
+                             "url")
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+        except httptools.HttpParserError as e:
+            # the URL is parsed in a callback (on_headers_complete): its error comes back as
+            # a callback error, so parse it again here to tell a too long URL from the rest
+            try:
+                httptools.parse_url(self.url)
+            except httptools.HttpParserInvalidURLError as url_error:
+                if "too long" in str(url_error):
+                    self._refuse(414, "uri_too_long",
+                                 f"the request line is too long: {url_error}", "url")
+                    return
+            self._refuse(400, "malformed_request", f"malformed HTTP request: {e}")
+
+    def _refuse(self, status: int, code: str, message: str, field: str = "request") -> None:
+        self.logger.warning("refused an unparseable request: %s", message[:200])
+        self.transport.write(error_response(status, code, message, field))
+        self.transport.close()
