@@ -158,10 +158,15 @@
       yLabel = "running prequential accuracy"; yMax = 1;
     } else {
       points = asc.map((v) => ({ x: v.version, y: v.events }));
-      yLabel = "events per version (no quality data on this server)"; yMax = undefined;
+      yLabel = "events per version (no prequential quality for these versions)"; yMax = undefined;
     }
     const markers = asc.filter((v) => MARKED.has(v.kind)).map((v) => ({ x: v.version, kind: v.kind,
       label: `v${v.version} ${v.kind}` + (v.state_of !== undefined ? ` (state of v${v.state_of})` : "") }));
+    for (const v of asc) {  // a scheduled snapshot kept beside a version (where the API shows it)
+      if ((v.snapshot || v.has_snapshot) && v.kind !== "snapshot") {
+        markers.push({ x: v.version, kind: "snapshot", label: `v${v.version} snapshot` });
+      }
+    }
     const all = await api("GET", "/v1/agents");
     for (const f of all.agents) {
       if (f.base && f.base.agent_id === S.agent.id && f.base.version >= x0 && f.base.version <= x1) {
@@ -248,7 +253,11 @@
     });
     const body = $(status).tBodies[0];
     if (more) body.append(...rows); else body.replaceChildren(...rows);
-    if (out === null) body.replaceChildren(note(status === "held" ? 5 : 4, "not available on this server"));
+    const span = status === "held" ? 5 : 4;
+    if (out === null) {
+      body.replaceChildren(note(span, status === "held" && S.agent.events_held === 0
+        ? "none" : "not available on this server"));
+    } else if (!body.rows.length) body.replaceChildren(note(span, "none"));
     S.after[status] = out ? out.next_after_seq : null;
     $(status + "-more").disabled = S.after[status] === null;
   }
