@@ -139,6 +139,9 @@ class _Text(_Base):
 
 
 class ClassifierVector(_Vector):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"name": "support-intents", "kind": "classifier", "encoder": "none", "dim": 3}]})
+
     kind: Literal["classifier"] = "classifier"
     memory: ClassifierMemory = None
 

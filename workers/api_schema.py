@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from workers.api_agent_schema import NONBLANK, AgentCreate, text_field
@@ -30,6 +30,8 @@ TS_PATTERN = (r"^(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-
 
 
 class TenantCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "acme"}]})
+
     name: str = text_field(description="the tenant's name")
 
 
@@ -48,10 +50,14 @@ class Event(BaseModel):
 
 
 class EventBatch(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"events": [{"id": "e1", "input": [1.0, 0.0, 0.0], "target": "yes"}]}]})
+
     events: list[Event] = Field(min_length=1)
 
 
 class PredictRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"inputs": [[1.0, 0.0, 0.0]], "top_k": 2}]})
+
     inputs: list[str | list[float]] = Field(min_length=1)
     version: int | None = Field(None, ge=0, le=MAXV, description="pin this version")
     min_version: int | None = Field(None, ge=0, le=MAXV, description="read-your-writes: wait for it")
@@ -62,14 +68,20 @@ class PredictRequest(BaseModel):
 
 
 class RollbackRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"version": 0}]})
+
     version: int = Field(ge=0, le=MAXV)
 
 
 class ForgetRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"event_ids": ["e1"]}]})
+
     event_ids: list[Annotated[str, text_field()]] = Field(min_length=1)
 
 
 class ForkRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "copy", "version": 0}]})
+
     name: str = text_field()
     version: int | None = Field(None, ge=0, le=MAXV, description="default: the source's head")
 

@@ -1,10 +1,12 @@
-"""ASGI middleware of the HTTP app: the body-size limit and the per-app HTTP metrics.
+"""ASGI middleware of the HTTP app: the body-size limit, ``Allow``, the per-app HTTP metrics.
 
-Both are plain ASGI callables, so they see every request, including the ones no route
-matches, and neither buffers a body.
+All are plain ASGI callables, so they see every request, including the ones no route
+matches, and none buffers a body.
 
 - :class:`BodyLimit` answers 413 before reading a body whose ``Content-Length`` is over the
   limit, and stops a chunked (or lying) body as soon as the bytes received pass it.
+- :class:`AllowedMethods` answers a method the path does not take with 405 and ``OPTIONS``
+  with 204, both with an ``Allow`` header listing every method of the path.
 - :class:`HttpMetrics` holds a per-app ``CollectorRegistry`` (no module globals, so two apps in
   one process do not collide): requests by method, route template and status; errors by status
   and error code; and a latency histogram by method and route template.
