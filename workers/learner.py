@@ -70,6 +70,7 @@ class LearnerActor:
         self._guard = Guard()  # detectors of guarded agents (workers/guard.py)
         self._quarantined: dict[str, bool] = {}  # the store's flag, read once per agent
         self._decisions: dict[str, tuple[int, Decision]] = {}  # guard actions to take
+        self._held_seen: dict[str, int] = {}  # held events taken out of the backlog, by agent
         self._stop = False
         with self._store.read() as repo:  # recover: whatever was acknowledged but not applied
             pending = [a for a in repo.agents_with_pending_events()
@@ -359,6 +360,13 @@ class LearnerActor:
         if q is None:
             with self._store.read() as repo:
                 q = self._quarantined[agent_id] = bool(repo.get_agent(agent_id).quarantined)
+        if q:  # held events leave the shard's backlog: they must not throttle other agents
+            with self._store.read() as repo:
+                a = repo.get_agent(agent_id)
+                held = a.events_received - a.events_applied - getattr(a, "events_rejected", 0)
+            with self._cv:
+                self._backlog = max(0, self._backlog - (held - self._held_seen.get(agent_id, 0)))
+            self._held_seen[agent_id] = held
         return q
 
     @returning_errors
@@ -374,6 +382,8 @@ class LearnerActor:
                               f"an operator released {held} held events")
             self._quarantined[agent_id] = False
             self._guard.reset(agent_id)
+            with self._cv:  # the held events count again until applied
+                self._backlog += self._held_seen.pop(agent_id, 0)
             self._drain(agent_id)
             with self._store.read() as repo:  # what was applied (forgotten held events are not)
                 released = repo.get_agent(agent_id).events_applied - a.events_applied
