@@ -11,6 +11,7 @@ that same function.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,9 +99,16 @@ def input_columns(arr: Any, field: str) -> dict[str, Any]:
     raw little-endian bytes of one float dtype (:mod:`storage.codec`)."""
     if arr is None:
         return _NO_INPUT
-    blob = encode([np.asarray(arr).reshape(-1)], field)
-    return {"input_data": blob.data, "input_dtype": blob.dtype, "input_dim": blob.shapes[0][0],
-            "input_sha256": blob.sha256}
+    a = np.asarray(arr).reshape(-1)
+    if a.dtype.str not in ("<f4", "<f8"):  # the general path (and its errors): storage.codec
+        blob = encode([a], field)
+        return {"input_data": blob.data, "input_dtype": blob.dtype,
+                "input_dim": blob.shapes[0][0], "input_sha256": blob.sha256}
+    if not np.isfinite(a).all():
+        raise InputError(field, "has NaN or Inf values")
+    data = a.tobytes()  # the bytes storage.codec.encode writes for the same array, faster
+    return {"input_data": data, "input_dtype": a.dtype.str, "input_dim": a.size,
+            "input_sha256": hashlib.sha256(data).hexdigest()}
 
 
 def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str, Any], Any]:
