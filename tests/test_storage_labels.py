@@ -178,3 +178,39 @@ def test_rebuild_reads_versions_back_to_the_snapshot_only(db):
     assert head == 2999 and versions
     assert all("between" in s or "versions.version =" in s or "versions.version in" in s
                for s in versions), versions
+
+
+def test_pending_reads_use_the_pending_index(sqlite_template_path, tmp_path):
+    """SQLite plans the learner's pending-event reads (each micro-batch) on
+    ``ix_events_agent_applied`` (the few unapplied rows), not on an index that walks every
+    event the agent ever had."""
+    import shutil
+
+    path = tmp_path / "plan.db"
+    shutil.copyfile(sqlite_template_path, path)
+    db = Database(f"sqlite:///{path}")
+    try:
+        agents = _random_history(db, 5, steps=8)
+        aid = sorted(agents)[0]
+        seen: list[tuple[str, object]] = []
+
+        def record(conn, cursor, statement, params, *args):
+            seen.append((statement, params))
+
+        event.listen(db.engine, "before_cursor_execute", record)
+        with unit_of_work(db) as repo:
+            repo.append_events(aid, [{"id": "plan1", "input": [1.0, 0, 0, 0], "target": "l0",
+                                      "beta": 1.0, "gamma": 1.0}])
+            pend = repo.pending_events(aid)
+            repo.pending_count(aid)
+            repo._check_next_pending(aid, [e.seq for e in pend])  # the commit's check
+        event.remove(db.engine, "before_cursor_execute", record)
+        pending = [(s, p) for s, p in seen if "applied_version IS NULL" in s]
+        assert len(pending) == 3
+        with db.engine.connect() as conn:
+            for stmt, params in pending:
+                plan = " ".join(str(r) for r in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + stmt, params).all())
+                assert "ix_events_agent_applied" in plan, plan
+    finally:
+        db.dispose()

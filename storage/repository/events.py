@@ -143,9 +143,11 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str
 
 
 def _pending(agent_id: str) -> tuple[Any, ...]:
-    """The WHERE terms of an agent's pending events (uses ``ix_events_agent_applied``)."""
+    """The WHERE terms of an agent's pending events (uses ``ix_events_agent_applied``: the
+    rejected term is written ``IS NOT TRUE`` so that SQLite does not pick the
+    ``(agent_id, rejected, seq)`` index, which walks every event the agent ever had)."""
     return (Event.agent_id == agent_id, Event.applied_version.is_(None),
-            Event.forgotten_version.is_(None), Event.rejected.is_(False))
+            Event.forgotten_version.is_(None), Event.rejected.is_not(True))
 
 
 class EventsMixin(RepoBase):
@@ -224,7 +226,9 @@ class EventsMixin(RepoBase):
 
     def pending_events(self, agent_id: str, limit: int | None = None) -> list[Event]:
         """Events not yet applied (nor forgotten, nor rejected), oldest ``seq`` first."""
-        q = select(Event).where(*_pending(agent_id)).order_by(Event.seq)
+        # seq + 0: ordering by the bare column, SQLite would walk the (agent_id, seq) index
+        # over the whole history to skip a sort of the few pending rows
+        q = select(Event).where(*_pending(agent_id)).order_by(Event.seq + 0)
         if limit is not None:
             q = q.limit(check_int(limit, "limit", 1))
         return list(self.session.scalars(q))

@@ -23,6 +23,7 @@ from storage.errors import (
 )
 from storage.models import Agent, Answer, Event, Snapshot, Version, utcnow
 from storage.repository._base import check_checksum, check_int, chunks
+from storage.repository.events import _pending
 from storage.repository.state import StateMixin, check_labels, check_state, encode_layer_delta
 
 COMMIT_KINDS = ("delta", "snapshot", "rollback", "forget")
@@ -164,10 +165,9 @@ class VersionsMixin(StateMixin):
         return out
 
     def _check_next_pending(self, agent_id: str, seqs: list[int]) -> None:
+        # the pending rows only (seq + 0: no range walk of the whole history on SQLite)
         rows = self.session.execute(select(Event.seq).where(
-            Event.agent_id == agent_id, Event.applied_version.is_(None),
-            Event.forgotten_version.is_(None), Event.rejected.is_(False),
-            Event.seq <= max(seqs))).scalars().all()
+            *_pending(agent_id), Event.seq + 0 <= max(seqs))).scalars().all()
         if sorted(rows) != sorted(seqs):
             bad = sorted(set(seqs) - set(rows))
             raise InputError("event_seqs", f"unknown, applied or forgotten seqs {bad[:10]}" if bad
