@@ -152,7 +152,9 @@ class Agent(Base):
     head_version: Mapped[int] = mapped_column(VersionNum, default=0)
     events_received: Mapped[int] = mapped_column(BigInteger, default=0)
     events_applied: Mapped[int] = mapped_column(BigInteger, default=0)
-    events_rejected: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # deferred (loaded when read): code that reads agents of an older schema never asks for it
+    events_rejected: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0",
+                                                 deferred=True)
     next_seq: Mapped[int] = mapped_column(BigInteger, default=1)
     base_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), default=None)
     base_version: Mapped[int | None] = mapped_column(VersionNum, default=None)

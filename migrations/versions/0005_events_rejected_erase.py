@@ -14,6 +14,10 @@ Downgrade: rejected events are marked forgotten by the head version (an older re
 never apply them), erased versions become ``thinned`` (listed, not loadable), the columns and
 index go, and version columns go back to INTEGER on PostgreSQL.
 
+SQLite: no table is rebuilt (with foreign keys on, rebuilding ``agents`` or ``versions`` would
+cascade-delete their events, deltas and snapshots): columns are added and dropped in place, the
+status CHECK's text is replaced in the schema, and the counts CHECK is PostgreSQL's only.
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-05
@@ -49,23 +53,43 @@ def _version_types(new: sa.types.TypeEngine, old: sa.types.TypeEngine) -> None:
         op.alter_column(table, column, type_=new, existing_type=old, existing_nullable=nullable)
 
 
+def _sqlite_check(table: str, old: str, new: str) -> None:
+    """Replace a CHECK's text in SQLite's schema in place. Rebuilding the table (Alembic's
+    batch mode) is not an option here: with foreign keys on, dropping ``versions`` or
+    ``agents`` would cascade-delete every delta, snapshot and event. The new text only widens
+    (or, down, narrows to what the rows already satisfy), so no row needs checking."""
+    conn = op.get_bind()
+    sql = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND "
+                               "name = ?", (table,)).scalar_one()
+    if old not in sql:
+        raise RuntimeError(f"{table}: expected {old!r} in its schema")
+    version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
+    conn.exec_driver_sql("PRAGMA writable_schema = ON")
+    conn.exec_driver_sql("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?",
+                         (sql.replace(old, new), table))
+    conn.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
+    conn.exec_driver_sql("PRAGMA writable_schema = OFF")
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("events") as batch:
-        batch.add_column(sa.Column("rejected", sa.Boolean(), nullable=False,
-                                   server_default=sa.false()))
-        batch.add_column(sa.Column("reject_reason", sa.Text(), nullable=True))
-        batch.create_index("ix_events_agent_rejected", ["agent_id", "rejected", "seq"])
-    with op.batch_alter_table("agents") as batch:
-        batch.add_column(sa.Column("events_rejected", sa.BigInteger(), nullable=False,
-                                   server_default="0"))
-        batch.create_check_constraint(op.f("ck_agents_counts_le_received"), COUNTS)
-    with op.batch_alter_table("versions") as batch:
-        batch.drop_constraint(op.f("ck_versions_status_known"), type_="check")
-        batch.create_check_constraint(op.f("ck_versions_status_known"), STATUS_NEW)
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    op.add_column("events", sa.Column("rejected", sa.Boolean(), nullable=False,
+                                      server_default=sa.false()))
+    op.add_column("events", sa.Column("reject_reason", sa.Text(), nullable=True))
+    op.create_index("ix_events_agent_rejected", "events", ["agent_id", "rejected", "seq"])
+    op.add_column("agents", sa.Column("events_rejected", sa.BigInteger(), nullable=False,
+                                      server_default="0"))
+    if sqlite:  # (the counts check is kept by PostgreSQL; SQLite would need a rebuild)
+        _sqlite_check("versions", STATUS_OLD, STATUS_NEW)
+    else:
+        op.create_check_constraint(op.f("ck_agents_counts_le_received"), "agents", COUNTS)
+        op.drop_constraint(op.f("ck_versions_status_known"), "versions", type_="check")
+        op.create_check_constraint(op.f("ck_versions_status_known"), "versions", STATUS_NEW)
     _version_types(sa.BigInteger(), sa.Integer())
 
 
 def downgrade() -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
     _version_types(sa.Integer(), sa.BigInteger())
     events = sa.table("events", sa.column("agent_id", sa.String),
                       sa.column("rejected", sa.Boolean),
@@ -77,13 +101,16 @@ def downgrade() -> None:
     op.execute(sa.update(events).where(events.c.rejected == sa.true())
                .values(forgotten_version=head))
     op.execute(sa.update(versions).where(versions.c.status == "erased").values(status="thinned"))
-    with op.batch_alter_table("versions") as batch:
-        batch.drop_constraint(op.f("ck_versions_status_known"), type_="check")
-        batch.create_check_constraint(op.f("ck_versions_status_known"), STATUS_OLD)
-    with op.batch_alter_table("agents") as batch:
-        batch.drop_constraint(op.f("ck_agents_counts_le_received"), type_="check")
-        batch.drop_column("events_rejected")
-    with op.batch_alter_table("events") as batch:
-        batch.drop_index("ix_events_agent_rejected")
-        batch.drop_column("reject_reason")
-        batch.drop_column("rejected")
+    op.drop_index("ix_events_agent_rejected", "events")
+    if sqlite:  # SQLite >= 3.35 drops a column in place (no rebuild, no cascade)
+        _sqlite_check("versions", STATUS_NEW, STATUS_OLD)
+        for table, column in (("agents", "events_rejected"), ("events", "reject_reason"),
+                              ("events", "rejected")):
+            op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        return
+    op.drop_constraint(op.f("ck_versions_status_known"), "versions", type_="check")
+    op.create_check_constraint(op.f("ck_versions_status_known"), "versions", STATUS_OLD)
+    op.drop_constraint(op.f("ck_agents_counts_le_received"), "agents", type_="check")
+    op.drop_column("agents", "events_rejected")
+    op.drop_column("events", "reject_reason")
+    op.drop_column("events", "rejected")

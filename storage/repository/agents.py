@@ -92,7 +92,8 @@ class AgentsMixin(VersionsMixin):
         return int(head)
 
     def list_agents(self, tenant_id: str) -> list[Agent]:
-        return list(self.session.scalars(select(Agent).where(Agent.tenant_id == tenant_id)
+        return list(self.session.scalars(select(Agent).options(undefer(Agent.events_rejected))
+                                         .where(Agent.tenant_id == tenant_id)
                                          .options(undefer(Agent.labels))
                                          .order_by(Agent.created_at, Agent.id)))
 
