@@ -322,3 +322,39 @@ def test_unparseable_requests_get_json_errors(svc):
     status, body = _raw(svc, b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
     assert status == 400 and body["error"]["field"] == "request", body
     assert svc.http.get("/healthz").status_code == 200
+
+
+def test_unparseable_requests_get_json_errors_on_h11_too():
+    """Where httptools is missing uvicorn parses with h11: the same JSON 400."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from workers.http_protocol import JsonErrorsH11Protocol
+    from workers.runtime import free_port
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # never reached here
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                                          http=JsonErrorsH11Protocol, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.02)
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+            s.sendall(b"GET /x HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, data
+        assert json.loads(body)["error"]["code"] == "malformed_request"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

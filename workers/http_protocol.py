@@ -11,9 +11,16 @@ as uvicorn does. ``workers.runtime`` passes it to ``uvicorn.Config(http=...)``.
 from __future__ import annotations
 
 import json
+from typing import Any
 
-import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+try:  # uvicorn's faster parser, when installed (uvicorn[standard])
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - httptools is installed here
+    httptools = None  # type: ignore[assignment]
+    HttpToolsProtocol = object  # type: ignore[assignment,misc]
 
 REASONS = {400: b"Bad Request", 414: b"URI Too Long"}
 
@@ -24,6 +31,22 @@ def error_response(status: int, code: str, message: str, field: str = "request")
     return b"".join([b"HTTP/1.1 %d %s\r\n" % (status, REASONS[status]),
                      b"content-type: application/json\r\n",
                      b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n", body])
+
+
+def protocol_class() -> Any:
+    """The protocol for ``uvicorn.Config(http=...)``: httptools when installed, else h11."""
+    return JsonErrorsHttpToolsProtocol if httptools is not None else JsonErrorsH11Protocol
+
+
+class JsonErrorsH11Protocol(H11Protocol):
+    """:class:`H11Protocol` answering what h11 cannot parse (a request line or headers over
+    its limit, malformed lines) with a JSON 400 instead of plain text."""
+
+    def send_400_response(self, msg: str) -> None:
+        self.logger.warning("refused an unparseable request: %s", msg[:200])
+        self.transport.write(error_response(400, "malformed_request", f"malformed HTTP request: "
+                                            f"{msg}"))
+        self.transport.close()
 
 
 class JsonErrorsHttpToolsProtocol(HttpToolsProtocol):

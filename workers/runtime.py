@@ -66,11 +66,11 @@ class _HttpServer:
     def __init__(self, app: Any, host: str, port: int) -> None:
         import uvicorn
 
-        from workers.http_protocol import JsonErrorsHttpToolsProtocol
+        from workers.http_protocol import protocol_class
 
         cfg = uvicorn.Config(app, host=host, port=port, log_level="warning",
                              access_log=False, lifespan="off", timeout_graceful_shutdown=5,
-                             http=JsonErrorsHttpToolsProtocol)  # unparseable requests: JSON 4xx
+                             http=protocol_class())  # unparseable requests: JSON 4xx
         self.server = uvicorn.Server(cfg)
         self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
 
