@@ -151,3 +151,19 @@ def test_json_ndjson_and_arrow_give_bit_identical_states(tenant_a, dt):
              tenant_a.forget(a.id, gone).version else None for fmt, a in agents.items()}
     assert len(set(after.values())) == 1
     assert after["arrow"] == _reference(agents["json"], events, drop=gone)
+
+
+def test_text_agents_take_a_string_input_column(raw, tenant_a):
+    a = tenant_a.create_agent("arrow-text", kind="classifier", encoder="minilm",
+                              memory={"rule": "delta", "beta": 1.0})
+    body = _stream(pa.table({"input": ["book a flight", "play some jazz"],
+                             "target": ["travel", "music"], "id": ["t0", "t1"]}))
+    r = _post(raw, tenant_a, a.id, body)
+    assert r.status_code == 202 and r.json()["accepted"] == 2, r.text
+    wait_applied(tenant_a, a.id, 2)
+    got = tenant_a.predict(a.id, ["book a flight", "play some jazz"]).predictions
+    assert [p.label for p in got] == ["travel", "music"]
+    r = _post(raw, tenant_a, a.id, _stream(pa.table({"input": _fixed(GOOD),
+                                                     "target": ["a", "b", "c"]})))
+    assert r.status_code == 400 and r.json()["error"]["field"] == "input"
+    assert tenant_a.get_agent(a.id).events_received == 2
