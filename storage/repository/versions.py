@@ -21,7 +21,7 @@ from storage.errors import (
     VersionNotFound,
     VersionThinned,
 )
-from storage.models import Agent, Answer, Event, Snapshot, Version, utcnow
+from storage.models import Agent, Answer, Event, Snapshot, Version, as_utc, utcnow
 from storage.repository._base import check_checksum, check_int, chunks
 from storage.repository.events import _pending
 from storage.repository.state import StateMixin, check_labels, check_state, encode_layer_delta
@@ -247,6 +247,7 @@ class VersionsMixin(StateMixin):
         self._agent(agent_id)
         if not isinstance(ts, datetime):
             raise InputError("as_of", "expected a datetime")
+        ts = as_utc(ts, "as_of")
         v = self.session.scalar(select(func.max(Version.version)).where(
             Version.agent_id == agent_id, Version.created_at <= ts))
         if v is None:
