@@ -127,6 +127,8 @@ class Agent(BaseModel):
     events_applied: int
     events_rejected: int = Field(description="accepted events the learner could not apply "
                                  "(GET /v1/agents/{id}/events?status=rejected lists them)")
+    events_held: int = Field(0, description="accepted events a quarantine holds (POST /release)")
+    guard: dict[str, Any] | None = Field(None, description="the guard policy in force (null: none)")
     labels: list[str]
 
 
@@ -160,6 +162,9 @@ class VersionRow(BaseModel):
     events: int
     checksum: str
     delta_norm: float | None
+    hits: int | None = Field(None, description="events of this version predicted right before "
+                             "they were learnt (null: not tested)")
+    accuracy: float | None = Field(None, description="running prequential accuracy up to it")
 
 
 class VersionList(BaseModel):
