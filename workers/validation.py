@@ -288,10 +288,11 @@ def check_vector(v: Any, dim: int, field: str) -> np.ndarray:
         raise InputError(field, "the vector is all zeros; it has no direction to use as a key")
     if a.dtype == np.float32:
         return a
-    a = a.astype(np.float64)
-    with np.errstate(over="ignore"):
-        f = a.astype(np.float32)
-    return f if np.array_equal(f, a) else a
+    a = a.astype(np.float64, copy=False)
+    if a.max() > _F32_MAX or a.min() < -_F32_MAX:  # (np.errstate costs more than the check)
+        return a
+    f = a.astype(np.float32)
+    return f if (f == a).all() else a
 
 
 _NUMBER_TYPES = frozenset((int, float))
@@ -305,6 +306,7 @@ def _first_bad(v: list[Any], field: str) -> None:
         if abs(x) > _FLOAT_MAX or not math.isfinite(x):
             raise InputError(f"{field}[{i}]", f"expected a finite number, got {x!r}")
 _FLOAT_MAX = float(np.finfo(np.float64).max)
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_event(raw: Any, agent: dict[str, Any], settings: Settings, field: str = "") -> dict[str, Any]:
