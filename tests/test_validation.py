@@ -69,7 +69,8 @@ def _vector_reference(v, dim, field):
 def test_check_vector_equals_the_per_float_reference_on_random_inputs():
     rng = np.random.default_rng(7)
     odd = [True, False, "1", None, float("nan"), float("inf"), -float("inf"), 10**400, [1.0],
-           0, 0.0, -0.0, 3, 2**70, 1e-320, 0.1, np.float32(0.1).item()]
+           0, 0.0, -0.0, 3, 2**70, 1e-320, 0.1, np.float32(0.1).item(),
+           np.float64(0.25), np.int64(2), np.float32(0.5)]
     for trial in range(3000):
         dim = int(rng.integers(1, 6))
         n = dim if rng.random() < 0.9 else int(rng.integers(0, 8))

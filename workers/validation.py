@@ -269,11 +269,11 @@ def check_vector(v: Any, dim: int, field: str) -> np.ndarray:
             raise InputError(field, f"expected {dim} numbers, got {len(v)}")
         try:
             if not _NUMBER_TYPES.issuperset(map(type, v)):
-                raise OverflowError
+                raise TypeError
             a = np.asarray(v, dtype=np.float64)
-        except OverflowError:  # not all numbers, or an integer beyond the float range
-            _first_bad(v, field)
-            raise
+        except (TypeError, OverflowError):  # not all ints/floats, or an int beyond floats
+            _first_bad(v, field)  # raises for what is not a finite number
+            a = np.asarray([float(x) for x in v], dtype=np.float64)  # e.g. float subclasses
     else:
         raise InputError(field, f"expected a list of {dim} numbers, got {_kind(v)}")
     if a.shape != (dim,):
