@@ -116,6 +116,11 @@ def test_label_flip_burst_is_rolled_back_and_held_until_release(raw, tenant_a):
     agent = raw.get(f"/v1/agents/{aid}", headers=auth(tenant_a)).json()
     held = agent["events_held"]
     assert held == agent["events_received"] - agent["events_applied"] - agent.get("events_rejected", 0)
+    r = raw.get(f"/v1/agents/{aid}/events", params={"status": "held", "limit": 1000}, headers=auth(tenant_a))
+    assert r.status_code == 200, r.text
+    listed = r.json()["events"]
+    assert len(listed) == held and {e["status"] for e in listed} == {"held"}
+    assert listed[-1]["id"] == attack[-1]["id"]  # the newest events are the ones held
     r = raw.post(f"/v1/agents/{aid}/release", json={"event_ids": ["nope"]}, headers=auth(tenant_a))
     assert r.status_code == 422 and r.json()["error"]["field"] == "event_ids", r.text
     r = raw.post(f"/v1/agents/{aid}/release", json={}, headers=auth(tenant_a))
@@ -123,6 +128,8 @@ def test_label_flip_burst_is_rolled_back_and_held_until_release(raw, tenant_a):
     wait_applied(tenant_a, aid, 900)
     g = _guard(raw, tenant_a, aid)
     assert g["actions"][0]["action"] == "release" and not g["quarantined"]
+    r = raw.get(f"/v1/agents/{aid}/events", params={"status": "held"}, headers=auth(tenant_a))
+    assert r.json()["events"] == []  # nothing held once released
 
 
 def _backdoor(events: list[dict], rng: np.random.Generator, share: float, scale: float) -> list[dict]:

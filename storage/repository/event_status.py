@@ -14,7 +14,7 @@ from storage.errors import InputError
 from storage.models import Event
 from storage.repository._base import RepoBase, check_int
 
-EVENT_STATUSES = ("rejected", "pending", "applied")
+EVENT_STATUSES = ("rejected", "pending", "applied", "held")  # held: pending while quarantined
 MAX_EVENT_PAGE = 1000
 
 
@@ -24,7 +24,7 @@ class EventStatusMixin(RepoBase):
         """``(events, next_after_seq)``: up to ``limit`` events of ``status`` with ``seq >
         after_seq``, oldest first, as ``{"id", "seq", "status", "reason", "received_at",
         "applied_version"}``; ``next_after_seq`` is the last seq when the page is full."""
-        self._agent(agent_id)
+        agent = self._agent(agent_id)
         if status not in EVENT_STATUSES:
             raise InputError("status", f"expected one of {list(EVENT_STATUSES)}, got {status!r}")
         limit = check_int(limit, "limit", 1, MAX_EVENT_PAGE)
@@ -35,7 +35,9 @@ class EventStatusMixin(RepoBase):
             q = q.where(Event.seq > check_int(after_seq, "after_seq"))
         if status == "rejected":
             q = q.where(Event.rejected.is_(True))
-        elif status == "pending":
+        elif status in ("pending", "held"):
+            if status == "held" and not agent.quarantined:  # held: the guard's quarantine
+                return [], None
             q = q.where(Event.applied_version.is_(None), Event.forgotten_version.is_(None),
                         Event.rejected.is_(False))
         else:
