@@ -23,7 +23,7 @@ __all__ = ["add_quality_routes", "DEFAULT_WINDOW", "DEFAULT_POINTS"]
 DEFAULT_WINDOW = 500
 DEFAULT_POINTS = 100
 MAX_POINTS = 10_000
-AUTH = [{"bearer": []}]
+AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def add_quality_routes(app: FastAPI, service: Any, auth: Any,
