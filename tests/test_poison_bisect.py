@@ -79,3 +79,30 @@ def test_non_finite_delta_is_poison() -> None:
     learner._layers["P"] = np.full_like(learner._layers["P"], np.inf)  # already overflowed
     with pytest.raises(NonFinite):
         _attempt(learner, [{"input": [1.0, 2.0, 3.0, 4.0], "target": "A"}])
+
+
+def test_transient_failures_are_raised_not_bisected() -> None:
+    """A failure that says nothing about the events (here the database, as a learner whose
+    read fails would see it) stops the bisection: the batch is retried, nothing rejected."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from workers.poison import is_transient
+
+    def flaky(learner, events):
+        raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))
+
+    head = MemoryAgent(AgentConfig.from_dict(CONFIG))
+    events = [{"input": [1.0, 0.0, 0.0, 0.0], "target": "A"}] * 3
+    with pytest.raises(OperationalError):
+        find_poison(head, events, flaky, lambda lr: copy_learner(CONFIG, lr))
+    assert is_transient(MemoryError()) and is_transient(ConnectionError())
+    assert not is_transient(ValueError("zero key")) and not is_transient(NonFinite("x"))
+    from ray.exceptions import RayActorError, RayTaskError
+
+    from agent.errors import InputError
+
+    assert is_transient(RayActorError())  # an actor restarting: retry
+    remote = RayTaskError("encode", "tb", InputError("x", "bad")).as_instanceof_cause()
+    assert not is_transient(remote)  # a remote task's own error about the input: poison

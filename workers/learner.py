@@ -28,7 +28,7 @@ from workers.contract import returning_errors
 from workers.encoder import RemoteEncoder
 from workers.guard import Decision, Guard, check_release, record_action, set_quarantined
 from workers.inbox import Inbox
-from workers.poison import copy_learner, find_poison, learn_checked
+from workers.poison import copy_learner, find_poison, is_transient, learn_checked
 from workers.quality import QualityHistogram, pretest
 from workers.settings import Settings
 from workers.store import Store
@@ -283,9 +283,9 @@ class LearnerActor:
                 try:
                     try:
                         delta = learn_checked(learner, payloads, self._s.delta_dtype)
-                    except MemoryError:
-                        raise
-                    except Exception:  # noqa: BLE001 - isolate the events that cause it
+                    except Exception as exc:  # noqa: BLE001 - isolate the events that cause it
+                        if is_transient(exc):
+                            raise
                         self._drop(agent_id)  # the learner may hold part of the batch
                         got = self._isolate(agent_id, payloads, seqs)
                         if got is None:  # poison rejected: read the pending events again
@@ -389,20 +389,6 @@ class LearnerActor:
                 released = repo.get_agent(agent_id).events_applied - a.events_applied
             return {"released": released, "version": self._head(agent_id)[0]}
 
-    def _pending(self, agent_id: str, limit: int) -> tuple[list[dict[str, Any]], list[int], bool]:
-        """The agent's next pending events (at most ``limit``): from the inbox when it holds
-        the next ones, else from the store (recovery). ``(events, seqs, complete)``; complete:
-        no pending event beyond these is known only to the store."""
-        got = self._inbox.take(agent_id, limit)
-        if got is not None:
-            self._stats["inbox_events"] = self._stats.get("inbox_events", 0) + len(got)
-            return got, [int(e["seq"]) for e in got], True
-        self._stats["sql_reads"] = self._stats.get("sql_reads", 0) + 1
-        with self._store.read() as repo:
-            rows = repo.pending_events(agent_id, limit=limit)
-            return ([e.as_replay() for e in rows], [e.seq for e in rows],  # arrays decoded
-                    len(rows) < limit)
-
     def _isolate(self, agent_id: str, payloads: list[dict[str, Any]],
                  seqs: list[int]) -> tuple[int, Any, Any, int] | None:
         """After a failed micro-batch (workers/poison.py): reject the events that fail on
@@ -425,6 +411,20 @@ class LearnerActor:
             return None
         delta = learn_checked(head, payloads[:clean], self._s.delta_dtype)
         return version, head, delta, clean
+
+    def _pending(self, agent_id: str, limit: int) -> tuple[list[dict[str, Any]], list[int], bool]:
+        """The agent's next pending events (at most ``limit``): from the inbox when it holds
+        the next ones, else from the store (recovery). ``(events, seqs, complete)``; complete:
+        no pending event beyond these is known only to the store."""
+        got = self._inbox.take(agent_id, limit)
+        if got is not None:
+            self._stats["inbox_events"] = self._stats.get("inbox_events", 0) + len(got)
+            return got, [int(e["seq"]) for e in got], True
+        self._stats["sql_reads"] = self._stats.get("sql_reads", 0) + 1
+        with self._store.read() as repo:
+            rows = repo.pending_events(agent_id, limit=limit)
+            return ([e.as_replay() for e in rows], [e.seq for e in rows],  # arrays decoded
+                    len(rows) < limit)
 
     def _publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
         """Tell every serving replica. Handles are looked up once (a restarted replica keeps

@@ -6,8 +6,8 @@ when the delta's entries are large enough to overflow them), one pass over the d
 bisects the batch on copies of the head learner: a part that learns cleanly is kept (its state
 is the start of the next part), a failing part is split, and a failing single event is poison.
 Only an event whose batch of one fails is rejected, so the cause is reproducible on the event
-itself; a database error never reaches here (the learner reads and commits outside these
-calls) and is retried by the learner loop instead.
+itself; a failure that says nothing about the events (:func:`is_transient`: memory, I/O, a
+Ray actor, the database) is never bisected but raised, and the learner loop retries the batch.
 
 The learner then marks the poison ``rejected`` (with the reason) and learns the remaining
 events afresh from the head, in one batch: exactly what a learner that never saw the poison
@@ -67,6 +67,18 @@ def learn_checked(learner: Any, payloads: Sequence[dict[str, Any]],
     return delta
 
 
+def is_transient(exc: BaseException) -> bool:
+    """A failure that says nothing about the events: memory, I/O, a remote actor (Ray: the
+    encoder of a text agent) or the database. Such a batch is retried, never bisected."""
+    if isinstance(exc, (MemoryError, OSError, TimeoutError, ConnectionError)):
+        return True
+    cause = getattr(exc, "cause", None)  # a remote task's own error (RayTaskError) decides
+    if isinstance(cause, BaseException) and cause is not exc:
+        return is_transient(cause)
+    return any(t.__module__.split(".")[0] in ("ray", "sqlalchemy", "psycopg", "sqlite3")
+               for t in type(exc).__mro__)
+
+
 def reason_of(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= MAX_REASON else text[:MAX_REASON - 1] + "…"
@@ -97,9 +109,9 @@ def find_poison(start: Any, payloads: Sequence[dict[str, Any]],
         trial = copy(learner)
         try:
             attempt(trial, payloads[lo:hi])
-        except MemoryError:
-            raise
         except Exception as exc:  # noqa: BLE001 - any failure of the computation
+            if is_transient(exc):
+                raise
             if hi - lo == 1:
                 poison.append((lo, reason_of(exc)))
                 return learner
