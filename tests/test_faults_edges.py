@@ -250,6 +250,9 @@ AGENT_BODIES = [  # (body, accepted): the service and the document must agree on
     ({"name": "a", "dim": 5000, "memory": {"rule": "rls"}}, False),  # P would be 5000²
     ({"name": "a", "dim": 5000, "memory": {"rule": "rls", "lift_dim": 8}}, True),
     ({"name": "a", "dim": 2, "memory": {"rule": "rls", "lift_dim": 4097}}, False),
+    ({"name": "a", "dim": 2, "guard": {"window": 10.0, "action": "rollback"}}, True),
+    ({"name": "a", "dim": 2, "guard": {"window": 9}}, False),
+    ({"name": "a", "dim": 2, "guard": {"drop": 0.2, "colour": 1}}, False),
 ]
 
 

@@ -118,8 +118,20 @@ WideRecallMemory = MemoryDelta | MemoryRlsLifted | MemoryDeltaDefault | None
 ChatMemory = ChatMemoryDelta | ChatMemoryRls | ChatMemoryDefault | None
 
 
+class Guard(BaseModel):
+    """The quality guard (classifier and recall agents; ``agent.config.GuardPolicy``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window: int = Field(500, ge=10, le=C.MAX_GUARD_WINDOW, description="events per window")
+    drop: float | None = Field(None, gt=0, le=1, description="accuracy drop that trips it "
+                               "(null: 0.1)")
+    action: Literal["rollback", "quarantine", "alert"] = "alert"
+
+
 class _Base(BaseModel):
     name: str = text_field()
+    guard: Guard | None = None
 
 
 class _Vector(_Base):
@@ -178,6 +190,7 @@ class RecallText(_Text):
 
 class ChatText(_Base):
     kind: Literal["chat"]
+    guard: None = Field(None, description="chat agents have no targets to test")
     encoder: Literal["minilm"] = Field("minilm", description="chat agents read text")
     dim: Literal[384] | None = None
     memory: ChatMemory = None
@@ -187,6 +200,7 @@ class ChatText(_Base):
 
 class ChatVector(_Base):
     kind: Literal["chat"]
+    guard: None = None
     encoder: Literal["none"]
     dim: int = Field(ge=1, le=C.MAX_DIM)
     memory: ChatMemory = None
