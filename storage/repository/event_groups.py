@@ -9,8 +9,10 @@ numbers, dense, in request order. A request that is invalid, or names an unknown
 its error and writes nothing; the others are appended.
 
 Statements per group, whatever the number of requests: one ``SELECT ... FOR UPDATE`` of the
-agents' rows (in id order, so two groups never deadlock), one indexed lookup of the stored ids
-per 500, one ``INSERT`` executed over all rows, one ``UPDATE`` of the agents' counters.
+agents' rows (in id order, so two groups never deadlock), one ``INSERT ... ON CONFLICT DO
+NOTHING RETURNING`` over all rows (per 1,000; an id already stored is skipped by the unique
+index instead of looked up first), one ``UPDATE`` of the agents' counters; only when a stored id
+was skipped, one more ``UPDATE`` moves the rows after it down, so ``seq`` stays dense.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, tuple_, update
+from sqlalchemy import JSON, Text, bindparam, cast, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.errors import AgentNotFound, InputError
 from storage.models import utcnow
@@ -28,7 +32,7 @@ from storage.repository._base import chunks
 from storage.repository.events import (
     _AGENTS,
     _EVENTS,
-    _INSERTS,
+    _NO_INPUT,
     MAX_BATCH,
     AcceptedEvent,
     EventsMixin,
@@ -40,8 +44,32 @@ Result = tuple[list[AcceptedEvent], list[str]]
 _LOCK = (select(_AGENTS.c.id, _AGENTS.c.next_seq, _AGENTS.c.events_received)
          .where(_AGENTS.c.id.in_(bindparam("ids", expanding=True)))
          .order_by(_AGENTS.c.id).with_for_update())
+_MOVE = (update(_EVENTS).where(_EVENTS.c.agent_id == bindparam("aid"),
+                               _EVENTS.c.seq == bindparam("old")).values(seq=bindparam("new")))
 _COUNT = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
           .values(next_seq=bindparam("next_seq"), events_received=bindparam("received")))
+
+
+def _insert_stmt(dialect: str) -> Any:
+    """``INSERT INTO events ... ON CONFLICT (agent_id, client_id) DO NOTHING RETURNING agent_id,
+    client_id``: the payload bound as JSON text (cast to JSON on PostgreSQL) as
+    :mod:`storage.repository.events` writes it."""
+    ins = sqlite_insert if dialect == "sqlite" else pg_insert
+    text = bindparam("payload_json", type_=Text())
+    return (ins(_EVENTS).values(
+        agent_id=bindparam("agent_id"), client_id=bindparam("client_id"), seq=bindparam("seq"),
+        received_at=bindparam("received_at"),
+        payload=text if dialect == "sqlite" else cast(text, JSON()),
+        **{name: bindparam(name) for name in _NO_INPUT})
+        .on_conflict_do_nothing(index_elements=["agent_id", "client_id"])
+        .returning(_EVENTS.c.agent_id, _EVENTS.c.client_id))
+
+
+_STMTS = {"sqlite": _insert_stmt("sqlite"), "postgresql": _insert_stmt("postgresql")}
+
+
+def _insert(session: Any) -> Any:
+    return _STMTS[session.get_bind().dialect.name]
 
 
 def _parse(events: Any) -> list[tuple[Any, ...]]:
@@ -75,44 +103,64 @@ def append_groups(repo: EventsMixin, requests: Sequence[tuple[str, list[dict[str
     s = repo.session
     with repo._translate(wanted[0]):
         heads = {r.id: [r.next_seq, r.events_received] for r in s.execute(_LOCK, {"ids": wanted})}
-    ids = sorted({(a, p[0]) for (a, _), ps in zip(requests, parsed, strict=True)
-                  if not isinstance(ps, Exception) and a in heads for p in ps if p[0] is not None})
-    stored: set[tuple[str, str]] = set()
-    for part in chunks(ids):
-        stored.update((r[0], r[1]) for r in s.execute(select(_EVENTS.c.agent_id, _EVENTS.c.client_id)
-                                                       .where(tuple_(_EVENTS.c.agent_id,
-                                                                     _EVENTS.c.client_id).in_(part))))
     now = received_at or utcnow()
     seen: set[tuple[str, str]] = set()
     rows: list[dict[str, Any]] = []
-    out: list[Result | Exception] = []
+    plan: list[list[tuple[Any, ...]] | Exception] = []  # per request: (cid, row or None, ...)
     for (agent_id, _), ps in zip(requests, parsed, strict=True):
-        if isinstance(ps, Exception):
-            out.append(ps)
+        if isinstance(ps, Exception) or agent_id not in heads:
+            plan.append(ps if isinstance(ps, Exception) else AgentNotFound(agent_id))
             continue
-        if agent_id not in heads:
-            out.append(AgentNotFound(agent_id))
-            continue
-        head = heads[agent_id]
-        accepted: list[AcceptedEvent] = []
-        duplicates: list[str] = []
+        mine: list[tuple[Any, ...]] = []
         for cid, payload, text, columns, *rest in ps:
-            if cid is not None and ((agent_id, cid) in stored or (agent_id, cid) in seen):
-                duplicates.append(cid)
+            if cid is not None and (agent_id, cid) in seen:
+                mine.append((cid, None, payload, rest))  # repeated within the group
                 continue
             cid = cid or "ev_" + uuid.uuid4().hex
             seen.add((agent_id, cid))
-            accepted.append(AcceptedEvent(cid, head[0], payload, now, *rest))
-            rows.append({"agent_id": agent_id, "client_id": cid, "seq": head[0],
-                         "payload_json": text, "received_at": now, **columns})
-            head[0] += 1
-            head[1] += 1
-        out.append((accepted, duplicates))
+            row = {"agent_id": agent_id, "client_id": cid, "seq": 0, "payload_json": text,
+                   "received_at": now, **_NO_INPUT, **columns}
+            rows.append(row)
+            mine.append((cid, row, payload, rest))
+        plan.append(mine)
+    # provisional seqs in acknowledgement order; an id already stored is skipped by the
+    # unique (agent_id, client_id) index and the rows after it move down (dense seqs)
+    nxt = {a: h[0] for a, h in heads.items()}
+    for row in rows:
+        row["seq"] = nxt[row["agent_id"]]
+        nxt[row["agent_id"]] += 1
+    inserted: set[tuple[str, str]] = set()
     if rows:
-        stmt = _INSERTS.get(s.get_bind().dialect.name, _INSERTS[""])
-        moved = sorted({r["agent_id"] for r in rows})
-        with repo._translate(moved[0]):
-            s.execute(stmt, rows)
-            s.execute(_COUNT, [{"aid": a, "next_seq": heads[a][0], "received": heads[a][1]}
-                               for a in moved])
+        with repo._translate(rows[0]["agent_id"]):
+            for part in chunks(rows, 1000):
+                inserted.update((r[0], r[1]) for r in s.execute(_insert(s), list(part)))
+    moves = []
+    for row in rows:
+        key = (row["agent_id"], row["client_id"])
+        if key in inserted:
+            h = heads[row["agent_id"]]
+            if row["seq"] != h[0]:
+                moves.append({"aid": row["agent_id"], "old": row["seq"], "new": h[0]})
+                row["seq"] = h[0]
+            h[0] += 1
+            h[1] += 1
+    if moves:  # ascending per agent: each new seq is free when its row moves there
+        s.execute(_MOVE, moves)
+    out: list[Result | Exception] = []
+    for (agent_id, _), planned in zip(requests, plan, strict=True):
+        if isinstance(planned, Exception):
+            out.append(planned)
+            continue
+        accepted: list[AcceptedEvent] = []
+        duplicates: list[str] = []
+        for cid, row, payload, rest in planned:
+            if row is None or (agent_id, cid) not in inserted:
+                duplicates.append(cid)
+            else:
+                accepted.append(AcceptedEvent(cid, row["seq"], payload, now, *rest))
+        out.append((accepted, duplicates))
+    moved = sorted({r["agent_id"] for r in rows if (r["agent_id"], r["client_id"]) in inserted})
+    if moved:
+        s.execute(_COUNT, [{"aid": a, "next_seq": heads[a][0], "received": heads[a][1]}
+                           for a in moved])
     return out
