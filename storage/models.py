@@ -165,7 +165,9 @@ class Agent(Base):
     labels: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]",
                                               deferred=True)
     # the guard (or an operator) stopped applying new events: they stay pending ("held")
-    quarantined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # deferred (loaded where asked for): the ORM still reads agents of a schema before 0006
+    quarantined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(),
+                                              deferred=True)
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "tenant_id": self.tenant_id, "name": self.name,
