@@ -165,3 +165,25 @@ def test_a_poison_alone_in_its_batch_does_not_stop_later_batches(svc: Svc) -> No
     svc.send(a["id"], [{"id": f"g{i}", "input": x, "target": "A"} for i, x in enumerate(good)])
     got = svc.settled(a["id"], 5)
     assert (got["events_applied"], got["events_rejected"]) == (4, 1)
+
+
+def test_forget_after_a_rejection_replays_only_good_events(svc: Svc) -> None:
+    """A forget rebuilds by replaying the remaining events: a rejected one is in no version's
+    history, so the rebuild equals a learner fed the good events minus the forgotten one."""
+    config = {"kind": "classifier", "encoder": "none", "dim": 4,
+              "memory": {"rule": "rls", "lift_dim": 3}}
+    a = svc.agent(memory=config["memory"])
+    poison, good = _poison_and_good(config, 16, np.random.default_rng(21))
+    evs = [{"id": f"g{i}", "input": x, "target": f"L{i % 2}"} for i, x in enumerate(good[:12])]
+    svc.send(a["id"], evs[:6] + [{"id": "p", "input": poison, "target": "L0"}] + evs[6:])
+    svc.settled(a["id"], 13)
+    r = svc.http.post(f"/v1/agents/{a['id']}/forget", json={"event_ids": ["g4"]})
+    assert r.status_code == 200, r.text
+    got = svc.get(a["id"])
+    assert (got["events_applied"], got["events_rejected"]) == (12, 1)
+    want = reference(config, [e for e in evs if e["id"] != "g4"]).predict_many(good[12:])
+    r = svc.predict(a["id"], good[12:])
+    assert r.status_code == 200, r.text
+    for g, w in zip(r.json()["predictions"], want, strict=True):
+        assert g["label"] == w["label"]
+        assert abs(g["score"] - float(w["score"])) <= 1e-6 * max(1.0, abs(float(w["score"])))
