@@ -155,6 +155,13 @@ def test_concurrent_http_requests_are_stored_once_in_order(ray_cluster, db_url, 
         assert sum(a["duplicates"] for _, a in answers) == sent - len(events)
         stats = [ray.get(a.stats.remote()) for a in running.service._ingest]
         assert sum(x["groups"] for x in stats) < sum(x["requests"] for x in stats)  # merged
+        text = httpx.get(f"{running.url}/metrics", timeout=60).text
+        shown: dict[str, float] = {}
+        for ln in text.splitlines():
+            if ln.startswith("deltamem_ingest_group"):
+                name = ln.split("{")[0]
+                shown[name] = shown.get(name, 0.0) + float(ln.split()[-1])
+        assert shown["deltamem_ingest_groups_total"] < shown["deltamem_ingest_grouped_requests_total"]
         with running.service.store.read() as repo:
             rows = repo.events_of(conc["id"])
         assert [e.seq for e in rows] == list(range(1, len(events) + 2))

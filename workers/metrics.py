@@ -73,4 +73,14 @@ def render_metrics(rt: Any) -> str:
         kind = "gauge" if key in ("entries", "bytes") else "counter"
         name = f"deltamem_serving_cache_{key}" + ("" if kind == "gauge" else "_total")
         _line(out, name, kind, help_, [({"replica": str(s["replica"])}, s[key]) for s in stats])
+    try:  # group commit (workers/group_commit.py): requests per transaction
+        groups = ray.get([a.stats.remote() for a in rt._ingest], timeout=5)
+    except Exception:
+        groups = []
+    _line(out, "deltamem_ingest_groups_total", "counter",
+          "Ingest transactions (each commits a group of concurrent requests), by ingest actor.",
+          [({"actor": str(i)}, g["groups"]) for i, g in enumerate(groups)])
+    _line(out, "deltamem_ingest_grouped_requests_total", "counter",
+          "Ingest requests committed in those transactions, by ingest actor.",
+          [({"actor": str(i)}, g["requests"]) for i, g in enumerate(groups)])
     return "\n".join(out) + "\n"
