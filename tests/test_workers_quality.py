@@ -119,3 +119,15 @@ def test_record_quality_keeps_running_totals_across_untested_versions(db):
     for k, p in enumerate(reversed(points)):
         assert p["hits"] == per[k][1]
         assert p["accuracy"] == pytest.approx(_window_acc(per, k, 10), abs=1e-12)
+
+
+def test_record_quality_of_an_older_version_builds_on_the_tested_version_below_it(db):
+    cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": DIM})
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((20, DIM)), [f"c{i % 3}" for i in range(20)]
+    agent_id, _ = commit_learning(db, cfg, X, y, 5)  # versions 1 … 4
+    with unit_of_work(db) as repo:
+        for v, h in ((1, [True, False]), (2, [True]), (4, [False, False, True])):
+            record_quality(repo, agent_id, v, h)
+        row = record_quality(repo, agent_id, 3, [True, True])  # out of order: below version 4
+        assert (row.tested_total, row.hits_total) == (3 + 2, 2 + 2)

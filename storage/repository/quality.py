@@ -34,10 +34,19 @@ def window_accuracy(tested: int, hits: int, before: tuple[int, int] | None) -> f
 
 
 def _last_tested(repo: Any, agent_id: str, below: int) -> Version | None:
+    """The tested version with the largest running total below ``below``: one step down the
+    ``(agent_id, tested_total)`` index. Totals grow with every tested version, so the largest
+    total is the latest tested version; only a call for an older version (none in the service)
+    takes the slower ordered search by version."""
+    top = repo.session.scalars(
+        select(Version).where(Version.agent_id == agent_id, Version.tested_total.is_not(None))
+        .order_by(Version.tested_total.desc()).limit(1)).first()
+    if top is None or top.version < below:
+        return top
     return repo.session.scalars(
         select(Version).where(Version.agent_id == agent_id, Version.version < below,
                               Version.tested_total.is_not(None))
-        .order_by(Version.tested_total.desc(), Version.version.desc()).limit(1)).first()
+        .order_by(Version.version.desc()).limit(1)).first()
 
 
 def record_quality(repo: Any, agent_id: str, version: int, hits: list[bool]) -> Version:
