@@ -306,6 +306,8 @@ def test_forget_drops_pending_events(db):
         res = repo.forget(agent_id, ["p1"], replay)
         assert (res.events_removed, res.pending_dropped) == (0, 1)
         assert repo.pending_events(agent_id) == []
+        a = repo.get_agent(agent_id)  # counted as if never received: received = applied + pending
+        assert a.events_received == a.events_applied + a.events_rejected
         _, dup = repo.append_events(agent_id, [{"id": "p1", "input": [0.5] * 4}])
         assert dup == ["p1"]  # a forgotten id stays taken
 

@@ -95,6 +95,10 @@ class ForgetMixin(AgentsMixin, EraseMixin):
         version = self.commit_version(agent_id, head, "forget", snapshot=(layers, labels),
                                       checksum=checksum, delta_norm=0.0, created_at=created_at)
         version.event_count = removed
+        # a forgotten event that was never applied leaves the counts as if it had never been
+        # received, so received = applied + rejected + pending still holds (its id stays a
+        # tombstone: sent again, it is a duplicate)
+        agent.events_received -= len(pending)
         for part in chunks(sorted(e.seq for e in rows if e.forgotten_version is None)):
             self.session.execute(update(Event).where(Event.agent_id == agent_id,
                                                      Event.seq.in_(part))
