@@ -245,7 +245,7 @@ def storage_rows(dep: Deployment, agents: list[str], d: int, labels: int) -> lis
 def rebuild_rows(tmp: Path, quick: bool, d: int, labels: int, chunk: int) -> list[dict[str, Any]]:
     """``load_state`` k versions past the snapshot vs snapshot read + k in-memory applies."""
     from agent.memory.delta import Delta, LayerDelta, apply_delta, state_checksum
-    from benchmarks.storage import _new_agent
+    from benchmarks.storage_dbs import new_agent
 
     ks = (0, 10, 50, 100) if quick else (0, 10, 100, 300, 1000)
     url = f"sqlite:///{tmp / 'rebuild.db'}"
@@ -253,7 +253,7 @@ def rebuild_rows(tmp: Path, quick: bool, d: int, labels: int, chunk: int) -> lis
     db = Database(url)
     rng = np.random.default_rng(1)
     try:
-        agent_id, layers, names = _new_agent(db, d, labels)
+        agent_id, layers, names = new_agent(db, d, labels)
         deltas = []
         for v in range(max(ks)):
             dl = Delta({"S": LayerDelta.factors(rng.standard_normal((chunk, d)) * 0.01,

@@ -15,23 +15,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
-import uuid
 
 import numpy as np
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from agent.memory.delta import Delta, LayerDelta, apply_delta, state_checksum
+from benchmarks.storage_dbs import LABELS, D, new_agent, scratch_databases
 from storage import deltaform
 from storage.codec import encode
-from storage.engine import Database, normalize_url
-from storage.migrate import upgrade
+from storage.engine import Database
 from storage.repository import unit_of_work
 
-D = 384
-LABELS = 150
 BATCH = 64
 
 
@@ -103,20 +97,10 @@ def softmax_bytes_per_event(batch: int, events: int = 1280, replay: int = 7,
     return total / events
 
 
-def _new_agent(db: Database, d: int = D, labels: int = LABELS):
-    with unit_of_work(db) as repo:
-        tenant, _ = repo.create_tenant("bench")
-        layers = {"S": np.zeros((labels, d))}
-        names = [f"l{i}" for i in range(labels)]
-        agent = repo.create_agent(tenant.id, "bench", {}, layers, names,
-                                  state_checksum(layers, names))
-        return agent.id, layers, names
-
-
 def rebuild_time(db: Database, n_versions: int, dtype: str) -> tuple[float, float]:
     """(seconds to commit, seconds to rebuild the state n_versions after the snapshot)."""
     rng = np.random.default_rng(1)
-    agent_id, layers, labels = _new_agent(db)
+    agent_id, layers, labels = new_agent(db)
     t = time.perf_counter()
     for v in range(n_versions):
         d = Delta({"S": LayerDelta.factors(rng.standard_normal((BATCH, D)) * 0.01,
@@ -137,7 +121,7 @@ def rebuild_time(db: Database, n_versions: int, dtype: str) -> tuple[float, floa
 def commit_rate(db: Database, n_commits: int) -> float:
     """Versions/s: each commit applies 64 pending events (delta rule, float32 factors)."""
     rng = np.random.default_rng(2)
-    agent_id, layers, labels = _new_agent(db)
+    agent_id, layers, labels = new_agent(db)
     with unit_of_work(db) as repo:
         repo.append_events(agent_id, [{"input": [0.0] * 8, "target": "l0"}
                                       for _ in range(BATCH * n_commits)])
@@ -154,27 +138,6 @@ def commit_rate(db: Database, n_commits: int) -> float:
             seqs = [e.seq for e in repo.pending_events(agent_id, limit=BATCH)]
             repo.commit_version(agent_id, v, delta=deltas[v], event_seqs=seqs, checksum=sums[v])
     return n_commits / (time.perf_counter() - t)
-
-
-def _databases(pg: str | None):
-    tmp = tempfile.mkdtemp()
-    url = f"sqlite:///{tmp}/bench.db"
-    upgrade(url)
-    yield "sqlite", url
-    if pg:
-        admin = normalize_url(pg)
-        name = "dmbench_" + uuid.uuid4().hex[:8]
-        eng = create_engine(admin, isolation_level="AUTOCOMMIT")
-        with eng.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
-        upgrade(url)
-        try:
-            yield "postgresql", url
-        finally:
-            with eng.connect() as c:
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            eng.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'database':10} {'dtype':8} {'commit v/s':>11} {'rebuild ' + str(args.versions):>14}"
           f" {'64-ev commit v/s':>17}")
-    for name, url in _databases(args.pg):
+    for name, url in scratch_databases(args.pg):
         db = Database(url)
         try:
             for dtype in ("float32", "float16"):

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select, update
 
-from benchmarks.storage import _databases, _new_agent
+from benchmarks.storage_dbs import new_agent, scratch_databases
 from storage.engine import Database
 from storage.errors import AgentNotFound
 from storage.models import Agent, Event, utcnow
@@ -113,7 +113,7 @@ def time_paths(db: Database, n: int, transactions: int, dim: int,
     """``{path: (µs/event in append, µs/event for the transaction)}``, medians over
     ``transactions`` batches of ``n`` events per path (the paths alternate)."""
     rng = np.random.default_rng(seed)
-    agents = {name: _new_agent(db, d=8, labels=2)[0] for name in PATHS}
+    agents = {name: new_agent(db, d=8, labels=2)[0] for name in PATHS}
     work = {name: _batches(rng, n, transactions, dim) for name in PATHS}
     times: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in PATHS}
     for i in range(transactions):
@@ -146,7 +146,7 @@ def run(pg: str | None, sizes: list[int], events: int, dim: int,
     """The table for every database and batch size (about ``events`` events per path and
     size, between ``min_tx`` and ``max_tx`` transactions)."""
     rows = []
-    for dbname, url in _databases(pg):
+    for dbname, url in scratch_databases(pg):
         db = Database(url)
         try:
             time_paths(db, 10, 3, dim)  # warm up: compiled-statement caches, the file

@@ -153,7 +153,7 @@ fi
 if [ $TORCH_CUDA -eq 1 ]; then
   MODEL=tiny
   "$PY" -c "from agent.lm.backbone import smollm2_folder as f; raise SystemExit(f() is None)" 2>/dev/null && MODEL=smollm2
-  run_step train 170 "$PY" -m agent.lm.train --out "$WORK/adapter.safetensors" --model "$MODEL" \
+  run_step train 170 "$PY" -m benchmarks.lm_train --out "$WORK/adapter.safetensors" --model "$MODEL" \
     --device cuda --synthetic 64 --heldout 32 --gap-n 32 --recall-eval 4 --steps 40 --batch 8 \
     --warmup 5 --eval-every 20 --log-every 5 --no-early-stop --max-minutes 2.5
 else

@@ -13,7 +13,7 @@ from workers.cli_ingest import FileError, batches, detect_format, read_events, s
 SUBCOMMANDS = [["serve"], ["demo"], ["ingest"], ["predict"], ["versions"], ["rollback"],
                ["forget"], ["fork"], ["agents", "list"], ["agents", "create"], ["agents", "show"],
                ["tenants", "create"], ["tenants", "list"], ["keys", "create"], ["keys", "revoke"], ["db", "upgrade"], ["db", "downgrade"],
-               ["db", "current"], ["bench"], ["eval"]]
+               ["db", "current"], ["bench"], ["eval"], ["train-adapter"]]
 
 
 @pytest.mark.parametrize("words", SUBCOMMANDS, ids=" ".join)
@@ -39,6 +39,25 @@ def test_parse_client_commands():
     assert (a.action, a.revision, a.db) == ("downgrade", "base", "sqlite:///y.db")
     a = p.parse_args(["bench", "kernels", "--sizes", "64"])
     assert a.suite == "kernels" and a.rest == ["--sizes", "64"]
+
+
+def test_benchmark_commands_come_from_the_entry_points():
+    """``bench``, ``eval`` and ``train-adapter`` are registered by the benchmarks package (group
+    ``deltamem.commands``), not imported by the CLI: the parser runs what the entry point gives."""
+    from importlib.metadata import entry_points
+
+    from benchmarks import commands
+    from workers import cli_commands
+
+    eps = {ep.name: ep.load() for ep in entry_points(group="deltamem.commands")}
+    assert eps == {"bench": commands.BENCH, "eval": commands.EVAL,
+                   "train-adapter": commands.TRAIN_ADAPTER}
+    assert not {"bench", "eval", "train-adapter"} & set(cli_commands.HANDLERS)
+    p = build_parser()
+    a = p.parse_args(["eval", "lm", "--quick"])
+    assert a.plugin_run is commands.EVAL.run and a.rest == ["lm", "--quick"]
+    a = p.parse_args(["train-adapter"])
+    assert a.plugin_run is commands.TRAIN_ADAPTER.run and a.rest == []
 
 
 def test_bad_flags_exit_2(capsys):

@@ -12,8 +12,8 @@ from agent.lm.backbone import tiny_llama
 from agent.lm.chat import ChatSettings
 from agent.lm.deltamem import DeltaMem, DeltaMemConfig
 from agent.lm.episodes import synthetic_episodes
-from agent.lm.evaluate import CONDITIONS, _agent, evaluate_episodes, run_condition
 from agent.lm.runtime import MemLM
+from benchmarks.lm_eval import CONDITIONS, _agent, evaluate_episodes, run_condition
 from workers.cli import main as cli_main
 
 torch.set_num_threads(1)

@@ -125,7 +125,7 @@ def test_bad_inputs_rejected_and_change_nothing(lm):
 
 def test_eval_agent_without_state_writes_keeps_the_same_explicit_memory(lm):
     from agent.lm.episodes import Episode
-    from agent.lm.evaluate import _agent as eval_agent
+    from benchmarks.lm_eval import _agent as eval_agent
 
     ep = Episode(turns=list(zip(SPEAKERS, TURNS, strict=True)), question="Where does Maya live?",
                  answer="Lisbon", category="fact")

@@ -211,7 +211,7 @@ def test_bad_config_and_mismatched_model_rejected():
 
 
 def test_speed_figures_on_tiny_model_and_untrained_delta_restored():
-    from agent.lm.evaluate import speed
+    from agent.lm.speed import speed
 
     lm = _lm(random_delta=False)
     out = speed(lm, prompt_tokens=16, new_tokens=3, repeats=2)

@@ -16,7 +16,7 @@ from agent.lm.episodes import Episode, synthetic_episodes
 from agent.lm.examples import prepare
 from agent.lm.objective import lr_at, objective, partners, state_gap, state_gap_reference
 from agent.lm.runtime import MemLM
-from agent.lm.train import main
+from benchmarks.lm_train import main
 
 torch.set_num_threads(1)
 PROJECTIONS = ("W_mq", "W_mk", "W_mv", "W_b")
@@ -114,7 +114,7 @@ def test_resume_continues_bit_for_bit(tmp_path):
 
 def test_batches_take_one_question_per_history_while_they_last():
     from agent.lm.examples import Example, MessageBank
-    from agent.lm.train import draw
+    from benchmarks.lm_train import draw
 
     bank = MessageBank()
     # a long conversation with 20 questions (LoCoMo-like) and 5 one-question histories

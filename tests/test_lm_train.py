@@ -11,7 +11,7 @@ from agent.lm.backbone import tiny_llama
 from agent.lm.deltamem import DeltaMem, DeltaMemConfig
 from agent.lm.episodes import locomo_episodes, synthetic_episodes
 from agent.lm.runtime import MemLM
-from agent.lm.train import batch_loss, main, prepare, train_step
+from benchmarks.lm_train import batch_loss, main, prepare, train_step
 
 torch.set_num_threads(1)
 

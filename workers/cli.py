@@ -3,7 +3,9 @@
 Every subcommand has ``--help`` with an example. Settings come from flags, else ``DELTAMEM_*``
 environment variables (``DELTAMEM_URL``, ``DELTAMEM_API_KEY``, ``DELTAMEM_ADMIN_KEY``,
 ``DELTAMEM_DATABASE_URL``, ...). A user error exits non-zero with one line on stderr,
-``error: <field>: <message>``, never a traceback. The commands live in ``workers.cli_commands``.
+``error: <field>: <message>``, never a traceback. The commands live in ``workers.cli_commands``;
+``bench``, ``eval`` and ``train-adapter`` come from the entry point group ``deltamem.commands``
+(registered by the ``benchmarks`` package).
 
 Examples
 --------
@@ -19,15 +21,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-EXIT_USER_ERROR = 1
-EXIT_INTERRUPTED = 130
+from workers.cli_errors import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
-
-class CliError(Exception):
-    """A user error: printed as one line, exit status 1."""
-
-    def __init__(self, message: str, field: str | None = None) -> None:
-        super().__init__(f"{field}: {message}" if field else message)
+PLUGIN_GROUP = "deltamem.commands"
 
 
 def _formatter(prog: str) -> argparse.HelpFormatter:
@@ -54,6 +50,22 @@ def _db_parent() -> argparse.ArgumentParser:
     p.add_argument("--db", metavar="URL", help="database URL (env DELTAMEM_DATABASE_URL; "
                    "default sqlite:///deltamem.db)")
     return p
+
+
+def _add_plugins(subs: Any) -> None:
+    """The subcommands other installed packages register under the entry point group
+    ``deltamem.commands`` (the benchmarks add ``bench``, ``eval``, ``train-adapter``): each is
+    an object with ``help``, ``example``, ``add_arguments(parser)`` and ``run(args)``."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        try:
+            cmd = ep.load()
+        except ImportError:  # registered but not importable here: leave the command out
+            continue
+        p = _sub(subs, ep.name, cmd.help, cmd.example)
+        cmd.add_arguments(p)
+        p.set_defaults(plugin_run=cmd.run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -174,20 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("revision")
     _sub(dsubs, "current", "print the database's revision", "deltamem db current", [db])
 
-    p = _sub(subs, "bench", "run registered benchmarks", "deltamem bench kernels --help")
-    p.add_argument("suite", choices=["kernels", "storage", "ingest_paths", "soak", "history_cost",
-                                     "all"])
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the benchmark")
-
-    p = _sub(subs, "eval", "run the evaluation (accuracy, forgetting, adaptation)",
-             "deltamem eval --help")
-    p.add_argument("rest", nargs=argparse.REMAINDER,
-                   help="clinc|elec2|facts|locomo|all [--quick] ..., or lm [--quick] ... "
-                        "(δ-mem on SmolLM2)")
-
-    p = _sub(subs, "train-adapter", "train the δ-mem adapter of chat agents (backbone frozen)",
-             "deltamem train-adapter --help")
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for agent.lm.train")
+    _add_plugins(subs)
     return parser
 
 
@@ -196,7 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from workers import cli_commands
 
     args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], int | None] = cli_commands.HANDLERS[args.command]
+    handler: Callable[[argparse.Namespace], int | None] = (
+        getattr(args, "plugin_run", None) or cli_commands.HANDLERS[args.command])
     try:
         return int(handler(args) or 0)
     except KeyboardInterrupt:

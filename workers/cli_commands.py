@@ -1,8 +1,8 @@
 """The ``deltamem`` subcommands (parsing is in ``workers.cli``).
 
 Client commands talk HTTP through :class:`workers.client.Client`; ``serve`` and ``demo`` start
-the runtime in this process; ``db`` runs the Alembic migrations; ``bench`` and ``eval`` hand
-their arguments to the benchmark modules (imported only when asked for).
+the runtime in this process; ``db`` runs the Alembic migrations. (``bench``, ``eval`` and
+``train-adapter`` are registered by the benchmarks package: :mod:`benchmarks.commands`.)
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from agent.errors import InputError
-from workers.cli import CliError
+from workers.cli_errors import CliError
 from workers.client import Client, DeltamemError
-from workers.tables import format_table
+from workers.tables import format_table, version_table
 
 
 def _settings(**overrides: Any) -> Any:
@@ -211,14 +211,6 @@ def cmd_versions(args: argparse.Namespace) -> int:
     return 0
 
 
-def version_table(versions: list[Any]) -> str:
-    """The version history as a table (newest first, as the service lists it)."""
-    rows = [[v.version, v.parent, v.kind, v.created_at[:19].replace("T", " "), v.events,
-             v.checksum[:12], v.delta_norm] for v in versions]
-    return format_table(["version", "parent", "kind", "created (UTC)", "events", "checksum",
-                         "|delta|"], rows)
-
-
 def cmd_rollback(args: argparse.Namespace) -> int:
     with _client(args) as c:
         r = c.rollback(args.agent, args.version)
@@ -311,7 +303,7 @@ def _repository(args: argparse.Namespace) -> Iterator[Any]:
         db.dispose()
 
 
-# ---- database, benchmarks, evaluation -----------------------------------------------------
+# ---- database -----------------------------------------------------------------------------
 
 def cmd_db(args: argparse.Namespace) -> int:
     from storage import migrate
@@ -325,33 +317,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bench(args: argparse.Namespace) -> int:
-    import importlib
-
-    module = "bench_all" if args.suite == "all" else args.suite
-    mod = importlib.import_module(f"benchmarks.{module}")
-    return int(mod.main(list(args.rest)) or 0)
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    rest = list(args.rest)
-    if rest[:1] == ["lm"]:  # δ-mem on the causal LM: agent/lm/evaluate.py
-        from agent.lm.evaluate import main as lm_main
-
-        return int(lm_main(rest[1:]) or 0)
-    from benchmarks.evaluate import main as eval_main
-
-    return int(eval_main(rest) or 0)
-
-
-def cmd_train_adapter(args: argparse.Namespace) -> int:
-    from agent.lm.train import main as train_main
-
-    return int(train_main(list(args.rest)) or 0)
-
-
 HANDLERS = {"serve": cmd_serve, "demo": cmd_demo, "ingest": cmd_ingest, "predict": cmd_predict,
             "versions": cmd_versions, "rollback": cmd_rollback, "forget": cmd_forget,
             "fork": cmd_fork, "agents": cmd_agents, "tenants": cmd_tenants, "keys": cmd_keys,
-            "db": cmd_db, "bench": cmd_bench, "eval": cmd_eval,
-            "train-adapter": cmd_train_adapter}
+            "db": cmd_db}

@@ -27,7 +27,7 @@ from importlib.resources import files
 from typing import Any
 
 from workers.client import Client
-from workers.tables import format_table
+from workers.tables import format_table, version_table
 
 SLICE = 15
 CORRECTION = ("Where is the team offsite this year?", "Porto")
@@ -119,8 +119,6 @@ def facts_story(c: Client) -> bool:
     say(f'  Q: "{question}"  ->  "{back}"  (version {v_back})')
 
     vl = c.versions(agent.id)
-    from workers.cli_commands import version_table
-
     say(f"\nversion history of {agent.id} (head {vl.head}):")
     say(version_table(vl.versions))
     ok = before == old and after == new and pinned == old and back == old

@@ -38,3 +38,11 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     head = "  ".join(h.rjust(w) if num else h.ljust(w)
                      for h, w, num in zip(headers, widths, numeric, strict=False)).rstrip()
     return "\n".join([head, "  ".join("-" * w for w in widths)] + [line(r) for r in cells])
+
+
+def version_table(versions: Sequence[Any]) -> str:
+    """An agent's version history as a table (newest first, as the service lists it)."""
+    rows = [[v.version, v.parent, v.kind, v.created_at[:19].replace("T", " "), v.events,
+             v.checksum[:12], v.delta_norm] for v in versions]
+    return format_table(["version", "parent", "kind", "created (UTC)", "events", "checksum",
+                         "|delta|"], rows)

@@ -17,7 +17,7 @@ figures follow); ``--checkpoint`` is written every ``--checkpoint-every`` steps 
 and ``--resume`` continues from one bit for bit. Only δ-mem parameters get gradients. The
 adapter is float16 safetensors with the config and a card (command, seed, data, steps, stop
 rule, figures before and after) in its metadata, and the card beside it as JSON. ``python -m
-agent.lm.train --help``.
+benchmarks.lm_train --help``.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _episodes(args: argparse.Namespace) -> tuple[list[Episode], list[Episode]]:
 
 def _figures(lm: MemLM, args: argparse.Namespace, held_ex: list[Example], held: list[Episode],
              settings: ChatSettings) -> dict[str, Any]:
-    from agent.lm.evaluate import synthetic_recall  # evaluate imports this module's helpers
+    from benchmarks.lm_eval import synthetic_recall
 
     cond = "agent" if args.regime == "agent" else "state"
     out: dict[str, Any] = {"heldout_ce": mean_loss(lm, held_ex, args.batch),
