@@ -1,7 +1,7 @@
 """``deltamem eval <task> --service URL --key KEY``: the same stream through the real service.
 
 A CLINC150 subsample (texts, so the service encodes them with its own MiniLM) is sent to a
-running deltamem service with :class:`workers.client.Client`, and the same events go through the
+running deltamem service with :class:`client.Client`, and the same events go through the
 in-process :class:`agent.model.MemoryAgent` with the same config. After the service reports every
 event applied, both answer the same test questions; the report gives both accuracies, the share
 of identical labels and the largest score difference (float rounding only: micro-batch boundaries
@@ -60,7 +60,7 @@ def run(out: Path, url: str, key: str, quick: bool = False, batch: int = 100,
     through the service for each memory config (default :data:`CONFIGS`)."""
     from agent.config import AgentConfig
     from agent.model import MemoryAgent
-    from workers.client import Client
+    from client import Client
 
     n_train, n_test = sizes or ((600, 300) if quick else (3000, 1500))
     Xtr, ytr, Xte, yte = _subsample(n_train, n_test)

@@ -70,7 +70,7 @@ def _wait_applied(c: Any, agents: list[str], total: int, timeout: float = 3600) 
 
 def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int) -> None:
     """POST every ``(agent, body, content type)`` from ``threads`` threads."""
-    from workers.client import Client
+    from client import Client
 
     lock = threading.Lock()
     todo = list(jobs)
@@ -96,7 +96,7 @@ def vector_e2e(c: Any, fmt: str, n_agents: int, per_agent: int, request: int,
                seed: int) -> dict[str, Any]:
     import orjson
 
-    from workers.client import ARROW_STREAM, arrow_body
+    from client import ARROW_STREAM, arrow_body
 
     agents = [c.create_agent(f"{fmt}-{uuid.uuid4().hex[:6]}", kind="classifier", encoder="none",
                              dim=DIM, memory=CONFIG["memory"]).id for _ in range(n_agents)]
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                  "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                  "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(k, v)
-    from workers.client import Client
+    from client import Client
     from workers.runtime import free_port, start
     from workers.settings import Settings
 

@@ -20,7 +20,7 @@ if [ -z "${DELTAMEM_TEST_POSTGRES_URL:-}" ]; then
 fi
 
 .venv/bin/ruff check .
-.venv/bin/mypy agent storage workers migrations benchmarks
-.venv/bin/python -m pytest -q -m "not slow and not gpu" --doctest-modules agent storage workers benchmarks/lm_eval.py tests "$@"
+.venv/bin/mypy agent storage workers migrations benchmarks client
+.venv/bin/python -m pytest -q -m "not slow and not gpu" --doctest-modules agent storage workers client benchmarks/lm_eval.py tests "$@"
 # the two-node scale-out test shuts down the session's Ray, so it runs in its own process
 .venv/bin/python -m pytest -q -m slow tests/test_workers_cluster.py

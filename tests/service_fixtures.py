@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from workers.client import Agent, Client
+from client import Agent, Client
 from workers.settings import Settings
 
 ADMIN_KEY = "test-admin"

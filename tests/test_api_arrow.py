@@ -14,8 +14,8 @@ import pytest
 
 from agent.config import AgentConfig
 from agent.model import MemoryAgent
+from client import ARROW_STREAM, arrow_body
 from tests.service_fixtures import auth, counts, vec_events, wait_applied
-from workers.client import ARROW_STREAM, arrow_body
 
 DIM = 4
 

@@ -7,7 +7,7 @@ import socket
 import httpx
 import pytest
 
-from workers.client import Client, DeltamemError
+from client import Client, DeltamemError
 
 
 def test_error_body_maps_to_fields():

@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from agent.config import AgentConfig
 from agent.model import MemoryAgent
+from client import Client
 from storage.engine import Database
 from storage.models import Version
 from tests.service_fixtures import ADMIN_KEY, LIMITS, wait_applied
-from workers.client import Client
 from workers.settings import Settings
 
 DIM = 8

@@ -1,6 +1,6 @@
 """The ``deltamem`` subcommands (parsing is in ``workers.cli``).
 
-Client commands talk HTTP through :class:`workers.client.Client`; ``serve`` and ``demo`` start
+Client commands talk HTTP through :class:`client.Client`; ``serve`` and ``demo`` start
 the runtime in this process; ``db`` runs the Alembic migrations. (``bench``, ``eval`` and
 ``train-adapter`` are registered by the benchmarks package: :mod:`benchmarks.commands`.)
 """
@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from agent.errors import InputError
+from client import Client, DeltamemError
 from workers.cli_errors import CliError
-from workers.client import Client, DeltamemError
 from workers.tables import format_table, version_table
 
 
@@ -141,7 +141,7 @@ def _send(c: Any, args: argparse.Namespace, events: list[dict[str, Any]], vector
     """One batch: an Arrow IPC body for a vector agent (compact, checked a column at a time),
     JSON otherwise or when a vector holds something other than numbers (JSON names it)."""
     if vector:
-        from workers.client import arrow_body
+        from client import arrow_body
 
         try:
             body = arrow_body(events)

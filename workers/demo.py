@@ -26,7 +26,7 @@ import time
 from importlib.resources import files
 from typing import Any
 
-from workers.client import Client
+from client import Client
 from workers.tables import format_table, version_table
 
 SLICE = 15

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     admin_key: SecretStr | None = None  # creates tenants; never logged
 
-    # client side (the CLI's client commands and workers.client)
+    # client side (the CLI's client commands and the client package)
     url: str = "http://127.0.0.1:8000"  # DELTAMEM_URL: where a client finds the service
     api_key: SecretStr | None = None  # DELTAMEM_API_KEY: a tenant's key; never logged
 
@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     snapshot_every_s: float = Field(300.0, gt=0)
     retention_window_s: float = Field(7 * 24 * 3600.0, ge=0)  # every version kept this long
     retention_interval_s: float = Field(600.0, gt=0)  # how often the retention job runs
+    # events older than this that a kept snapshot covers are deleted by the retention job
+    # (None: every event is kept forever; storage/repository/event_retention.py)
+    event_retention_s: float | None = Field(None, ge=0)
     health_interval_s: float = Field(30.0, gt=0)  # how often the health probe job runs
     scheduler_enabled: bool = True
 
