@@ -57,7 +57,7 @@ class IngestActor:
             return {"error": {"status": 429, "code": "backpressure",
                               "message": f"learner shard {shard} has {backlog} events queued; "
                                          "slow down and retry", "field": None,
-                              "extra": {"retry_after_ms": 200}}}
+                              "extra": {"retry_after_ms": self._s.retry_after_ms}}}
         accepted, duplicates = self._groups.submit((agent_id, events), len(events))
         return {"accepted": len(accepted), "duplicates": len(duplicates),
                 "duplicate_ids": duplicates}

@@ -231,7 +231,7 @@ class LearnerActor:
         self._publish(agent_id, None, version, None)
 
     def _loop(self) -> None:
-        backoff = 0.1
+        backoff = self._s.learner_backoff_s
         while True:
             with self._cv:
                 while not self._dirty and not self._stop:
@@ -256,8 +256,9 @@ class LearnerActor:
                     self._drop(agent_id)
                     failed.append(agent_id)
             # events already acknowledged must not wait for a next notify (there may be none,
-            # e.g. the database restarted under the last commit): retry, backing off to 5 s
-            backoff = min(5.0, 2 * backoff) if failed else 0.1
+            # e.g. the database restarted under the last commit): retry, backing off (settings)
+            backoff = min(self._s.learner_backoff_max_s, 2 * backoff) if failed \
+                else self._s.learner_backoff_s
             if failed:
                 with self._cv:
                     self._cv.wait(backoff)

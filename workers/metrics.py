@@ -37,7 +37,7 @@ def render_metrics(rt: Any) -> str:
     _line(out, "deltamem_versions_total", "counter", "Versions committed (all kinds).",
           [({}, totals["versions"])])
     try:
-        pings = ray.get([a.ping.remote() for a in rt._learners], timeout=5)
+        pings = ray.get([a.ping.remote() for a in rt._learners], timeout=rt.s.probe_timeout_s)
     except Exception:
         pings = []
     _line(out, "deltamem_queue_depth", "gauge", "Events acknowledged but not yet applied, by shard.",
@@ -65,7 +65,7 @@ def render_metrics(rt: Any) -> str:
           "Actions of agents' guards on a quality regression (workers/guard.py), by action.",
           [({"action": a}, n) for a, n in sorted(guard.items())])
     try:
-        stats = ray.get([a.stats.remote() for a in rt._servers], timeout=5)
+        stats = ray.get([a.stats.remote() for a in rt._servers], timeout=rt.s.probe_timeout_s)
     except Exception:
         stats = []
     for key, help_ in (("entries", "Cached states."), ("bytes", "Bytes of cached states."),
@@ -74,7 +74,7 @@ def render_metrics(rt: Any) -> str:
         name = f"deltamem_serving_cache_{key}" + ("" if kind == "gauge" else "_total")
         _line(out, name, kind, help_, [({"replica": str(s["replica"])}, s[key]) for s in stats])
     try:  # group commit (workers/group_commit.py): requests per transaction
-        groups = ray.get([a.stats.remote() for a in rt._ingest], timeout=5)
+        groups = ray.get([a.stats.remote() for a in rt._ingest], timeout=rt.s.probe_timeout_s)
     except Exception:
         groups = []
     _line(out, "deltamem_ingest_groups_total", "counter",

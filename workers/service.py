@@ -93,7 +93,7 @@ class Runtime:
         self._ingest = [IngestActor.options(name=f"ingest-{i}", **opts).remote(js)
                         for i in range(max(1, self.s.learner_shards))]
         ray.get([a.ping.remote() for a in self._learners] +
-                [a.stats.remote() for a in self._servers], timeout=120)
+                [a.stats.remote() for a in self._servers], timeout=self.s.startup_timeout_s)
         with self.store.read() as repo:
             if has_text_agents(repo):  # loaded now, not on the first text
                 self.text_encoder().encode(["warm up"])
@@ -121,7 +121,7 @@ class Runtime:
             return
         for a in self._learners:
             try:
-                ray.get(a.stop.remote(), timeout=5)
+                ray.get(a.stop.remote(), timeout=self.s.probe_timeout_s)
             except Exception:
                 pass
         encoder = [self._encoder.handle] if self._encoder is not None \
@@ -139,7 +139,8 @@ class Runtime:
     def server(self, agent_id: str) -> Any:
         return self._servers[zlib.crc32(agent_id.encode()) % len(self._servers)]
 
-    def _call(self, ref: Any, timeout: float | None = 300) -> Any:
+    def _call(self, ref: Any, timeout: float | None = None) -> Any:
+        timeout = self.s.actor_call_timeout_s if timeout is None else timeout
         try:
             return _raise_actor_error(ray.get(ref, timeout=timeout))
         except ray.exceptions.RayTaskError as e:
@@ -234,7 +235,7 @@ class Runtime:
         wait = self.s.default_wait_ms if wait_ms is None else wait_ms
         return self._call(self.server(agent_id).predict.remote(
             agent_id, config, inputs, version, min_version, as_of, top_k, wait, head),
-            timeout=wait / 1000.0 + 300)
+            timeout=wait / 1000.0 + self.s.actor_call_timeout_s)
 
     def predict_batch(self, tenant_id: str,
                       requests: list[tuple[str, list[Any], int | None]]) -> list[dict[str, Any]]:
@@ -358,7 +359,7 @@ class Runtime:
             out["database_error"] = type(e).__name__
         try:
             ray.get([a.stats.remote() for a in self._servers] +
-                    [a.ping.remote() for a in self._learners], timeout=5)
+                    [a.ping.remote() for a in self._learners], timeout=self.s.probe_timeout_s)
             out["serving"] = out["learners"] = True
         except Exception:
             out["serving"] = out["learners"] = False

@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     # (None: every event is kept forever; storage/repository/event_retention.py)
     event_retention_s: float | None = Field(None, ge=0)
     health_interval_s: float = Field(30.0, gt=0)  # how often the health probe job runs
+
+    # timeouts and retries of the workers (one place; DESIGN asks for one settings object)
+    actor_call_timeout_s: float = Field(300.0, gt=0)  # a call into an actor (a predict: + wait)
+    startup_timeout_s: float = Field(120.0, gt=0)  # the actors' first answers at start
+    probe_timeout_s: float = Field(5.0, gt=0)  # readiness, /metrics and stop probes
+    learner_backoff_s: float = Field(0.1, gt=0)  # a failed micro-batch is retried after this,
+    learner_backoff_max_s: float = Field(5.0, gt=0)  # doubling up to this
+    retry_after_ms: int = Field(200, ge=0)  # the hint of a 429 backpressure answer
     scheduler_enabled: bool = True
 
     def public_dict(self) -> dict[str, object]:
