@@ -142,6 +142,23 @@ def retention_job(namespace: str) -> None:
     if dropped:
         log.info("retention dropped the deltas of %d versions (%d thinned, %d bytes freed)",
                  dropped, thinned, freed)
+    if rt.s.event_retention_s is not None:
+        prune_events(rt, ids, rt.s.event_retention_s, now)
+
+
+def prune_events(rt: Any, ids: list[str], keep_s: float, now: datetime) -> int:
+    """Event retention for every agent, a bounded chunk per transaction (the write lock is
+    never held long); returns how many events were deleted."""
+    n = 0
+    for agent_id in ids:
+        more = True
+        while more:
+            with rt.store.tx() as repo:
+                k, more = repo.prune_events(agent_id, keep_s, now)
+            n += k
+    if n:
+        log.info("event retention deleted %d events", n)
+    return n
 
 
 def health_job(namespace: str) -> None:

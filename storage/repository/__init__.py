@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from storage.engine import Database
+from storage.repository.event_retention import EventRetentionMixin
 from storage.repository.event_status import EventStatusMixin
 from storage.repository.events import EventsMixin
 from storage.repository.forget import ForgetResult, Replay
@@ -25,8 +26,8 @@ __all__ = ["Repository", "unit_of_work", "ForgetResult", "Replay", "RetentionRep
            "hash_key"]
 
 
-class Repository(ServiceQueriesMixin, RetentionMixin, EventsMixin, EventStatusMixin,
-                 TenantsMixin):
+class Repository(ServiceQueriesMixin, RetentionMixin, EventRetentionMixin, EventsMixin,
+                 EventStatusMixin, TenantsMixin):
     """Tenants, agents, events, versions, states, forget, fork and retention.
 
     Parameters

@@ -21,7 +21,7 @@ from storage.errors import (
     NotFound,
     VersionThinned,
 )
-from storage.models import Agent, Event, Tenant
+from storage.models import Agent, Event, Tenant, Version
 from storage.repository._base import check_checksum
 from storage.repository.state import check_state
 from storage.repository.tenants import check_name
@@ -117,6 +117,12 @@ class AgentsMixin(VersionsMixin):
         layers, labels = self.load_state(agent_id, version)
         history = self.events_by_seqs(agent_id, self._history(agent_id, vmap, version))
         n = len(history)
+        # the events in that state, pruned ones included (event retention): a version's
+        # event_count is what it applied, a forget's what it removed
+        counts = dict(self.session.execute(select(Version.version, Version.event_count).where(
+            Version.agent_id == agent_id)).all())
+        held = sum(-counts[v] if vmap[v].kind == "forget" else counts[v]
+                   for v in self._path(agent_id, vmap, version) if vmap[v].kind != "rollback")
         fork = Agent(id=new_agent_id(), tenant_id=src.tenant_id, name=name,
                      config=dict(src.config), head_version=0, events_received=n,
                      events_applied=n, next_seq=n + 1, base_agent_id=src.id,
@@ -126,7 +132,7 @@ class AgentsMixin(VersionsMixin):
         self.session.add(fork)
         self.session.flush()
         v0 = self._insert_version(fork.id, 0, None, "fork", checksum=info.checksum,
-                                  event_count=n, labels_added=list(labels),
+                                  event_count=max(n, held), labels_added=list(labels),
                                   created_at=created_at)
         self._put_snapshot(fork.id, 0, layers, labels)
         v0.has_snapshot = True

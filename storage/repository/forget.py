@@ -14,11 +14,11 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from agent.errors import check_text
 from agent.memory.delta import state_checksum
-from storage.errors import InputError, UnknownEvents
+from storage.errors import InputError, UnknownEvents, VersionThinned
 from storage.models import EVENT_ID_LEN, Event, Version
 from storage.repository._base import chunks
 from storage.repository.agents import AgentsMixin
@@ -78,12 +78,20 @@ class ForgetMixin(AgentsMixin, EraseMixin):
         kept = [s for s in head_hist if s not in drop]
         removed = sum(1 for s in head_hist if s in drop)
         # the start point: the longest snapshot history that is a prefix of `kept`
+        # (at or after the last version on the path whose applied events event retention
+        # pruned: those events are in no row to replay; event_retention.py)
         start: tuple[str, int] = (agent.root_agent_id or agent_id, 0)
         start_len = 0
-        for v, hist in hists:
-            if vmap[v].has_snapshot and vmap[v].status == "ok" and len(hist) >= start_len \
-                    and kept[:len(hist)] == hist:
+        pruned = self.pruned_versions(agent_id, marks[0])
+        lost = max((i for i, (v, _) in enumerate(hists) if v in pruned), default=-1)
+        if lost >= 0:
+            start = (agent_id, -1)
+        for i, (v, hist) in enumerate(hists):
+            if i >= lost and vmap[v].has_snapshot and vmap[v].status == "ok" \
+                    and len(hist) >= start_len and kept[:len(hist)] == hist:
                 start, start_len = (agent_id, v), len(hist)
+        if start[1] < 0:
+            raise VersionThinned(agent_id, hists[lost][0])
         if start[0] != agent_id:  # a fork's root: the source's empty state
             start_len = 0
         layers, labels = self.load_state(*start)
@@ -106,3 +114,11 @@ class ForgetMixin(AgentsMixin, EraseMixin):
         self.session.flush()
         self.erase_forgotten(agent_id, [e.seq for e in rows])
         return ForgetResult(version, removed, len(pending), start, len(todo))
+
+    def pruned_versions(self, agent_id: str, applied: dict[int, list[int]]) -> set[int]:
+        """Versions some of whose applied events event retention pruned: ``event_count``
+        exceeds the rows still marked applied in them (``applied``: version -> seqs)."""
+        counts = self.session.execute(select(Version.version, Version.event_count).where(
+            Version.agent_id == agent_id, Version.kind.not_in(("forget", "rollback")),
+            Version.event_count > 0)).all()
+        return {v for v, n in counts if n > len(applied.get(v, ()))}
