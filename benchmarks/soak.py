@@ -1,8 +1,8 @@
 """``deltamem bench soak``: is the service in a steady state after N minutes of streaming?
 
 Starts ``deltamem serve`` as a subprocess (its own Ray; SQLite in a temporary directory, or
-``--db``) with retention and snapshots on short settings, creates ``--agents`` vector
-classifiers, and for ``--minutes`` sends at a fixed rate (open loop: each client thread keeps
+``--db``) with retention (versions and events: ``event_retention_s`` = the window) and
+snapshots on short settings, creates ``--agents`` vector classifiers, and for ``--minutes`` sends at a fixed rate (open loop: each client thread keeps
 its own schedule, so a slow answer does not lower the offered load): ingest requests of 1 and
 of 64 events in turn, and single-input predicts interleaved. It prints, per minute: p50/p99
 of ingest and predict (ms), events/s applied (from the agents' counters), database size (file
@@ -131,7 +131,8 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
     url = db or f"sqlite:///{Path(tmp.name) / 'soak.db'}"
     admin = secrets.token_urlsafe(12)
     svc = ServeProcess(url, Path(tmp.name) / "serve.log", admin_key=admin,
-                       retention_window_s=retention_s, retention_interval_s=max(1.0, retention_s / 4),
+                       retention_window_s=retention_s, event_retention_s=retention_s,
+                       retention_interval_s=max(1.0, retention_s / 4),
                        snapshot_every_versions=snapshot_every, snapshot_every_s=retention_s / 2)
     rows: list[dict[str, Any]] = []
     procs: dict[str, list[float]] = {}
