@@ -100,6 +100,18 @@ def test_scheduled_event_retention_prunes_covered_events_and_forget_stays_exact(
         assert err.value.status == 404
         assert svc.get_agent(tenant, agent)["head_version"] == head
 
+        # a fork made now holds pruned events in its state: forgetting one it inherited
+        # is exact or refused (410), never a replay that silently misses the pruned ones
+        late = svc.fork(tenant, agent, None, "g")["id"]
+        try:
+            svc.forget(tenant, late, ["n0"])
+        except ServiceError as e:
+            assert (e.status, e.code) == (410, "version_thinned"), e
+        else:
+            assert_same_predictions(svc, tenant, late, reference(
+                CONFIG, [e for e in old + new if e["id"] not in ("n0", "n5")], batch=4),
+                probes)
+
         # back to version 2 (its events are pruned), then forget a new event: exact, or
         # refused (410) when no snapshot after the pruned events can start the replay
         svc.rollback(tenant, agent, 2)
