@@ -63,16 +63,33 @@ def port_is_free(host: str, port: int) -> bool:
 class _HttpServer:
     """uvicorn in a thread of this process, serving the FastAPI app."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(self, app: Any, sock: socket.socket) -> None:
         import uvicorn
 
         from workers.http_protocol import protocol_class
 
-        cfg = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                             access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+        cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                             timeout_graceful_shutdown=5,
                              http=protocol_class())  # unparseable requests: JSON 4xx
         self.server = uvicorn.Server(cfg)
-        self.thread = threading.Thread(target=self.server.run, name="http", daemon=True)
+        self.sock = sock
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
+                                       name="http", daemon=True)
+
+    @staticmethod
+    def bind(host: str, port: int) -> socket.socket:
+        """The listening socket, bound before Ray starts: Ray's processes open ports of their
+        own, so a port chosen free earlier may be taken by the time uvicorn would bind it."""
+        import uvicorn
+
+        try:
+            sock = uvicorn.Config("deltamem", host=host, port=port,
+                                  log_level="warning").bind_socket()
+        except SystemExit as e:  # uvicorn exits when the address is in use
+            raise RuntimeError(f"cannot listen on {host}:{port} (port taken?)") from e
+        sock.set_inheritable(False)  # not into the processes Ray starts
+        sock.listen(2048)  # holds the port from now on, whoever else binds with SO_REUSEADDR
+        return sock
 
     def start(self, timeout: float = 30.0) -> None:
         self.thread.start()
@@ -85,6 +102,7 @@ class _HttpServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        self.sock.close()
 
 
 @dataclass
@@ -124,6 +142,16 @@ def start(settings: Settings | None = None, http: bool = True) -> RunningService
 
     s = settings or Settings()
     upgrade(s.database_url)
+    sock = _HttpServer.bind(s.host, s.port) if http and s.http_backend != "serve" else None
+    try:
+        return _start_on(s, http, sock)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+
+
+def _start_on(s: Settings, http: bool, sock: socket.socket | None) -> RunningService:
     owns_ray = _init_ray(s)
     service = Runtime(s)
     service.start_actors()
@@ -138,10 +166,10 @@ def start(settings: Settings | None = None, http: bool = True) -> RunningService
         from workers.serve_http import deploy
 
         deploy(s)
-    elif http:
+    elif sock is not None:
         from workers.app import build_app
 
-        server = _HttpServer(build_app(service, s), s.host, s.port)
+        server = _HttpServer(build_app(service, s), sock)
         try:
             server.start()
         except Exception:
@@ -149,8 +177,7 @@ def start(settings: Settings | None = None, http: bool = True) -> RunningService
                 scheduler.shutdown()
             service.shutdown()
             raise
-        port = server.server.servers[0].sockets[0].getsockname()[1] if s.port == 0 else s.port
-        url = f"http://{s.host}:{port}"
+        url = f"http://{s.host}:{sock.getsockname()[1]}"
     return RunningService(s, service, url, server, scheduler, owns_ray)
 
 
