@@ -33,6 +33,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -302,6 +303,10 @@ class Event(Base):
         UniqueConstraint("agent_id", "seq", name="uq_events_agent_seq"),
         Index("ix_events_agent_applied", "agent_id", "applied_version"),
         Index("ix_events_agent_rejected", "agent_id", "rejected", "seq"),
+        # the rows forks inherited (deleting a pruned event checks its FK by this index)
+        Index("ix_events_origin_event_id", "origin_event_id",
+              sqlite_where=text("origin_event_id IS NOT NULL"),
+              postgresql_where=text("origin_event_id IS NOT NULL")),
         CheckConstraint("seq >= 1", name="seq_pos"),
     )
 

@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 
 from storage.errors import InputError
-from storage.models import Event, Version, utcnow
+from storage.models import Agent, Event, Version, utcnow
 from storage.repository._base import check_int, chunks
 from storage.repository.forget import ForgetMixin
 
@@ -65,9 +65,15 @@ class EventRetentionMixin(ForgetMixin):
         ids = [i for i, seq, av, fv, rej in rows
                if (av is not None and fv is None and seq in held) or fv is not None or rej]
         todo, more = ids[:limit], len(ids) > limit
+        # rows that point here belong to the agent's direct forks (there is no index on
+        # origin_event_id: the agent_id term keeps the update on the forks' rows)
+        forks = list(self.session.scalars(select(Agent.id).where(
+            Agent.base_agent_id == agent_id)))
         for part in chunks(todo):
-            self.session.execute(update(Event).where(Event.origin_event_id.in_(part))
-                                 .values(origin_event_id=None))
+            if forks:
+                self.session.execute(update(Event).where(
+                    Event.agent_id.in_(forks), Event.origin_event_id.in_(part))
+                    .values(origin_event_id=None))
             self.session.execute(delete(Event).where(Event.id.in_(part)))
         self.session.flush()
         return len(todo), more
