@@ -32,10 +32,11 @@ def run(requests: int, dim: int) -> dict[str, dict[str, tuple[float, float]]]:
     s = Settings(database_url=f"sqlite:///{Path(tmp) / 'rp.db'}", port=free_port(),
                  admin_key=admin, ray_namespace=f"rp-{time.time_ns()}", scheduler_enabled=False)
     running = start(s)
+    sock = _HttpServer.bind(s.host, 0)
     plain = _HttpServer(build_app(running.service, s.model_copy(update={"auth_cache_s": 0.0})),
-                        s.host, free_port())
+                        sock)
     plain.start()
-    urls = {"no key cache": f"http://{s.host}:{plain.server.config.port}",
+    urls = {"no key cache": f"http://{s.host}:{sock.getsockname()[1]}",
             "key cache": running.url}
     try:
         key = httpx.post(f"{running.url}/v1/tenants", json={"name": "rp"}, timeout=60,
