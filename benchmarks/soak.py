@@ -132,6 +132,7 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
     admin = secrets.token_urlsafe(12)
     svc = ServeProcess(url, Path(tmp.name) / "serve.log", admin_key=admin,
                        retention_window_s=retention_s, event_retention_s=retention_s,
+                       retention_snapshot_spacing_s=86400.0,
                        retention_interval_s=max(1.0, retention_s / 4),
                        snapshot_every_versions=snapshot_every, snapshot_every_s=retention_s / 2)
     rows: list[dict[str, Any]] = []

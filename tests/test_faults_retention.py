@@ -104,3 +104,41 @@ def test_scheduled_retention_and_snapshots_run_and_thin(ray_cluster, tmp_path, b
         # the jobs are still scheduled after all those runs
         assert {j.name for j in dep._scheduler.get_jobs()} >= {"retention_job", "snapshot_job"}
         assert all(j.next_run_time is not None for j in dep._scheduler.get_jobs())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scheduled_retention_thins_old_snapshots_to_one_per_slot(ray_cluster, tmp_path, backend):
+    """With ``retention_snapshot_spacing_s`` the snapshots the snapshot job keeps writing stop
+    piling up: past the window only version 0, the one the head builds on and one a slot stay."""
+    with database(backend, tmp_path) as url, deployment(
+            url, scheduler_enabled=True, retention_interval_s=1.0, retention_window_s=WINDOW_S,
+            retention_snapshot_spacing_s=3600.0, health_interval_s=5.0,
+            snapshot_every_versions=1, snapshot_every_s=0.5,
+            batch_max_events=4, batch_burst_events=4) as dep:
+        jobs = JobLog()
+        dep._scheduler.add_listener(jobs, EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+        svc = dep.service
+        tenant = svc.create_tenant("r")["id"]
+        agent = svc.create_agent(tenant, "a", CONFIG)["id"]
+        events = vector_events(np.random.default_rng(2), 32, 6, 3, "e")
+
+        def snaps() -> set[int]:
+            with svc.store.read() as repo:
+                return set(repo.session.scalars(select(Snapshot.version).where(
+                    Snapshot.agent_id == agent)))
+
+        most = 0
+        for i in range(0, 32, 4):  # one version per batch, each snapshotted by the job
+            svc.ingest(tenant, agent, events[i:i + 4], partial=False)
+            wait_for(lambda: all_applied(svc, tenant, [agent]), what="batch applied")
+            head = svc.get_agent(tenant, agent)["head_version"]
+            wait_for(lambda h=head: h in snaps(), timeout=30, what="snapshot at the head")
+            most = max(most, len(snaps()))
+        done_at = time.monotonic()
+        assert most >= 4, f"the snapshot job wrote too few snapshots to thin: {most}"
+        wait_for(lambda: time.monotonic() - done_at > WINDOW_S + 1 and len(snaps()) <= 3
+                 and jobs.count("retention_job") >= 2, timeout=60, what="snapshots thinned")
+        assert not jobs.errors, jobs.errors
+        assert 0 in snaps() and head in snaps()
+        with svc.store.read() as repo:
+            repo.load_state(agent, head)  # checksum verified

@@ -99,7 +99,9 @@ def test_rebuild_at_every_version_is_bit_identical(db, data):
                 agents[fork.id] = {0: expect[v]}
                 heads[fork.id] = 0
             else:
-                repo.apply_retention(aid, data.draw(st.sampled_from([0, 2, 5])), now=clock[0])
+                repo.apply_retention(aid, data.draw(st.sampled_from([0, 2, 5])), now=clock[0],
+                                     snapshot_spacing_s=data.draw(
+                                         st.sampled_from([None, None, 1.0, 4.0])))
     with unit_of_work(db, write=False) as repo:
         for aid, expect in agents.items():
             assert repo.get_agent(aid).head_version == heads[aid]

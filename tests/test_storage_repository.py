@@ -336,6 +336,35 @@ def test_retention_thins_only_covered_old_unpinned_deltas(db):
             repo.rollback(agent_id, 5)
 
 
+def test_retention_thins_old_snapshots_to_one_per_slot_keeping_what_versions_need(db):
+    _, agent_id, _ = make_agent(db)
+    states = learn(db, agent_id, 16, np.random.default_rng(5), snapshot_every=2)
+    with unit_of_work(db) as repo:
+        repo.pin_version(agent_id, 5)
+        # window 1.5 s at 16 s keeps 15 and 16 (15 builds on snapshot 14, also the newest
+        # one before the window on the head's path); pinned 5 builds on 4; slots of 8 s hold
+        # versions 0-7, 8-15: the first old snapshot of each stays (0, the empty state, and
+        # 8), the rest go
+        report = repo.apply_retention(agent_id, keep_window_s=1.5,
+                                      now=T0 + timedelta(seconds=16), snapshot_spacing_s=8.0)
+        assert report.snapshots_dropped == (2, 6, 10, 12)
+        rows = {r.version: r for r in repo.list_versions(agent_id)}
+        assert sorted(v for v, r in rows.items() if r.has_snapshot) == [0, 4, 8, 14, 16]
+        for v, r in rows.items():
+            if r.status == "ok":
+                assert same_state(repo.load_state(agent_id, v), states[v]), v
+            else:
+                with pytest.raises(VersionThinned):
+                    repo.load_state(agent_id, v)
+        assert {0, 4, 5, 8, 14, 15, 16} <= {v for v, r in rows.items() if r.status == "ok"}
+        assert {2, 6, 10, 12} <= {v for v, r in rows.items() if r.status == "thinned"}
+        n = repo.session.scalar(select(func.count()).select_from(SnapshotLayer))
+        again = repo.apply_retention(agent_id, keep_window_s=1.5,
+                                     now=T0 + timedelta(seconds=16), snapshot_spacing_s=8.0)
+        assert again.snapshots_dropped == () and \
+            repo.session.scalar(select(func.count()).select_from(SnapshotLayer)) == n
+
+
 def test_write_snapshot_checks_the_state(db):
     _, agent_id, _ = make_agent(db)
     states = learn(db, agent_id, 3, np.random.default_rng(10))

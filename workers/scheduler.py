@@ -135,7 +135,8 @@ def retention_job(namespace: str) -> None:
     dropped = thinned = freed = 0
     for agent_id in ids:
         with rt.store.tx() as repo:
-            report = repo.apply_retention(agent_id, rt.s.retention_window_s, now)
+            report = repo.apply_retention(agent_id, rt.s.retention_window_s, now,
+                                          rt.s.retention_snapshot_spacing_s)
         dropped += len(report.dropped)
         thinned += len(report.thinned)
         freed += report.bytes_freed

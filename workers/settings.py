@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     snapshot_every_s: float = Field(300.0, gt=0)
     retention_window_s: float = Field(7 * 24 * 3600.0, ge=0)  # every version kept this long
     retention_interval_s: float = Field(600.0, gt=0)  # how often the retention job runs
+    # snapshots older than the window are thinned to one per this many seconds (keeping those
+    # kept versions build on); None: every snapshot is kept (storage/repository/retention.py)
+    retention_snapshot_spacing_s: float | None = Field(None, gt=0)
     # events older than this that a kept snapshot covers are deleted by the retention job
     # (None: every event is kept forever; storage/repository/event_retention.py)
     event_retention_s: float | None = Field(None, ge=0)

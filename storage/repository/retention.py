@@ -4,19 +4,26 @@ A version must stay loadable when it is recent (committed within the window), pi
 head, or has a snapshot. The deltas those versions need (their paths back to the nearest
 snapshot) are kept. Any other delta is dropped when it is older than the window and some
 later snapshot on a path through it covers it; versions that can no longer be rebuilt are
-marked ``thinned`` (listed, but loading them raises :class:`VersionThinned`). Snapshot and
-pinned versions are never thinned.
+marked ``thinned`` (listed, but loading them raises :class:`VersionThinned`). Pinned versions
+are never thinned.
+
+Snapshots are kept too, unless ``snapshot_spacing_s`` is given: then a snapshot older than the
+window is deleted (and its version thinned) when no recent, pinned or head version builds on
+it, it is not the newest snapshot before the window on the head's path (event retention and
+forget start there), and an older kept snapshot lies in the same ``snapshot_spacing_s`` slot
+of time: thinner points after the window, so an agent's snapshots stop growing with its age.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, update
 
 from storage.errors import InputError
-from storage.models import DeltaRow, Version, utcnow
+from storage.models import DeltaRow, Snapshot, Version, utcnow
 from storage.repository._base import chunks
 from storage.repository.forget import ForgetMixin
 
@@ -26,51 +33,64 @@ class RetentionReport:
     dropped: list[int]  # versions whose deltas were deleted
     thinned: list[int]  # versions that can no longer be loaded
     bytes_freed: int
+    snapshots_dropped: tuple[int, ...] = ()  # versions whose snapshot was deleted
 
 
 class RetentionMixin(ForgetMixin):
     def apply_retention(self, agent_id: str, keep_window_s: float,
-                        now: datetime | None = None) -> RetentionReport:
+                        now: datetime | None = None,
+                        snapshot_spacing_s: float | None = None) -> RetentionReport:
         """Thin the agent's history (see the module doc); returns what was dropped."""
-        if isinstance(keep_window_s, bool) or not isinstance(keep_window_s, (int, float)) \
-                or not keep_window_s >= 0:
-            raise InputError("keep_window_s", "expected a number of seconds >= 0")
+        for name, val in (("keep_window_s", keep_window_s), ("snapshot_spacing_s",
+                                                              snapshot_spacing_s)):
+            if val is None and name == "snapshot_spacing_s":
+                continue
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not val >= 0 \
+                    or (name == "snapshot_spacing_s" and not val > 0):
+                raise InputError(name, "expected a number of seconds >= 0 (spacing: > 0)")
         agent = self._lock_agent(agent_id)
         cutoff = (now or utcnow()) - timedelta(seconds=float(keep_window_s))
+        if cutoff.tzinfo is None:
+            cutoff = cutoff.replace(tzinfo=UTC)
         rows = self.session.execute(select(
             Version.version, Version.created_at, Version.pinned).where(
             Version.agent_id == agent_id)).all()
         vmap = self._vmap(agent_id)
         created = {v: c for v, c, _ in rows}
         pinned = {v for v, _, p in rows if p}
-        if cutoff.tzinfo is None:
-            cutoff = cutoff.replace(tzinfo=UTC)
+        head = agent.head_version
+
+        def kept_anyway(v: int) -> bool:
+            return created[v] >= cutoff or v in pinned or v == head
+
+        snaps = {v for v, info in vmap.items() if info.has_snapshot and info.status == "ok"}
+        drop_snaps = (self._old_snapshots(vmap, snaps, created, cutoff, head, kept_anyway,
+                                          snapshot_spacing_s) if snapshot_spacing_s else set())
+        snaps -= drop_snaps
 
         def walk(v: int, marked: set[int]) -> None:  # mark v's path until a snapshot
             while v not in marked:
                 marked.add(v)
                 info = vmap[v]
-                if info.has_snapshot or info.source is None:
+                if v in snaps or info.source is None:
                     return
                 v = info.source
 
         needed: set[int] = set()
         for v, info in vmap.items():
-            if (info.status == "ok" and (created[v] >= cutoff or v in pinned
-                                         or v == agent.head_version or info.has_snapshot)):
+            if info.status == "ok" and (kept_anyway(v) or v in snaps):
                 walk(v, needed)
         covered: set[int] = set()
-        for info in vmap.values():
-            if info.has_snapshot and info.source is not None:
-                cur: int | None = info.source
-                while cur is not None and cur not in covered:
-                    covered.add(cur)
-                    cur = vmap[cur].source
+        for v in snaps:
+            cur: int | None = vmap[v].source
+            while cur is not None and cur not in covered:
+                covered.add(cur)
+                cur = vmap[cur].source
         drop = sorted(v for v, info in vmap.items()
-                      if info.kind == "delta" and info.status == "ok" and not info.has_snapshot
+                      if info.kind == "delta" and info.status == "ok" and v not in snaps
                       and v not in pinned and v not in needed and v in covered
                       and created[v] < cutoff)
-        if not drop:
+        if not drop and not drop_snaps:
             return RetentionReport([], [], 0)
         dropped = set(drop)
         loadable: dict[int, bool] = {}
@@ -78,8 +98,8 @@ class RetentionMixin(ForgetMixin):
             info = vmap[v]
             src = info.source
             loadable[v] = info.status == "ok" and (
-                info.has_snapshot or (v not in dropped and src is not None
-                                      and loadable.get(src, False)))
+                v in snaps or (v not in dropped and v not in drop_snaps and src is not None
+                               and loadable.get(src, False)))
         thinned = sorted(v for v in vmap if vmap[v].status == "ok" and not loadable[v])
         freed = 0
         for part in chunks(drop):
@@ -87,8 +107,43 @@ class RetentionMixin(ForgetMixin):
                 DeltaRow.agent_id == agent_id, DeltaRow.version.in_(part)))))
             self.session.execute(delete(DeltaRow).where(
                 DeltaRow.agent_id == agent_id, DeltaRow.version.in_(part)))
+        for part in chunks(sorted(drop_snaps)):  # their layers go with them (ON DELETE CASCADE)
+            self.session.execute(delete(Snapshot).where(
+                Snapshot.agent_id == agent_id, Snapshot.version.in_(part)))
+            self.session.execute(update(Version).where(
+                Version.agent_id == agent_id, Version.version.in_(part))
+                .values(has_snapshot=False))
         for part in chunks(thinned):
             self.session.execute(update(Version).where(
                 Version.agent_id == agent_id, Version.version.in_(part)).values(status="thinned"))
         self.session.flush()
-        return RetentionReport(drop, thinned, freed)
+        return RetentionReport(drop, thinned, freed, tuple(sorted(drop_snaps)))
+
+    @staticmethod
+    def _old_snapshots(vmap: dict, snaps: set[int], created: dict, cutoff: datetime, head: int,
+                       kept_anyway: Callable[[int], bool], spacing_s: float) -> set[int]:
+        """Snapshots older than the window that nothing needs and a kept one's slot covers."""
+        base: set[int] = set()  # the snapshots recent, pinned and head versions build on
+        for v, info in vmap.items():
+            if info.status == "ok" and kept_anyway(v):
+                cur: int | None = v
+                while cur is not None and cur not in snaps:
+                    cur = vmap[cur].source
+                if cur is not None:
+                    base.add(cur)
+        cur = head  # the newest snapshot before the window on the head's path
+        while cur is not None and not (cur in snaps and created[cur] < cutoff):
+            cur = vmap[cur].source
+        if cur is not None:
+            base.add(cur)
+        drop: set[int] = set()
+        slots: set[int] = set()
+        for v in sorted(snaps):
+            if created[v] >= cutoff or v in base or kept_anyway(v):
+                continue
+            slot = int(created[v].timestamp() // spacing_s)
+            if slot in slots and v != 0:  # version 0 (the empty state) is where replays start
+                drop.add(v)
+            else:
+                slots.add(slot)
+        return drop
