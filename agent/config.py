@@ -8,7 +8,7 @@ Examples
 --------
 >>> cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 4})
 >>> cfg.memory.rule, cfg.memory.dtype, cfg.memory.reservoir, cfg.key_dim
-('softmax', 'float32', 32, 4)
+('softmax', 'float32', 64, 4)
 >>> AgentConfig.from_dict({"kind": "classifier", "encoder": "none"})
 Traceback (most recent call last):
 ...
@@ -58,7 +58,7 @@ DEFAULT_REPLAY = 7
 MAX_REPLAY = 256
 # the bounded rehearsal memory (agent/memory/reservoir.py): at most this many events per label are
 # kept to rehearse (null: every event, the unbounded rule); benchmarks/clinc_softmax.py --reservoir
-DEFAULT_RESERVOIR = 32
+DEFAULT_RESERVOIR = 64
 MAX_RESERVOIR = 65536
 # the state's float type: float32 halves memory and roughly halves an rls write's time (P is
 # d_k × d_k); float64 is the default (benchmarks/EVAL.md, "float32 state")
