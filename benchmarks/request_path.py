@@ -5,8 +5,10 @@ One deployment (Ray actors and a SQLite store, in this process) is served by two
 two loopback ports: one with ``auth_cache_s=0`` (every request reads the key table, as before
 the cache) and one with the default. Requests alternate between the two, so both see the same
 machine, store and actors at the same moments. Prints p50/p99 (ms) of each and their ratio.
+Then, on the cached app, single-input predicts from 1 and from ``--clients`` threads for
+``--seconds`` each: requests per second and their ratio.
 
-Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32]``.
+Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32] [--clients 8]``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import secrets
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,31 @@ import httpx
 import numpy as np
 
 
-def run(requests: int, dim: int) -> dict[str, dict[str, tuple[float, float]]]:
+def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
+                 seconds: float) -> float:
+    """Single-input predicts per second from ``clients`` threads, each with its own connection."""
+    count = [0] * clients
+    stop = time.perf_counter() + seconds
+
+    def worker(k: int) -> None:
+        rng = np.random.default_rng(k)
+        with httpx.Client(base_url=url, headers=head, timeout=60) as c:
+            while time.perf_counter() < stop:
+                c.post(f"/v1/agents/{agent}/predict",
+                       json={"inputs": [rng.normal(size=dim).tolist()]}).raise_for_status()
+                count[k] += 1
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(count) / (time.perf_counter() - t0)
+
+
+def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
+        rates: dict[int, float] | None = None) -> dict[str, dict[str, tuple[float, float]]]:
     from workers.app import build_app
     from workers.runtime import _HttpServer, free_port, start
     from workers.settings import Settings
@@ -61,6 +88,9 @@ def run(requests: int, dim: int) -> dict[str, dict[str, tuple[float, float]]]:
                         lat.setdefault((op, name), []).append((time.perf_counter() - t0) * 1e3)
         for c in clients.values():
             c.close()
+        if rates is not None:
+            for n in (1, n_clients):
+                rates[n] = predict_rate(running.url, head, agent, dim, n, seconds)
     finally:
         plain.stop()
         running.stop()
@@ -83,8 +113,14 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--requests", type=int, default=500, help="timed requests of each kind each")
     p.add_argument("--dim", type=int, default=32)
+    p.add_argument("--clients", type=int, default=8, help="concurrent predict clients")
+    p.add_argument("--seconds", type=float, default=10.0, help="per predict-rate measurement")
     a = p.parse_args(argv)
-    print_table(run(a.requests, a.dim))
+    rates: dict[int, float] = {}
+    print_table(run(a.requests, a.dim, a.clients, a.seconds, rates))
+    one, many = rates[1], rates[a.clients]
+    print(f"\npredict, 1 input, cached app: 1 client {one:,.0f}/s, {a.clients} clients "
+          f"{many:,.0f}/s ({many / one:.2f}x)")
     return 0
 
 
