@@ -12,8 +12,28 @@ agent.errors.InputError: name: not valid Unicode text: a lone UTF-16 surrogate '
 
 from __future__ import annotations
 
+from typing import Any
 
-class InputError(ValueError):
+
+def rebuild_error(cls: type[BaseException], args: tuple[Any, ...],
+                  state: dict[str, Any]) -> BaseException:
+    """The exception ``cls`` with ``args`` and attributes ``state``, without calling its
+    ``__init__`` (whose signature differs from ``args``): how errors cross Ray and pickle."""
+    exc = cls.__new__(cls)
+    exc.args = args
+    exc.__dict__.update(state)
+    return exc
+
+
+class PicklableError(Exception):
+    """An exception that pickles with its attributes whatever its constructor takes, so it
+    crosses Ray as itself and the caller catches the real type."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return rebuild_error, (type(self), self.args, dict(self.__dict__))
+
+
+class InputError(PicklableError, ValueError):
     """Bad input. ``field`` names the offending field (dotted path, e.g. ``events[3].input``)."""
 
     def __init__(self, field: str, message: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agent.errors import InputError
+from agent.errors import InputError, PicklableError
 
 __all__ = [
     "InputError",
@@ -27,8 +27,9 @@ __all__ = [
 ]
 
 
-class StorageError(Exception):
-    """Base class of store errors. ``code`` is a stable machine-readable name."""
+class StorageError(PicklableError):
+    """Base class of store errors. ``code`` is a stable machine-readable name. They pickle
+    with their fields, so they cross Ray as themselves."""
 
     code = "storage_error"
 

@@ -17,6 +17,7 @@ import ray
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
 from sqlalchemy import select
 
+from storage.errors import UnknownEvents, VersionThinned
 from storage.models import Event, utcnow
 from tests.faults_helpers import BACKENDS, database, deployment
 from tests.workers_helpers import (
@@ -26,7 +27,7 @@ from tests.workers_helpers import (
     vector_events,
     wait_for,
 )
-from workers.contract import ServiceError
+from workers.errors import error_answer
 from workers.scheduler import prune_events
 
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": 6,
@@ -95,9 +96,9 @@ def test_scheduled_event_retention_prunes_covered_events_and_forget_stays_exact(
             CONFIG, [e for e in old + new if e["id"] != "n5"], batch=4), probes)
         # a pruned id is unknown: 404, and nothing changes
         head = svc.get_agent(tenant, agent)["head_version"]
-        with pytest.raises(ServiceError) as err:
+        with pytest.raises(UnknownEvents) as err:
             svc.forget(tenant, agent, [sorted(pruned)[0]])
-        assert err.value.status == 404
+        assert error_answer(err.value).status == 404  # type: ignore[union-attr]
         assert svc.get_agent(tenant, agent)["head_version"] == head
 
         # a fork made now holds pruned events in its state: forgetting one it inherited
@@ -105,8 +106,8 @@ def test_scheduled_event_retention_prunes_covered_events_and_forget_stays_exact(
         late = svc.fork(tenant, agent, None, "g")["id"]
         try:
             svc.forget(tenant, late, ["n0"])
-        except ServiceError as e:
-            assert (e.status, e.code) == (410, "version_thinned"), e
+        except VersionThinned as e:
+            assert error_answer(e).status == 410, e  # type: ignore[union-attr]
         else:
             assert_same_predictions(svc, tenant, late, reference(
                 CONFIG, [e for e in old + new if e["id"] not in ("n0", "n5")], batch=4),
@@ -120,8 +121,8 @@ def test_scheduled_event_retention_prunes_covered_events_and_forget_stays_exact(
         head = svc.get_agent(tenant, agent)["head_version"]
         try:
             svc.forget(tenant, agent, ["k1"])
-        except ServiceError as e:
-            assert (e.status, e.code) == (410, "version_thinned"), e
+        except VersionThinned as e:
+            assert error_answer(e).status == 410, e  # type: ignore[union-attr]
             assert svc.get_agent(tenant, agent)["head_version"] == head
         else:
             assert_same_predictions(svc, tenant, agent, reference(

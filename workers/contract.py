@@ -3,7 +3,9 @@
 The HTTP app (``workers.app``) parses and checks request bodies, authenticates, and calls a
 :class:`ServiceAPI`; the runtime (``workers.runtime``) implements it over the Ray actors and
 the store. Every method returns plain JSON-ready dicts exactly as DESIGN §7 shows them, or
-raises :class:`ServiceError`, which the app turns into ``{"error": {...}}`` with its status.
+raises: a :class:`ServiceError`, a store error (``storage.errors``) or an
+:class:`agent.errors.InputError`, raised here or inside an actor (they cross Ray as
+themselves). ``workers.errors.ERRORS``, the one table, turns each into ``{"error": {...}}``.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
+from agent.errors import PicklableError
 
-class ServiceError(Exception):
+
+class ServiceError(PicklableError):
     """An error with an HTTP status, a code, a message and the field it concerns.
 
     ``extra`` is merged into the error body's top level (e.g. ``{"rejected": [...]}``
@@ -80,64 +84,3 @@ class ServiceAPI(Protocol):
     def healthy(self) -> bool: ...
     def ready(self) -> dict[str, Any]: ...  # {"ready": bool, "ray":..., "database":..., "serving":...}
     def metrics_text(self) -> str: ...  # Prometheus text exposition
-
-
-def error_dict(exc: BaseException) -> dict[str, Any] | None:
-    """A known error raised inside an actor, as a plain dict that crosses Ray safely
-    (store exceptions have constructors Ray cannot rebuild). None: not a known error."""
-    from agent.errors import InputError
-    from storage import errors as se
-
-    def out(status: int, code: str, message: str, field: str | None = None,
-            **extra: Any) -> dict[str, Any]:
-        return {"error": {"status": status, "code": code, "message": message, "field": field,
-                          "extra": extra}}
-
-    if isinstance(exc, ServiceError):
-        return out(exc.status, exc.code, exc.message, exc.field, **exc.extra)
-    if isinstance(exc, se.UnknownEvents):
-        ids = sorted(getattr(exc, "ids", []))
-        return out(404, "unknown_events", f"unknown event ids: {', '.join(ids)}", "event_ids",
-                   unknown_ids=ids)
-    if isinstance(exc, se.VersionNotFound):
-        return out(404, "unknown_version", str(exc), getattr(exc, "field", "version"))
-    if isinstance(exc, se.AgentNotFound):
-        return out(404, "not_found", "agent not found", "agent_id")
-    if isinstance(exc, se.ForgottenEvents):
-        return out(409, "forgotten_events", str(exc), "version")
-    if isinstance(exc, se.VersionThinned):
-        return out(410, "version_thinned", str(exc), "version")
-    if isinstance(exc, InputError):  # storage's InputError subclasses agent's
-        return out(422, "invalid_input", exc.message, exc.field)
-    if database_unavailable(exc):
-        return out(503, "database_unavailable",
-                   "the database is unavailable (connection lost or refused); retry shortly")
-    return None
-
-
-def database_unavailable(exc: BaseException) -> bool:
-    """True for errors that mean "the database cannot be reached right now" (a restart, a
-    cut connection, a locked SQLite file): the client should retry, so they answer 503."""
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-
-    from storage.errors import StoreBusy
-
-    return isinstance(exc, (OperationalError, InterfaceError, StoreBusy)) or (
-        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated))
-
-
-def returning_errors(fn: Any) -> Any:
-    """Decorator for actor methods: known errors come back as :func:`error_dict` values."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Exception as exc:
-            d = error_dict(exc)
-            if d is None:
-                raise
-            return d
-
-    return wrapper

@@ -10,6 +10,7 @@ Examples
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,7 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.errors import InputError
-from storage.errors import NotFound, StorageError
+from storage import errors as se
 from workers.contract import ServiceError
 from workers.http_middleware import HttpMetrics
 from workers.validation import TooMany
@@ -30,6 +31,8 @@ HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "n
               413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_input",
               429: "too_many_requests", 500: "internal", 503: "unavailable"}
 
+DB_DOWN = "the database is unavailable (connection lost or refused); retry shortly"
+
 
 def error_body(status: int, code: str, message: str, field: str | None = None,
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -37,19 +40,55 @@ def error_body(status: int, code: str, message: str, field: str | None = None,
     return ServiceError(status, code, message, field, extra).body()
 
 
-STORAGE_STATUS = {"VersionConflict": 409, "ForgottenEvents": 409, "VersionThinned": 410,
-                  "StoreBusy": 503}
+def _unknown_events(e: se.UnknownEvents) -> ServiceError:
+    return ServiceError(404, "unknown_events", f"unknown event ids: {', '.join(e.ids)}",
+                        "event_ids", {"unknown_ids": list(e.ids)})
 
 
-def storage_service_error(e: StorageError) -> ServiceError:
-    """A store error that reached the HTTP layer → its answer (404 for anything not found)."""
-    status = 404 if isinstance(e, NotFound) else 500
-    for cls in type(e).__mro__:
-        status = STORAGE_STATUS.get(cls.__name__, status)
-    extra = {"ids": list(e.ids)} if hasattr(e, "ids") else None
-    message = str(e) if status < 500 else f"{e.code}: the store could not complete the request"
-    return ServiceError(status, getattr(e, "code", "storage_error"), message,
-                        getattr(e, "field", None), extra)
+def _too_many(e: TooMany) -> ServiceError:
+    code = "too_many_events" if e.field == "events" else "too_many_inputs"
+    return ServiceError(413, code, e.message, e.field)
+
+
+def _store_failed(e: se.StorageError) -> ServiceError:
+    return ServiceError(500, e.code, f"{e.code}: the store could not complete the request")
+
+
+# THE table: each exception type → its answer, the first matching row wins (subclasses first).
+ERRORS: list[tuple[type[BaseException], Callable[[Any], ServiceError]]] = [
+    (ServiceError, lambda e: e),
+    (TooMany, _too_many),
+    (InputError, lambda e: ServiceError(422, "invalid_input", e.message, e.field)),
+    (se.UnknownEvents, _unknown_events),
+    (se.VersionNotFound, lambda e: ServiceError(404, "unknown_version", str(e), e.field)),
+    (se.AgentNotFound, lambda e: ServiceError(404, "not_found", "agent not found", "agent_id")),
+    (se.NotFound, lambda e: ServiceError(404, e.code, str(e), getattr(e, "field", None))),
+    (se.ForgottenEvents, lambda e: ServiceError(409, "forgotten_events", str(e), e.field)),
+    (se.VersionThinned, lambda e: ServiceError(410, "version_thinned", str(e), e.field)),
+    (se.VersionConflict, lambda e: ServiceError(409, "version_conflict", str(e))),
+    (se.StoreBusy, lambda e: ServiceError(503, "database_unavailable", DB_DOWN)),
+    (se.StorageError, _store_failed),
+]
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True for errors that mean "the database cannot be reached right now" (a restart, a
+    cut connection, a locked SQLite file): the client should retry, so they answer 503."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    return isinstance(exc, (OperationalError, InterfaceError, se.StoreBusy)) or (
+        isinstance(exc, DBAPIError) and bool(exc.connection_invalidated))
+
+
+def error_answer(exc: BaseException) -> ServiceError | None:
+    """The answer for ``exc`` from :data:`ERRORS` (or 503 when the database is unreachable);
+    None: not a known error (a 500)."""
+    for cls, answer in ERRORS:
+        if isinstance(exc, cls):
+            return answer(exc)
+    if database_unavailable(exc):
+        return ServiceError(503, "database_unavailable", DB_DOWN)
+    return None
 
 
 def _loc_field(loc: tuple[Any, ...] | list[Any]) -> str:
@@ -65,29 +104,20 @@ def install_error_handlers(app: FastAPI, metrics: HttpMetrics) -> None:
 
     def answer(e: ServiceError) -> JSONResponse:
         metrics.error(e.status, e.code)
-        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else None
+        headers = {"WWW-Authenticate": "Bearer"} if e.status == 401 else \
+            {"Retry-After": "1"} if e.status == 503 else None
         return JSONResponse(e.body(), status_code=e.status, headers=headers)
 
-    @app.exception_handler(ServiceError)
-    async def service_error(request: Request, e: ServiceError) -> JSONResponse:
-        return answer(e)
-
-    @app.exception_handler(InputError)
-    async def input_error(request: Request, e: InputError) -> JSONResponse:
-        if isinstance(e, TooMany):
-            code = "too_many_events" if e.field == "events" else "too_many_inputs"
-            return answer(ServiceError(413, code, e.message, e.field))
-        return answer(ServiceError(422, "invalid_input", e.message, e.field))
-
-    @app.exception_handler(StorageError)
-    async def storage_error(request: Request, e: StorageError) -> JSONResponse:
-        err = storage_service_error(e)
+    async def known_error(request: Request, e: Exception) -> JSONResponse:
+        err = error_answer(e)
+        if err is None:
+            return await internal_error(request, e)
         if err.status >= 500:
-            log.error("store error on %s %s: %s", request.method, request.url.path, e)
-        resp = answer(err)
-        if err.status == 503:
-            resp.headers["Retry-After"] = "1"
-        return resp
+            log.error("%s on %s %s: %s", err.code, request.method, request.url.path, e)
+        return answer(err)
+
+    for cls in (ServiceError, InputError, se.StorageError):
+        app.add_exception_handler(cls, known_error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
@@ -109,15 +139,11 @@ def install_error_handlers(app: FastAPI, metrics: HttpMetrics) -> None:
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, e: Exception) -> JSONResponse:
-        from workers.contract import database_unavailable
-
-        if database_unavailable(e):  # e.g. PostgreSQL restarting: retry, not a server bug
-            log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+        err = error_answer(e)
+        if err is not None:  # e.g. PostgreSQL restarting: retry, not a server bug
+            log.warning("%s on %s %s: %s", err.code, request.method, request.url.path,
                         type(e).__name__)
-            resp = answer(ServiceError(503, "database_unavailable", "the database is "
-                                       "unavailable (connection lost or refused); retry shortly"))
-            resp.headers["Retry-After"] = "1"
-            return resp
+            return answer(err)
         log.exception("internal error on %s %s", request.method, request.url.path)
         metrics.error(500, "internal")
         return JSONResponse(error_body(500, "internal", "internal error; see the server log"),

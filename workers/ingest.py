@@ -18,7 +18,7 @@ from typing import Any
 import ray
 
 from storage.repository.event_groups import append_groups
-from workers.contract import returning_errors
+from workers.contract import ServiceError
 from workers.group_commit import GroupCommitter
 from workers.learner import shard_of
 from workers.settings import Settings
@@ -49,15 +49,13 @@ class IngestActor:
                 self._pending_refs.pop(shard, None)
         return self._backlog.get(shard, 0)
 
-    @returning_errors
     def ingest(self, agent_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
         shard = shard_of(agent_id, self._s.learner_shards)
         backlog = self._refresh_backlog(shard)
         if backlog + len(events) > self._s.queue_max_events:
-            return {"error": {"status": 429, "code": "backpressure",
-                              "message": f"learner shard {shard} has {backlog} events queued; "
-                                         "slow down and retry", "field": None,
-                              "extra": {"retry_after_ms": self._s.retry_after_ms}}}
+            raise ServiceError(429, "backpressure", f"learner shard {shard} has {backlog} events "
+                               "queued; slow down and retry", None,
+                               {"retry_after_ms": self._s.retry_after_ms})
         accepted, duplicates = self._groups.submit((agent_id, events), len(events))
         return {"accepted": len(accepted), "duplicates": len(duplicates),
                 "duplicate_ids": duplicates}

@@ -24,7 +24,6 @@ import ray
 
 from storage.repository.quality import record_quality
 from workers.agents import make_learner, make_replay, state_nbytes, use_encoder
-from workers.contract import returning_errors
 from workers.encoder import RemoteEncoder
 from workers.guard import Decision, Guard, check_release, record_action, set_quarantined
 from workers.inbox import Inbox
@@ -107,13 +106,11 @@ class LearnerActor:
                 "held_bytes": self._held, "quality": self._quality.snapshot(),
                 "guard": dict(self._guard.counts), **self._stats}
 
-    @returning_errors
     def flush(self, agent_id: str) -> int:
         """Apply every pending event of ``agent_id`` now; returns the head version."""
         self._drain(agent_id)
         return self._head(agent_id)[0]
 
-    @returning_errors
     def rollback(self, agent_id: str, version: int) -> dict[str, Any]:
         with self._lock(agent_id):
             self._drain(agent_id)
@@ -124,7 +121,6 @@ class LearnerActor:
             self._reset(agent_id)
             return out
 
-    @returning_errors
     def forget(self, agent_id: str, event_ids: list[str]) -> dict[str, Any]:
         with self._lock(agent_id):
             self._drain(agent_id)
@@ -370,7 +366,6 @@ class LearnerActor:
             self._held_seen[agent_id] = held
         return q
 
-    @returning_errors
     def release(self, agent_id: str, event_ids: list[str] | None) -> dict[str, Any]:
         """Lift the quarantine and apply the held events (workers/guard.py)."""
         with self._lock(agent_id):

@@ -16,13 +16,13 @@ import ray
 from sqlalchemy import bindparam, select
 
 from agent.config import AgentConfig
-from agent.errors import InputError
+from agent.errors import InputError, PicklableError
 from agent.memory.delta import state_checksum
 from storage.errors import NotFound
 from storage.models import Agent
 from workers.agent_cache import ConfigCache
 from workers.agents import initial_state
-from workers.contract import ServiceError, error_dict, not_found
+from workers.contract import ServiceError, not_found
 from workers.encoder import RemoteEncoder, has_text_agents
 from workers.event_arrays import with_arrays
 from workers.ingest import IngestActor
@@ -36,12 +36,18 @@ from workers.store import Store
 _HEAD = select(Agent.head_version).where(Agent.id == bindparam("agent_id"))
 
 
-def _raise_actor_error(out: Any) -> Any:
-    if isinstance(out, dict) and "error" in out and isinstance(out["error"], dict) \
-            and "status" in out["error"]:
-        e = out["error"]
-        raise ServiceError(e["status"], e["code"], e["message"], e.get("field"), e.get("extra"))
-    return out
+def actor_result(ref: Any, timeout: float) -> Any:
+    """``ray.get(ref)``; an error the actor raised is raised here as itself (the service's,
+    the store's and input errors pickle with their fields: ``agent.errors.PicklableError``),
+    so callers catch the real types and ``workers.errors`` answers them."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return ray.get(ref, timeout=timeout)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, (PicklableError, SQLAlchemyError)):
+            raise e.cause from None
+        raise
 
 
 def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
@@ -140,14 +146,7 @@ class Runtime:
         return self._servers[zlib.crc32(agent_id.encode()) % len(self._servers)]
 
     def _call(self, ref: Any, timeout: float | None = None) -> Any:
-        timeout = self.s.actor_call_timeout_s if timeout is None else timeout
-        try:
-            return _raise_actor_error(ray.get(ref, timeout=timeout))
-        except ray.exceptions.RayTaskError as e:
-            d = error_dict(e.cause) if e.cause is not None else None
-            if d is None:
-                raise
-            _raise_actor_error(d)
+        return actor_result(ref, self.s.actor_call_timeout_s if timeout is None else timeout)
 
     # ---- tenants ---------------------------------------------------------------------
     def create_tenant(self, name: str) -> dict[str, Any]:
@@ -265,7 +264,7 @@ class Runtime:
         for i, rows in by_server.items():
             try:
                 answers = self._call(refs[i])
-            except ServiceError as e:  # name the request in the caller's numbering
+            except (ServiceError, InputError) as e:  # name the request in the caller's numbering
                 if e.field and e.field.startswith("requests["):
                     local, rest = e.field[len("requests["):].split("]", 1)
                     e.field = f"requests[{rows[int(local)]}]{rest}"
@@ -426,28 +425,3 @@ def _version_json(r: Any) -> dict[str, Any]:
             "hits": getattr(r, "hits", None),
             "accuracy": r.hits_total / r.tested_total if getattr(r, "tested_total", None) else None,
             **({"state_of": r.state_of} if getattr(r, "state_of", None) is not None else {})}
-
-
-def _store_errors_as_service_errors(fn: Any) -> Any:
-    """Store and input errors raised in this process → :class:`ServiceError`."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ServiceError:
-            raise
-        except Exception as exc:
-            d = error_dict(exc)
-            if d is None:
-                raise
-            _raise_actor_error(d)
-
-    return wrapper
-
-
-for _name in ("create_tenant", "create_agent", "list_agents", "get_agent", "agent_config",
-              "ingest", "predict",
-              "events", "versions", "rollback", "forget", "fork"):
-    setattr(Runtime, _name, _store_errors_as_service_errors(getattr(Runtime, _name)))

@@ -21,10 +21,9 @@ from typing import Any
 import numpy as np
 import ray
 
-from agent.errors import InputError
 from workers.agents import make_learner, state_nbytes, use_encoder
 from workers.batch_predict import predict_many_agents
-from workers.contract import returning_errors
+from workers.contract import ServiceError, not_found
 from workers.encoder import RemoteEncoder
 from workers.settings import Settings
 from workers.store import Store
@@ -45,12 +44,6 @@ def agents_by_id(repo: Any, ids: list[str], tenant_id: str | None = None) -> dic
             q = q.where(Agent.tenant_id == tenant_id)
         out.update((a.id, a) for a in repo.session.scalars(q))
     return out
-
-
-def _error(status: int, code: str, message: str, field: str | None = None,
-           **extra: Any) -> dict[str, Any]:
-    return {"error": {"status": status, "code": code, "message": message, "field": field,
-                      "extra": extra}}
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
@@ -132,27 +125,21 @@ class ServingActor:
         return {"replica": self._replica, "entries": len(self._cache), "bytes": self._bytes,
                 **self._stats}
 
-    @returning_errors
     def predict(self, agent_id: str, config: dict[str, Any], inputs: list[Any],
                 version: int | None = None, min_version: int | None = None,
                 as_of: datetime | None = None, top_k: int | None = None,
                 wait_ms: int | None = None, head: int | None = None) -> dict[str, Any]:
         """``head``: the head the caller just read with the agent (saves a read)."""
-        try:
-            v = self._resolve(agent_id, version, min_version, as_of, wait_ms, head)
-            if isinstance(v, dict):
-                return v
-            learner = self._get(agent_id, v, config)
-            preds = learner.predict_many(inputs, top_k=top_k)
-        except InputError as e:
-            return _error(422, "invalid_input", e.message, e.field)
+        v = self._resolve(agent_id, version, min_version, as_of, wait_ms, head)
+        learner = self._get(agent_id, v, config)
+        preds = learner.predict_many(inputs, top_k=top_k)
         self._stats["predictions"] += len(inputs)
         out = [_jsonable(p) for p in preds]
         if config.get("kind") == "chat":  # DESIGN §7: {"text": reply, "version"} per input
             out = [{**p, "version": v} for p in out]
         return {"version": v, "predictions": out}
 
-    def predict_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]] | dict[str, Any]:
+    def predict_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Predict for many agents in one call (see :mod:`workers.batch_predict`).
 
         Parameters
@@ -162,28 +149,23 @@ class ServingActor:
 
         Returns
         -------
-        ``[{"version", "predictions"}]`` in request order, or an error dict (the first bad
-        request, its field prefixed with ``requests[r].``).
+        ``[{"version", "predictions"}]`` in request order; the first bad request raises, its
+        field prefixed with ``requests[r].``.
         """
-        try:
-            versions = self._batch_versions(requests)
-            if isinstance(versions, dict):
-                return versions
-            learners: dict[tuple[str, int], Any] = {}
-            batch = []
-            for req, v in zip(requests, versions, strict=True):
-                key = (req["agent_id"], v)
-                if key not in learners:
-                    learners[key] = self._get(req["agent_id"], v, req["config"])
-                batch.append((learners[key], req["inputs"], req.get("top_k")))
-            preds = predict_many_agents(batch)
-        except InputError as e:
-            return _error(422, "invalid_input", e.message, e.field)
+        versions = self._batch_versions(requests)
+        learners: dict[tuple[str, int], Any] = {}
+        batch = []
+        for req, v in zip(requests, versions, strict=True):
+            key = (req["agent_id"], v)
+            if key not in learners:
+                learners[key] = self._get(req["agent_id"], v, req["config"])
+            batch.append((learners[key], req["inputs"], req.get("top_k")))
+        preds = predict_many_agents(batch)
         self._stats["predictions"] += sum(len(p) for p in preds)
         return [{"version": v, "predictions": [_jsonable(x) for x in p]}
                 for v, p in zip(versions, preds, strict=True)]
 
-    def _batch_versions(self, requests: list[dict[str, Any]]) -> list[int] | dict[str, Any]:
+    def _batch_versions(self, requests: list[dict[str, Any]]) -> list[int]:
         out: list[int] = []
         with self._store.read() as repo:
             found = agents_by_id(repo, [req["agent_id"] for req in requests])
@@ -191,45 +173,46 @@ class ServingActor:
             for r, req in enumerate(requests):
                 a = req["agent_id"]
                 if a not in heads:
-                    return _error(404, "not_found", f"agent {a!r} not found",
-                                  f"requests[{r}].agent_id")
+                    raise not_found(f"agent {a!r}", f"requests[{r}].agent_id")
                 v = req.get("version")
                 if v is not None and not repo.version_exists(a, v):
-                    return _error(404, "unknown_version", f"version {v} does not exist "
-                                  f"(head is {heads[a]})", f"requests[{r}].version",
-                                  head=heads[a])
+                    raise ServiceError(404, "unknown_version", f"version {v} does not exist "
+                                       f"(head is {heads[a]})", f"requests[{r}].version",
+                                       {"head": heads[a]})
                 out.append(heads[a] if v is None else v)
         return out
 
     def _resolve(self, agent_id: str, version: int | None, min_version: int | None,
                  as_of: datetime | None, wait_ms: int | None,
-                 head: int | None = None) -> int | dict[str, Any]:
+                 head: int | None = None) -> int:
         if head is None or version is not None or as_of is not None:
             return self._resolve_in_store(agent_id, version, min_version, as_of, wait_ms)
         return self._wait_for(agent_id, head, min_version, wait_ms)
 
     def _resolve_in_store(self, agent_id: str, version: int | None, min_version: int | None,
-                          as_of: datetime | None, wait_ms: int | None) -> int | dict[str, Any]:
+                          as_of: datetime | None, wait_ms: int | None) -> int:
         with self._store.read() as repo:
             head = repo.get_agent(agent_id).head_version
             if version is not None:
                 status = repo.version_status(agent_id, version)
                 if status is None:
-                    return _error(404, "unknown_version", f"version {version} does not exist "
-                                  f"(head is {head})", "version", head=head)
-                return _erased(agent_id, version, "version", head) if status == "erased" \
-                    else version
+                    raise ServiceError(404, "unknown_version", f"version {version} does not "
+                                       f"exist (head is {head})", "version", {"head": head})
+                if status == "erased":
+                    raise _erased(agent_id, version, "version", head)
+                return version
             if as_of is not None:
                 v = repo.version_as_of(agent_id, as_of)
                 if v is None:
-                    return _error(404, "unknown_version", "no version was committed at or "
-                                  "before as_of", "as_of", head=head)
-                return _erased(agent_id, v, "as_of", head) \
-                    if repo.version_status(agent_id, v) == "erased" else v
+                    raise ServiceError(404, "unknown_version", "no version was committed at "
+                                       "or before as_of", "as_of", {"head": head})
+                if repo.version_status(agent_id, v) == "erased":
+                    raise _erased(agent_id, v, "as_of", head)
+                return v
         return self._wait_for(agent_id, head, min_version, wait_ms)
 
     def _wait_for(self, agent_id: str, head: int, min_version: int | None,
-                  wait_ms: int | None) -> int | dict[str, Any]:
+                  wait_ms: int | None) -> int:
         """The head, once it reaches ``min_version`` (read-your-writes), or a 409."""
         if min_version is not None and head < min_version:
             wait = (self._s.default_wait_ms if wait_ms is None else wait_ms) / 1000.0
@@ -237,10 +220,10 @@ class ServingActor:
             while head < min_version:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return _error(409, "version_not_reached",
-                                  f"min_version {min_version} not reached within "
-                                  f"{int(wait * 1000)} ms; head is {head}", "min_version",
-                                  head=head)
+                    raise ServiceError(409, "version_not_reached",
+                                       f"min_version {min_version} not reached within "
+                                       f"{int(wait * 1000)} ms; head is {head}", "min_version",
+                                       {"head": head})
                 with self._cv:
                     self._cv.wait(min(left, 0.05))
                 with self._store.read() as repo:
@@ -248,10 +231,10 @@ class ServingActor:
         return head
 
 
-def _erased(agent_id: str, version: int, field: str, head: int) -> dict[str, Any]:
+def _erased(agent_id: str, version: int, field: str, head: int) -> ServiceError:
     """409 for a version whose state held a forgotten event (storage/repository/erase.py)."""
-    return _error(409, "forgotten_events", f"agent {agent_id!r} version {version} held events "
-                  "forgotten since; it was erased", field, head=head)
+    return ServiceError(409, "forgotten_events", f"agent {agent_id!r} version {version} held "
+                        "events forgotten since; it was erased", field, {"head": head})
 
 
 def _jsonable(p: dict[str, Any]) -> dict[str, Any]:
