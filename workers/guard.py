@@ -20,6 +20,9 @@ Actions, each a record in ``guard_actions`` with its reason (``GET /v1/agents/{i
   ends the reference window, at the change point), then quarantine. The versions after it stay readable, so a rollback to
   one of them undoes it; release resumes learning on the rolled-back state.
 
+An operator's release is a decision about those events: the guard takes no action on the events
+a release applies, and watches again from the first event after them.
+
 The detector's state lives in the learner shard's memory (bounded: a few numbers per guarded
 agent); a restarted or reloaded learner starts a fresh test, which cannot alarm before ``W``
 new events. Nothing here scans an agent's history.

@@ -67,6 +67,7 @@ class LearnerActor:
                        "read_s": 0.0, "busy_s": 0.0, "errors": 0, "evicted": 0, "rejected": 0}
         self._quality = QualityHistogram()  # micro-batch hit rates per agent kind (metrics)
         self._guard = Guard()  # detectors of guarded agents (workers/guard.py)
+        self._guard_muted: set[str] = set()  # agents whose released events are being applied
         self._quarantined: dict[str, bool] = {}  # the store's flag, read once per agent
         self._decisions: dict[str, tuple[int, Decision]] = {}  # guard actions to take
         self._held_seen: dict[str, int] = {}  # held events taken out of the backlog, by agent
@@ -321,7 +322,7 @@ class LearnerActor:
         if hits:
             self._quality.observe(learner.config.kind, sum(hits) / len(hits))
         policy = getattr(learner.config, "guard", None)
-        if policy is not None and hits:
+        if policy is not None and hits and agent_id not in self._guard_muted:
             decision = self._guard.check(repo, agent_id, policy, version, hits)
             if decision is not None:  # taken after this commit, in its own transaction
                 self._decisions[agent_id] = (version, decision)
@@ -377,10 +378,15 @@ class LearnerActor:
                 record_action(repo, agent_id, "release", a.head_version,
                               f"an operator released {held} held events")
             self._quarantined[agent_id] = False
-            self._guard.reset(agent_id)
             with self._cv:  # the held events count again until applied
                 self._backlog += self._held_seen.pop(agent_id, 0)
-            self._drain(agent_id)
+            self._guard_muted.add(agent_id)  # the operator accepted these: no action on them
+            try:
+                self._drain(agent_id)
+            finally:
+                self._guard_muted.discard(agent_id)
+                self._guard.reset(agent_id)  # watching starts again after them
+                self._decisions.pop(agent_id, None)
             with self._store.read() as repo:  # what was applied (forgotten held events are not)
                 released = repo.get_agent(agent_id).events_applied - a.events_applied
             return {"released": released, "version": self._head(agent_id)[0]}
