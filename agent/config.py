@@ -34,8 +34,8 @@ MAX_LIFT_DIM = 65536
 # ridge 0.1: on MiniLM keys ridge 1.0 over-smooths (CLINC150 rls 0.911 at 0.1); forget 1.0 and
 # decay 1.0: ρ < 1 winds up P until the Cholesky fails on long streams, α < 1 only lost accuracy.
 DEFAULT_RULE = "delta"  # recall agents (and chat); classifiers: DEFAULT_CLASSIFIER_RULE
-# classifiers: the softmax rule in float32 with a bounded rehearsal memory (issue 18: a MiniLM
-# classifier with the delta rule scored 0.678 on a held-out intent set, softmax 0.865)
+# classifiers: the softmax rule in float32 with a bounded rehearsal memory (issue 18; CLINC150
+# by rule and cap: `python -m benchmarks.clinc_reservoir`, benchmarks/EVAL.md "Defaults")
 DEFAULT_CLASSIFIER_RULE = "softmax"
 DEFAULT_BETA = 0.5
 DEFAULT_RECALL_BETA = 1.0  # recall agents: a correction must win outright (fact overwrite)
@@ -43,11 +43,10 @@ DEFAULT_DECAY = 1.0
 DEFAULT_RIDGE = 0.1
 DEFAULT_FORGET = 1.0
 # bounds that keep an rls state finite (issue 15): P starts at I/ridge, so a ridge near the
-# smallest float makes it infinite at once, and below 1e-4 float32's Cholesky of I + K P Kᵀ
-# fails on repeated keys (ridge 1e-6, d_k 384, each key 8 times in a batch of 64);
-# each write divides P by ρ, so a ρ near 0 overflows it in a few events (ρ = 0.1 fails in one
-# micro-batch; ρ ≥ 0.9 ran 2,000 single writes at d_k = 64 in float32 and float64). A longer
-# stream can still wind P up with ρ < 1: the learner then rejects the events it cannot apply.
+# smallest float makes it infinite at once, and a tiny ridge leaves float32's Cholesky of
+# I + K P Kᵀ no margin on repeated keys; each write divides P by ρ, so a ρ near 0 overflows it
+# within a few events. The bounds come from probes, not a proof: a long stream can still wind P
+# up with ρ < 1, and the learner then rejects the events it cannot apply.
 MIN_RIDGE, MAX_RIDGE = 1e-4, 1e12
 MIN_FORGET = 0.9
 # rule "softmax" (the delta rule with a softmax read, rehearsing R earlier events per write):

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.config import DEFAULT_REPLAY, DEFAULT_SOFTMAX_BETA
 from benchmarks.eval_baselines import BatchLogistic, DeltaMem
 
 
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 
         rows = run_clinc(load(args.quick), caps, [int(s) for s in args.seeds.split(",")],
                          limit=args.limit)
-        print(f"CLINC150, rule softmax (float32, β 0.8, R 7), micro-batches of 100, order seeds {args.seeds}")
+        print(f"CLINC150, rule softmax (float32, β {DEFAULT_SOFTMAX_BETA}, R {DEFAULT_REPLAY}), "
+              f"micro-batches of 100, order seeds {args.seeds}")
         print(md_table(["method", "order", "test acc (mean / min)", "first domain", "learn CPU s",
                         "state bytes after the stream"],
                        [[m, o, f"{t:.3f} / {tm:.3f}", f"{f:.3f}", f"{c:.2f}", f"{b:,}"]

@@ -27,6 +27,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def p50_p99(xs: Sequence[float]) -> tuple[float, float]:
+    """The median and 99th percentile of ``xs`` (NaN for none), in the units given."""
+    if not len(xs):
+        return float("nan"), float("nan")
+    p50, p99 = np.percentile(np.asarray(xs, dtype=np.float64), [50, 99])
+    return float(p50), float(p99)
+
+
 def data_dir() -> Path:
     """The shared data folder (``DELTAMEM_DATA_DIR`` or ``<root>/../shared/data``)."""
     env = os.environ.get("DELTAMEM_DATA_DIR")

@@ -15,7 +15,7 @@ from the store and holds the rest of the stream (as the service would, until an 
 The table: detection delay (events from the attack's start to the action), the accuracy on a
 clean held-out set at the end (and the backdoor's success rate on triggered held-out inputs),
 false alarms, and prequential accuracy, each with the guard and without. Figures:
-``benchmarks/EVAL.md`` (the coordinator's run); ``--events 600 --elec2 1500 --window 100`` is a smoke.
+``benchmarks/EVAL.md`` (the coordinator's run); ``--events 1200 --elec2 1500 --window 100`` is a smoke.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ import numpy as np
 from sqlalchemy import insert, select, update
 
 from benchmarks.bench_service import Deployment
+from benchmarks.eval_common import p50_p99
 from storage.engine import Database
 from storage.models import Agent, Event, Version, utcnow
 from storage.repository import unit_of_work
@@ -67,11 +68,6 @@ def grow(db: Database, agent_id: str, versions: int) -> None:
             events_applied=Agent.events_applied + add, next_seq=seq))
 
 
-def _pcts(ms: list[float]) -> tuple[float, float]:
-    a = np.asarray(ms)
-    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
-
-
 def measure(dep: Deployment, db: Database, agent_id: str, n: int, rng: np.random.Generator,
             tag: str) -> dict[str, Any]:
     """Per-request latencies (ms) at the agent's current size."""
@@ -100,7 +96,7 @@ def measure(dep: Deployment, db: Database, agent_id: str, n: int, rng: np.random
         repo._vmap(agent_id, upto=head)  # what every request read before (labels_at's scan)
         old_ms = (time.perf_counter() - t0) * 1e3
         assert repo.labels_at(agent_id, head) == repo.get_agent(agent_id).labels
-    return {"ingest": _pcts(ing), "predict": _pcts(pred), "get": _pcts(get),
+    return {"ingest": p50_p99(ing), "predict": p50_p99(pred), "get": p50_p99(get),
             "labels_at_ms": old_ms, "head": head}
 
 

@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks.eval_common import p50_p99
+
 
 def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
                  seconds: float) -> float:
@@ -96,7 +98,7 @@ def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
         running.stop()
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for (op, name), xs in lat.items():
-        out.setdefault(op, {})[name] = (float(np.percentile(xs, 50)), float(np.percentile(xs, 99)))
+        out.setdefault(op, {})[name] = p50_p99(xs)
     return out
 
 

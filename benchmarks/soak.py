@@ -36,6 +36,7 @@ import httpx
 import numpy as np
 
 from benchmarks.deployment import ServeProcess, rss_by_process
+from benchmarks.eval_common import p50_p99
 
 DIM, LABELS = 32, 8
 
@@ -108,10 +109,6 @@ def _applied(c: httpx.Client) -> int:
     return sum(int(a["events_applied"]) for a in c.get("/v1/agents").json()["agents"])
 
 
-def _pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(xs, q)) if xs else float("nan")
-
-
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The steady-state conditions over the per-minute rows (the second one is the baseline)."""
     if len(rows) < 3:
@@ -166,10 +163,9 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
                 procs.setdefault(name, [0.0] * (m - 1)).append(mb)
             for v in procs.values():
                 v.extend([0.0] * (m - len(v)))
-            row = {"minute": m, "ingest_p50": _pct(seen.lat["ingest"], 50),
-                   "ingest_p99": _pct(seen.lat["ingest"], 99),
-                   "predict_p50": _pct(seen.lat["predict"], 50),
-                   "predict_p99": _pct(seen.lat["predict"], 99),
+            (i50, i99), (p50, p99) = p50_p99(seen.lat["ingest"]), p50_p99(seen.lat["predict"])
+            row = {"minute": m, "ingest_p50": i50, "ingest_p99": i99,
+                   "predict_p50": p50, "predict_p99": p99,
                    "applied_per_s": (applied - applied0) / minute_s, "db_bytes": db_bytes(url),
                    "rss_total": sum(b for _, b in rss.values()), "processes": len(rss),
                    "errors": seen.errors}

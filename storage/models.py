@@ -62,9 +62,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def as_utc(value: datetime, field: str = "timestamp") -> datetime:
+def as_utc(value: datetime, field: str = "timestamp", shown: str | None = None) -> datetime:
     """``value`` as an aware UTC datetime (naive = UTC); :class:`InputError` naming ``field``
-    when that UTC time is outside what a ``datetime`` holds (e.g. year 9999 at -05:00)."""
+    when that UTC time is outside what a ``datetime`` holds (e.g. year 9999 at -05:00).
+    ``shown``: how the message quotes the value (default: its ISO form)."""
     from agent.errors import InputError
 
     if value.tzinfo is None:
@@ -72,8 +73,8 @@ def as_utc(value: datetime, field: str = "timestamp") -> datetime:
     try:
         return value.astimezone(UTC)
     except (OverflowError, ValueError):
-        raise InputError(field, f"the timestamp {value.isoformat()} is outside the range of UTC "
-                         "times (0001-01-01 to 9999-12-31)") from None
+        raise InputError(field, f"the timestamp {shown or value.isoformat()} is outside the "
+                         "range of UTC times (0001-01-01 to 9999-12-31)") from None
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -153,22 +154,28 @@ class Agent(Base):
     head_version: Mapped[int] = mapped_column(VersionNum, default=0)
     events_received: Mapped[int] = mapped_column(BigInteger, default=0)
     events_applied: Mapped[int] = mapped_column(BigInteger, default=0)
-    # deferred (loaded when read): code that reads agents of an older schema never asks for it
+    # events_rejected, labels and quarantined are one deferred group (AGENT_JSON): loaded
+    # together, in one read, where asked for (the agent JSON), so code that reads agents of an
+    # older schema never asks for them
     events_rejected: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0",
-                                                 deferred=True)
+                                                 deferred=True, deferred_group="agent_json")
     next_seq: Mapped[int] = mapped_column(BigInteger, default=1)
     base_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), default=None)
     base_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
     root_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # the labels (answers) of the head's state, moved by every commit (migration 0008), so no
-    # request reads the version history; deferred: loaded only where asked for (agent JSON)
+    # request reads the version history
     labels: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]",
-                                              deferred=True)
+                                              deferred=True, deferred_group="agent_json")
     # the guard (or an operator) stopped applying new events: they stay pending ("held")
-    # deferred (loaded where asked for): the ORM still reads agents of a schema before 0006
     quarantined: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false(),
-                                              deferred=True)
+                                              deferred=True, deferred_group="agent_json")
+
+    @property
+    def pending(self) -> int:
+        """Accepted events neither applied nor rejected yet (held ones while quarantined)."""
+        return self.events_received - self.events_applied - self.events_rejected
 
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "tenant_id": self.tenant_id, "name": self.name,

@@ -52,8 +52,7 @@ def _stored_arrays(url: str) -> bytes:
             s = repo.session
             blobs = list(s.scalars(select(DeltaRow.data))) + \
                 list(s.scalars(select(SnapshotLayer.data)))
-            if hasattr(Event, "input_data"):
-                blobs += [b for b in s.scalars(select(Event.input_data)) if b is not None]
+            blobs += [b for b in s.scalars(select(Event.input_data)) if b is not None]
         return b"\0".join(bytes(b) for b in blobs)
     finally:
         db.dispose()

@@ -152,23 +152,24 @@ def test_backdoor_trigger_burst_is_quarantined_and_held_events_can_be_forgotten(
     _send(tenant_a, aid, attack)
     wait_for(lambda: _guard(raw, tenant_a, aid)["quarantined"], timeout=120, what="quarantine")
     assert [a["action"] for a in _guard(raw, tenant_a, aid)["actions"]] == ["quarantine"]
-    wait_for(lambda: (lambda a: a["events_held"] > 0 or a["events_applied"] == 800)(
+    extra = _stream(rng, 10, "b", 800)  # sent while quarantined: they must be held
+    _send(tenant_a, aid, extra)
+    wait_for(lambda: (lambda a: a["events_applied"] + a["events_held"] == 810)(
         raw.get(f"/v1/agents/{aid}", headers=auth(tenant_a)).json()), what="held")
     agent = raw.get(f"/v1/agents/{aid}", headers=auth(tenant_a)).json()
-    if agent["events_held"]:
-        r = raw.post(f"/v1/agents/{aid}/forget", json={"event_ids": [attack[-1]["id"]]},
-                     headers=auth(tenant_a))
-        assert r.status_code == 200, r.text
-        after = raw.get(f"/v1/agents/{aid}", headers=auth(tenant_a)).json()
-        assert after["events_held"] == agent["events_held"] - 1
-        assert after["events_received"] == (after["events_applied"] + after["events_rejected"]
-                                            + after["events_held"])
+    assert agent["events_held"] >= 10
+    r = raw.post(f"/v1/agents/{aid}/forget", json={"event_ids": [extra[-1]["id"]]},
+                 headers=auth(tenant_a))
+    assert r.status_code == 200, r.text
+    after = raw.get(f"/v1/agents/{aid}", headers=auth(tenant_a)).json()
+    assert after["events_held"] == agent["events_held"] - 1
+    assert after["events_received"] == (after["events_applied"] + after["events_rejected"]
+                                        + after["events_held"])
     r = raw.post(f"/v1/agents/{aid}/release", headers=auth(tenant_a))
     assert r.status_code == 200, r.text
-    forgotten = 1 if agent["events_held"] else 0
-    assert r.json()["released"] == agent["events_held"] - forgotten  # the forgotten one is not applied
+    assert r.json()["released"] == agent["events_held"] - 1  # the forgotten one is not applied
     final = raw.get(f"/v1/agents/{aid}", headers=auth(tenant_a)).json()
-    assert final["events_applied"] == 800 - forgotten and not _guard(raw, tenant_a, aid)["quarantined"]
+    assert final["events_applied"] == 810 - 1 and not _guard(raw, tenant_a, aid)["quarantined"]
     assert final["events_received"] == final["events_applied"] + final["events_rejected"]
 
 

@@ -29,7 +29,7 @@ def test_non_positive_timeouts_are_refused(field):
 
 def test_backpressure_answers_the_configured_retry_hint(ray_cluster, tmp_path):
     with database("sqlite", tmp_path) as url, deployment(
-            url, queue_max_events=2, retry_after_ms=350, probe_timeout_s=7.0) as dep:
+            url, queue_max_events=2, retry_after_ms=350) as dep:
         svc = dep.service
         tenant = svc.create_tenant("s")["id"]
         agent = svc.create_agent(tenant, "a", CONFIG)["id"]
@@ -38,4 +38,3 @@ def test_backpressure_answers_the_configured_retry_hint(ray_cluster, tmp_path):
             svc.ingest(tenant, agent, events, partial=False)
         assert (e.value.status, e.value.code) == (429, "backpressure")
         assert e.value.extra == {"retry_after_ms": 350}
-        assert svc.ready()["learners"] is True  # probes run with the configured timeout

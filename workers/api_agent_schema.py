@@ -212,11 +212,3 @@ class AgentCreate(RootModel[ClassifierVector | ClassifierWideVector | Classifier
                             | RecallVector | RecallWideVector | RecallText | ChatText
                             | ChatVector]):
     """A classifier, recall or chat agent; omitted settings take the documented defaults."""
-
-
-def scale_fits(body: Any) -> bool:
-    """Whether a create-agent body's ``input_scale`` (if any) holds ``dim`` numbers: the one
-    rule of the body the JSON Schema above cannot state."""
-    if not isinstance(body, dict) or not isinstance(body.get("input_scale"), list):
-        return True
-    return len(body["input_scale"]) == body.get("dim")

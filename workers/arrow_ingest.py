@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import InputError
+from storage.models import as_utc
 from workers.event_batch import rejected_entry
 from workers.settings import Settings
 from workers.validation import (
@@ -38,7 +39,6 @@ from workers.validation import (
     check_input,
     check_str,
     check_ts,
-    to_utc,
 )
 
 ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/x-apache-arrow-stream")
@@ -133,17 +133,6 @@ def _vectors(col: Any, dim: int) -> tuple[np.ndarray, dict[int, InputError]]:
     return X, errors
 
 
-def _narrowed(X: np.ndarray) -> list[np.ndarray]:
-    """Rows of X as float32 where every number of the row is a float32 exactly, else float64
-    (what :func:`workers.validation.check_vector` gives for the same numbers)."""
-    if X.dtype == np.float32:
-        return list(X)
-    with np.errstate(over="ignore"):
-        F = X.astype(np.float32)
-    exact = (F == X).all(axis=1)  # (n,)
-    return [F[i] if exact[i] else X[i] for i in range(len(X))]
-
-
 class _BadTimestamp:
     """A ``ts`` cell Python cannot hold as a datetime (reported as ``events[i].ts``)."""
 
@@ -172,7 +161,7 @@ def _ts(v: Any, field: str) -> datetime:
         raise InputError(field, f"the timestamp is outside the range of UTC times "
                          f"(0001-01-01 to 9999-12-31): {v.why}")
     if isinstance(v, datetime):
-        return to_utc(v, field)
+        return as_utc(v, field)
     return check_ts(v, field)
 
 
@@ -212,7 +201,7 @@ def arrow_events(data: bytes, agent: dict[str, Any], settings: Settings
     inputs: list[Any]
     if agent.get("encoder") == "none":
         X, errors = _vectors(table.column("input"), int(agent["dim"]))
-        inputs = _narrowed(X)
+        inputs = list(X)  # check_input below narrows each row to float32 where exact
     else:
         inputs = table.column("input").to_pylist()
     labeled = agent.get("kind") in LABELED_KINDS

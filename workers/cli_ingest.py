@@ -98,7 +98,8 @@ def table_events(table: Any, name: str) -> Iterator[tuple[int, dict[str, Any]]]:
     X = None
     if pa.types.is_fixed_size_list(col.type) and col.null_count == 0:
         X = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
-    cols = {k: table.column(k).to_pylist() for k in CSV_FIELDS if k in table.column_names}
+    cols = {k: table.column(k).to_pylist() for k in CSV_FIELDS
+            if k in table.column_names and not (k == "input" and X is not None)}
     for i in range(table.num_rows):
         ev = {k: v[i] for k, v in cols.items() if v[i] is not None}
         if X is not None:

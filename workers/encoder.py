@@ -134,7 +134,6 @@ class RemoteEncoder:
     def __init__(self, namespace: str, cpus: float) -> None:
         self._ns, self._cpus = namespace, cpus
         self._handle: Any = None
-        self.calls = 0
 
     @property
     def handle(self) -> Any:
@@ -153,7 +152,6 @@ class RemoteEncoder:
         texts = list(texts)
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
-        self.calls += 1
         return np.asarray(ray.get(self._actor().encode.remote(texts)), dtype=np.float32)
 
 

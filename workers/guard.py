@@ -133,10 +133,12 @@ class Guard:
         self._tests.pop(agent_id, None)
 
     def check(self, repo: Any, agent_id: str, policy: Any, version: int,
-              hits: list[bool]) -> Decision | None:
-        """Feed a committed batch's outcomes; a decision when the policy must act."""
-        row_total = repo.session.scalar(select(Version.tested_total).where(
-            Version.agent_id == agent_id, Version.version == version))
+              hits: list[bool], row_total: int | None = None) -> Decision | None:
+        """Feed a committed batch's outcomes; a decision when the policy must act.
+        ``row_total``: the version's ``tested_total`` when the caller holds it."""
+        if row_total is None:
+            row_total = repo.session.scalar(select(Version.tested_total).where(
+                Version.agent_id == agent_id, Version.version == version))
         before = int(row_total or len(hits)) - len(hits)
         st = self._tests.get(agent_id)
         if st is None:

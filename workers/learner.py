@@ -64,7 +64,8 @@ class LearnerActor:
         # timers (seconds, summed over commits): read_s = pending events + head state from
         # SQL, learn_s = the kernel, commit_s = the commit transaction, busy_s = all of _drain
         self._stats = {"versions": 0, "events": 0, "commit_s": 0.0, "learn_s": 0.0,
-                       "read_s": 0.0, "busy_s": 0.0, "errors": 0, "evicted": 0, "rejected": 0}
+                       "read_s": 0.0, "busy_s": 0.0, "errors": 0, "evicted": 0, "rejected": 0,
+                       "inbox_events": 0, "sql_reads": 0}
         self._quality = QualityHistogram()  # micro-batch hit rates per agent kind (metrics)
         self._guard = Guard()  # detectors of guarded agents (workers/guard.py)
         self._guard_muted: set[str] = set()  # agents whose released events are being applied
@@ -219,6 +220,7 @@ class LearnerActor:
         inbox knows of it (its next events are read from the store)."""
         self._heads.pop(agent_id, None)
         self._inbox.reset(agent_id)
+        self._quarantined.pop(agent_id, None)  # read from the store again when next needed
         with self._cv:
             self._held -= self._sizes.pop(agent_id, 0)
 
@@ -269,8 +271,7 @@ class LearnerActor:
                 tr = time.perf_counter()
                 limit = max(self._s.batch_max_events, self._s.batch_burst_events)
                 payloads, seqs, complete = self._pending(agent_id, limit)
-                events = seqs
-                if not events:
+                if not seqs:
                     self._stats["read_s"] += time.perf_counter() - tr
                     self._stats["busy_s"] += time.perf_counter() - tr
                     return
@@ -289,14 +290,14 @@ class LearnerActor:
                         if got is None:  # poison rejected: read the pending events again
                             continue
                         version, learner, delta, n = got
-                        events, seqs = events[:n], seqs[:n]
+                        seqs = seqs[:n]
                     t1 = time.perf_counter()
                     with self._store.tx() as repo:
                         row = repo.commit_version(
                             agent_id, version, "delta", delta=delta, event_seqs=seqs,
                             checksum=learner.checksum(), delta_norm=delta.norm())
                         new_version = row.version
-                        self._after_commit(repo, agent_id, new_version, learner, tested, len(events))
+                        self._after_commit(repo, row, learner, tested, len(seqs))
                 except Exception:
                     self._drop(agent_id)  # the learner may hold an uncommitted write
                     raise
@@ -304,26 +305,29 @@ class LearnerActor:
                 self._inbox.committed(agent_id, seqs[-1], complete and len(seqs) == len(payloads))
                 self._hold(agent_id, new_version, learner)
                 with self._cv:
-                    self._backlog = max(0, self._backlog - len(events))
+                    self._backlog = max(0, self._backlog - len(seqs))
                 self._stats["versions"] += 1
-                self._stats["events"] += len(events)
+                self._stats["events"] += len(seqs)
                 self._stats["learn_s"] += t1 - t0
                 self._stats["commit_s"] += t2 - t1
                 self._publish(agent_id, version, new_version, learner.for_reads(delta))
                 self._stats["busy_s"] += time.perf_counter() - tr
 
-    def _after_commit(self, repo: Any, agent_id: str, version: int, learner: Any,
-                      tested: list[bool] | None, n: int) -> None:
-        """In the commit's transaction: the version's prequential quality (workers/quality.py)."""
+    def _after_commit(self, repo: Any, row: Any, learner: Any, tested: list[bool] | None,
+                      n: int) -> None:
+        """In the commit's transaction: the quality of the version ``row`` just committed
+        (workers/quality.py)."""
         if tested is None:
             return
+        agent_id, version = row.agent_id, row.version
         hits = tested[:n]  # a batch cut short by a poison event commits its first n events
-        record_quality(repo, agent_id, version, hits)
+        record_quality(repo, agent_id, version, hits, row)
         if hits:
             self._quality.observe(learner.config.kind, sum(hits) / len(hits))
         policy = getattr(learner.config, "guard", None)
         if policy is not None and hits and agent_id not in self._guard_muted:
-            decision = self._guard.check(repo, agent_id, policy, version, hits)
+            decision = self._guard.check(repo, agent_id, policy, version, hits,
+                                         row.tested_total)
             if decision is not None:  # taken after this commit, in its own transaction
                 self._decisions[agent_id] = (version, decision)
 
@@ -361,7 +365,7 @@ class LearnerActor:
         if q:  # held events leave the shard's backlog: they must not throttle other agents
             with self._store.read() as repo:
                 a = repo.get_agent(agent_id)
-                held = a.events_received - a.events_applied - getattr(a, "events_rejected", 0)
+                held = a.pending
             with self._cv:
                 self._backlog = max(0, self._backlog - (held - self._held_seen.get(agent_id, 0)))
             self._held_seen[agent_id] = held
@@ -372,7 +376,7 @@ class LearnerActor:
         with self._lock(agent_id):
             with self._store.tx() as repo:
                 a = repo.get_agent(agent_id)
-                held = a.events_received - a.events_applied - getattr(a, "events_rejected", 0)
+                held = a.pending
                 check_release(repo, agent_id, event_ids, held)
                 set_quarantined(repo, agent_id, False)
                 record_action(repo, agent_id, "release", a.head_version,
@@ -420,9 +424,9 @@ class LearnerActor:
         no pending event beyond these is known only to the store."""
         got = self._inbox.take(agent_id, limit)
         if got is not None:
-            self._stats["inbox_events"] = self._stats.get("inbox_events", 0) + len(got)
+            self._stats["inbox_events"] += len(got)
             return got, [int(e["seq"]) for e in got], True
-        self._stats["sql_reads"] = self._stats.get("sql_reads", 0) + 1
+        self._stats["sql_reads"] += 1
         with self._store.read() as repo:
             rows = repo.pending_events(agent_id, limit=limit)
             return ([e.as_replay() for e in rows], [e.seq for e in rows],  # arrays decoded

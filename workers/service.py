@@ -65,10 +65,8 @@ def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
 def _guard_fields(agent: Any) -> dict[str, Any]:
     """Issue 18: the guard policy in force (null: none) and the events it holds (pending while
     the agent is quarantined: received − applied − rejected, no scan)."""
-    quarantined = bool(getattr(agent, "quarantined", False))
-    pending = (agent.events_received - agent.events_applied
-               - (getattr(agent, "events_rejected", 0) or 0))
-    return {"guard": agent.config.get("guard"), "events_held": pending if quarantined else 0}
+    return {"guard": agent.config.get("guard"),
+            "events_held": agent.pending if agent.quarantined else 0}
 
 
 class Runtime:

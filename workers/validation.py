@@ -26,19 +26,19 @@ agent.errors.InputError: input[1]: expected a finite number, got nan
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from agent.errors import InputError, check_text
+from storage.models import as_utc
 from workers.settings import Settings
 
 MAX_ID_CHARS = 200
 MAX_TARGET_CHARS = 1000
 MAX_NAME_CHARS = 200
 MAX_SPEAKER_CHARS = 200
-MAX_WAIT_MS = 60_000
 MAX_TOP_K = 1000
 MAX_VERSION = 2**53  # the largest integer every JSON client represents exactly
 MAX_TRANSFORMED = 1e150  # vector entries for agents that standardise or scale (squares fit)
@@ -187,20 +187,7 @@ def check_ts(v: Any, field: str) -> datetime:
         dt = datetime.fromisoformat(v.strip())
     except ValueError:
         raise InputError(field, f"expected an ISO-8601 timestamp, got {v!r}") from None
-    return to_utc(dt, field, repr(v))
-
-
-def to_utc(dt: datetime, field: str, shown: str | None = None) -> datetime:
-    """``dt`` as an aware UTC datetime (naive = UTC); :class:`InputError` naming ``field``
-    when the UTC time is outside what a ``datetime`` holds (year 9999 with a negative
-    offset, year 1 with a positive one)."""
-    if dt.tzinfo is None:
-        return dt.replace(tzinfo=UTC)
-    try:
-        return dt.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise InputError(field, f"the timestamp {shown or dt.isoformat()} is outside the range "
-                         "of UTC times (0001-01-01 to 9999-12-31)") from None
+    return as_utc(dt, field, repr(v))
 
 
 def check_input(v: Any, agent: dict[str, Any], settings: Settings, field: str) -> str | np.ndarray:

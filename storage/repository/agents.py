@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from sqlalchemy.orm import undefer
+from sqlalchemy.orm import undefer_group
 
 from agent.memory.delta import state_checksum
 from storage import jsoncodec
@@ -92,9 +92,8 @@ class AgentsMixin(VersionsMixin):
         return int(head)
 
     def list_agents(self, tenant_id: str) -> list[Agent]:
-        return list(self.session.scalars(select(Agent).options(undefer(Agent.events_rejected))
+        return list(self.session.scalars(select(Agent).options(undefer_group("agent_json"))
                                          .where(Agent.tenant_id == tenant_id)
-                                         .options(undefer(Agent.labels))
                                          .order_by(Agent.created_at, Agent.id)))
 
     def fork(self, agent_id: str, version: int | None, name: str, tenant_id: str, *,

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from storage.errors import InputError
 from storage.models import Event
 from storage.repository._base import RepoBase, check_int
+from storage.repository.events import _pending
 
 EVENT_STATUSES = ("rejected", "pending", "applied", "held")  # held: pending while quarantined
 MAX_EVENT_PAGE = 1000
@@ -28,9 +29,9 @@ class EventStatusMixin(RepoBase):
         if status not in EVENT_STATUSES:
             raise InputError("status", f"expected one of {list(EVENT_STATUSES)}, got {status!r}")
         limit = check_int(limit, "limit", 1, MAX_EVENT_PAGE)
-        q = select(Event.client_id, Event.seq, Event.rejected, Event.reject_reason,
-                   Event.received_at, Event.applied_version, Event.forgotten_version).where(
-            Event.agent_id == agent_id)
+        q = select(Event.client_id, Event.seq, Event.reject_reason, Event.received_at,
+                   Event.applied_version).where(Event.agent_id == agent_id)
+        order: Any = Event.seq
         if after_seq is not None:
             q = q.where(Event.seq > check_int(after_seq, "after_seq"))
         if status == "rejected":
@@ -38,12 +39,13 @@ class EventStatusMixin(RepoBase):
         elif status in ("pending", "held"):
             if status == "held" and not agent.quarantined:  # held: the guard's quarantine
                 return [], None
-            q = q.where(Event.applied_version.is_(None), Event.forgotten_version.is_(None),
-                        Event.rejected.is_(False))
+            # the pending terms and order of pending_events: the few pending rows through
+            # ix_events_agent_applied, not a walk of every event the agent ever had
+            q, order = q.where(*_pending(agent_id)[1:]), Event.seq + 0
         else:
             q = q.where(Event.applied_version.is_not(None))
-        rows = self.session.execute(q.order_by(Event.seq).limit(limit)).all()
+        rows = self.session.execute(q.order_by(order).limit(limit)).all()
         out = [{"id": cid, "seq": seq, "status": status, "reason": reason,
                 "received_at": at.isoformat(), "applied_version": av}
-               for cid, seq, _rej, reason, at, av, _fv in rows]
+               for cid, seq, reason, at, av in rows]
         return out, (rows[-1][1] if len(rows) == limit else None)

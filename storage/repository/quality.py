@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from storage.errors import InputError
 from storage.models import Version
+from storage.repository._base import check_int
 from storage.repository.versions import MAX_LIST
 
 __all__ = ["record_quality", "quality_points", "window_accuracy"]
@@ -49,10 +49,13 @@ def _last_tested(repo: Any, agent_id: str, below: int) -> Version | None:
         .order_by(Version.version.desc()).limit(1)).first()
 
 
-def record_quality(repo: Any, agent_id: str, version: int, hits: list[bool]) -> Version:
-    """Record the test-then-train outcome of ``version``'s events (in the commit's transaction)."""
-    row = repo.session.scalars(select(Version).where(
-        Version.agent_id == agent_id, Version.version == version)).one()
+def record_quality(repo: Any, agent_id: str, version: int, hits: list[bool],
+                   row: Version | None = None) -> Version:
+    """Record the test-then-train outcome of ``version``'s events (in the commit's transaction);
+    ``row``: its version row when the caller holds it (the commit that made it)."""
+    if row is None:
+        row = repo.session.scalars(select(Version).where(
+            Version.agent_id == agent_id, Version.version == version)).one()
     prev = _last_tested(repo, agent_id, version)
     n, h = len(hits), int(sum(bool(x) for x in hits))
     row.hits = h
@@ -67,10 +70,8 @@ def quality_points(repo: Any, agent_id: str, window: int, limit: int = 100,
     """Tested versions newest first (``before`` excludes that version and later), each with
     its accuracy over the last ``window`` events (at version granularity)."""
     repo._agent(agent_id)
-    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= MAX_WINDOW:
-        raise InputError("window", f"expected an integer in [1, {MAX_WINDOW}], got {window!r}")
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
-        raise InputError("limit", f"expected an integer in [1, {MAX_LIST}], got {limit!r}")
+    window = check_int(window, "window", 1, MAX_WINDOW)
+    limit = check_int(limit, "limit", 1, MAX_LIST)
     q = select(Version).where(Version.agent_id == agent_id, Version.tested_total.is_not(None))
     if before is not None:
         q = q.where(Version.version < before)
