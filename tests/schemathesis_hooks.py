@@ -3,7 +3,7 @@
 Two rules of the API cannot be written in OpenAPI, so generated cases are fitted to them:
 
 - the create-agent body's ``input_scale`` holds exactly ``dim`` numbers
-  (``workers.api_agent_schema``): a generated body whose ``input_scale`` is otherwise valid
+  (``workers.http.agent_schema``): a generated body whose ``input_scale`` is otherwise valid
   gets its length fitted to ``dim`` (its numbers repeated), or loses the key when ``dim`` is
   large; nothing else is touched, so a negative case stays negative;
 - ``POST /v1/agents/{agent_id}/events?partial=true`` accepts a batch and lists each invalid

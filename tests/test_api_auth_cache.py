@@ -1,4 +1,4 @@
-"""The bearer-key cache of the HTTP app (``workers.auth.KeyCache``): bounded, keyed by the
+"""The bearer-key cache of the HTTP app (``workers.http.auth.KeyCache``): bounded, keyed by the
 key's SHA-256 (never the key), entries expire after ``auth_cache_s``; a key revoked in the store
 is refused over HTTP once its entry expired; unknown keys are never cached."""
 
@@ -10,7 +10,7 @@ import httpx
 
 from tests.service_fixtures import ADMIN_KEY
 from tests.workers_helpers import wait_for
-from workers.auth import KeyCache
+from workers.http.auth import KeyCache
 
 
 def test_key_cache_bounds_and_expiry():

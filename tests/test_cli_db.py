@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from workers.cli import main
+from workers.cli.main import main
 
 
 def run(capsys, *argv):

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from workers.cli import build_parser, main
-from workers.cli_ingest import FileError, batches, detect_format, read_events, source_name
+from workers.cli.files import FileError, batches, detect_format, read_events, source_name
+from workers.cli.main import build_parser, main
 
 SUBCOMMANDS = [["serve"], ["demo"], ["ingest"], ["predict"], ["versions"], ["rollback"],
                ["forget"], ["fork"], ["agents", "list"], ["agents", "create"], ["agents", "show"],
@@ -47,7 +47,7 @@ def test_benchmark_commands_come_from_the_entry_points():
     from importlib.metadata import entry_points
 
     from benchmarks import commands
-    from workers import cli_commands
+    from workers.cli import commands as cli_commands
 
     eps = {ep.name: ep.load() for ep in entry_points(group="deltamem.commands")}
     assert eps == {"bench": commands.BENCH, "eval": commands.EVAL,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.service_fixtures import ADMIN_KEY, vec_events, wait_applied
-from workers.cli import main
+from workers.cli.main import main
 
 
 @pytest.fixture()

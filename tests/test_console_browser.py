@@ -22,7 +22,7 @@ from tests.service_fixtures import auth, vec_events, wait_applied
 SHOTS = Path(__file__).resolve().parent.parent / "reports" / "console"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAGE_ROWS, WINDOW, BUCKETS, EVENT_ROWS = 50, 1000, 200, 50  # as in workers/console/console.js
+PAGE_ROWS, WINDOW, BUCKETS, EVENT_ROWS = 50, 1000, 200, 50  # as in workers/http/console/console.js
 
 
 def _chromium() -> str | None:

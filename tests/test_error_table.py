@@ -1,4 +1,4 @@
-"""The one exception → HTTP answer table (workers/errors.py), pinned type by type.
+"""The one exception → HTTP answer table (workers/http/errors.py), pinned type by type.
 
 Each row raises an exception where the service layer raises it and checks the full answer
 (status, code, message, field, extra) against the answer the API gave before the error paths
@@ -19,8 +19,8 @@ from sqlalchemy.exc import OperationalError
 from agent.errors import InputError
 from storage import errors as se
 from workers.contract import ServiceError
-from workers.errors import install_error_handlers
-from workers.http_middleware import HttpMetrics
+from workers.http.errors import install_error_handlers
+from workers.http.middleware import HttpMetrics
 from workers.validation import TooMany
 
 DB_DOWN = {"code": "database_unavailable",

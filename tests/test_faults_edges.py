@@ -335,7 +335,7 @@ def test_unparseable_requests_get_json_errors_on_h11_too():
 
     import uvicorn
 
-    from workers.http_protocol import JsonErrorsH11Protocol
+    from workers.http.protocol import JsonErrorsH11Protocol
     from workers.runtime import free_port
 
     async def app(scope: Any, receive: Any, send: Any) -> None:  # never reached here

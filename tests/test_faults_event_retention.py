@@ -27,8 +27,8 @@ from tests.workers_helpers import (
     vector_events,
     wait_for,
 )
-from workers.errors import error_answer
-from workers.scheduler import prune_events
+from workers.actors.scheduler import prune_events
+from workers.http.errors import error_answer
 
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": 6,
           "memory": {"rule": "delta", "beta": 0.5}}

@@ -1,8 +1,8 @@
 """Fuzzing the parsers user files and bodies go through (Hypothesis, bounded examples):
 
-- ``workers.cli_ingest.read_events`` (``deltamem ingest``): on any text, JSONL or CSV, it yields
+- ``workers.cli.files.read_events`` (``deltamem ingest``): on any text, JSONL or CSV, it yields
   ``(line, event)`` pairs with an id, or raises ``FileError`` naming ``file:line``; nothing else;
-- ``workers.ndjson.parse_ndjson`` / ``loads_strict`` (request bodies): on any bytes, a value, a
+- ``workers.http.ndjson.parse_ndjson`` / ``loads_strict`` (request bodies): on any bytes, a value, a
   per-line error with its line number, or ``MalformedJSON``; never another exception, never NaN;
 - ``deltamem ingest`` end to end against the running service on fuzzed files: exit 0 or 1 with
   one line ``error: FILE:LINE: ...`` (no traceback), and a rejected file changes nothing.
@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.service_fixtures import counts, vec_events, wait_applied
-from workers.cli import main
-from workers.cli_ingest import FileError, read_events
-from workers.ndjson import MalformedJSON, loads_strict, parse_ndjson
+from workers.cli.files import FileError, read_events
+from workers.cli.main import main
+from workers.http.ndjson import MalformedJSON, loads_strict, parse_ndjson
 
 FAST = settings(max_examples=300, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])

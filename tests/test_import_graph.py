@@ -125,3 +125,28 @@ def test_installed_packages_import_neither_benchmarks_nor_tests():
 
 def test_client_imports_nothing_of_the_server():
     assert _arrows(import_graph(), ["client"], SERVER) == []
+
+
+def _wing_arrows(graph: dict[str, set[str]], src: str, dst: list[str]) -> list[str]:
+    return sorted(f"{m} -> {t}" for m, ts in graph.items() for t in ts
+                  if m.startswith(src + ".") and any(t == d or t.startswith(d + ".") for d in dst))
+
+
+def test_workers_wings_do_not_import_each_other():
+    """actors/ sit above the shared core; the HTTP edge and the CLI above the service; no wing
+    reaches sideways into another (the HTTP edge talks to actors only through the service)."""
+    g = import_graph()
+    top = ["workers.service", "workers.runtime", "workers.metrics"]
+    assert _wing_arrows(g, "workers.actors", ["workers.http", "workers.cli", *top]) == []
+    assert _wing_arrows(g, "workers.http", ["workers.actors", "workers.cli", "workers.runtime"]) == []
+    assert _wing_arrows(g, "workers.cli", ["workers.actors", "workers.http"]) == []
+    core = ["workers.settings", "workers.contract", "workers.store", "workers.validation",
+            "workers.event_arrays", "workers.agent_cache", "workers.readiness"]
+    assert [a for m in core for a in _wing_arrows(
+        {m: g[m]}, m.rsplit(".", 1)[0], ["workers.actors", "workers.http", "workers.cli", *top])] == []
+
+
+def test_the_wing_check_sees_sideways_arrows():
+    g = {"workers.actors.x": {"workers.http.app"}, "workers.http.y": {"workers.service"}}
+    assert _wing_arrows(g, "workers.actors", ["workers.http"]) == ["workers.actors.x -> workers.http.app"]
+    assert _wing_arrows(g, "workers.http", ["workers.actors"]) == []

@@ -14,7 +14,7 @@ from agent.lm.deltamem import DeltaMem, DeltaMemConfig
 from agent.lm.episodes import synthetic_episodes
 from agent.lm.runtime import MemLM
 from benchmarks.lm_eval import CONDITIONS, _agent, evaluate_episodes, run_condition
-from workers.cli import main as cli_main
+from workers.cli.main import main as cli_main
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""workers/poison.py against the obvious reference: learning the events one at a time, keeping
+"""workers/actors/poison.py against the obvious reference: learning the events one at a time, keeping
 each that learns cleanly, on random batches with poison (zero lifted keys) at random places."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from agent.config import AgentConfig
 from agent.memory.lift import Lift
 from agent.model import LIFT_ACTIVATION, MemoryAgent, lift_seed
-from workers.poison import NonFinite, copy_learner, find_poison, learn_checked
+from workers.actors.poison import NonFinite, copy_learner, find_poison, learn_checked
 
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": 4,
           "memory": {"rule": "rls", "lift_dim": 3}}
@@ -88,7 +88,7 @@ def test_transient_failures_are_raised_not_bisected() -> None:
 
     from sqlalchemy.exc import OperationalError
 
-    from workers.poison import is_transient
+    from workers.actors.poison import is_transient
 
     def flaky(learner, events):
         raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("database is locked"))

@@ -12,8 +12,8 @@ from sqlalchemy import delete, select
 
 from storage.models import SchedulerJob, SchedulerLease, Snapshot
 from tests.workers_helpers import all_applied, start_deployment, vector_events, wait_for
+from workers.actors.scheduler import _hold_lease, snapshot_job, start_scheduler
 from workers.runtime import free_port
-from workers.scheduler import _hold_lease, snapshot_job, start_scheduler
 
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": 8,
           "memory": {"rule": "rls", "ridge": 1.0, "forget": 1.0}}
@@ -36,7 +36,7 @@ def test_jobs_are_stored_as_json_not_pickle(dep):
         assert names == ["health_job", "retention_job", "snapshot_job"]
         for r in rows:
             state = json.loads(bytes(r.job_state).decode())  # raises if it were a pickle
-            assert state["func"].startswith("workers.scheduler:")
+            assert state["func"].startswith("workers.actors.scheduler:")
             assert state["trigger"]["type"] == "interval"
         # the scheduler reads its jobs back from the store
         assert {j.id for j in sched.get_jobs()} == {r.id for r in rows}
@@ -54,7 +54,7 @@ def test_snapshot_job_snapshots_held_heads(dep):
     wait_for(lambda: all_applied(svc, tenant, [agent]))
     head = svc.get_agent(tenant, agent)["head_version"]
     assert head >= 3
-    from workers import scheduler as sch
+    from workers.actors import scheduler as sch
 
     dep.service.scheduler_id = "test-scheduler"
     sch._RUNTIMES[dep.settings.ray_namespace] = dep.service

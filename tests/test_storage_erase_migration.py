@@ -13,7 +13,7 @@ from storage.engine import Database
 from storage.migrate import downgrade, upgrade
 from storage.repository import unit_of_work
 from tests.db_fixtures import *  # noqa: F401,F403
-from workers.agents import make_replay
+from workers.actors.factory import make_replay
 
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": 2, "memory": {"rule": "delta"}}
 

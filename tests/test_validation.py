@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agent.errors import InputError
-from workers.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
+from workers.http.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
 from workers.settings import Settings
 from workers.validation import (
     TooMany,

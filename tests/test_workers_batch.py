@@ -11,9 +11,9 @@ from agent.config import AgentConfig
 from agent.errors import InputError
 from agent.model import MemoryAgent
 from tests.workers_helpers import all_applied, start_deployment, vector_events, wait_for
-from workers.batch_predict import predict_many_agents
+from workers.actors.batch_predict import predict_many_agents
 from workers.contract import ServiceError
-from workers.errors import error_answer
+from workers.http.errors import error_answer
 
 
 def _agent(rng: np.random.Generator, dim: int, n_labels: int, lift: int | None = None,
@@ -117,7 +117,7 @@ def test_runtime_predict_batch_errors(dep):
     agents = [svc.create_agent(tenant, f"e{i}", cfg)["id"] for i in range(6)]
     bad = [(a, [[1.0] * DIM], None) for a in agents]
     bad[4] = (agents[4], [[1.0] * (DIM - 1)], None)
-    with pytest.raises(InputError) as err:  # answered 422 invalid_input (workers/errors.py)
+    with pytest.raises(InputError) as err:  # answered 422 invalid_input (workers/http/errors.py)
         svc.predict_batch(tenant, bad)
     assert error_answer(err.value).status == 422  # type: ignore[union-attr]
     assert err.value.field == "requests[4].inputs[0]"

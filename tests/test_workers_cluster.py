@@ -26,7 +26,7 @@ from tests.workers_helpers import (
     vector_events,
     wait_for,
 )
-from workers.learner import shard_of
+from workers.actors.learner import shard_of
 
 pytestmark = pytest.mark.slow
 

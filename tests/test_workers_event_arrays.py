@@ -1,4 +1,4 @@
-"""Events carry arrays (workers/event_arrays.py, workers/agents.py): a micro-batch of stored
+"""Events carry arrays (workers/event_arrays.py, workers/actors/factory.py): a micro-batch of stored
 arrays is learnt as one (n, dim) array, bit-identical to learning the same numbers as JSON
 lists (the slow path, checked float by float); accepted vectors become the arrays
 check_vector makes; texts get the encoder's embedding, once per request."""
@@ -9,7 +9,7 @@ import numpy as np
 
 from agent.backbones.minilm import get_minilm
 from agent.config import AgentConfig
-from workers.agents import event_inputs, learn_events, make_learner
+from workers.actors.factory import event_inputs, learn_events, make_learner
 from workers.event_arrays import with_arrays
 
 VEC = {"kind": "classifier", "encoder": "none", "dim": 6,

@@ -1,4 +1,4 @@
-"""The guard (issue 18 §3, workers/guard.py): its detector against River's, its policy's
+"""The guard (issue 18 §3, workers/actors/guard.py): its detector against River's, its policy's
 validation, and attacks through the real service (Ray, SQLite, HTTP): a label-flip burst is
 rolled back and the rest held until release; a backdoor trigger burst is quarantined; an alert
 only records; honest learning of a clean stream takes no action."""
@@ -14,7 +14,7 @@ from agent.config import AgentConfig
 from agent.errors import InputError
 from tests.service_fixtures import auth, wait_applied
 from tests.workers_helpers import wait_for
-from workers.guard import PageHinkley
+from workers.actors.guard import PageHinkley
 
 DIM = 6
 GUARD = {"window": 100, "drop": 0.1}

@@ -1,4 +1,4 @@
-"""The learner's inbox (workers/inbox.py): events handed over with the notification are learnt
+"""The learner's inbox (workers/actors/inbox.py): events handed over with the notification are learnt
 without reading the store; any doubt (unknown start, gap, reordering, a notification without
 events, a full inbox, a reset) falls back to the store; states stay exactly the reference's."""
 
@@ -16,7 +16,7 @@ from tests.workers_helpers import (
     vector_events,
     wait_for,
 )
-from workers.inbox import Inbox
+from workers.actors.inbox import Inbox
 
 
 def _evs(*seqs):

@@ -1,4 +1,4 @@
-"""The service: Ray actors (ingest, learner, serving), the scheduler, the HTTP app, the CLI.
+"""The service: Ray actors (`actors/`), the HTTP edge (`http/`), the CLI (`cli/`), and the core they share.
 
 Ray reads ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`` when it is imported; set to 0 it keeps every
 Ray address on 127.0.0.1 (DESIGN §5), so it is set here, before any worker module imports Ray.

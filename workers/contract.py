@@ -1,11 +1,11 @@
 """The contract between the HTTP/CLI layer and the Ray runtime.
 
-The HTTP app (``workers.app``) parses and checks request bodies, authenticates, and calls a
+The HTTP app (``workers.http.app``) parses and checks request bodies, authenticates, and calls a
 :class:`ServiceAPI`; the runtime (``workers.runtime``) implements it over the Ray actors and
 the store. Every method returns plain JSON-ready dicts exactly as DESIGN §7 shows them, or
 raises: a :class:`ServiceError`, a store error (``storage.errors``) or an
 :class:`agent.errors.InputError`, raised here or inside an actor (they cross Ray as
-themselves). ``workers.errors.ERRORS``, the one table, turns each into ``{"error": {...}}``.
+themselves). ``workers.http.errors.ERRORS``, the one table, turns each into ``{"error": {...}}``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 
 import ray
 
-from workers.quality import render_histogram
+from workers.actors.quality import render_histogram
 
 
 def _line(out: list[str], name: str, kind: str, help_: str,
@@ -62,7 +62,7 @@ def render_metrics(rt: Any) -> str:
         for action, n in p.get("guard", {}).items():
             guard[action] = guard.get(action, 0) + int(n)
     _line(out, "deltamem_guard_actions_total", "counter",
-          "Actions of agents' guards on a quality regression (workers/guard.py), by action.",
+          "Actions of agents' guards on a quality regression (workers/actors/guard.py), by action.",
           [({"action": a}, n) for a, n in sorted(guard.items())])
     try:
         stats = ray.get([a.stats.remote() for a in rt._servers], timeout=rt.s.probe_timeout_s)
@@ -73,7 +73,7 @@ def render_metrics(rt: Any) -> str:
         kind = "gauge" if key in ("entries", "bytes") else "counter"
         name = f"deltamem_serving_cache_{key}" + ("" if kind == "gauge" else "_total")
         _line(out, name, kind, help_, [({"replica": str(s["replica"])}, s[key]) for s in stats])
-    try:  # group commit (workers/group_commit.py): requests per transaction
+    try:  # group commit (workers/actors/group_commit.py): requests per transaction
         groups = ray.get([a.stats.remote() for a in rt._ingest], timeout=rt.s.probe_timeout_s)
     except Exception:
         groups = []

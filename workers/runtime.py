@@ -66,7 +66,7 @@ class _HttpServer:
     def __init__(self, app: Any, sock: socket.socket) -> None:
         import uvicorn
 
-        from workers.http_protocol import protocol_class
+        from workers.http.protocol import protocol_class
 
         cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                              timeout_graceful_shutdown=5,
@@ -118,7 +118,7 @@ class RunningService:
         if self._http is not None:
             self._http.stop()
         if self.settings.http_backend == "serve":
-            from workers.serve_http import undeploy
+            from workers.http.serve import undeploy
 
             undeploy()
         if self._scheduler is not None:
@@ -157,17 +157,17 @@ def _start_on(s: Settings, http: bool, sock: socket.socket | None) -> RunningSer
     service.start_actors()
     scheduler = None
     if s.scheduler_enabled:
-        from workers.scheduler import start_scheduler
+        from workers.actors.scheduler import start_scheduler
 
         scheduler = start_scheduler(s, service)
     server = None
     url = f"http://{s.host}:{s.port}"
     if http and s.http_backend == "serve":
-        from workers.serve_http import deploy
+        from workers.http.serve import deploy
 
         deploy(s)
     elif sock is not None:
-        from workers.app import build_app
+        from workers.http.app import build_app
 
         server = _HttpServer(build_app(service, s), sock)
         try:

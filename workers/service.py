@@ -20,16 +20,16 @@ from agent.errors import InputError, PicklableError
 from agent.memory.delta import state_checksum
 from storage.errors import NotFound
 from storage.models import Agent
+from workers.actors.encoder import RemoteEncoder, has_text_agents
+from workers.actors.factory import initial_state
+from workers.actors.ingest import IngestActor
+from workers.actors.learner import LearnerActor, shard_of
+from workers.actors.serving import ServingActor, agents_by_id
 from workers.agent_cache import ConfigCache
-from workers.agents import initial_state
 from workers.contract import ServiceError, not_found
-from workers.encoder import RemoteEncoder, has_text_agents
 from workers.event_arrays import with_arrays
-from workers.ingest import IngestActor
-from workers.learner import LearnerActor, shard_of
 from workers.metrics import render_metrics
 from workers.readiness import WriteProbe
-from workers.serving import ServingActor, agents_by_id
 from workers.settings import Settings
 from workers.store import Store
 
@@ -39,7 +39,7 @@ _HEAD = select(Agent.head_version).where(Agent.id == bindparam("agent_id"))
 def actor_result(ref: Any, timeout: float) -> Any:
     """``ray.get(ref)``; an error the actor raised is raised here as itself (the service's,
     the store's and input errors pickle with their fields: ``agent.errors.PicklableError``),
-    so callers catch the real types and ``workers.errors`` answers them."""
+    so callers catch the real types and ``workers.http.errors`` answers them."""
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
@@ -241,7 +241,7 @@ class Runtime:
 
         Every agent must belong to ``tenant_id`` (else 404, nothing is read). Requests are
         grouped by serving replica, one call per replica, and each replica reads all its
-        agents' states with one batched read (:mod:`workers.batch_predict`).
+        agents' states with one batched read (:mod:`workers.actors.batch_predict`).
         """
         if not requests:
             return []
@@ -290,7 +290,7 @@ class Runtime:
 
     def quality(self, tenant_id: str, agent_id: str, window: int, limit: int,
                 before: int | None) -> dict[str, Any]:
-        """The prequential accuracy curve (workers/quality_routes.py)."""
+        """The prequential accuracy curve (workers/http/routes/quality.py)."""
         from storage.repository.quality import quality_points
 
         with self.store.read() as repo:
@@ -300,8 +300,8 @@ class Runtime:
                                              for p in points]}
 
     def guard(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
-        """``GET /guard`` (workers/guard.py)."""
-        from workers.guard import guard_json
+        """``GET /guard`` (workers/actors/guard.py)."""
+        from workers.actors.guard import guard_json
 
         with self.store.read() as repo:
             return guard_json(repo, self._agent(repo, tenant_id, agent_id))

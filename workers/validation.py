@@ -2,7 +2,7 @@
 
 Every check raises :class:`agent.errors.InputError` naming the field (a dotted path such as
 ``events[3].input``) and what was expected; nothing here touches the service, so a rejected
-request changes nothing. The HTTP app (``workers.app``) turns an ``InputError`` into a 422
+request changes nothing. The HTTP app (``workers.http.app``) turns an ``InputError`` into a 422
 ``{"error": {"code": "invalid_input", "message", "field"}}``.
 
 Every string that is kept or echoed (names, ids, targets, text inputs, the strings of ``meta``)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from agent.memory.delta import Delta
-from workers.agents import learn_events, make_learner
+from workers.actors.factory import learn_events, make_learner
 
 # above this |entry| of a delta (or |γ|), check the whole new state for overflow; below it,
 # γ·S + EᵀA of a finite state stays finite (entries ≤ 1e100, ranks ≤ 1e8)

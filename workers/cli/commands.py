@@ -1,4 +1,4 @@
-"""The ``deltamem`` subcommands (parsing is in ``workers.cli``).
+"""The ``deltamem`` subcommands (parsing is in ``workers.cli.main``).
 
 Client commands talk HTTP through :class:`client.Client`; ``serve`` and ``demo`` start
 the runtime in this process; ``db`` runs the Alembic migrations. (``bench``, ``eval`` and
@@ -16,8 +16,8 @@ from typing import Any
 
 from agent.errors import InputError
 from client import Client, DeltamemError
-from workers.cli_errors import CliError
-from workers.tables import format_table, version_table
+from workers.cli.errors import CliError
+from workers.cli.tables import format_table, version_table
 
 
 def _settings(**overrides: Any) -> Any:
@@ -42,7 +42,7 @@ def user_error_line(e: BaseException) -> str | None:
     """The one line a user error prints (None: not a user error, let it raise)."""
     from pydantic import ValidationError
 
-    from workers.cli_ingest import FileError
+    from workers.cli.files import FileError
 
     if isinstance(e, DeltamemError):
         where = f" (HTTP {e.status})" if e.status else ""
@@ -78,7 +78,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from workers.demo import main as demo_main
+    from workers.cli.demo import main as demo_main
 
     return demo_main(args)
 
@@ -88,7 +88,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_ingest(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from workers.cli_ingest import (
+    from workers.cli.files import (
         batches,
         count_lines,
         detect_format,

@@ -7,7 +7,7 @@ requests that arrive while a forward pass runs are encoded together in the next 
 agent or process they come from (ingest, learner shards, serving replicas).
 
 :class:`RemoteEncoder` is the :class:`agent.backbones.minilm.Encoder` the actors give their
-learners (:func:`workers.agents.use_encoder`): the same bits as the in-process encoder (the same
+learners (:func:`workers.actors.factory.use_encoder`): the same bits as the in-process encoder (the same
 model, float32 rows), without a second copy of the model per process. Text events are encoded
 when they are accepted (:mod:`workers.event_arrays`) and the embedding is stored with the event,
 so learning, forget and rebuild read it instead of encoding again.

@@ -48,7 +48,7 @@ class LazyService:
 
 def build_replica_app(settings: Settings) -> Any:
     """The FastAPI app, built inside the Serve replica (a FastAPI app does not pickle)."""
-    from workers.app import build_app
+    from workers.http.app import build_app
 
     return build_app(LazyService(settings), settings)
 

@@ -12,7 +12,7 @@ It starts the service in this process (SQLite file in the working directory, loc
 3. prints the version history as a table and stops everything (exit 0; 1 if the service did not
    behave as described).
 
-The interaction set ships in the package (``workers/data/demo_*.jsonl``): no network needed.
+The interaction set ships in the package (``workers/cli/data/demo_*.jsonl``): no network needed.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from importlib.resources import files
 from typing import Any
 
 from client import Client
-from workers.tables import format_table, version_table
+from workers.cli.tables import format_table, version_table
 
 SLICE = 15
 CORRECTION = ("Where is the team offsite this year?", "Porto")
@@ -39,7 +39,7 @@ def load(name: str) -> list[dict[str, Any]]:
     >>> len(load("intents")), len(load("facts"))
     (150, 20)
     """
-    text = (files("workers.data") / f"demo_{name}.jsonl").read_text(encoding="utf-8")
+    text = (files("workers.cli.data") / f"demo_{name}.jsonl").read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 

@@ -1,10 +1,10 @@
 """The HTTP API of DESIGN §7 as a FastAPI app over a :class:`~workers.contract.ServiceAPI`.
 
 The app authenticates (``Authorization: Bearer <key>``), parses and checks every body itself
-(``workers.validation``, ``workers.ndjson``), and calls the service in a worker thread so a
+(``workers.validation``, ``workers.http.ndjson``), and calls the service in a worker thread so a
 blocking call never stalls the event loop. Every error answer has the form
-``{"error": {"code", "message", "field"?}}`` (``workers.errors``); the OpenAPI schema at
-``/openapi.json`` documents each body (``workers.api_schema``). ``workers.runtime`` serves
+``{"error": {"code", "message", "field"?}}`` (``workers.http.errors``); the OpenAPI schema at
+``/openapi.json`` documents each body (``workers.http.schemas``). ``workers.runtime`` serves
 ``build_app(service, settings)`` with uvicorn (or Ray Serve); the tests drive it over real HTTP.
 """
 
@@ -19,17 +19,17 @@ from starlette.concurrency import run_in_threadpool
 
 from agent.errors import InputError
 from storage.repository.event_status import EVENT_STATUSES, MAX_EVENT_PAGE
-from workers import api_schema as doc
-from workers.arrow_ingest import MalformedArrow, arrow_events, is_arrow
-from workers.auth import Auth
-from workers.console import mount_console
 from workers.contract import ServiceAPI, ServiceError
-from workers.errors import install_error_handlers
-from workers.event_batch import remap_rejected, split_events
-from workers.guard_routes import add_guard_routes
-from workers.http_middleware import AllowedMethods, BodyLimit, HttpMetrics, MetricsMiddleware
-from workers.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
-from workers.quality_routes import add_quality_routes
+from workers.http import schemas as doc
+from workers.http.arrow import MalformedArrow, arrow_events, is_arrow
+from workers.http.auth import Auth
+from workers.http.console import mount_console
+from workers.http.errors import install_error_handlers
+from workers.http.event_batch import remap_rejected, split_events
+from workers.http.middleware import AllowedMethods, BodyLimit, HttpMetrics, MetricsMiddleware
+from workers.http.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
+from workers.http.routes.guard import add_guard_routes
+from workers.http.routes.quality import add_quality_routes
 from workers.settings import Settings
 from workers.validation import (
     BOOL_WORDS,
@@ -155,7 +155,7 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
         responses={202: {"model": doc.IngestResult}, **doc.errors(400, 401, 404, 413, 415, 422, 429)})
     async def ingest(agent_id: str, request: Request) -> JSONResponse:
         """Stream events (JSON ``{"events": [...]}``, NDJSON (one event a line) or an Arrow IPC
-        stream (one event a row, :mod:`workers.arrow_ingest`))."""
+        stream (one event a row, :mod:`workers.http.arrow`))."""
         tenant = await auth.tenant(request)
         partial = parse_bool(request.query_params.get("partial"), "partial")
         agent = await call(service.agent_config, tenant, agent_id)
@@ -286,8 +286,8 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
         text = metrics.text() + await call(service.metrics_text)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    add_quality_routes(app, service, auth, call)  # GET /quality (workers/quality_routes.py)
-    add_guard_routes(app, service, auth, call, read_json)  # /guard, /release (workers/guard_routes.py)
+    add_quality_routes(app, service, auth, call)  # GET /quality (workers/http/routes/quality.py)
+    add_guard_routes(app, service, auth, call, read_json)  # /guard, /release (workers/http/routes/guard.py)
     mount_console(app)  # the web console: static files, the page sends the key itself
 
     def openapi() -> dict[str, Any]:

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import ray
 
-from workers.agents import make_learner, state_nbytes, use_encoder
-from workers.batch_predict import predict_many_agents
+from workers.actors.batch_predict import predict_many_agents
+from workers.actors.encoder import RemoteEncoder
+from workers.actors.factory import make_learner, state_nbytes, use_encoder
 from workers.contract import ServiceError, not_found
-from workers.encoder import RemoteEncoder
 from workers.settings import Settings
 from workers.store import Store
 
@@ -140,7 +140,7 @@ class ServingActor:
         return {"version": v, "predictions": out}
 
     def predict_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Predict for many agents in one call (see :mod:`workers.batch_predict`).
+        """Predict for many agents in one call (see :mod:`workers.actors.batch_predict`).
 
         Parameters
         ----------

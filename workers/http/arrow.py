@@ -28,7 +28,7 @@ import numpy as np
 
 from agent.errors import InputError
 from storage.models import as_utc
-from workers.event_batch import rejected_entry
+from workers.http.event_batch import rejected_entry
 from workers.settings import Settings
 from workers.validation import (
     LABELED_KINDS,
@@ -192,7 +192,7 @@ def _check_types(table: Any, agent: dict[str, Any]) -> None:
 def arrow_events(data: bytes, agent: dict[str, Any], settings: Settings
                  ) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]], str | None, int]:
     """An Arrow ingest body → ``(valid (row, event) pairs, rejected entries, field of the first
-    problem, number of rows)``, as :func:`workers.event_batch.split_events` gives for JSON."""
+    problem, number of rows)``, as :func:`workers.http.event_batch.split_events` gives for JSON."""
     table = read_table(data)
     _check_types(table, agent)
     n = table.num_rows

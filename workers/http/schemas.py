@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
-from workers.api_agent_schema import NONBLANK, AgentCreate, text_field
+from workers.http.agent_schema import NONBLANK, AgentCreate, text_field
 
 REF = "#/components/schemas/{model}"
 MAXV = 2**53  # workers.validation.MAX_VERSION
@@ -203,8 +203,8 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def install_schemas(openapi: dict[str, Any], settings: Any = None) -> dict[str, Any]:
     """Add the request models (and what they reference) to ``components.schemas``, then the
-    statuses, limits and links of :func:`workers.api_document.finish`."""
-    from workers.api_document import finish
+    statuses, limits and links of :func:`workers.http.openapi.finish`."""
+    from workers.http.openapi import finish
 
     _, top = models_json_schema([(m, "validation") for m in REQUEST_MODELS], ref_template=REF)
     schemas = openapi.setdefault("components", {}).setdefault("schemas", {})

@@ -1,6 +1,6 @@
 """Finishing touches that make ``/openapi.json`` state what the running service does.
 
-:func:`finish` is applied once to the generated document (``workers.api_schema.install_schemas``):
+:func:`finish` is applied once to the generated document (``workers.http.schemas.install_schemas``):
 
 - **statuses**: every error status an operation can answer is listed (a schemathesis run
   with ``status_code_conformance`` fails on any other): the body limit (400 for a bad
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.api_agent_schema import NONBLANK
+from workers.http.agent_schema import NONBLANK
 
 ERROR = {"description": "error", "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}

@@ -183,7 +183,7 @@ def start_scheduler(settings: Any, runtime: Any) -> BackgroundScheduler:
     every = max(1.0, min(10.0, settings.snapshot_every_s))
     for fn, seconds in ((snapshot_job, every), (retention_job, settings.retention_interval_s),
                         (health_job, settings.health_interval_s)):
-        sched.add_job(f"workers.scheduler:{fn.__name__}", IntervalTrigger(seconds=seconds),
+        sched.add_job(f"workers.actors.scheduler:{fn.__name__}", IntervalTrigger(seconds=seconds),
                       args=[ns], id=f"{ns}:{fn.__name__}", name=fn.__name__,
                       replace_existing=True)
     return sched

@@ -9,7 +9,7 @@ JSONL: one event object a line (blank lines skipped). CSV: a header row naming t
 ``id``, ``input``, ``target``, ``beta``, ``ts``, ``speaker`` (empty cells are absent); for an
 agent with ``encoder: "none"`` the vector is either a JSON list in the ``input`` column or the
 columns ``x0, x1, ... xN``. Parquet and Arrow IPC files (``.parquet``; ``.arrow``, ``.arrows``,
-``.feather``, ``.ipc``): the columns of an Arrow ingest body (:mod:`workers.arrow_ingest`), one
+``.feather``, ``.ipc``): the columns of an Arrow ingest body (:mod:`workers.http.arrow`), one
 event a row; ``line`` is then the row number from 1.
 
 Examples

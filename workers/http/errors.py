@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agent.errors import InputError
 from storage import errors as se
 from workers.contract import ServiceError
-from workers.http_middleware import HttpMetrics
+from workers.http.middleware import HttpMetrics
 from workers.validation import TooMany
 
 log = logging.getLogger("deltamem.http")

@@ -11,7 +11,7 @@ Examples
 >>> loads_strict(b'{"a": NaN}')
 Traceback (most recent call last):
 ...
-workers.ndjson.MalformedJSON: line 1 column 7: NaN is not valid JSON (use a finite number)
+workers.http.ndjson.MalformedJSON: line 1 column 7: NaN is not valid JSON (use a finite number)
 >>> [(ln.line, ln.value, ln.error) for ln in parse_ndjson(b'{"x": 1}\\n\\nnot json\\n')]
 [(1, {'x': 1}, None), (3, None, 'line 3: malformed JSON: Expecting value (column 1)')]
 """

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from storage.repository.quality import MAX_WINDOW
-from workers import api_schema as doc
+from workers.http import schemas as doc
 from workers.validation import MAX_VERSION, parse_query_int
 
 __all__ = ["add_quality_routes", "DEFAULT_WINDOW", "DEFAULT_POINTS"]

@@ -5,7 +5,7 @@ the acknowledgement loses nothing. Backpressure: each learner shard reports its 
 every notify; while a shard's backlog exceeds ``queue_max_events`` new events for its agents
 are refused with 429 (the caller should slow down and retry), so memory stays bounded.
 
-Group commit (:mod:`workers.group_commit`): the actor takes many calls at once, and the calls
+Group commit (:mod:`workers.actors.group_commit`): the actor takes many calls at once, and the calls
 that arrive while a commit runs are appended together in the next transaction
 (:func:`storage.repository.event_groups.append_groups`): one commit, one fsync, a few
 statements for the whole group, each request still answered on its own, after the commit.
@@ -18,9 +18,9 @@ from typing import Any
 import ray
 
 from storage.repository.event_groups import append_groups
+from workers.actors.group_commit import GroupCommitter
+from workers.actors.learner import shard_of
 from workers.contract import ServiceError
-from workers.group_commit import GroupCommitter
-from workers.learner import shard_of
 from workers.settings import Settings
 from workers.store import Store
 

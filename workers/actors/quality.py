@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from workers.agents import event_inputs
+from workers.actors.factory import event_inputs
 
 __all__ = ["pretest", "QualityHistogram", "BUCKETS"]
 

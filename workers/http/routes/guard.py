@@ -1,4 +1,4 @@
-"""HTTP routes of the guard (issue 18 §3; workers/guard.py).
+"""HTTP routes of the guard (issue 18 §3; workers/actors/guard.py).
 
 - ``GET /v1/agents/{id}/guard`` → ``{"policy": {...}|null, "quarantined": bool, "actions":
   [{"id", "at", "action", "version", "reason"}]}`` (newest first);
@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from agent.errors import InputError
-from workers import api_schema as doc
+from workers.http import schemas as doc
 from workers.validation import MAX_ID_CHARS, check_object, check_str
 
 __all__ = ["add_guard_routes", "check_release_body"]

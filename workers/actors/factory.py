@@ -36,7 +36,7 @@ _encoder: Any = None  # this process's text encoder for learners (None: the loca
 
 def use_encoder(encoder: Any) -> None:
     """Make :func:`make_learner` give MiniLM agents ``encoder`` (an actor process passes the
-    deployment's :class:`workers.encoder.RemoteEncoder`, so it loads no model of its own)."""
+    deployment's :class:`workers.actors.encoder.RemoteEncoder`, so it loads no model of its own)."""
     global _encoder
     _encoder = encoder
 

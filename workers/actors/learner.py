@@ -23,12 +23,12 @@ from typing import Any
 import ray
 
 from storage.repository.quality import record_quality
-from workers.agents import make_learner, make_replay, state_nbytes, use_encoder
-from workers.encoder import RemoteEncoder
-from workers.guard import Decision, Guard, check_release, record_action, set_quarantined
-from workers.inbox import Inbox
-from workers.poison import copy_learner, find_poison, is_transient, learn_checked
-from workers.quality import QualityHistogram, pretest
+from workers.actors.encoder import RemoteEncoder
+from workers.actors.factory import make_learner, make_replay, state_nbytes, use_encoder
+from workers.actors.guard import Decision, Guard, check_release, record_action, set_quarantined
+from workers.actors.inbox import Inbox
+from workers.actors.poison import copy_learner, find_poison, is_transient, learn_checked
+from workers.actors.quality import QualityHistogram, pretest
 from workers.settings import Settings
 from workers.store import Store
 
@@ -67,7 +67,7 @@ class LearnerActor:
                        "read_s": 0.0, "busy_s": 0.0, "errors": 0, "evicted": 0, "rejected": 0,
                        "inbox_events": 0, "sql_reads": 0}
         self._quality = QualityHistogram()  # micro-batch hit rates per agent kind (metrics)
-        self._guard = Guard()  # detectors of guarded agents (workers/guard.py)
+        self._guard = Guard()  # detectors of guarded agents (workers/actors/guard.py)
         self._guard_muted: set[str] = set()  # agents whose released events are being applied
         self._quarantined: dict[str, bool] = {}  # the store's flag, read once per agent
         self._decisions: dict[str, tuple[int, Decision]] = {}  # guard actions to take
@@ -84,7 +84,7 @@ class LearnerActor:
     def notify(self, agent_ids: list[str], n_events: int = 0,
                events: dict[str, list[dict[str, Any]]] | None = None) -> int:
         """Agents that may have pending events, and (``events``) the events accepted for
-        them as ``Event.as_replay()`` gives them (:mod:`workers.inbox`; an agent without
+        them as ``Event.as_replay()`` gives them (:mod:`workers.actors.inbox`; an agent without
         them is read from the store). Returns this shard's backlog (events)."""
         for agent_id in agent_ids:
             self._inbox.put(agent_id, (events or {}).get(agent_id))
@@ -316,7 +316,7 @@ class LearnerActor:
     def _after_commit(self, repo: Any, row: Any, learner: Any, tested: list[bool] | None,
                       n: int) -> None:
         """In the commit's transaction: the quality of the version ``row`` just committed
-        (workers/quality.py)."""
+        (workers/actors/quality.py)."""
         if tested is None:
             return
         agent_id, version = row.agent_id, row.version
@@ -332,7 +332,7 @@ class LearnerActor:
                 self._decisions[agent_id] = (version, decision)
 
     def _guard_act(self, agent_id: str, version: int, d: Decision) -> None:
-        """Record the action; quarantine, or roll back and quarantine (workers/guard.py)."""
+        """Record the action; quarantine, or roll back and quarantine (workers/actors/guard.py)."""
         with self._store.tx() as repo:
             if d.action == "alert":
                 record_action(repo, agent_id, "alert", version, d.reason)
@@ -372,7 +372,7 @@ class LearnerActor:
         return q
 
     def release(self, agent_id: str, event_ids: list[str] | None) -> dict[str, Any]:
-        """Lift the quarantine and apply the held events (workers/guard.py)."""
+        """Lift the quarantine and apply the held events (workers/actors/guard.py)."""
         with self._lock(agent_id):
             with self._store.tx() as repo:
                 a = repo.get_agent(agent_id)
@@ -397,7 +397,7 @@ class LearnerActor:
 
     def _isolate(self, agent_id: str, payloads: list[dict[str, Any]],
                  seqs: list[int]) -> tuple[int, Any, Any, int] | None:
-        """After a failed micro-batch (workers/poison.py): reject the events that fail on
+        """After a failed micro-batch (workers/actors/poison.py): reject the events that fail on
         their own (None: the caller reads the pending events again), or, when none does,
         learn the first clean part alone: ``(head version, learner, delta, events in it)``."""
         version, head = self._head(agent_id)

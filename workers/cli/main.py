@@ -3,7 +3,7 @@
 Every subcommand has ``--help`` with an example. Settings come from flags, else ``DELTAMEM_*``
 environment variables (``DELTAMEM_URL``, ``DELTAMEM_API_KEY``, ``DELTAMEM_ADMIN_KEY``,
 ``DELTAMEM_DATABASE_URL``, ...). A user error exits non-zero with one line on stderr,
-``error: <field>: <message>``, never a traceback. The commands live in ``workers.cli_commands``;
+``error: <field>: <message>``, never a traceback. The commands live in ``workers.cli.commands``;
 ``bench``, ``eval`` and ``train-adapter`` come from the entry point group ``deltamem.commands``
 (registered by the ``benchmarks`` package).
 
@@ -21,7 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from workers.cli_errors import EXIT_INTERRUPTED, EXIT_USER_ERROR
+from workers.cli.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
 PLUGIN_GROUP = "deltamem.commands"
 
@@ -192,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``deltamem`` console script; returns the exit status."""
-    from workers import cli_commands
+    from workers.cli import commands as cli_commands
 
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int | None] = (

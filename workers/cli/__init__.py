@@ -1,0 +1,2 @@
+"""The ``deltamem`` command line: ``main`` (parsing, error policy), ``commands``, ``files`` (event
+files), ``tables``, ``demo``."""

@@ -1,0 +1,5 @@
+"""``python -m workers.cli``."""
+
+from workers.cli.main import entry
+
+entry()
