@@ -174,7 +174,7 @@ MAX_GUARD_WINDOW = 100_000
 
 @dataclass(frozen=True)
 class GuardPolicy:
-    """The guard of an agent's quality (workers/guard.py): when prequential accuracy over the last
+    """The guard of an agent's quality (workers/actors/guard.py): when prequential accuracy over the last
     ``window`` events falls by more than ``drop`` against the ``window`` events before, confirmed
     by a Page-Hinkley test on the error stream, it takes ``action``."""
 
@@ -218,7 +218,7 @@ class AgentConfig:
     # input_scale[j] (the lift's bandwidth per feature)
     standardize: bool = False
     input_scale: tuple[float, ...] | None = None
-    guard: GuardPolicy | None = None  # classifier and recall agents (workers/guard.py)
+    guard: GuardPolicy | None = None  # classifier and recall agents (workers/actors/guard.py)
 
     @property
     def key_dim(self) -> int:

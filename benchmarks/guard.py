@@ -1,8 +1,8 @@
 """``python -m benchmarks.guard [--events 3000] [--elec2 45312] [--window 500] [--drop 0.1]``:
-the guard (workers/guard.py) against a label-flip burst, a backdoor trigger and honest drift.
+the guard (workers/actors/guard.py) against a label-flip burst, a backdoor trigger and honest drift.
 
 Each stream runs through the learner's own path on a real SQLite store: test-then-train per
-micro-batch of 10 (:func:`workers.quality.pretest`), a committed version, its quality recorded
+micro-batch of 10 (:func:`workers.actors.quality.pretest`), a committed version, its quality recorded
 (:mod:`storage.repository.quality`), the guard's check; a rollback loads the good version's state
 from the store and holds the rest of the stream (as the service would, until an operator acts).
 
@@ -66,8 +66,8 @@ def run(X: np.ndarray, y: list[str], config: dict[str, Any], guard: dict[str, An
     from storage.migrate import upgrade
     from storage.repository import unit_of_work
     from storage.repository.quality import record_quality
-    from workers.guard import Guard
-    from workers.quality import pretest
+    from workers.actors.guard import Guard
+    from workers.actors.quality import pretest
 
     cfg = AgentConfig.from_dict({**config, **({"guard": guard} if guard else {})})
     agent, g = MemoryAgent(cfg), Guard()

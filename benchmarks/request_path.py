@@ -52,7 +52,7 @@ def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: 
 
 def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
         rates: dict[int, float] | None = None) -> dict[str, dict[str, tuple[float, float]]]:
-    from workers.app import build_app
+    from workers.http.app import build_app
     from workers.runtime import _HttpServer, free_port, start
     from workers.settings import Settings
 

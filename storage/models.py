@@ -370,7 +370,7 @@ class Answer(Base):
 
 class GuardAction(Base):
     """One action of an agent's guard (alert, quarantine, rollback) or an operator's release,
-    with its reason and the version it made or acted on (workers/guard.py)."""
+    with its reason and the version it made or acted on (workers/actors/guard.py)."""
 
     __tablename__ = "guard_actions"
     __table_args__ = (Index("ix_guard_actions_agent", "agent_id", "id"),)
@@ -384,7 +384,7 @@ class GuardAction(Base):
 
 
 class SchedulerJob(Base):
-    """APScheduler's job table (``workers.scheduler.JsonJobStore``): the job state is JSON
+    """APScheduler's job table (``workers.actors.scheduler.JsonJobStore``): the job state is JSON
     bytes, never a pickle. Column names and types are the ones APScheduler's store expects."""
 
     __tablename__ = "scheduler_jobs"

