@@ -56,6 +56,9 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _rest_arguments(p: argparse.ArgumentParser) -> None:
+    # argparse.REMAINDER takes nothing when the first word is a flag (``--out x``): no prefix
+    # character here, so every word (``--help`` too) goes to benchmarks.lm_train's own parser
+    p.prefix_chars = "\x00"
     p.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for benchmarks.lm_train")
 
 

@@ -58,6 +58,8 @@ def test_benchmark_commands_come_from_the_entry_points():
     assert a.plugin_run is commands.EVAL.run and a.rest == ["lm", "--quick"]
     a = p.parse_args(["train-adapter"])
     assert a.plugin_run is commands.TRAIN_ADAPTER.run and a.rest == []
+    a = p.parse_args(["train-adapter", "--out", "a.safetensors", "--help"])  # flags first
+    assert a.plugin_run is commands.TRAIN_ADAPTER.run and a.rest == ["--out", "a.safetensors", "--help"]
 
 
 def test_bad_flags_exit_2(capsys):
