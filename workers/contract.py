@@ -80,6 +80,14 @@ class ServiceAPI(Protocol):
     def fork(self, tenant_id: str, agent_id: str, version: int | None,
              name: str) -> dict[str, Any]: ...
 
+    def quality(self, tenant_id: str, agent_id: str, window: int, limit: int,
+                before: int | None) -> dict[str, Any]: ...  # {"window", "points"}
+
+    # the guard (workers/actors/guard.py)
+    def guard(self, tenant_id: str, agent_id: str) -> dict[str, Any]: ...
+    def release(self, tenant_id: str, agent_id: str,
+                event_ids: list[str] | None) -> dict[str, Any]: ...  # {"released", "version"}
+
     # operations
     def healthy(self) -> bool: ...
     def ready(self) -> dict[str, Any]: ...  # {"ready": bool, "ray":..., "database":..., "serving":...}

@@ -8,9 +8,10 @@ allows only these files (no inline script, no other origin).
 
 from __future__ import annotations
 
+from functools import cache
 from importlib import resources
 
-from fastapi import FastAPI
+from fastapi import APIRouter
 from fastapi.responses import RedirectResponse, Response
 
 from workers.contract import ServiceError
@@ -27,26 +28,27 @@ HEADERS = {
 }
 
 
+router = APIRouter(include_in_schema=False)
+
+
+@cache
 def _read(name: str) -> bytes:
+    """A file of the page, read once per process (the package's files do not change)."""
     return resources.files(__name__).joinpath(name).read_bytes()
 
 
-def mount_console(app: FastAPI) -> None:
-    """Serve ``/console`` (the page) and ``/console/<file>`` (its scripts and style)."""
-    page = _read("index.html")
-    assets = {name: (_read(name), ctype) for name, ctype in FILES.items()}
+@router.get("/console")
+async def console_page() -> Response:
+    return Response(_read("index.html"), media_type="text/html; charset=utf-8", headers=HEADERS)
 
-    @app.get("/console", include_in_schema=False)
-    async def console_page() -> Response:
-        return Response(page, media_type="text/html; charset=utf-8", headers=HEADERS)
 
-    @app.get("/console/", include_in_schema=False)
-    async def console_slash() -> RedirectResponse:
-        return RedirectResponse("/console", status_code=308)
+@router.get("/console/")
+async def console_slash() -> RedirectResponse:
+    return RedirectResponse("/console", status_code=308)
 
-    @app.get("/console/{name}", include_in_schema=False)
-    async def console_asset(name: str) -> Response:
-        if name not in assets:
-            raise ServiceError(404, "not_found", f"no console file {name!r}", "name")
-        body, ctype = assets[name]
-        return Response(body, media_type=f"{ctype}; charset=utf-8", headers=HEADERS)
+
+@router.get("/console/{name}")
+async def console_asset(name: str) -> Response:
+    if name not in FILES:
+        raise ServiceError(404, "not_found", f"no console file {name!r}", "name")
+    return Response(_read(name), media_type=f"{FILES[name]}; charset=utf-8", headers=HEADERS)

@@ -9,19 +9,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from agent.errors import InputError
 from workers.http import schemas as doc
+from workers.http.routes.deps import AUTH, Service, TenantId, call, read_json
 from workers.validation import MAX_ID_CHARS, check_object, check_str
 
-__all__ = ["add_guard_routes", "check_release_body"]
+__all__ = ["router", "check_release_body"]
 
-AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+router = APIRouter(tags=["versions"])
 
 
 def check_release_body(body: Any) -> list[str] | None:
@@ -35,22 +35,20 @@ def check_release_body(body: Any) -> list[str] | None:
     return list(dict.fromkeys(out))
 
 
-def add_guard_routes(app: FastAPI, service: Any, auth: Any, call: Callable[..., Awaitable[Any]],
-                     read_json: Callable[[Request], Awaitable[Any]]) -> None:
-    @app.get("/v1/agents/{agent_id}/guard", tags=["versions"], openapi_extra={"security": AUTH},
-             responses={200: {"description": "the guard's policy, state and actions"},
-                        **doc.errors(401, 404)})
-    async def guard(agent_id: str, request: Request) -> JSONResponse:
-        """The agent's guard: policy, whether new events are held, its actions (newest first)."""
-        tenant = await auth.tenant(request)
-        return JSONResponse(await call(service.guard, tenant, agent_id))
+@router.get("/v1/agents/{agent_id}/guard", openapi_extra={"security": AUTH},
+            responses={200: {"description": "the guard's policy, state and actions"},
+                       **doc.errors(401, 404)})
+async def guard(agent_id: str, tenant: TenantId, service: Service) -> JSONResponse:
+    """The agent's guard: policy, whether new events are held, its actions (newest first)."""
+    return JSONResponse(await call(service.guard, tenant, agent_id))
 
-    @app.post("/v1/agents/{agent_id}/release", tags=["versions"], openapi_extra={"security": AUTH},
-              responses={200: {"description": "held events released"},
-                         **doc.errors(400, 401, 404, 413, 422)})
-    async def release(agent_id: str, request: Request) -> JSONResponse:
-        """Lift the agent's quarantine and apply its held events."""
-        tenant = await auth.tenant(request)
-        raw = await request.body()
-        ids = check_release_body(await read_json(request)) if raw.strip() else None
-        return JSONResponse(await call(service.release, tenant, agent_id, ids))
+
+@router.post("/v1/agents/{agent_id}/release", openapi_extra={"security": AUTH},
+             responses={200: {"description": "held events released"},
+                        **doc.errors(400, 401, 404, 413, 422)})
+async def release(agent_id: str, request: Request, tenant: TenantId,
+                  service: Service) -> JSONResponse:
+    """Lift the agent's quarantine and apply its held events."""
+    raw = await request.body()
+    ids = check_release_body(await read_json(request)) if raw.strip() else None
+    return JSONResponse(await call(service.release, tenant, agent_id, ids))
