@@ -52,7 +52,10 @@ def build_app(service: ServiceAPI, settings: Settings) -> FastAPI:
     app.state.auth = Auth(service, settings)
     app.state.metrics = metrics
     install_error_handlers(app, metrics)
-    app.add_middleware(AllowedMethods, routes=app.router.routes, metrics=metrics)
+    # the routes themselves (app.routes holds one entry per included router): AllowedMethods
+    # lists every method of a path across them
+    routes = [*app.router.routes, *(route for router in ROUTERS for route in router.routes)]
+    app.add_middleware(AllowedMethods, routes=routes, metrics=metrics)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, metrics=metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     for router in ROUTERS:
