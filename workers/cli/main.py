@@ -68,15 +68,7 @@ def _add_plugins(subs: Any) -> None:
         p.set_defaults(plugin_run=cmd.run)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole ``deltamem`` argument parser."""
-    client, db = _client_parent(), _db_parent()
-    parser = argparse.ArgumentParser(
-        prog="deltamem", formatter_class=_formatter,
-        description="deltamem: online continual learning on versioned delta-rule memory.",
-        epilog="start here:\n  deltamem demo\n\nsee `deltamem COMMAND --help` for each command.")
-    subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_service(subs: Any, db: argparse.ArgumentParser) -> None:
     p = _sub(subs, "serve", "run the service in the foreground (Ray, HTTP, scheduler) until "
              "SIGTERM/SIGINT", "deltamem serve --port 8000 --db sqlite:///deltamem.db", [db])
     p.add_argument("--host", help="address to listen on (env DELTAMEM_HOST; default 127.0.0.1)")
@@ -87,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port (default 8000, or a free one if it is taken)")
     p.add_argument("--quick", action="store_true", help="stream fewer events (for CI)")
 
+
+def _add_ingest(subs: Any, client: argparse.ArgumentParser) -> None:
     p = _sub(subs, "ingest", "stream events from a JSONL, CSV, Parquet or Arrow file (or - for stdin)",
              "deltamem ingest a1b2 events.jsonl --batch-size 500\n"
              "  (events without an id get <file basename>:<line>, so a re-run only adds "
@@ -100,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept the valid events of a batch and report the invalid ones")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
+
+def _add_predict(subs: Any, client: argparse.ArgumentParser) -> None:
     p = _sub(subs, "predict", "ask an agent; prints label and score per input",
              "deltamem predict a1b2 'where is my card?' --top-k 3", [client])
     p.add_argument("agent", help="agent id")
@@ -112,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait-ms", type=int, help="how long --min-version waits")
     p.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
+
+def _add_versions(subs: Any, client: argparse.ArgumentParser) -> None:
+    """versions, rollback, forget, fork."""
     p = _sub(subs, "versions", "an agent's version history as a table",
              "deltamem versions a1b2 --limit 20", [client])
     p.add_argument("agent", help="agent id")
@@ -135,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="the new agent's name")
     p.add_argument("--version", type=int, help="the source version (default: head)")
 
+
+def _add_agents(subs: Any, client: argparse.ArgumentParser) -> None:
     p = _sub(subs, "agents", "list, create and show agents", "deltamem agents create intents "
              "--kind classifier --encoder minilm")
     asubs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -152,9 +153,11 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument(f"--{name}", type=float, help=f"memory.{name}")
     a.add_argument("--lift-dim", type=int, help="memory.lift_dim")
     a.add_argument("--replay", type=int, help="memory.replay (rule softmax)")
-    for sp in (a,):
-        sp.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    a.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
+
+def _add_tenants_and_keys(subs: Any, client: argparse.ArgumentParser,
+                          db: argparse.ArgumentParser) -> None:
     p = _sub(subs, "tenants", "create tenants (over HTTP, with the admin key) and list them",
              "DELTAMEM_ADMIN_KEY=... deltamem tenants create acme")
     tsubs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -175,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
              "echo $OLD_KEY | deltamem keys revoke -", [db])
     k.add_argument("key", help="the key, or - to read it from stdin (keeps it out of shell history)")
 
+
+def _add_db(subs: Any, db: argparse.ArgumentParser) -> None:
     p = _sub(subs, "db", "database schema migrations (Alembic)", "deltamem db upgrade --db "
              "postgresql://user@localhost/deltamem")
     dsubs = p.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -186,6 +191,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("revision")
     _sub(dsubs, "current", "print the database's revision", "deltamem db current", [db])
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``deltamem`` argument parser: one builder per group of subcommands."""
+    client, db = _client_parent(), _db_parent()
+    parser = argparse.ArgumentParser(
+        prog="deltamem", formatter_class=_formatter,
+        description="deltamem: online continual learning on versioned delta-rule memory.",
+        epilog="start here:\n  deltamem demo\n\nsee `deltamem COMMAND --help` for each command.")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_service(subs, db)
+    _add_ingest(subs, client)
+    _add_predict(subs, client)
+    _add_versions(subs, client)
+    _add_agents(subs, client)
+    _add_tenants_and_keys(subs, client, db)
+    _add_db(subs, db)
     _add_plugins(subs)
     return parser
 
