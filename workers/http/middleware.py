@@ -6,7 +6,8 @@ matches, and none buffers a body.
 - :class:`BodyLimit` answers 413 before reading a body whose ``Content-Length`` is over the
   limit, and stops a chunked (or lying) body as soon as the bytes received pass it.
 - :class:`AllowedMethods` answers a method the path does not take with 405 and ``OPTIONS``
-  with 204, both with an ``Allow`` header listing every method of the path.
+  with 204, both with an ``Allow`` header listing every method of the path. It matches the
+  routes only for ``OPTIONS`` and when the app answers 405, not on every request.
 - :class:`HttpMetrics` holds a per-app ``CollectorRegistry`` (no module globals, so two apps in
   one process do not collide): requests by method, route template and status; errors by status
   and error code; and a latency histogram by method and route template.
@@ -160,7 +161,11 @@ class BodyLimit:
 class AllowedMethods:
     """Answer a method a path does not take with 405 and an ``Allow`` header listing *every*
     method of that path (Starlette lists only the first matching route's: ``GET`` and
-    ``POST /v1/agents`` are two routes), and ``OPTIONS`` with 204 and the same ``Allow``."""
+    ``POST /v1/agents`` are two routes), and ``OPTIONS`` with 204 and the same ``Allow``.
+
+    Other requests pass straight through: the routes are matched (a scan of the route list)
+    only when the request is ``OPTIONS`` or the app's answer starts with 405, which it then
+    replaces (the app's error handler has counted that 405 already)."""
 
     def __init__(self, app: Any, routes: list[Any], metrics: HttpMetrics | None = None) -> None:
         self.app = app
@@ -181,18 +186,40 @@ class AllowedMethods:
         return methods or None
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        methods = self.allowed(scope) if scope["type"] == "http" else None
-        if methods is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "OPTIONS":
+            methods = self.allowed(scope)
+            if methods is not None:
+                await self._answer(scope, methods, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        replaced = False
+
+        async def send_or_replace(message: Message) -> None:
+            nonlocal replaced
+            if replaced:  # the body of the app's own 405, dropped
+                return
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                methods = self.allowed(scope)
+                if methods is not None:
+                    replaced = True
+                    await self._answer(scope, methods, send)
+                    return
+            await send(message)
+
+        await self.app(scope, receive, send_or_replace)
+
+    @staticmethod
+    async def _answer(scope: Scope, methods: set[str], send: Any) -> None:
         allow = ", ".join(sorted(methods | {"OPTIONS"})).encode()
         if scope["method"] == "OPTIONS":
             await send({"type": "http.response.start", "status": 204,
                         "headers": [(b"allow", allow), (b"content-length", b"0")]})
             await send({"type": "http.response.body", "body": b""})
             return
-        if self.metrics is not None:
-            self.metrics.error(405, "method_not_allowed")
         body = json.dumps({"error": {
             "code": "method_not_allowed", "field": "method",
             "message": f"{scope['method']} is not a method of {scope['path']}; "
