@@ -2,8 +2,10 @@
 
 SQLite connections get WAL journaling, enforced foreign keys, a busy timeout,
 ``synchronous=FULL`` (an acknowledged event survives a power cut, not only a killed
-process) and ``secure_delete=ON`` (deleted content is overwritten with zeros; with
-:meth:`Database.checkpoint` after a forget, erased bytes leave the files). pysqlite's own transaction handling is switched off and SQLAlchemy emits
+process), 16 KiB pages in a new database file (:data:`SQLITE_PAGE_SIZE`) and
+``secure_delete=ON`` (deleted content is overwritten with zeros; with
+:meth:`Database.checkpoint` after a forget, erased bytes leave the files). pysqlite's own
+transaction handling is switched off and SQLAlchemy emits
 ``BEGIN`` itself, so SAVEPOINTs work; a session made by :meth:`Database.write_session`
 starts with ``BEGIN IMMEDIATE`` on SQLite (takes the write lock up front, so a transaction
 that reads first and writes later never fails on a stale snapshot).
@@ -33,6 +35,10 @@ from storage import jsoncodec
 __all__ = ["Database", "make_engine", "normalize_url", "text"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# An event row (a 384-d float32 input is 1,536 bytes) fits twice in a 4 KiB page with a third
+# of it unused; 16 KiB pages hold nine (benchmarks/EVAL.md, "Ingest paths"). Set before the
+# first table is created; an existing file keeps its page size (WAL mode cannot change it).
+SQLITE_PAGE_SIZE = 16_384
 
 
 def normalize_url(url: str) -> str:
@@ -50,6 +56,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, memory: bool, synchronous: st
     dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
     cur = dbapi_conn.cursor()
     if not memory:
+        cur.execute(f"PRAGMA page_size={SQLITE_PAGE_SIZE}")  # a no-op once the file has tables
         cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

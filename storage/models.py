@@ -308,8 +308,12 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("agent_id", "client_id", name="uq_events_agent_client_id"),
         UniqueConstraint("agent_id", "seq", name="uq_events_agent_seq"),
-        Index("ix_events_agent_applied", "agent_id", "applied_version"),
-        Index("ix_events_agent_rejected", "agent_id", "rejected", "seq"),
+        # partial: only the rows the pending and rejected lookups find (migration 0010)
+        Index("ix_events_pending", "agent_id", "seq",
+              sqlite_where=text("applied_version IS NULL"),
+              postgresql_where=text("applied_version IS NULL")),
+        Index("ix_events_rejected", "agent_id", "seq", sqlite_where=text("rejected IS 1"),
+              postgresql_where=text("rejected IS true")),
         # the rows forks inherited (deleting a pruned event checks its FK by this index)
         Index("ix_events_origin_event_id", "origin_event_id",
               sqlite_where=text("origin_event_id IS NOT NULL"),

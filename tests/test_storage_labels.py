@@ -182,8 +182,8 @@ def test_rebuild_reads_versions_back_to_the_snapshot_only(db):
 
 def test_pending_reads_use_the_pending_index(sqlite_template_path, tmp_path):
     """SQLite plans the learner's pending-event reads (each micro-batch) on
-    ``ix_events_agent_applied`` (the few unapplied rows), not on an index that walks every
-    event the agent ever had."""
+    ``ix_events_pending`` (a partial index of the few unapplied rows), not on an index that
+    walks every event the agent ever had."""
     import shutil
 
     path = tmp_path / "plan.db"
@@ -211,6 +211,6 @@ def test_pending_reads_use_the_pending_index(sqlite_template_path, tmp_path):
             for stmt, params in pending:
                 plan = " ".join(str(r) for r in conn.exec_driver_sql(
                     "EXPLAIN QUERY PLAN " + stmt, params).all())
-                assert "ix_events_agent_applied" in plan, plan
+                assert "ix_events_pending" in plan, plan
     finally:
         db.dispose()

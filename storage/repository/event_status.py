@@ -1,8 +1,9 @@
 """Listing an agent's events by status (``GET /v1/agents/{id}/events?status=``), a page at a
 time in ``seq`` order. Each status is one indexed range read, never a scan of the history:
-``rejected`` on ``ix_events_agent_rejected (agent_id, rejected, seq)``, ``pending`` on
-``ix_events_agent_applied (agent_id, applied_version)`` (pending events are few), ``applied``
-on ``uq_events_agent_seq (agent_id, seq)`` (almost every event is applied)."""
+``rejected`` on ``ix_events_rejected (agent_id, seq) WHERE rejected``, ``pending`` on
+``ix_events_pending (agent_id, seq) WHERE applied_version IS NULL`` (partial indexes: they hold
+only those few rows), ``applied`` on ``uq_events_agent_seq (agent_id, seq)`` (almost every
+event is applied)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class EventStatusMixin(RepoBase):
             if status == "held" and not agent.quarantined:  # held: the guard's quarantine
                 return [], None
             # the pending terms and order of pending_events: the few pending rows through
-            # ix_events_agent_applied, not a walk of every event the agent ever had
+            # ix_events_pending, not a walk of every event the agent ever had
             q, order = q.where(*_pending(agent_id)[1:]), Event.seq + 0
         else:
             q = q.where(Event.applied_version.is_not(None))
