@@ -65,6 +65,9 @@ class Settings(BaseSettings):
 
     # serving cache
     cache_max_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    # head states the HTTP process keeps to answer predicts at the head itself
+    # (workers/head_cache.py; 0 turns it off: every predict goes to a serving actor)
+    head_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
     # head states a learner shard keeps in memory (least recently used go first, reloaded
     # from the store on their next event); an rls agent with a 3072-d float32 lift is 40 MB
     learner_cache_bytes: int = Field(1024 * 1024 * 1024, ge=1024)

@@ -19,7 +19,15 @@ router = APIRouter(tags=["predict"])
 async def predict(agent_id: str, request: Request, tenant: TenantId, service: Service,
                   settings: Config) -> JSONResponse:
     """Answer inputs at the head, a pinned ``version``, ``as_of`` a time, or ``min_version``."""
-    agent = await call(service.agent_config, tenant, agent_id)
+    # no thread hop when the service holds what is needed (issue 16): the agent's config and,
+    # at the head, its state (workers/head_cache.py); else the blocking calls run in a thread
+    cached_config = getattr(service, "cached_config", None)
+    hit = cached_config(tenant, agent_id) if cached_config is not None else None
+    agent = hit if hit is not None else await call(service.agent_config, tenant, agent_id)
     args = check_predict(await read_json(request), agent, settings)
     inputs = args.pop("inputs")
-    return JSONResponse(await call(service.predict, tenant, agent_id, inputs, **args))
+    predict_cached = getattr(service, "predict_cached", None)
+    out = predict_cached(tenant, agent_id, inputs, **args) if predict_cached is not None else None
+    if out is None:
+        out = await call(service.predict, tenant, agent_id, inputs, **args)
+    return JSONResponse(out)
