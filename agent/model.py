@@ -120,6 +120,8 @@ class MemoryAgent(StateView):
     ``_labels`` (labels or answer texts, in order of first appearance).
     """
 
+    is_chat = False  # a LabelLearner (agent.learner): events are (input, target)
+
     def __init__(self, config: AgentConfig, encoder: Encoder | None = None, dtype: Any = None):
         self.config = config
         self.dtype = np.dtype(dtype if dtype is not None else config.memory.dtype)
@@ -352,7 +354,7 @@ class MemoryAgent(StateView):
                 out[i] = float(b)
         return out
 
-    def compute_delta(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str],
+    def compute_delta(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str] | None,
                       betas: Sequence[float | None] | None = None) -> Delta:
         """The delta of learning ``(inputs, targets)`` in order; changes nothing."""
         if self._reads_only:
@@ -360,7 +362,7 @@ class MemoryAgent(StateView):
         n = len(inputs)
         if n == 0:
             raise InputError("inputs", "expected at least one input")
-        if isinstance(targets, str) or len(targets) != n:
+        if targets is None or isinstance(targets, str) or len(targets) != n:
             raise InputError("targets", f"expected {n} targets (one per input)")
         for i, t in enumerate(targets):
             if not isinstance(t, str) or not t:
@@ -436,7 +438,7 @@ class MemoryAgent(StateView):
             out["Y"] = LayerDelta.append(y.astype(self.dtype)[:, None], n0 + len(y))
         return out
 
-    def learn_many(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str],
+    def learn_many(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str] | None,
                    betas: Sequence[float | None] | None = None, delta_dtype: Any = None) -> Delta:
         """Learn a micro-batch; returns the delta exactly as applied (compact, cast; the input
         statistics of a standardising agent stay float64).

@@ -11,9 +11,26 @@ themselves). ``workers.http.errors.ERRORS``, the one table, turns each into ``{"
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from agent.errors import PicklableError
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+
+
+class RemoteMethod(Protocol):
+    """``handle.method`` of a Ray actor: ``.remote(...)`` runs it and gives an ``ObjectRef``."""
+
+    def remote(self, *args: Any, **kwargs: Any) -> ObjectRef[Any]: ...
+
+
+class ActorRef(Protocol):
+    """A Ray actor handle (``ray.actor.ActorHandle``) as the workers call it: every attribute is
+    a :class:`RemoteMethod`. Ray types ``ActorHandle.__getattr__`` as ``Never``, which would make
+    mypy skip the code after every call; a handle from ``ray.get_actor`` or ``.remote()`` fits."""
+
+    def __getattr__(self, name: str) -> RemoteMethod: ...
 
 
 class ServiceError(PicklableError):

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import ray
+from ray import ObjectRef
 from sqlalchemy import bindparam, select
 
 from agent.config import AgentConfig
@@ -26,7 +27,7 @@ from workers.actors.ingest import IngestActor
 from workers.actors.learner import LearnerActor, shard_of
 from workers.actors.serving import ServingActor, agents_by_id
 from workers.agent_cache import ConfigCache
-from workers.contract import ServiceError, not_found
+from workers.contract import ActorRef, ServiceError, not_found
 from workers.event_arrays import with_arrays
 from workers.metrics import render_metrics
 from workers.readiness import WriteProbe
@@ -36,7 +37,7 @@ from workers.store import Store
 _HEAD = select(Agent.head_version).where(Agent.id == bindparam("agent_id"))
 
 
-def actor_result(ref: Any, timeout: float) -> Any:
+def actor_result(ref: ObjectRef[Any], timeout: float) -> Any:
     """``ray.get(ref)``; an error the actor raised is raised here as itself (the service's,
     the store's and input errors pickle with their fields: ``agent.errors.PicklableError``),
     so callers catch the real types and ``workers.http.errors`` answers them."""
@@ -76,9 +77,9 @@ class Runtime:
         self.s = settings
         self.store = Store(settings.database_url)
         self._write_probe = WriteProbe(self.store.engine)
-        self._learners: list[Any] = []
-        self._servers: list[Any] = []
-        self._ingest: list[Any] = []
+        self._learners: list[ActorRef] = []
+        self._servers: list[ActorRef] = []
+        self._ingest: list[ActorRef] = []
         self._rr = itertools.count()
         self._encoder: RemoteEncoder | None = None
         self._configs = ConfigCache(settings.agent_cache_entries)
@@ -132,18 +133,18 @@ class Runtime:
             and self._encoder.handle is not None else []
         for a in self._learners + self._servers + self._ingest + encoder:
             try:
-                ray.kill(a, no_restart=True)
+                ray.kill(a, no_restart=True)  # type: ignore[arg-type]  # ActorRef types an ActorHandle
             except Exception:
                 pass
         self.store.close()
 
-    def learner(self, agent_id: str) -> Any:
+    def learner(self, agent_id: str) -> ActorRef:
         return self._learners[shard_of(agent_id, len(self._learners))]
 
-    def server(self, agent_id: str) -> Any:
+    def server(self, agent_id: str) -> ActorRef:
         return self._servers[zlib.crc32(agent_id.encode()) % len(self._servers)]
 
-    def _call(self, ref: Any, timeout: float | None = None) -> Any:
+    def _call(self, ref: ObjectRef[Any], timeout: float | None = None) -> Any:
         return actor_result(ref, self.s.actor_call_timeout_s if timeout is None else timeout)
 
     # ---- tenants ---------------------------------------------------------------------

@@ -502,6 +502,10 @@ class StateView:
     def labels(self) -> list[str]:
         return list(self._labels)
 
+    def held_nbytes(self) -> int:
+        """Bytes held: the layers and the label texts (what a learner cache counts)."""
+        return sum(int(a.nbytes) for a in self._layers.values()) + sum(len(x) for x in self._labels)
+
     def keep_reads_only(self) -> None:
         """Drop layers that only writes use (a serving replica's view); none by default."""
 

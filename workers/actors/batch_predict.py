@@ -41,19 +41,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
 from agent.errors import InputError
+from agent.learner import LabelLearner, Learner
 from agent.memory.many import batched_read
 
 __all__ = ["predict_many_agents", "stackable"]
 
-Request = tuple[Any, Sequence[Any], int | None]  # (learner, inputs, top_k)
+Request = tuple[Learner, Sequence[Any], int | None]  # (learner, inputs, top_k)
 
 
-def stackable(learner: Any) -> bool:
+def stackable(learner: Learner) -> TypeGuard[LabelLearner]:
     """True if ``learner`` decodes ``argmax_row (S k)`` over one row per label."""
     from agent.model import MemoryAgent
 
@@ -118,7 +119,7 @@ def predict_many_agents(requests: Sequence[Request], *, stack_max_queries: int =
         For a bad ``top_k`` or input; its ``field`` is prefixed with ``requests[r].``.
     """
     out: list[list[dict[str, Any]] | None] = [None] * len(requests)
-    groups: dict[int, list[tuple[int, Any, np.ndarray]]] = defaultdict(list)  # d_k -> requests
+    groups: dict[int, list[tuple[int, LabelLearner, np.ndarray]]] = defaultdict(list)  # d_k -> requests
     for r, (learner, inputs, top_k) in enumerate(requests):
         try:
             _check_top_k(top_k)

@@ -23,6 +23,7 @@ import numpy as np
 import ray
 
 from agent.backbones.minilm import MINILM_DIM
+from workers.contract import ActorRef
 
 NAME = "encoder"
 log = logging.getLogger("deltamem.encoder")
@@ -106,7 +107,7 @@ class EncoderActor:
         return True
 
 
-def start_encoder(namespace: str, cpus: float) -> Any:
+def start_encoder(namespace: str, cpus: float) -> ActorRef:
     """The deployment's encoder actor (started, and its model loaded, if it is not running).
 
     It reserves ``cpus`` CPUs when the cluster has them free; otherwise (a small machine that
@@ -133,14 +134,14 @@ class RemoteEncoder:
 
     def __init__(self, namespace: str, cpus: float) -> None:
         self._ns, self._cpus = namespace, cpus
-        self._handle: Any = None
+        self._handle: ActorRef | None = None
 
     @property
-    def handle(self) -> Any:
+    def handle(self) -> ActorRef | None:
         """The actor's handle once looked up (None before the first use)."""
         return self._handle
 
-    def _actor(self) -> Any:
+    def _actor(self) -> ActorRef:
         if self._handle is None:
             try:
                 self._handle = ray.get_actor(NAME, namespace=self._ns)

@@ -13,22 +13,18 @@ from typing import Any
 import numpy as np
 
 from agent.config import AgentConfig
+from agent.learner import Inputs, Layers, Learner, is_chat, learns_labels
 from agent.memory.delta import Delta
-
-Layers = dict[str, np.ndarray]
 
 
 def config_of(config: dict[str, Any] | AgentConfig) -> AgentConfig:
     return config if isinstance(config, AgentConfig) else AgentConfig.from_dict(config)
 
 
-def state_nbytes(learner: Any) -> int:
+def state_nbytes(learner: Learner) -> int:
     """Bytes of a learner's state (layers and label texts, and spare rows where it keeps them):
     what a cache entry costs."""
-    if hasattr(learner, "held_nbytes"):
-        return int(learner.held_nbytes())
-    layers, labels = learner.state
-    return int(sum(a.nbytes for a in layers.values())) + sum(len(x) for x in labels)
+    return int(learner.held_nbytes())
 
 
 _encoder: Any = None  # this process's text encoder for learners (None: the local MiniLM)
@@ -52,7 +48,7 @@ def text_encoder() -> Any:
     return get_minilm()
 
 
-def make_learner(config: dict[str, Any] | AgentConfig) -> Any:
+def make_learner(config: dict[str, Any] | AgentConfig) -> Learner:
     """The learner object for ``config``: a ``MemoryAgent`` or, for ``chat``, a ``ChatAgent``."""
     cfg = config_of(config)
     if cfg.kind == "chat":
@@ -75,7 +71,7 @@ def initial_state(config: dict[str, Any] | AgentConfig) -> tuple[Layers, list[st
     return MemoryAgent.initial_state(cfg)
 
 
-def event_inputs(events: Sequence[dict[str, Any]]) -> Any:
+def event_inputs(events: Sequence[dict[str, Any]]) -> Inputs:
     """The inputs of a micro-batch: one ``(n, dim)`` float64 array when every input is an array
     (stored vectors, or embeddings of texts), which the learner takes without checking floats
     one by one; else the list as given (texts, or JSON lists of an event stored before inputs
@@ -88,20 +84,19 @@ def event_inputs(events: Sequence[dict[str, Any]]) -> Any:
     return inputs
 
 
-def learn_events(learner: Any, events: Sequence[dict[str, Any]], delta_dtype: str | None) -> Delta:
+def learn_events(learner: Learner, events: Sequence[dict[str, Any]], delta_dtype: str | None) -> Delta:
     """One micro-batch of stored events (``Event.as_replay()``, or accepted events carrying
     their arrays) → the applied (stored) delta."""
-    if getattr(learner, "is_chat", False):  # turns are texts (never stored as arrays)
-        inputs: Any = [e.get("text", e["input"]) for e in events]
-    else:
-        inputs = event_inputs(events)
     betas = [e.get("beta") for e in events]
-    if getattr(learner, "is_chat", False):
+    if is_chat(learner):  # turns are texts (never stored as arrays)
+        texts = [e.get("text", e["input"]) for e in events]
         speakers = [e.get("speaker") for e in events]
-        return learner.learn_many(inputs, None, betas=betas, delta_dtype=delta_dtype,
+        return learner.learn_many(texts, None, betas=betas, delta_dtype=delta_dtype,
                                   speakers=speakers)
+    if not learns_labels(learner):
+        raise TypeError(f"{type(learner).__name__} is neither a chat nor a label learner")
     targets = [e["target"] for e in events]
-    return learner.learn_many(inputs, targets, betas=betas, delta_dtype=delta_dtype)
+    return learner.learn_many(event_inputs(events), targets, betas=betas, delta_dtype=delta_dtype)
 
 
 def make_replay(config: dict[str, Any] | AgentConfig, delta_dtype: str | None,

@@ -13,16 +13,19 @@ statements for the whole group, each request still answered on its own, after th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 
 from storage.repository.event_groups import append_groups
 from workers.actors.group_commit import GroupCommitter
 from workers.actors.learner import shard_of
-from workers.contract import ServiceError
+from workers.contract import ActorRef, ServiceError
 from workers.settings import Settings
 from workers.store import Store
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=64)
@@ -31,10 +34,10 @@ class IngestActor:
         self._s = Settings.model_validate_json(settings_json)
         self._store = Store(self._s.database_url)
         self._backlog: dict[int, int] = {}
-        self._pending_refs: dict[int, Any] = {}
+        self._pending_refs: dict[int, ObjectRef[Any]] = {}
         self._groups = GroupCommitter(self._commit_group)
 
-    def _learner(self, shard: int) -> Any:
+    def _learner(self, shard: int) -> ActorRef:
         return ray.get_actor(f"learner-{shard}", namespace=self._s.ray_namespace)
 
     def _refresh_backlog(self, shard: int) -> int:

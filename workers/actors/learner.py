@@ -22,6 +22,8 @@ from typing import Any
 
 import ray
 
+from agent.learner import Learner
+from agent.memory.delta import Delta
 from storage.repository.quality import record_quality
 from workers.actors.encoder import RemoteEncoder
 from workers.actors.factory import make_learner, make_replay, state_nbytes, use_encoder
@@ -29,6 +31,7 @@ from workers.actors.guard import Decision, Guard, check_release, record_action, 
 from workers.actors.inbox import Inbox
 from workers.actors.poison import copy_learner, find_poison, is_transient, learn_checked
 from workers.actors.quality import QualityHistogram, pretest
+from workers.contract import ActorRef
 from workers.settings import Settings
 from workers.store import Store
 
@@ -50,7 +53,7 @@ class LearnerActor:
         self._shard, self._n = shard, n_shards
         use_encoder(RemoteEncoder(self._s.ray_namespace, self._s.encoder_cpus))  # texts: one model
         self._store = Store(self._s.database_url)
-        self._heads: dict[str, tuple[int, Any]] = {}  # agent -> (version, learner)
+        self._heads: dict[str, tuple[int, Learner]] = {}  # agent -> (version, learner)
         # bytes of each held head, least recently used first (guarded by self._cv); beyond
         # learner_cache_bytes the oldest idle heads are dropped (reloaded on their next event)
         self._sizes: OrderedDict[str, int] = OrderedDict()
@@ -58,7 +61,7 @@ class LearnerActor:
         self._locks: dict[str, threading.RLock] = {}
         self._dirty: set[str] = set()
         self._inbox = Inbox(self._s.queue_max_events)  # accepted events, given with notify
-        self._servers: dict[int, Any] = {}  # serving replica -> handle
+        self._servers: dict[int, ActorRef] = {}  # serving replica -> handle
         self._backlog = 0
         self._cv = threading.Condition()
         # timers (seconds, summed over commits): read_s = pending events + head state from
@@ -151,7 +154,7 @@ class LearnerActor:
                                            every_versions, every_s)
         return n
 
-    def _snapshot_if_due(self, agent_id: str, version: int, learner: Any,
+    def _snapshot_if_due(self, agent_id: str, version: int, learner: Learner,
                          every_versions: int, every_s: float) -> int:
         with self._store.tx() as repo:
             if repo.snapshot_due(agent_id, version, every_versions, every_s):
@@ -170,7 +173,7 @@ class LearnerActor:
         with self._cv:
             return self._locks.setdefault(agent_id, threading.RLock())
 
-    def _head(self, agent_id: str) -> tuple[int, Any]:
+    def _head(self, agent_id: str) -> tuple[int, Learner]:
         held = self._heads.get(agent_id)
         if held is not None:
             with self._cv:
@@ -185,7 +188,7 @@ class LearnerActor:
         self._hold(agent_id, agent.head_version, learner)
         return agent.head_version, learner
 
-    def _hold(self, agent_id: str, version: int, learner: Any) -> None:
+    def _hold(self, agent_id: str, version: int, learner: Learner) -> None:
         """Keep ``learner`` as the agent's head (the caller holds the agent's lock), then drop
         least recently used idle heads while the shard holds more than learner_cache_bytes."""
         self._heads[agent_id] = (version, learner)
@@ -313,7 +316,7 @@ class LearnerActor:
                 self._publish(agent_id, version, new_version, learner.for_reads(delta))
                 self._stats["busy_s"] += time.perf_counter() - tr
 
-    def _after_commit(self, repo: Any, row: Any, learner: Any, tested: list[bool] | None,
+    def _after_commit(self, repo: Any, row: Any, learner: Learner, tested: list[bool] | None,
                       n: int) -> None:
         """In the commit's transaction: the quality of the version ``row`` just committed
         (workers/actors/quality.py)."""
@@ -324,7 +327,7 @@ class LearnerActor:
         record_quality(repo, agent_id, version, hits, row)
         if hits:
             self._quality.observe(learner.config.kind, sum(hits) / len(hits))
-        policy = getattr(learner.config, "guard", None)
+        policy = learner.config.guard
         if policy is not None and hits and agent_id not in self._guard_muted:
             decision = self._guard.check(repo, agent_id, policy, version, hits,
                                          row.tested_total)
@@ -396,7 +399,7 @@ class LearnerActor:
             return {"released": released, "version": self._head(agent_id)[0]}
 
     def _isolate(self, agent_id: str, payloads: list[dict[str, Any]],
-                 seqs: list[int]) -> tuple[int, Any, Any, int] | None:
+                 seqs: list[int]) -> tuple[int, Learner, Delta, int] | None:
         """After a failed micro-batch (workers/actors/poison.py): reject the events that fail on
         their own (None: the caller reads the pending events again), or, when none does,
         learn the first clean part alone: ``(head version, learner, delta, events in it)``."""
@@ -432,7 +435,7 @@ class LearnerActor:
             return ([e.as_replay() for e in rows], [e.seq for e in rows],  # arrays decoded
                     len(rows) < limit)
 
-    def _publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
+    def _publish(self, agent_id: str, parent: int | None, version: int, delta: Delta | None) -> None:
         """Tell every serving replica. Handles are looked up once (a restarted replica keeps
         its name and handle); a replica not up yet rebuilds from the store on a miss."""
         for i in range(self._s.serving_replicas):

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from agent.config import AgentConfig
+from agent.learner import Learner
 from agent.memory.delta import Delta
 from workers.actors.factory import learn_events, make_learner
 
@@ -44,7 +46,7 @@ def _arrays(delta: Delta) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def learn_checked(learner: Any, payloads: Sequence[dict[str, Any]],
+def learn_checked(learner: Learner, payloads: Sequence[dict[str, Any]],
                   delta_dtype: str | None) -> Delta:
     """``learn_events`` and a finiteness check of what it produced; raises :class:`NonFinite`."""
     delta = learn_events(learner, payloads, delta_dtype)
@@ -84,7 +86,7 @@ def reason_of(exc: BaseException) -> str:
     return text if len(text) <= MAX_REASON else text[:MAX_REASON - 1] + "…"
 
 
-def copy_learner(config: Any, learner: Any) -> Any:
+def copy_learner(config: dict[str, Any] | AgentConfig, learner: Learner) -> Learner:
     """A new learner holding a copy of ``learner``'s state."""
     layers, labels = learner.state
     out = make_learner(config)
@@ -92,9 +94,9 @@ def copy_learner(config: Any, learner: Any) -> Any:
     return out
 
 
-def find_poison(start: Any, payloads: Sequence[dict[str, Any]],
-                attempt: Callable[[Any, Sequence[dict[str, Any]]], Any],
-                copy: Callable[[Any], Any]) -> tuple[list[tuple[int, str]], int]:
+def find_poison(start: Learner, payloads: Sequence[dict[str, Any]],
+                attempt: Callable[[Learner, Sequence[dict[str, Any]]], object],
+                copy: Callable[[Learner], Learner]) -> tuple[list[tuple[int, str]], int]:
     """Bisect ``payloads`` (learnt on copies of ``start``; ``start`` itself is untouched).
 
     ``attempt(learner, events)`` learns ``events`` into ``learner`` or raises.
@@ -105,7 +107,7 @@ def find_poison(start: Any, payloads: Sequence[dict[str, Any]],
     poison: list[tuple[int, str]] = []
     parts: list[tuple[int, int]] = []
 
-    def go(learner: Any, lo: int, hi: int) -> Any:
+    def go(learner: Learner, lo: int, hi: int) -> Learner:
         trial = copy(learner)
         try:
             attempt(trial, payloads[lo:hi])

@@ -20,6 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from agent.learner import Learner, learns_labels
 from workers.actors.factory import event_inputs
 
 __all__ = ["pretest", "QualityHistogram", "BUCKETS"]
@@ -28,9 +29,9 @@ log = logging.getLogger(__name__)
 BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
-def pretest(learner: Any, payloads: Sequence[dict[str, Any]]) -> list[bool] | None:
+def pretest(learner: Learner, payloads: Sequence[dict[str, Any]]) -> list[bool] | None:
     """Whether the head ``learner`` holds predicts each event's target (before learning them)."""
-    if getattr(learner, "is_chat", False) or not payloads:
+    if not learns_labels(learner) or not payloads:
         return None
     try:
         preds = learner.predict_many(event_inputs(payloads))

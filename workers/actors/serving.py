@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import ray
 
+from agent.learner import Learner
+from agent.memory.delta import Delta
 from workers.actors.batch_predict import predict_many_agents
 from workers.actors.encoder import RemoteEncoder
 from workers.actors.factory import make_learner, state_nbytes, use_encoder
@@ -56,14 +58,14 @@ class ServingActor:
         self._replica = replica
         use_encoder(RemoteEncoder(self._s.ray_namespace, self._s.encoder_cpus))  # texts: one model
         self._store = Store(self._s.database_url)
-        self._cache: OrderedDict[tuple[str, int], tuple[Any, int]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], tuple[Learner, int]] = OrderedDict()
         self._bytes = 0
         self._heads: dict[str, int] = {}  # newest version seen per agent
         self._cv = threading.Condition()
         self._stats = {"hits": 0, "misses": 0, "applied": 0, "predictions": 0}
 
     # ---- cache -----------------------------------------------------------------------
-    def _put(self, key: tuple[str, int], learner: Any) -> None:
+    def _put(self, key: tuple[str, int], learner: Learner) -> None:
         size = state_nbytes(learner)
         old = self._cache.pop(key, None)
         if old is not None:
@@ -74,14 +76,14 @@ class ServingActor:
             _, (_, sz) = self._cache.popitem(last=False)
             self._bytes -= sz
 
-    def _pop(self, key: tuple[str, int]) -> Any | None:
+    def _pop(self, key: tuple[str, int]) -> Learner | None:
         item = self._cache.pop(key, None)
         if item is None:
             return None
         self._bytes -= item[1]
         return item[0]
 
-    def _get(self, agent_id: str, version: int, config: dict[str, Any]) -> Any:
+    def _get(self, agent_id: str, version: int, config: dict[str, Any]) -> Learner:
         key = (agent_id, version)
         with self._cv:
             item = self._cache.get(key)
@@ -100,7 +102,7 @@ class ServingActor:
         return learner
 
     # ---- messages --------------------------------------------------------------------
-    def publish(self, agent_id: str, parent: int | None, version: int, delta: Any) -> None:
+    def publish(self, agent_id: str, parent: int | None, version: int, delta: Delta | None) -> None:
         """A committed version. Applied onto ``parent`` if we hold exactly that; else the
         entry is dropped (rebuilt from the store on the next request)."""
         with self._cv:
@@ -153,7 +155,7 @@ class ServingActor:
         field prefixed with ``requests[r].``.
         """
         versions = self._batch_versions(requests)
-        learners: dict[tuple[str, int], Any] = {}
+        learners: dict[tuple[str, int], Learner] = {}
         batch = []
         for req, v in zip(requests, versions, strict=True):
             key = (req["agent_id"], v)

@@ -1,0 +1,113 @@
+"""What the workers ask of a learner: the :class:`Learner` protocol.
+
+A learner holds one agent's state (named arrays and labels) at one version, learns micro-batches
+as :class:`~agent.memory.delta.Delta`\\ s, applies committed deltas and answers predictions.
+The learner shards, the serving replicas, poison isolation, test-then-train and ``forget``'s
+replay use exactly these verbs, whatever the agent's kind:
+
+* :class:`LabelLearner` (``classifier``, ``recall``: :class:`agent.model.MemoryAgent`) learns
+  ``(inputs, targets)``; inputs are texts, vectors or one ``(n, dim)`` array;
+* :class:`ChatLearner` (``chat``: ``agent.lm.chat.ChatAgent``) hears turns (and speakers) and
+  has no targets.
+
+``learner.is_chat`` tells them apart; :func:`is_chat` / :func:`learns_labels` narrow the type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeGuard
+
+import numpy as np
+
+from agent.config import AgentConfig
+from agent.memory.delta import Delta
+
+__all__ = ["Inputs", "Layers", "Learner", "LabelLearner", "ChatLearner", "is_chat", "learns_labels"]
+
+Layers = dict[str, np.ndarray]
+# texts, lists of numbers, or one (n, dim) float array (stored vectors, checked as a whole)
+Inputs = Sequence[Any] | np.ndarray
+
+
+class Learner(Protocol):
+    """The verbs every learner offers (state, deltas, reads)."""
+
+    config: AgentConfig
+    is_chat: bool  # True: a ChatLearner (turns, no targets); False: a LabelLearner
+
+    @property
+    def state(self) -> tuple[Layers, list[str]]:
+        """``(layers, labels)``; arrays are replaced, never changed in place."""
+        ...
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    def load_state(self, layers: Layers, labels: Sequence[str], /) -> None:
+        """Replace the state (a snapshot or a rebuild); shapes are checked first."""
+        ...
+
+    def apply(self, delta: Delta, /) -> None:
+        """Apply a committed delta: the operation a rebuild uses, so the bits agree."""
+        ...
+
+    def for_reads(self, delta: Delta, /) -> Delta:
+        """The part of ``delta`` a reads-only view (:meth:`keep_reads_only`) applies."""
+        ...
+
+    def keep_reads_only(self) -> None:
+        """Drop the layers only writes use (what a serving replica keeps)."""
+        ...
+
+    def checksum(self) -> str:
+        """The state's checksum (``state_checksum``), as the version stores it."""
+        ...
+
+    def held_nbytes(self) -> int:
+        """Bytes held: layers, spare rows, label texts (what a cache entry costs)."""
+        ...
+
+    def predict_many(self, inputs: Sequence[Any], /, top_k: int | None = None) -> list[dict[str, Any]]:
+        """One answer per input (DESIGN §7's prediction objects)."""
+        ...
+
+
+class LabelLearner(Learner, Protocol):
+    """A learner of ``(input, target)`` events: classifiers and recall agents."""
+
+    def keys(self, inputs: Inputs, /) -> np.ndarray:
+        """Unit keys ``(n, d_k)`` float64 of validated inputs."""
+        ...
+
+    def compute_delta(self, inputs: Inputs, targets: Sequence[str] | None,
+                      betas: Sequence[float | None] | None = None) -> Delta:
+        """The delta of learning the batch in order; changes nothing."""
+        ...
+
+    def learn_many(self, inputs: Inputs, targets: Sequence[str] | None,
+                   betas: Sequence[float | None] | None = None, delta_dtype: Any = None) -> Delta:
+        """Learn the batch; returns the delta exactly as applied (and as stored)."""
+        ...
+
+    def predict_many(self, inputs: Inputs, /, top_k: int | None = None) -> list[dict[str, Any]]: ...
+
+
+class ChatLearner(Learner, Protocol):
+    """A learner of conversation turns: chat agents (no targets, no betas)."""
+
+    def learn_many(self, inputs: Sequence[str], targets: Sequence[Any] | None = None,
+                   betas: Sequence[Any] | None = None, delta_dtype: Any = None,
+                   speakers: Sequence[str | None] | None = None) -> Delta:
+        """Hear the turns; returns the delta exactly as applied."""
+        ...
+
+
+def is_chat(learner: Learner) -> TypeGuard[ChatLearner]:
+    """Whether ``learner`` hears turns (a chat agent)."""
+    return learner.is_chat
+
+
+def learns_labels(learner: Learner) -> TypeGuard[LabelLearner]:
+    """Whether ``learner`` learns ``(input, target)`` events."""
+    return not learner.is_chat
