@@ -65,7 +65,6 @@ def run(X: np.ndarray, y: list[str], config: dict[str, Any], guard: dict[str, An
     from storage.engine import Database
     from storage.migrate import upgrade
     from storage.repository import unit_of_work
-    from storage.repository.quality import record_quality
     from workers.actors.guard import Guard
     from workers.actors.quality import pretest
 
@@ -92,7 +91,7 @@ def run(X: np.ndarray, y: list[str], config: dict[str, Any], guard: dict[str, An
             with unit_of_work(db) as repo:
                 head = repo.commit_version(aid, head, "delta", delta=delta,
                                            checksum=agent.checksum()).version
-                record_quality(repo, aid, head, tested)
+                repo.record_quality(aid, head, tested)
                 d = g.check(repo, aid, cfg.guard, head, tested) if cfg.guard else None
                 if d is not None:
                     g.reset(aid)

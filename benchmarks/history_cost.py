@@ -93,7 +93,7 @@ def measure(dep: Deployment, db: Database, agent_id: str, n: int, rng: np.random
     with unit_of_work(db, write=False) as repo:
         head = repo.head_version(agent_id)
         t0 = time.perf_counter()
-        repo._vmap(agent_id, upto=head)  # what every request read before (labels_at's scan)
+        repo.graph.vmap(agent_id, upto=head)  # what every request read before (labels_at's scan)
         old_ms = (time.perf_counter() - t0) * 1e3
         assert repo.labels_at(agent_id, head) == repo.get_agent(agent_id).labels
     return {"ingest": p50_p99(ing), "predict": p50_p99(pred), "get": p50_p99(get),

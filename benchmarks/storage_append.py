@@ -1,5 +1,5 @@
 """Event append, side by side: the per-object ORM path it replaced against the Core
-executemany path of :meth:`storage.repository.events.EventsMixin.append_events`.
+executemany path of :meth:`storage.repository.events.Events.append_events`.
 
     .venv/bin/python -m benchmarks.storage_append [--pg URL] [--sizes 1 10 100 1000]
     deltamem bench storage --append                 (the same, through the CLI)
@@ -39,10 +39,10 @@ AppendFn = Callable[[Repository, str, list[dict[str, Any]]], int]
 
 
 def _lock_agent_orm(repo: Repository, agent_id: str) -> Agent:
-    """``RepoBase._lock_agent`` as it was: the same SQL, the statements built per call and
+    """``Core.lock_agent`` (storage/repository/_base.py) as it was: the same SQL, the statements built per call and
     the no-op write as an ORM-enabled UPDATE."""
-    with repo._translate(agent_id):
-        if repo._is_sqlite:
+    with repo.core.translate(agent_id):
+        if repo.core.is_sqlite:
             repo.session.execute(update(Agent).where(Agent.id == agent_id)
                                  .values(head_version=Agent.head_version))
         agent = repo.session.execute(
@@ -87,7 +87,7 @@ def append_events_orm(repo: Repository, agent_id: str, events: list[dict[str, An
         repo.session.add_all(accepted)
         agent.next_seq = seq
         agent.events_received += len(accepted)
-        with repo._translate(agent_id):
+        with repo.core.translate(agent_id):
             repo.session.flush()
     return accepted, duplicates
 

@@ -203,7 +203,7 @@ def test_pending_reads_use_the_pending_index(sqlite_template_path, tmp_path):
                                       "beta": 1.0, "gamma": 1.0}])
             pend = repo.pending_events(aid)
             repo.pending_count(aid)
-            repo._check_next_pending(aid, [e.seq for e in pend])  # the commit's check
+            repo.versions.check_next_pending(aid, [e.seq for e in pend])  # the commit's check
         event.remove(db.engine, "before_cursor_execute", record)
         pending = [(s, p) for s, p in seen if "applied_version IS NULL" in s]
         assert len(pending) == 3

@@ -16,7 +16,6 @@ import pytest
 from agent.config import AgentConfig
 from agent.model import MemoryAgent
 from storage.repository import unit_of_work
-from storage.repository.quality import quality_points, record_quality
 from tests.db_fixtures import *  # noqa: F401,F403
 from tests.db_fixtures import commit_learning
 from tests.service_fixtures import auth, wait_applied
@@ -110,10 +109,10 @@ def test_record_quality_keeps_running_totals_across_untested_versions(db):
     with unit_of_work(db) as repo:
         for v, h in enumerate(hits, start=1):
             if v != 6:  # version 6 is not tested: the totals carry on past it
-                record_quality(repo, agent_id, v, h)
+                repo.record_quality(agent_id, v, h)
     with unit_of_work(db, write=False) as repo:
-        points = quality_points(repo, agent_id, window=10, limit=100)
-        assert quality_points(repo, agent_id, window=10, limit=3, before=5)[0]["version"] == 4
+        points = repo.quality_points(agent_id, window=10, limit=100)
+        assert repo.quality_points(agent_id, window=10, limit=3, before=5)[0]["version"] == 4
     per = [(len(h), int(sum(h))) for v, h in enumerate(hits, start=1) if v != 6]
     assert [p["version"] for p in points] == [v for v in range(12, 0, -1) if v != 6]
     for k, p in enumerate(reversed(points)):
@@ -128,6 +127,6 @@ def test_record_quality_of_an_older_version_builds_on_the_tested_version_below_i
     agent_id, _ = commit_learning(db, cfg, X, y, 5)  # versions 1 … 4
     with unit_of_work(db) as repo:
         for v, h in ((1, [True, False]), (2, [True]), (4, [False, False, True])):
-            record_quality(repo, agent_id, v, h)
-        row = record_quality(repo, agent_id, 3, [True, True])  # out of order: below version 4
+            repo.record_quality(agent_id, v, h)
+        row = repo.record_quality(agent_id, 3, [True, True])  # out of order: below version 4
         assert (row.tested_total, row.hits_total) == (3 + 2, 2 + 2)

@@ -22,10 +22,12 @@ from storage.errors import (
     VersionThinned,
 )
 from storage.models import Agent, Event, Tenant, Version
-from storage.repository._base import check_checksum
-from storage.repository.state import check_state
+from storage.repository._base import Core, check_checksum, chunks
+from storage.repository.events import Events
+from storage.repository.graph import VersionGraph
+from storage.repository.state import States, check_state
 from storage.repository.tenants import check_name
-from storage.repository.versions import VersionsMixin
+from storage.repository.versions import Versions
 
 
 def new_agent_id() -> str:
@@ -43,7 +45,18 @@ def _check_config(config: Any) -> dict[str, Any]:
     return config
 
 
-class AgentsMixin(VersionsMixin):
+class Agents:
+    """Agents: create, look up, list and fork."""
+
+    def __init__(self, core: Core, graph: VersionGraph, states: States, versions: Versions,
+                 events: Events) -> None:
+        self.core = core
+        self.graph = graph
+        self.states = states
+        self.versions = versions
+        self.events = events
+        self.session = core.session
+
     def create_agent(self, tenant_id: str, name: str, config: dict[str, Any],
                      layers: dict[str, np.ndarray], labels: list[str], checksum: str, *,
                      created_at: datetime | None = None) -> Agent:
@@ -62,17 +75,17 @@ class AgentsMixin(VersionsMixin):
                       labels=list(labels), **({"created_at": created_at} if created_at else {}))
         self.session.add(agent)
         self.session.flush()
-        v0 = self._insert_version(agent.id, 0, None, "create", checksum=checksum,
-                                  labels_added=list(labels), created_at=created_at)
-        self._put_snapshot(agent.id, 0, layers, labels)
+        v0 = self.versions.insert_version(agent.id, 0, None, "create", checksum=checksum,
+                                          labels_added=list(labels), created_at=created_at)
+        self.states.put_snapshot(agent.id, 0, layers, labels)
         v0.has_snapshot = True
-        self._record_answers(agent.id, 0, labels)
+        self.versions.record_answers(agent.id, 0, labels)
         self.session.flush()
         return agent
 
     def get_agent(self, agent_id: str, tenant_id: str | None = None) -> Agent:
         """The agent; :class:`AgentNotFound` if unknown or owned by another tenant."""
-        return self._agent(agent_id, tenant_id)
+        return self.core.agent(agent_id, tenant_id)
 
     def agent_identity(self, agent_id: str) -> tuple[str, dict[str, Any]]:
         """``(tenant id, config)`` of the agent (one primary-key read of two columns; both
@@ -91,6 +104,18 @@ class AgentsMixin(VersionsMixin):
             raise AgentNotFound(repr(agent_id) if not isinstance(agent_id, str) else agent_id)
         return int(head)
 
+    def agents_by_ids(self, ids: list[str], tenant_id: str | None = None) -> dict[str, Agent]:
+        """The agents with these ids (and of ``tenant_id`` when given), by id, in one query per
+        500 ids, not one per agent; unknown ids are left out."""
+        out: dict[str, Agent] = {}
+        uniq = sorted(set(ids))
+        for part in chunks(uniq):
+            q = select(Agent).where(Agent.id.in_(part))
+            if tenant_id is not None:
+                q = q.where(Agent.tenant_id == tenant_id)
+            out.update((a.id, a) for a in self.session.scalars(q))
+        return out
+
     def list_agents(self, tenant_id: str) -> list[Agent]:
         return list(self.session.scalars(select(Agent).options(undefer_group("agent_json"))
                                          .where(Agent.tenant_id == tenant_id)
@@ -103,25 +128,25 @@ class AgentsMixin(VersionsMixin):
         that version's history (same client ids and order, marked applied at 0). The source
         is untouched. Replays on the fork start from the source's root (empty) state."""
         check_name(name)
-        src = self._agent(agent_id, tenant_id)
-        vmap = self._vmap(agent_id)
+        src = self.core.agent(agent_id, tenant_id)
+        vmap = self.graph.vmap(agent_id)
         if version is None:
             version = src.head_version
-        info = self._vinfo(agent_id, version, vmap)
+        info = self.graph.vinfo(agent_id, version, vmap)
         if info.status == "thinned":
             raise VersionThinned(agent_id, version)
-        gone = self._forgotten_in(agent_id, vmap, version)
+        gone = self.graph.forgotten_in(agent_id, vmap, version)
         if gone:
             raise ForgottenEvents(agent_id, version, gone)
-        layers, labels = self.load_state(agent_id, version)
-        history = self.events_by_seqs(agent_id, self._history(agent_id, vmap, version))
+        layers, labels = self.states.load_state(agent_id, version)
+        history = self.events.events_by_seqs(agent_id, self.graph.history(agent_id, vmap, version))
         n = len(history)
         # the events in that state, pruned ones included (event retention): a version's
         # event_count is what it applied, a forget's what it removed
         counts = dict(self.session.execute(select(Version.version, Version.event_count).where(
             Version.agent_id == agent_id)).all())
         held = sum(-counts[v] if vmap[v].kind == "forget" else counts[v]
-                   for v in self._path(agent_id, vmap, version) if vmap[v].kind != "rollback")
+                   for v in self.graph.path(agent_id, vmap, version) if vmap[v].kind != "rollback")
         fork = Agent(id=new_agent_id(), tenant_id=src.tenant_id, name=name,
                      config=dict(src.config), head_version=0, events_received=n,
                      events_applied=n, next_seq=n + 1, base_agent_id=src.id,
@@ -130,10 +155,10 @@ class AgentsMixin(VersionsMixin):
                      **({"created_at": created_at} if created_at else {}))
         self.session.add(fork)
         self.session.flush()
-        v0 = self._insert_version(fork.id, 0, None, "fork", checksum=info.checksum,
-                                  event_count=max(n, held), labels_added=list(labels),
-                                  created_at=created_at)
-        self._put_snapshot(fork.id, 0, layers, labels)
+        v0 = self.versions.insert_version(fork.id, 0, None, "fork", checksum=info.checksum,
+                                          event_count=max(n, held), labels_added=list(labels),
+                                          created_at=created_at)
+        self.states.put_snapshot(fork.id, 0, layers, labels)
         v0.has_snapshot = True
         self.session.add_all([
             Event(agent_id=fork.id, client_id=e.client_id, seq=i + 1, payload=dict(e.payload),
@@ -141,7 +166,8 @@ class AgentsMixin(VersionsMixin):
                   input_data=e.input_data, input_dtype=e.input_dtype, input_dim=e.input_dim,
                   input_sha256=e.input_sha256)
             for i, e in enumerate(history)])
-        self._record_answers(fork.id, 0, [a.text for a in self.answers(agent_id)] + labels)
+        answers = [a.text for a in self.versions.answers(agent_id)]
+        self.versions.record_answers(fork.id, 0, answers + labels)
         self.session.flush()
         return fork
 

@@ -22,7 +22,8 @@ from typing import Any
 from sqlalchemy import delete, select, update
 
 from storage.models import Answer, Base, DeltaRow, Event, Snapshot, Version
-from storage.repository._base import RepoBase, VInfo, chunks
+from storage.repository._base import Core, chunks
+from storage.repository.graph import VersionGraph, VInfo
 
 _EVENTS = Base.metadata.tables[Event.__tablename__]
 # the raw input columns (issue 16) where the schema has them
@@ -30,7 +31,14 @@ _INPUT_COLUMNS = [c for c in ("input_data", "input_dtype", "input_dim", "input_s
                   if c in _EVENTS.c]
 
 
-class EraseMixin(RepoBase):
+class Erasure:
+    """What a forget leaves behind, erased (module doc)."""
+
+    def __init__(self, core: Core, graph: VersionGraph) -> None:
+        self.core = core
+        self.graph = graph
+        self.session = core.session
+
     def _erase_payloads(self, agent_id: str, seqs: list[int]) -> None:
         values: dict[str, Any] = {"payload": {}, **{c: None for c in _INPUT_COLUMNS}}
         for part in chunks(sorted(seqs)):
@@ -39,7 +47,7 @@ class EraseMixin(RepoBase):
 
     def _holding_forgotten(self, agent_id: str, vmap: dict[int, VInfo]) -> list[int]:
         """Versions (not yet erased) whose state holds a forgotten event."""
-        applied, forgotten = self._event_marks(agent_id)
+        applied, forgotten = self.graph.event_marks(agent_id)
         gone = set().union(*forgotten.values()) if forgotten else set()
         holds: dict[int, frozenset[int]] = {}
         for v in sorted(vmap):
@@ -61,7 +69,7 @@ class EraseMixin(RepoBase):
         the versions erased now."""
         self._erase_payloads(agent_id, seqs)
         self.session.flush()
-        vmap = self._vmap(agent_id)
+        vmap = self.graph.vmap(agent_id)
         erased = self._holding_forgotten(agent_id, vmap)
         for part in chunks(erased):
             self.session.execute(delete(DeltaRow).where(

@@ -1,7 +1,7 @@
 """Group commit of the event log: many ingest requests (for one or many agents) appended in one
 transaction, so they share one commit (one fsync) and a few statements instead of a few each.
 
-:func:`append_groups` gives every request the answer :meth:`EventsMixin.append_events` would
+:func:`append_groups` gives every request the answer :meth:`Events.append_events` would
 give it had the requests been appended one at a time in the given order (the reference the
 tests compare with): an id already stored, or sent earlier in the same request or in an
 earlier request of the group, is a duplicate; accepted events get the agent's next ``seq``
@@ -28,6 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.errors import AgentNotFound, InputError
 from storage.models import utcnow
+from storage.repository import Repository
 from storage.repository._base import chunks
 from storage.repository.events import (
     _AGENTS,
@@ -35,7 +36,6 @@ from storage.repository.events import (
     _NO_INPUT,
     MAX_BATCH,
     AcceptedEvent,
-    EventsMixin,
     _payload,
 )
 
@@ -80,14 +80,36 @@ def _parse(events: Any) -> list[tuple[Any, ...]]:
     return [_payload(ev, i) for i, ev in enumerate(events)]
 
 
-def append_groups(repo: EventsMixin, requests: Sequence[tuple[str, list[dict[str, Any]]]], *,
+def append_groups(repo: Repository, requests: Sequence[tuple[str, list[dict[str, Any]]]], *,
                   received_at: datetime | None = None) -> list[Result | Exception]:
     """Append ``[(agent id, events)]`` in one transaction (the caller's); returns, per request
-    in order, ``(accepted, duplicate ids)`` as :meth:`EventsMixin.append_events` gives them, or
+    in order, ``(accepted, duplicate ids)`` as :meth:`Events.append_events` gives them, or
     the :class:`InputError` / :class:`AgentNotFound` of that request (nothing of it written).
 
     The agents' rows stay locked until the caller's transaction ends.
     """
+    parsed = _parse_requests(requests)
+    wanted = sorted({a for (a, _), p in zip(requests, parsed, strict=True)
+                     if not isinstance(p, Exception)})
+    if not wanted:
+        return list(parsed)  # type: ignore[arg-type]
+    s = repo.session
+    with repo.core.translate(wanted[0]):
+        heads = {r.id: [r.next_seq, r.events_received] for r in s.execute(_LOCK, {"ids": wanted})}
+    now = received_at or utcnow()
+    rows, plan = _plan_rows(requests, parsed, heads, now)
+    inserted = _insert_rows(repo, rows, heads)
+    out = _answers(requests, plan, inserted, now)
+    moved = sorted({r["agent_id"] for r in rows if (r["agent_id"], r["client_id"]) in inserted})
+    if moved:
+        s.execute(_COUNT, [{"aid": a, "next_seq": heads[a][0], "received": heads[a][1]}
+                           for a in moved])
+    return out
+
+
+def _parse_requests(requests: Sequence[tuple[str, list[dict[str, Any]]]],
+                    ) -> list[list[tuple[Any, ...]] | Exception]:
+    """Per request: its parsed events, or its :class:`InputError` / :class:`AgentNotFound`."""
     parsed: list[list[tuple[Any, ...]] | Exception] = []
     for agent_id, events in requests:
         try:
@@ -96,14 +118,16 @@ def append_groups(repo: EventsMixin, requests: Sequence[tuple[str, list[dict[str
             parsed.append(_parse(events))
         except (InputError, AgentNotFound) as exc:
             parsed.append(exc)
-    wanted = sorted({a for (a, _), p in zip(requests, parsed, strict=True)
-                     if not isinstance(p, Exception)})
-    if not wanted:
-        return list(parsed)  # type: ignore[arg-type]
-    s = repo.session
-    with repo._translate(wanted[0]):
-        heads = {r.id: [r.next_seq, r.events_received] for r in s.execute(_LOCK, {"ids": wanted})}
-    now = received_at or utcnow()
+    return parsed
+
+
+Plan = list[list[tuple[Any, ...]] | Exception]  # per request: its events' tuples, or its error
+
+
+def _plan_rows(requests: Sequence[tuple[str, list[dict[str, Any]]]], parsed: Plan,
+               heads: dict[str, list[int]], now: datetime) -> tuple[list[dict[str, Any]], Plan]:
+    """``(rows to insert, per request: its error or (cid, row or None, payload, rest) per
+    event)``; an id repeated within the group gets no row (a duplicate)."""
     seen: set[tuple[str, str]] = set()
     rows: list[dict[str, Any]] = []
     plan: list[list[tuple[Any, ...]] | Exception] = []  # per request: (cid, row or None, ...)
@@ -123,6 +147,14 @@ def append_groups(repo: EventsMixin, requests: Sequence[tuple[str, list[dict[str
             rows.append(row)
             mine.append((cid, row, payload, rest))
         plan.append(mine)
+    return rows, plan
+
+
+def _insert_rows(repo: Repository, rows: list[dict[str, Any]],
+                 heads: dict[str, list[int]]) -> set[tuple[str, str]]:
+    """Insert ``rows``; returns the ``(agent id, client id)`` inserted. Their final seqs are
+    written into the rows and ``heads`` (next seq, events received) moved past them."""
+    s = repo.session
     # provisional seqs in acknowledgement order; an id already stored is skipped by the
     # unique (agent_id, client_id) index and the rows after it move down (dense seqs)
     nxt = {a: h[0] for a, h in heads.items()}
@@ -131,7 +163,7 @@ def append_groups(repo: EventsMixin, requests: Sequence[tuple[str, list[dict[str
         nxt[row["agent_id"]] += 1
     inserted: set[tuple[str, str]] = set()
     if rows:
-        with repo._translate(rows[0]["agent_id"]):
+        with repo.core.translate(rows[0]["agent_id"]):
             for part in chunks(rows, 1000):
                 inserted.update((r[0], r[1]) for r in s.execute(_insert(s), list(part)))
     moves = []
@@ -146,6 +178,13 @@ def append_groups(repo: EventsMixin, requests: Sequence[tuple[str, list[dict[str
             h[1] += 1
     if moves:  # ascending per agent: each new seq is free when its row moves there
         s.execute(_MOVE, moves)
+    return inserted
+
+
+def _answers(requests: Sequence[tuple[str, list[dict[str, Any]]]],
+             plan: list[list[tuple[Any, ...]] | Exception], inserted: set[tuple[str, str]],
+             now: datetime) -> list[Result | Exception]:
+    """Per request: its error, or ``(accepted events, duplicate ids)``."""
     out: list[Result | Exception] = []
     for (agent_id, _), planned in zip(requests, plan, strict=True):
         if isinstance(planned, Exception):
@@ -159,8 +198,4 @@ def append_groups(repo: EventsMixin, requests: Sequence[tuple[str, list[dict[str
             else:
                 accepted.append(AcceptedEvent(cid, row["seq"], payload, now, *rest))
         out.append((accepted, duplicates))
-    moved = sorted({r["agent_id"] for r in rows if (r["agent_id"], r["client_id"]) in inserted})
-    if moved:
-        s.execute(_COUNT, [{"aid": a, "next_seq": heads[a][0], "received": heads[a][1]}
-                           for a in moved])
     return out

@@ -19,19 +19,27 @@ until nothing is left, so the write lock is never held long.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
 
-from storage.errors import InputError
-from storage.models import Agent, Event, Version, utcnow
-from storage.repository._base import check_int, chunks
-from storage.repository.forget import ForgetMixin
+from storage.errors import CorruptData, InputError
+from storage.models import Agent, Event, Version, as_utc, utcnow
+from storage.repository._base import Core, check_int, chunks
+from storage.repository.graph import VersionGraph, VInfo
 
 PRUNE_LIMIT = 2000
 
 
-class EventRetentionMixin(ForgetMixin):
+class EventRetention:
+    """Old events a snapshot covers, deleted (module doc)."""
+
+    def __init__(self, core: Core, graph: VersionGraph) -> None:
+        self.core = core
+        self.graph = graph
+        self.session = core.session
+
     def prune_events(self, agent_id: str, keep_s: float, now: datetime | None = None,
                      limit: int = PRUNE_LIMIT) -> tuple[int, bool]:
         """Delete up to ``limit`` of the agent's prunable events (module doc); returns
@@ -39,7 +47,7 @@ class EventRetentionMixin(ForgetMixin):
         if isinstance(keep_s, bool) or not isinstance(keep_s, (int, float)) or not keep_s >= 0:
             raise InputError("event_retention_s", "expected a number of seconds >= 0")
         check_int(limit, "limit", 1)
-        agent = self._lock_agent(agent_id)
+        agent = self.core.lock_agent(agent_id)
         cutoff = (now or utcnow()) - timedelta(seconds=float(keep_s))
         if cutoff.tzinfo is None:
             cutoff = cutoff.replace(tzinfo=UTC)
@@ -48,22 +56,7 @@ class EventRetentionMixin(ForgetMixin):
             Version.status == "ok", Version.created_at < cutoff)))
         if not old_snaps:
             return 0, False
-        vmap = self._vmap(agent_id)
-        covered: list[int] | None = None
-        for v, hist in self._histories(agent_id, vmap, agent.head_version):
-            if v in old_snaps:
-                covered = hist  # the newest one on the path wins (root first)
-        if not covered:
-            return 0, False
-        upto = max(covered)
-        held = set(covered)
-        rows = self.session.execute(select(Event.id, Event.seq, Event.applied_version,
-                                           Event.forgotten_version, Event.rejected).where(
-            Event.agent_id == agent_id, Event.seq <= upto, Event.received_at < cutoff,
-            or_(Event.applied_version.is_not(None), Event.forgotten_version.is_not(None),
-                Event.rejected.is_(True))).order_by(Event.seq)).all()
-        ids = [i for i, seq, av, fv, rej in rows
-               if (av is not None and fv is None and seq in held) or fv is not None or rej]
+        ids = self._prunable(agent_id, agent.head_version, old_snaps, cutoff)
         todo, more = ids[:limit], len(ids) > limit
         # rows that point here belong to the agent's direct forks (there is no index on
         # origin_event_id: the agent_id term keeps the update on the forks' rows)
@@ -77,3 +70,67 @@ class EventRetentionMixin(ForgetMixin):
             self.session.execute(delete(Event).where(Event.id.in_(part)))
         self.session.flush()
         return len(todo), more
+
+    def _prunable(self, agent_id: str, head: int, old_snaps: set[int],
+                  cutoff: datetime) -> list[int]:
+        """The ids of the prunable events (module doc), oldest first, reading the versions
+        between the head and the covering snapshot and down to the oldest version an
+        unpruned event was applied in (not the whole version history: it grows with the
+        agent's age, while what retention leaves of the events does not).
+
+        An event is in the covering snapshot ``S``'s history (storage/repository/graph.py)
+        exactly when it was applied in ``S`` or a version on ``S``'s path back to its root,
+        and not forgotten by a forget version on that path."""
+        walk = self._walk(agent_id, head)
+        snap = next((v for v in walk if v in old_snaps), None)
+        if snap is None:
+            return []
+        rows = self.session.execute(select(
+            Event.id, Event.seq, Event.applied_version, Event.forgotten_version,
+            Event.rejected, Event.received_at).where(
+            Event.agent_id == agent_id,
+            or_(Event.applied_version.is_not(None), Event.forgotten_version.is_not(None),
+                Event.rejected.is_(True))).order_by(Event.seq)).all()
+        applied = [r[2] for r in rows if r[2] is not None and r[2] <= snap]
+        if not applied:
+            return []
+        lo, path = min(applied), {snap}
+        for v in walk:  # on from the snapshot, down to the oldest version an event is in
+            if v < lo:
+                break
+            path.add(v)
+
+        def held(av: int | None, fv: int | None) -> bool:
+            return av in path and fv not in path
+
+        covered = [seq for _, seq, av, fv, _, _ in rows if held(av, fv)]
+        if not covered:
+            return []
+        upto = max(covered)
+        return [i for i, seq, av, fv, rej, at in rows
+                if seq <= upto and as_utc(at) < cutoff
+                and ((fv is None and held(av, fv)) or fv is not None or rej)]
+
+    def _walk(self, agent_id: str, start: int, window: int = 256) -> Iterator[int]:
+        """``start``, then each version's source back to the root, reading the versions in
+        indexed ranges of ``window`` numbers (:class:`CorruptData` on a broken link)."""
+        infos: dict[int, VInfo] = {}
+        cur = start
+        while True:
+            if cur not in infos:
+                infos.update((r[0], VInfo(*r)) for r in self.session.execute(select(
+                    Version.version, Version.parent, Version.kind, Version.state_of,
+                    Version.has_snapshot, Version.status, Version.checksum).where(
+                    Version.agent_id == agent_id,
+                    Version.version.between(max(0, cur - window + 1), cur))))
+            info = infos.get(cur)
+            if info is None:
+                raise CorruptData(f"agent {agent_id!r} version {cur}", "missing on a path")
+            yield cur
+            if info.kind in ("create", "fork"):
+                return
+            src = info.source
+            if src is None or src >= cur:
+                raise CorruptData(f"agent {agent_id!r} version {cur}",
+                                  f"{info.kind} version with bad source {src!r}")
+            cur = src

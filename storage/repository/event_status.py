@@ -13,20 +13,26 @@ from sqlalchemy import select
 
 from storage.errors import InputError
 from storage.models import Event
-from storage.repository._base import RepoBase, check_int
+from storage.repository._base import Core, check_int
 from storage.repository.events import _pending
 
 EVENT_STATUSES = ("rejected", "pending", "applied", "held")  # held: pending while quarantined
 MAX_EVENT_PAGE = 1000
 
 
-class EventStatusMixin(RepoBase):
+class EventPages:
+    """Pages of an agent's events by status."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.session = core.session
+
     def list_events(self, agent_id: str, status: str, limit: int = 100,
                     after_seq: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """``(events, next_after_seq)``: up to ``limit`` events of ``status`` with ``seq >
         after_seq``, oldest first, as ``{"id", "seq", "status", "reason", "received_at",
         "applied_version"}``; ``next_after_seq`` is the last seq when the page is full."""
-        agent = self._agent(agent_id)
+        agent = self.core.agent(agent_id)
         if status not in EVENT_STATUSES:
             raise InputError("status", f"expected one of {list(EVENT_STATUSES)}, got {status!r}")
         limit = check_int(limit, "limit", 1, MAX_EVENT_PAGE)

@@ -18,7 +18,19 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import JSON, Insert, Table, Text, bindparam, cast, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    CursorResult,
+    Insert,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm.attributes import set_committed_value
 
 from agent.errors import check_text
@@ -26,7 +38,8 @@ from storage import jsoncodec
 from storage.codec import encode
 from storage.errors import InputError
 from storage.models import EVENT_ID_LEN, Agent, Base, Event, utcnow
-from storage.repository._base import RepoBase, check_int, chunks
+from storage.repository._base import Core, check_int, chunks
+from storage.repository.graph import VersionGraph
 
 MAX_BATCH = 100_000
 MAX_REASON = 2000
@@ -39,7 +52,7 @@ _NO_INPUT: dict[str, Any] = {"input_data": None, "input_dtype": None, "input_dim
 
 @dataclass(frozen=True, slots=True)
 class AcceptedEvent:
-    """An event :meth:`EventsMixin.append_events` stored, as written.
+    """An event :meth:`Events.append_events` stored, as written.
 
     Attributes
     ----------
@@ -143,14 +156,20 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str
 
 
 def _pending(agent_id: str) -> tuple[Any, ...]:
-    """The WHERE terms of an agent's pending events (uses ``ix_events_agent_applied``: the
-    rejected term is written ``IS NOT TRUE`` so that SQLite does not pick the
-    ``(agent_id, rejected, seq)`` index, which walks every event the agent ever had)."""
+    """The WHERE terms of an agent's pending events (they use ``ix_events_pending``, a partial
+    index of the rows with ``applied_version IS NULL``, which SQLite matches term for term)."""
     return (Event.agent_id == agent_id, Event.applied_version.is_(None),
             Event.forgotten_version.is_(None), Event.rejected.is_not(True))
 
 
-class EventsMixin(RepoBase):
+class Events:
+    """The event log: append, pending events, lookups and rejections."""
+
+    def __init__(self, core: Core, graph: VersionGraph) -> None:
+        self.core = core
+        self.graph = graph
+        self.session = core.session
+
     def append_events(self, agent_id: str, events: list[dict[str, Any]], *,
                       received_at: datetime | None = None,
                       ) -> tuple[list[AcceptedEvent], list[str]]:
@@ -186,7 +205,7 @@ class EventsMixin(RepoBase):
         if len(events) > MAX_BATCH:
             raise InputError("events", f"at most {MAX_BATCH} events per batch")
         parsed = [_payload(ev, i) for i, ev in enumerate(events)]
-        agent = self._lock_agent(agent_id)
+        agent = self.core.lock_agent(agent_id)
         existing = self._stored_client_ids(agent_id, [p[0] for p in parsed if p[0] is not None])
         now = received_at or utcnow()
         accepted: list[AcceptedEvent] = []
@@ -205,16 +224,21 @@ class EventsMixin(RepoBase):
                          "payload_json": text, "received_at": now, **columns})
             seq += 1
         if rows:
-            received = agent.events_received + len(rows)
-            stmt = _INSERTS.get(self.session.get_bind().dialect.name, _INSERTS[""])
-            with self._translate(agent_id):
-                self.session.execute(stmt, rows)
-                self.session.execute(_COUNT_ACCEPTED, {"agent_id": agent_id, "next_seq": seq,
-                                                       "events_received": received})
-            # the locked agent object now matches its row (without a pending change)
-            set_committed_value(agent, "next_seq", seq)
-            set_committed_value(agent, "events_received", received)
+            self._write_accepted(agent, rows, seq)
         return accepted, duplicates
+
+    def _write_accepted(self, agent: Agent, rows: list[dict[str, Any]], next_seq: int) -> None:
+        """Insert the accepted rows (one executemany) and move the locked agent's counters."""
+        agent_id = agent.id
+        received = agent.events_received + len(rows)
+        stmt = _INSERTS.get(self.session.get_bind().dialect.name, _INSERTS[""])
+        with self.core.translate(agent_id):
+            self.session.execute(stmt, rows)
+            self.session.execute(_COUNT_ACCEPTED, {"agent_id": agent_id, "next_seq": next_seq,
+                                                   "events_received": received})
+        # the locked agent object now matches its row (without a pending change)
+        set_committed_value(agent, "next_seq", next_seq)
+        set_committed_value(agent, "events_received", received)
 
     def _stored_client_ids(self, agent_id: str, ids: list[str]) -> set[str]:
         """Those of ``ids`` the agent already has (one indexed ``IN`` query per chunk)."""
@@ -254,22 +278,24 @@ class EventsMixin(RepoBase):
 
     def event_history(self, agent_id: str, version: int) -> list[Event]:
         """The events whose effect is in ``version``'s state, in apply order."""
-        vmap = self._vmap(agent_id)
-        self._vinfo(agent_id, version, vmap)
-        return self.events_by_seqs(agent_id, self._history(agent_id, vmap, version))
+        vmap = self.graph.vmap(agent_id)
+        self.graph.vinfo(agent_id, version, vmap)
+        return self.events_by_seqs(agent_id, self.graph.history(agent_id, vmap, version))
 
     # -- rejected events (the learner isolates them; storage/repository/events_status.py lists)
     def reject_events(self, agent_id: str, rejected: list[tuple[int, str]]) -> int:
         """Mark pending events ``(seq, reason)`` rejected: never applied or replayed. Counts
         them in ``agents.events_rejected``; events no longer pending are left alone. Returns
         how many were marked."""
-        agent = self._lock_agent(agent_id)
+        agent = self.core.lock_agent(agent_id)
         n = 0
         for seq, reason in rejected:
             check_int(seq, "seq", 1)
-            n += self.session.execute(update(Event).where(
+            done = self.session.execute(update(Event).where(
                 *_pending(agent_id), Event.seq == seq).values(
-                rejected=True, reject_reason=str(reason)[:MAX_REASON])).rowcount or 0
+                rejected=True, reject_reason=str(reason)[:MAX_REASON]))
+            assert isinstance(done, CursorResult)  # an UPDATE's result: it has a rowcount
+            n += done.rowcount or 0
         agent.events_rejected += n
         self.session.flush()
         return n

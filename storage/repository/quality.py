@@ -8,8 +8,7 @@ lookup back: the latest version ``u`` with ``tested_total(u) ≤ tested_total(v)
 ``(hits_total(v) − hits_total(u)) / (tested_total(v) − tested_total(u))`` (the window is whole
 versions: at least ``W`` events, fewer only at the start). Versions no learner tested (create,
 rollback, forget, fork) keep nulls; the totals carry on across them (predictions were made, a
-rollback does not unmake them). Nothing here scans an agent's history. Functions over a
-:class:`~storage.repository.Repository` (its session: the caller's transaction).
+rollback does not unmake them). Nothing here scans an agent's history.
 """
 
 from __future__ import annotations
@@ -19,10 +18,10 @@ from typing import Any
 from sqlalchemy import select
 
 from storage.models import Version
-from storage.repository._base import check_int
+from storage.repository._base import Core, check_int
 from storage.repository.versions import MAX_LIST
 
-__all__ = ["record_quality", "quality_points", "window_accuracy"]
+__all__ = ["Quality", "window_accuracy"]
 
 MAX_WINDOW = 10_000_000
 
@@ -33,59 +32,67 @@ def window_accuracy(tested: int, hits: int, before: tuple[int, int] | None) -> f
     return (hits - h0) / (tested - t0) if tested > t0 else None
 
 
-def _last_tested(repo: Any, agent_id: str, below: int) -> Version | None:
-    """The tested version with the largest running total below ``below``: one step down the
-    ``(agent_id, tested_total)`` index. Totals grow with every tested version, so the largest
-    total is the latest tested version; only a call for an older version (none in the service)
-    takes the slower ordered search by version."""
-    top = repo.session.scalars(
-        select(Version).where(Version.agent_id == agent_id, Version.tested_total.is_not(None))
-        .order_by(Version.tested_total.desc()).limit(1)).first()
-    if top is None or top.version < below:
-        return top
-    return repo.session.scalars(
-        select(Version).where(Version.agent_id == agent_id, Version.version < below,
-                              Version.tested_total.is_not(None))
-        .order_by(Version.version.desc()).limit(1)).first()
+class Quality:
+    """Test-then-train outcomes on version rows, and the accuracy curve read from them."""
 
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.session = core.session
 
-def record_quality(repo: Any, agent_id: str, version: int, hits: list[bool],
-                   row: Version | None = None) -> Version:
-    """Record the test-then-train outcome of ``version``'s events (in the commit's transaction);
-    ``row``: its version row when the caller holds it (the commit that made it)."""
-    if row is None:
-        row = repo.session.scalars(select(Version).where(
-            Version.agent_id == agent_id, Version.version == version)).one()
-    prev = _last_tested(repo, agent_id, version)
-    n, h = len(hits), int(sum(bool(x) for x in hits))
-    row.hits = h
-    row.tested_total = (prev.tested_total or 0) + n if prev is not None else n
-    row.hits_total = (prev.hits_total or 0) + h if prev is not None else h
-    repo.session.flush()
-    return row
-
-
-def quality_points(repo: Any, agent_id: str, window: int, limit: int = 100,
-                   before: int | None = None) -> list[dict[str, Any]]:
-    """Tested versions newest first (``before`` excludes that version and later), each with
-    its accuracy over the last ``window`` events (at version granularity)."""
-    repo._agent(agent_id)
-    window = check_int(window, "window", 1, MAX_WINDOW)
-    limit = check_int(limit, "limit", 1, MAX_LIST)
-    q = select(Version).where(Version.agent_id == agent_id, Version.tested_total.is_not(None))
-    if before is not None:
-        q = q.where(Version.version < before)
-    rows = list(repo.session.scalars(q.order_by(Version.version.desc()).limit(limit)))
-    out = []
-    for r in rows:
-        assert r.tested_total is not None and r.hits_total is not None
-        base = repo.session.execute(
-            select(Version.tested_total, Version.hits_total).where(
-                Version.agent_id == agent_id, Version.tested_total.is_not(None),
-                Version.tested_total <= r.tested_total - window)
+    def _last_tested(self, agent_id: str, below: int) -> Version | None:
+        """The tested version with the largest running total below ``below``: one step down
+        the ``(agent_id, tested_total)`` index. Totals grow with every tested version, so the
+        largest total is the latest tested version; only a call for an older version (none in
+        the service) takes the slower ordered search by version."""
+        top = self.session.scalars(
+            select(Version).where(Version.agent_id == agent_id, Version.tested_total.is_not(None))
             .order_by(Version.tested_total.desc()).limit(1)).first()
-        acc = window_accuracy(r.tested_total, r.hits_total,
-                              (int(base[0]), int(base[1])) if base is not None else None)
-        out.append({"version": r.version, "created_at": r.created_at, "events": r.event_count,
-                    "hits": r.hits, "accuracy": acc})
-    return out
+        if top is None or top.version < below:
+            return top
+        return self.session.scalars(
+            select(Version).where(Version.agent_id == agent_id, Version.version < below,
+                                  Version.tested_total.is_not(None))
+            .order_by(Version.version.desc()).limit(1)).first()
+
+    def record_quality(self, agent_id: str, version: int, hits: list[bool],
+                       row: Version | None = None) -> Version:
+        """Record the test-then-train outcome of ``version``'s events (in the commit's
+        transaction); ``row``: its version row when the caller holds it (the commit that
+        made it)."""
+        if row is None:
+            row = self.session.scalars(select(Version).where(
+                Version.agent_id == agent_id, Version.version == version)).one()
+        prev = self._last_tested(agent_id, version)
+        n, h = len(hits), int(sum(bool(x) for x in hits))
+        row.hits = h
+        row.tested_total = (prev.tested_total or 0) + n if prev is not None else n
+        row.hits_total = (prev.hits_total or 0) + h if prev is not None else h
+        self.session.flush()
+        return row
+
+    def quality_points(self, agent_id: str, window: int, limit: int = 100,
+                       before: int | None = None) -> list[dict[str, Any]]:
+        """Tested versions newest first (``before`` excludes that version and later), each with
+        its accuracy over the last ``window`` events (at version granularity)."""
+        self.core.agent(agent_id)
+        window = check_int(window, "window", 1, MAX_WINDOW)
+        limit = check_int(limit, "limit", 1, MAX_LIST)
+        q = select(Version).where(Version.agent_id == agent_id,
+                                  Version.tested_total.is_not(None))
+        if before is not None:
+            q = q.where(Version.version < before)
+        rows = list(self.session.scalars(q.order_by(Version.version.desc()).limit(limit)))
+        out = []
+        for r in rows:
+            assert r.tested_total is not None and r.hits_total is not None
+            base = self.session.execute(
+                select(Version.tested_total, Version.hits_total).where(
+                    Version.agent_id == agent_id, Version.tested_total.is_not(None),
+                    Version.tested_total <= r.tested_total - window)
+                .order_by(Version.tested_total.desc()).limit(1)).first()
+            acc = window_accuracy(r.tested_total, r.hits_total,
+                                  (int(base[0] or 0), int(base[1] or 0)) if base is not None
+                                  else None)
+            out.append({"version": r.version, "created_at": r.created_at,
+                        "events": r.event_count, "hits": r.hits, "accuracy": acc})
+        return out

@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, select, update
 
 from storage.errors import InputError
 from storage.models import DeltaRow, Snapshot, Version, utcnow
-from storage.repository._base import chunks
-from storage.repository.forget import ForgetMixin
+from storage.repository._base import Core, chunks
+from storage.repository.graph import VersionGraph, VInfo
 
 
 @dataclass(frozen=True)
@@ -36,26 +37,37 @@ class RetentionReport:
     snapshots_dropped: tuple[int, ...] = ()  # versions whose snapshot was deleted
 
 
-class RetentionMixin(ForgetMixin):
+def _check_seconds(keep_window_s: Any, snapshot_spacing_s: Any) -> None:
+    for name, val in (("keep_window_s", keep_window_s), ("snapshot_spacing_s",
+                                                          snapshot_spacing_s)):
+        if val is None and name == "snapshot_spacing_s":
+            continue
+        if isinstance(val, bool) or not isinstance(val, (int, float)) or not val >= 0 \
+                or (name == "snapshot_spacing_s" and not val > 0):
+            raise InputError(name, "expected a number of seconds >= 0 (spacing: > 0)")
+
+
+class Retention:
+    """Old deltas (and, with a spacing, snapshots) dropped (module doc)."""
+
+    def __init__(self, core: Core, graph: VersionGraph) -> None:
+        self.core = core
+        self.graph = graph
+        self.session = core.session
+
     def apply_retention(self, agent_id: str, keep_window_s: float,
                         now: datetime | None = None,
                         snapshot_spacing_s: float | None = None) -> RetentionReport:
         """Thin the agent's history (see the module doc); returns what was dropped."""
-        for name, val in (("keep_window_s", keep_window_s), ("snapshot_spacing_s",
-                                                              snapshot_spacing_s)):
-            if val is None and name == "snapshot_spacing_s":
-                continue
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or not val >= 0 \
-                    or (name == "snapshot_spacing_s" and not val > 0):
-                raise InputError(name, "expected a number of seconds >= 0 (spacing: > 0)")
-        agent = self._lock_agent(agent_id)
+        _check_seconds(keep_window_s, snapshot_spacing_s)
+        agent = self.core.lock_agent(agent_id)
         cutoff = (now or utcnow()) - timedelta(seconds=float(keep_window_s))
         if cutoff.tzinfo is None:
             cutoff = cutoff.replace(tzinfo=UTC)
         rows = self.session.execute(select(
             Version.version, Version.created_at, Version.pinned).where(
             Version.agent_id == agent_id)).all()
-        vmap = self._vmap(agent_id)
+        vmap = self.graph.vmap(agent_id)
         created = {v: c for v, c, _ in rows}
         pinned = {v for v, _, p in rows if p}
         head = agent.head_version
@@ -67,6 +79,19 @@ class RetentionMixin(ForgetMixin):
         drop_snaps = (self._old_snapshots(vmap, snaps, created, cutoff, head, kept_anyway,
                                           snapshot_spacing_s) if snapshot_spacing_s else set())
         snaps -= drop_snaps
+        drop = self._old_deltas(vmap, snaps, created, cutoff, pinned, kept_anyway)
+        if not drop and not drop_snaps:
+            return RetentionReport([], [], 0)
+        thinned = self._unloadable(vmap, snaps, set(drop), drop_snaps)
+        freed = self._delete(agent_id, drop, drop_snaps, thinned)
+        return RetentionReport(drop, thinned, freed, tuple(sorted(drop_snaps)))
+
+    @staticmethod
+    def _old_deltas(vmap: dict[int, VInfo], snaps: set[int], created: dict[int, datetime],
+                    cutoff: datetime, pinned: set[int],
+                    kept_anyway: Callable[[int], bool]) -> list[int]:
+        """Delta versions older than the window that no kept version's path needs and a later
+        snapshot on a path through them covers."""
 
         def walk(v: int, marked: set[int]) -> None:  # mark v's path until a snapshot
             while v not in marked:
@@ -86,13 +111,16 @@ class RetentionMixin(ForgetMixin):
             while cur is not None and cur not in covered:
                 covered.add(cur)
                 cur = vmap[cur].source
-        drop = sorted(v for v, info in vmap.items()
+        return sorted(v for v, info in vmap.items()
                       if info.kind == "delta" and info.status == "ok" and v not in snaps
                       and v not in pinned and v not in needed and v in covered
                       and created[v] < cutoff)
-        if not drop and not drop_snaps:
-            return RetentionReport([], [], 0)
-        dropped = set(drop)
+
+    @staticmethod
+    def _unloadable(vmap: dict[int, VInfo], snaps: set[int], dropped: set[int],
+                    drop_snaps: set[int]) -> list[int]:
+        """The ``ok`` versions that can no longer be rebuilt once ``dropped`` deltas and
+        ``drop_snaps`` snapshots are gone."""
         loadable: dict[int, bool] = {}
         for v in sorted(vmap):
             info = vmap[v]
@@ -100,7 +128,12 @@ class RetentionMixin(ForgetMixin):
             loadable[v] = info.status == "ok" and (
                 v in snaps or (v not in dropped and v not in drop_snaps and src is not None
                                and loadable.get(src, False)))
-        thinned = sorted(v for v in vmap if vmap[v].status == "ok" and not loadable[v])
+        return sorted(v for v in vmap if vmap[v].status == "ok" and not loadable[v])
+
+    def _delete(self, agent_id: str, drop: list[int], drop_snaps: set[int],
+                thinned: list[int]) -> int:
+        """Delete the deltas and snapshots, mark the thinned versions; returns delta bytes
+        freed."""
         freed = 0
         for part in chunks(drop):
             freed += int(sum(len(d) for d in self.session.scalars(select(DeltaRow.data).where(
@@ -117,7 +150,7 @@ class RetentionMixin(ForgetMixin):
             self.session.execute(update(Version).where(
                 Version.agent_id == agent_id, Version.version.in_(part)).values(status="thinned"))
         self.session.flush()
-        return RetentionReport(drop, thinned, freed, tuple(sorted(drop_snaps)))
+        return freed
 
     @staticmethod
     def _old_snapshots(vmap: dict, snaps: set[int], created: dict, cutoff: datetime, head: int,

@@ -7,12 +7,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
 
 from storage.models import Agent, Event, Snapshot, Version
-from storage.repository._base import RepoBase
 
 
-class ServiceQueriesMixin(RepoBase):
+class ServiceQueries:
+    """Reads across agents and small checks for the workers."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
     def version_exists(self, agent_id: str, version: int) -> bool:
         return self.session.scalar(select(func.count()).select_from(Version).where(
             Version.agent_id == agent_id, Version.version == version)) == 1

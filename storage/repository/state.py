@@ -23,7 +23,8 @@ from storage.errors import (
     VersionThinned,
 )
 from storage.models import LAYER_LEN, DeltaRow, Snapshot, SnapshotLayer, Version
-from storage.repository._base import RepoBase, VInfo, chunks
+from storage.repository._base import Core, chunks
+from storage.repository.graph import VersionGraph, VInfo
 
 State = tuple[dict[str, np.ndarray], list[str]]
 
@@ -63,10 +64,17 @@ def encode_layer_delta(name: str, ld: LayerDelta) -> tuple[str, LayerDelta, str,
     return name, ld, form, encode(arrays, field)
 
 
-class StateMixin(RepoBase):
+class States:
+    """Stored states: snapshots and deltas written, and the state at a version rebuilt."""
+
+    def __init__(self, core: Core, graph: VersionGraph) -> None:
+        self.core = core
+        self.graph = graph
+        self.session = core.session
+
     # -- writing -----------------------------------------------------------------------
-    def _put_deltas(self, agent_id: str, version: int,
-                    encoded: list[tuple[str, LayerDelta, str, Blob]]) -> None:
+    def put_deltas(self, agent_id: str, version: int,
+                   encoded: list[tuple[str, LayerDelta, str, Blob]]) -> None:
         for name, ld, form, blob in encoded:
             d_v, d_k = ld.shape
             self.session.add(DeltaRow(
@@ -75,8 +83,8 @@ class StateMixin(RepoBase):
                 d_k=d_k, rank=None if ld.is_dense else ld.rank, dtype=blob.dtype,
                 data=blob.data, sha256=blob.sha256))
 
-    def _put_snapshot(self, agent_id: str, version: int, layers: dict[str, np.ndarray],
-                      labels: list[str]) -> Snapshot:
+    def put_snapshot(self, agent_id: str, version: int, layers: dict[str, np.ndarray],
+                     labels: list[str]) -> Snapshot:
         blobs = {name: encode([arr], f"snapshot.layers.{name}") for name, arr in layers.items()}
         snap = Snapshot(agent_id=agent_id, version=version, labels=list(labels))
         self.session.add(snap)
@@ -104,14 +112,14 @@ class StateMixin(RepoBase):
             raise InputError("snapshot", f"state checksum {got[:16]}… does not match version "
                                          f"{version}'s {row.checksum[:16]}…")
         if not row.has_snapshot:
-            self._put_snapshot(agent_id, version, layers, labels)
+            self.put_snapshot(agent_id, version, layers, labels)
             row.has_snapshot = True
             row.status = "ok"
             self.session.flush()
         return row
 
     def get_version(self, agent_id: str, version: int) -> Version:
-        self._agent(agent_id)
+        self.core.agent(agent_id)
         row = None
         if isinstance(version, int) and not isinstance(version, bool):
             row = self.session.execute(select(Version).where(
@@ -155,7 +163,7 @@ class StateMixin(RepoBase):
                 out[r.version][r.layer] = ld
         return out
 
-    def _plan(self, agent_id: str, vmap: dict[int, VInfo], version: int) -> tuple[int, list[int]]:
+    def plan(self, agent_id: str, vmap: dict[int, VInfo], version: int) -> tuple[int, list[int]]:
         """(snapshot version to start from, delta versions to apply in order)."""
         if vmap[version].status == "thinned":
             raise VersionThinned(agent_id, version)
@@ -184,16 +192,16 @@ class StateMixin(RepoBase):
         (bad bytes) or :class:`ChecksumMismatch` (the rebuilt state differs from the one
         committed) — never returns a wrong state.
         """
-        self._agent(agent_id)
-        vmap = self._vmap_path(agent_id, version)
-        info = self._vinfo(agent_id, version, vmap)
-        start, chain = self._plan(agent_id, vmap, version)
+        self.core.agent(agent_id)
+        vmap = self.graph.vmap_path(agent_id, version)
+        info = self.graph.vinfo(agent_id, version, vmap)
+        start, chain = self.plan(agent_id, vmap, version)
         layers, labels = self._read_snapshot(agent_id, start)
         got = state_checksum(layers, labels)
         if got != vmap[start].checksum:
             raise ChecksumMismatch(agent_id, start, vmap[start].checksum, got)
         if chain:
-            added = self._labels_added(agent_id, chain)
+            added = self.labels_added(agent_id, chain)
             deltas = self._read_deltas(agent_id, chain)
             with one_blas_thread():  # the thread count the learner used (DESIGN §2 contract)
                 for v in chain:
@@ -204,7 +212,7 @@ class StateMixin(RepoBase):
             raise ChecksumMismatch(agent_id, version, info.checksum, got)
         return layers, labels
 
-    def _labels_added(self, agent_id: str, versions: list[int]) -> dict[int, list[str]]:
+    def labels_added(self, agent_id: str, versions: list[int]) -> dict[int, list[str]]:
         out: dict[int, list[str]] = {}
         for part in chunks(versions):
             out.update(self.session.execute(select(Version.version, Version.labels_added).where(

@@ -9,11 +9,11 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from agent.errors import check_text
 from storage.errors import InputError, NotFound
 from storage.models import NAME_LEN, ApiKey, Tenant, utcnow
-from storage.repository._base import RepoBase
 
 KEY_PREFIX = "dm_"
 
@@ -33,7 +33,12 @@ def check_name(name: object, field: str = "name") -> str:
     return check_text(name, field)
 
 
-class TenantsMixin(RepoBase):
+class Tenants:
+    """Tenants and their API keys."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
     def create_tenant(self, name: str) -> tuple[Tenant, str]:
         """A new tenant and its first API key (the only time the key is returned)."""
         tenant = Tenant(id="tn_" + uuid.uuid4().hex, name=check_name(name))

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from sqlalchemy import func, select, update
 
-from agent.memory.delta import Delta, state_checksum
+from agent.memory.delta import Delta, LayerDelta, state_checksum
+from storage.codec import Blob
 from storage.errors import (
     CorruptData,
     ForgottenEvents,
@@ -22,15 +23,66 @@ from storage.errors import (
     VersionThinned,
 )
 from storage.models import Agent, Answer, Event, Snapshot, Version, as_utc, utcnow
-from storage.repository._base import check_checksum, check_int, chunks
+from storage.repository._base import Core, check_checksum, check_int, chunks
 from storage.repository.events import _pending
-from storage.repository.state import StateMixin, check_labels, check_state, encode_layer_delta
+from storage.repository.graph import VersionGraph
+from storage.repository.state import States, check_labels, check_state, encode_layer_delta
 
 COMMIT_KINDS = ("delta", "snapshot", "rollback", "forget")
 MAX_LIST = 10_000
 
 
-class VersionsMixin(StateMixin):
+def _check_commit(kind: str, parent_version: int, checksum: str, delta: Delta | None,
+                  snapshot: tuple[dict[str, np.ndarray], list[str]] | None,
+                  state_of: int | None, event_seqs: Sequence[int], delta_norm: float | None,
+                  ) -> tuple[list[tuple[str, LayerDelta, str, Blob]], list[int], float]:
+    """The arguments of :meth:`Versions.commit_version` checked before anything is read or
+    written: ``(encoded layer deltas, event seqs, delta norm)``; else :class:`InputError`."""
+    if kind not in COMMIT_KINDS:
+        raise InputError("kind", f"expected one of {list(COMMIT_KINDS)}, got {kind!r}")
+    check_int(parent_version, "parent_version")
+    check_checksum(checksum)
+    encoded = []
+    if delta is not None:
+        if not isinstance(delta, Delta):
+            raise InputError("delta", "expected a Delta")
+        check_labels(list(delta.labels_added), "delta.labels_added")
+        encoded = [encode_layer_delta(n, ld) for n, ld in delta.layers.items()]
+    elif kind == "delta":
+        raise InputError("delta", "a delta commit needs a delta")
+    if snapshot is not None:
+        layers, labels = check_state(*snapshot)
+        got = state_checksum(layers, labels)
+        if got != checksum:
+            raise InputError("checksum", f"does not match the snapshot's state ({got[:16]}…)")
+    elif kind in ("snapshot", "forget"):
+        raise InputError("snapshot", f"a {kind} commit needs the full state")
+    if kind == "rollback":
+        if state_of is None:
+            raise InputError("state_of", "a rollback needs the version it restores")
+        if delta is not None or snapshot is not None:
+            raise InputError("delta", "a rollback stores no delta or snapshot")
+    elif state_of is not None:
+        raise InputError("state_of", "only rollbacks have state_of")
+    seqs = [check_int(s, f"event_seqs[{i}]", 1) for i, s in enumerate(event_seqs)]
+    if len(set(seqs)) != len(seqs):
+        raise InputError("event_seqs", "repeated seq numbers")
+    if delta_norm is None:
+        delta_norm = delta.norm() if delta is not None else 0.0
+    if not math.isfinite(float(delta_norm)):
+        raise InputError("delta_norm", "expected a finite number")
+    return encoded, seqs, float(delta_norm)
+
+
+class Versions:
+    """Versions: the atomic commit, rollback, listing, as-of, pins and the agent's answers."""
+
+    def __init__(self, core: Core, graph: VersionGraph, states: States) -> None:
+        self.core = core
+        self.graph = graph
+        self.states = states
+        self.session = core.session
+
     def commit_version(
         self, agent_id: str, parent_version: int, kind: str = "delta", *,
         delta: Delta | None = None,
@@ -63,72 +115,53 @@ class VersionsMixin(StateMixin):
         InputError
             Bad arguments (nothing is written).
         """
-        if kind not in COMMIT_KINDS:
-            raise InputError("kind", f"expected one of {list(COMMIT_KINDS)}, got {kind!r}")
-        check_int(parent_version, "parent_version")
-        check_checksum(checksum)
-        encoded = []
-        if delta is not None:
-            if not isinstance(delta, Delta):
-                raise InputError("delta", "expected a Delta")
-            check_labels(list(delta.labels_added), "delta.labels_added")
-            encoded = [encode_layer_delta(n, ld) for n, ld in delta.layers.items()]
-        elif kind == "delta":
-            raise InputError("delta", "a delta commit needs a delta")
-        if snapshot is not None:
-            layers, labels = check_state(*snapshot)
-            got = state_checksum(layers, labels)
-            if got != checksum:
-                raise InputError("checksum", f"does not match the snapshot's state ({got[:16]}…)")
-        elif kind in ("snapshot", "forget"):
-            raise InputError("snapshot", f"a {kind} commit needs the full state")
-        if kind == "rollback":
-            if state_of is None:
-                raise InputError("state_of", "a rollback needs the version it restores")
-            if delta is not None or snapshot is not None:
-                raise InputError("delta", "a rollback stores no delta or snapshot")
-        elif state_of is not None:
-            raise InputError("state_of", "only rollbacks have state_of")
-        seqs = [check_int(s, f"event_seqs[{i}]", 1) for i, s in enumerate(event_seqs)]
-        if len(set(seqs)) != len(seqs):
-            raise InputError("event_seqs", "repeated seq numbers")
-        if delta_norm is None:
-            delta_norm = delta.norm() if delta is not None else 0.0
-        if not math.isfinite(float(delta_norm)):
-            raise InputError("delta_norm", "expected a finite number")
-
-        agent = self._lock_agent(agent_id)
+        encoded, seqs, norm = _check_commit(kind, parent_version, checksum, delta, snapshot,
+                                            state_of, event_seqs, delta_norm)
+        agent = self.core.lock_agent(agent_id)
         if agent.head_version != parent_version:
             raise VersionConflict(agent_id, parent_version, agent.head_version)
         new = agent.head_version + 1
         if state_of is not None:
-            row = self.get_version(agent_id, state_of) if isinstance(state_of, int) else None
-            if row is None or row.checksum != checksum:
-                raise InputError("checksum", f"a rollback has version {state_of}'s checksum")
-            if row.status == "thinned":
-                raise VersionThinned(agent_id, state_of)
+            self._check_restored(agent_id, state_of, checksum)
         if seqs:
-            self._check_next_pending(agent_id, seqs)
-        with self._translate(agent_id, parent_version):
-            version = self._insert_version(
+            self.check_next_pending(agent_id, seqs)
+        with self.core.translate(agent_id, parent_version):
+            version = self.insert_version(
                 agent_id, new, parent_version, kind, checksum=checksum,
-                delta_norm=float(delta_norm), state_of=state_of, event_count=len(seqs),
+                delta_norm=norm, state_of=state_of, event_count=len(seqs),
                 labels_added=list(delta.labels_added) if delta is not None else [],
                 created_at=created_at)
-            self._put_deltas(agent_id, new, encoded)
-            if snapshot is not None:
-                self._put_snapshot(agent_id, new, *snapshot)
-                version.has_snapshot = True
-            for part in chunks(sorted(seqs)):
-                self.session.execute(update(Event).where(
-                    Event.agent_id == agent_id, Event.seq.in_(part)).values(applied_version=new))
-            agent.head_version = new
-            agent.events_applied += len(seqs)
-            self._move_labels(agent, kind, delta, snapshot, state_of)
-            self._record_answers(agent_id, new, version.labels_added +
-                                 (list(snapshot[1]) if snapshot is not None else []))
-            self.session.flush()
+            self._write_commit(agent, version, kind, delta, snapshot, encoded, seqs, state_of)
         return version
+
+    def _check_restored(self, agent_id: str, state_of: int, checksum: str) -> None:
+        """A rollback's ``state_of``: a loadable version whose checksum is ``checksum``."""
+        row = self.states.get_version(agent_id, state_of) if isinstance(state_of, int) else None
+        if row is None or row.checksum != checksum:
+            raise InputError("checksum", f"a rollback has version {state_of}'s checksum")
+        if row.status == "thinned":
+            raise VersionThinned(agent_id, state_of)
+
+    def _write_commit(self, agent: Agent, version: Version, kind: str, delta: Delta | None,
+                      snapshot: tuple[dict[str, np.ndarray], list[str]] | None,
+                      encoded: list[tuple[str, LayerDelta, str, Blob]], seqs: list[int],
+                      state_of: int | None) -> None:
+        """The rows of a checked commit after its version row: deltas, snapshot, the events
+        marked applied, the head and counters moved, labels and answers."""
+        agent_id, new = agent.id, version.version
+        self.states.put_deltas(agent_id, new, encoded)
+        if snapshot is not None:
+            self.states.put_snapshot(agent_id, new, *snapshot)
+            version.has_snapshot = True
+        for part in chunks(sorted(seqs)):
+            self.session.execute(update(Event).where(
+                Event.agent_id == agent_id, Event.seq.in_(part)).values(applied_version=new))
+        agent.head_version = new
+        agent.events_applied += len(seqs)
+        self._move_labels(agent, kind, delta, snapshot, state_of)
+        self.record_answers(agent_id, new, version.labels_added +
+                            (list(snapshot[1]) if snapshot is not None else []))
+        self.session.flush()
 
     def _move_labels(self, agent: Agent, kind: str, delta: Delta | None,
                      snapshot: tuple[dict[str, np.ndarray], list[str]] | None,
@@ -150,21 +183,21 @@ class VersionsMixin(StateMixin):
         """The labels (answers) of the state at ``version``, without reading any array:
         the covering snapshot's labels plus those added by the deltas after it (the version
         rows back to that snapshot; the head's labels are ``Agent.labels``)."""
-        vmap = self._vmap_path(agent_id, version)
-        self._vinfo(agent_id, version, vmap)
-        start, chain = self._plan(agent_id, vmap, version)
+        vmap = self.graph.vmap_path(agent_id, version)
+        self.graph.vinfo(agent_id, version, vmap)
+        start, chain = self.states.plan(agent_id, vmap, version)
         labels = self.session.scalar(select(Snapshot.labels).where(
             Snapshot.agent_id == agent_id, Snapshot.version == start))
         if labels is None:
             raise CorruptData(f"agent {agent_id!r} version {start}", "snapshot missing")
         out = list(labels)
         if chain:
-            added = self._labels_added(agent_id, chain)
+            added = self.states.labels_added(agent_id, chain)
             for v in chain:
                 out.extend(added.get(v) or [])
         return out
 
-    def _check_next_pending(self, agent_id: str, seqs: list[int]) -> None:
+    def check_next_pending(self, agent_id: str, seqs: list[int]) -> None:
         # the pending rows only (seq + 0: no range walk of the whole history on SQLite)
         rows = self.session.execute(select(Event.seq).where(
             *_pending(agent_id), Event.seq + 0 <= max(seqs))).scalars().all()
@@ -173,10 +206,10 @@ class VersionsMixin(StateMixin):
             raise InputError("event_seqs", f"unknown, applied or forgotten seqs {bad[:10]}" if bad
                              else "must be the oldest pending events (none may be skipped)")
 
-    def _insert_version(self, agent_id: str, number: int, parent: int | None, kind: str, *,
-                        checksum: str, delta_norm: float = 0.0, state_of: int | None = None,
-                        event_count: int = 0, labels_added: list[str] | None = None,
-                        created_at: datetime | None = None) -> Version:
+    def insert_version(self, agent_id: str, number: int, parent: int | None, kind: str, *,
+                       checksum: str, delta_norm: float = 0.0, state_of: int | None = None,
+                       event_count: int = 0, labels_added: list[str] | None = None,
+                       created_at: datetime | None = None) -> Version:
         row = Version(agent_id=agent_id, version=number, parent=parent, kind=kind,
                       state_of=state_of, created_at=created_at or utcnow(),
                       event_count=event_count, checksum=checksum, delta_norm=delta_norm,
@@ -186,7 +219,7 @@ class VersionsMixin(StateMixin):
         self.session.flush()
         return row
 
-    def _record_answers(self, agent_id: str, version: int, texts: Iterable[str]) -> None:
+    def record_answers(self, agent_id: str, version: int, texts: Iterable[str]) -> None:
         """Add texts not yet in the agent's explicit memory, in order."""
         texts = list(dict.fromkeys(texts))
         if not texts:
@@ -207,7 +240,7 @@ class VersionsMixin(StateMixin):
 
     def answers(self, agent_id: str) -> list[Answer]:
         """The agent's explicit memory: every label/answer seen, by first appearance."""
-        self._agent(agent_id)
+        self.core.agent(agent_id)
         return list(self.session.scalars(select(Answer).where(Answer.agent_id == agent_id)
                                          .order_by(Answer.position)))
 
@@ -217,12 +250,12 @@ class VersionsMixin(StateMixin):
         """A new version (kind ``rollback``) whose state is ``version``'s; the versions in
         between stay readable. Refused (:class:`ForgottenEvents`) when ``version``'s
         history holds events forgotten since."""
-        agent = self._lock_agent(agent_id)
-        vmap = self._vmap(agent_id)
-        info = self._vinfo(agent_id, version, vmap)
+        agent = self.core.lock_agent(agent_id)
+        vmap = self.graph.vmap(agent_id)
+        info = self.graph.vinfo(agent_id, version, vmap)
         if info.status == "thinned":
             raise VersionThinned(agent_id, version)
-        gone = self._forgotten_in(agent_id, vmap, version)
+        gone = self.graph.forgotten_in(agent_id, vmap, version)
         if gone:
             raise ForgottenEvents(agent_id, version, gone)
         return self.commit_version(agent_id, agent.head_version, "rollback", state_of=version,
@@ -233,7 +266,7 @@ class VersionsMixin(StateMixin):
     def list_versions(self, agent_id: str, limit: int | None = None,
                       before: int | None = None) -> list[Version]:
         """Versions newest first; ``before`` excludes that version and later ones."""
-        self._agent(agent_id)
+        self.core.agent(agent_id)
         q = select(Version).where(Version.agent_id == agent_id)
         if before is not None:
             q = q.where(Version.version < check_int(before, "before"))
@@ -244,7 +277,7 @@ class VersionsMixin(StateMixin):
 
     def version_as_of(self, agent_id: str, ts: datetime) -> int:
         """The last version committed at or before ``ts`` (naive = UTC)."""
-        self._agent(agent_id)
+        self.core.agent(agent_id)
         if not isinstance(ts, datetime):
             raise InputError("as_of", "expected a datetime")
         ts = as_utc(ts, "as_of")
@@ -256,7 +289,7 @@ class VersionsMixin(StateMixin):
 
     def pin_version(self, agent_id: str, version: int, pinned: bool = True) -> Version:
         """Pin (or unpin) a version: retention never thins a pinned version."""
-        row = self.get_version(agent_id, version)
+        row = self.states.get_version(agent_id, version)
         row.pinned = bool(pinned)
         self.session.flush()
         return row

@@ -4,7 +4,7 @@
 is committed on top of) for the batch's inputs and says which predictions match their targets:
 a label for classifiers, the answer text for recall agents (their exact-match rate). The learner
 records the outcome on the new version in the commit's transaction
-(:func:`storage.repository.quality.record_quality`). Chat agents have no targets: not tested.
+(:meth:`storage.repository.quality.Quality.record_quality`). Chat agents have no targets: not tested.
 
 A failure here never stops the learner: the version is then committed without quality.
 :class:`QualityHistogram` counts each micro-batch's hit rate per agent kind for Prometheus
