@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # of it unused; 16 KiB pages hold nine (benchmarks/EVAL.md, "Ingest paths"). Set before the
 # first table is created; an existing file keeps its page size (WAL mode cannot change it).
 SQLITE_PAGE_SIZE = 16_384
+# a writer waiting for SQLite's write lock tries again after 0.5 ms, then every 2 ms at most
+SQLITE_WRITE_POLL_S = (0.0005, 0.002)
 
 
 def normalize_url(url: str) -> str:
@@ -65,8 +68,39 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any, memory: bool, synchronous: st
     cur.close()
 
 
+def _begin_immediate(conn: Any) -> None:
+    """``BEGIN IMMEDIATE``, waiting for the write lock in short, even steps.
+
+    SQLite's own busy handler sleeps longer the longer a connection has waited (1, 2, 5, ...
+    up to 100 ms between tries), so under steady contention a writer that has waited a while
+    keeps losing the lock to newcomers, and waits many times the holds ahead of it (the
+    soak's ingest tail, ``deltamem bench soak``). Here every waiter tries again
+    within :data:`SQLITE_WRITE_POLL_S` until the busy timeout; then one last ``BEGIN`` through
+    SQLAlchemy raises the usual ``OperationalError`` ("database is locked")."""
+    raw = conn.connection.dbapi_connection
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        pause = SQLITE_WRITE_POLL_S[0]
+        while time.monotonic() < deadline:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+            time.sleep(pause)
+            pause = min(SQLITE_WRITE_POLL_S[1], pause * 2)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+
+
 def _sqlite_begin(conn: Any) -> None:
     mode = conn.get_execution_options().get("sqlite_begin", "")
+    if mode == "IMMEDIATE":
+        _begin_immediate(conn)
+        return
     conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
