@@ -1,7 +1,7 @@
 """What the workers ask of a learner: the :class:`Learner` protocol.
 
 A learner holds one agent's state (named arrays and labels) at one version, learns micro-batches
-as :class:`~agent.memory.delta.Delta`\\ s, applies committed deltas and answers predictions.
+as :class:`~agent.memory.deltas.Delta`\\ s, applies committed deltas and answers predictions.
 The learner shards, the serving replicas, poison isolation, test-then-train and ``forget``'s
 replay use exactly these verbs, whatever the agent's kind:
 
@@ -11,6 +11,7 @@ replay use exactly these verbs, whatever the agent's kind:
   has no targets.
 
 ``learner.is_chat`` tells them apart; :func:`is_chat` / :func:`learns_labels` narrow the type.
+:class:`StateView` is the state side both implement the same way.
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from typing import Any, Protocol, TypeGuard
 import numpy as np
 
 from agent.config import AgentConfig
-from agent.memory.delta import Delta
+from agent.memory.checksum import PrefixHasher
+from agent.memory.deltas import Delta
 
-__all__ = ["Inputs", "Layers", "Learner", "LabelLearner", "ChatLearner", "is_chat", "learns_labels"]
+__all__ = ["Inputs", "Layers", "Learner", "LabelLearner", "ChatLearner", "is_chat", "learns_labels",
+           "StateView"]
 
 Layers = dict[str, np.ndarray]
 # texts, lists of numbers, or one (n, dim) float array (stored vectors, checked as a whole)
@@ -111,3 +114,38 @@ def is_chat(learner: Learner) -> TypeGuard[ChatLearner]:
 def learns_labels(learner: Learner) -> TypeGuard[LabelLearner]:
     """Whether ``learner`` learns ``(input, target)`` events."""
     return not learner.is_chat
+
+
+class StateView:
+    """The read side every learner shares: ``state``, ``labels`` and ``checksum`` over
+    ``self._layers`` / ``self._labels`` (arrays are replaced, never changed in place)."""
+
+    _layers: dict[str, np.ndarray]
+    _labels: list[str]
+
+    @property
+    def state(self) -> tuple[dict[str, np.ndarray], list[str]]:
+        """``(layers, labels)``; the arrays are never changed in place, only replaced."""
+        return dict(self._layers), list(self._labels)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._labels)
+
+    def held_nbytes(self) -> int:
+        """Bytes held: the layers and the label texts (what a learner cache counts)."""
+        return sum(int(a.nbytes) for a in self._layers.values()) + sum(len(x) for x in self._labels)
+
+    def keep_reads_only(self) -> None:
+        """Drop layers that only writes use (a serving replica's view); none by default."""
+
+    def for_reads(self, delta: Delta) -> Delta:
+        """The part of ``delta`` a reads-only view applies; all of it by default."""
+        return delta
+
+    def checksum(self) -> str:
+        """:func:`state_checksum` of the state; unchanged layers are not hashed again."""
+        ph = self.__dict__.get("_hasher")
+        if ph is None:
+            ph = self.__dict__["_hasher"] = PrefixHasher()
+        return ph.checksum(self._layers, self._labels)

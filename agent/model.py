@@ -17,7 +17,7 @@ evaluation harness streams data sets through it.
   ``S ← α·S + β·Σ_r (v_r − softmax(S k_r)) k_rᵀ`` over the event and ``memory.replay`` earlier
   events it rehearses (:mod:`agent.memory.replay`), drawn from at most ``memory.reservoir``
   events per label (:mod:`agent.memory.reservoir`; every event when it is None);
-* a micro-batch is one :class:`~agent.memory.delta.Delta` computed by the chunk kernels; the
+* a micro-batch is one :class:`~agent.memory.deltas.Delta` computed by the chunk kernels; the
   learner applies the delta exactly as stored (after ``compact``/``astype``), so a rebuild from
   stored deltas is bit-identical to the live state.
 
@@ -53,20 +53,15 @@ from agent.backbones.minilm import Encoder, get_minilm
 from agent.backbones.vector import STATS_LAYER, empty_stats, running_stats, standardize_with
 from agent.config import AgentConfig
 from agent.errors import InputError
+from agent.learner import StateView
+from agent.memory.checksum import APPEND_ONLY
 from agent.memory.chunk import delta_rule_chunk, rls_chunk
-from agent.memory.delta import (
-    APPEND_ONLY,
-    Delta,
-    LayerDelta,
-    RowRoom,
-    StateView,
-    apply_delta,
-    pad_rows,
-)
+from agent.memory.deltas import Delta, LayerDelta, apply_delta, pad_rows
 from agent.memory.lift import unit_rows
 from agent.memory.pending import pending_rows, rls_pending
 from agent.memory.replay import softmax_replay_chunk
 from agent.memory.reservoir import reservoir_chunk
+from agent.memory.rows import RowRoom
 
 __all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed"]
 

@@ -101,7 +101,7 @@ def _arrows(graph: dict[str, set[str]], src: list[str], dst: list[str]) -> list[
 def test_the_walk_sees_arrows():
     g = import_graph()
     assert "storage.engine" in g["storage.repository"]
-    assert "numpy" in g["agent.memory.delta"]
+    assert "numpy" in g["agent.memory.deltas"]
     assert "ray" in g["workers.runtime"]
     assert any(t.startswith("agent") for t in g["benchmarks.storage"])
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

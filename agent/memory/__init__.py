@@ -2,6 +2,7 @@
 delta type, keys (lift and normalisation) and the array-module switch. See README.md here."""
 
 from agent.memory.backend import get_xp, gpu_available, set_blas_threads, to_numpy
+from agent.memory.checksum import state_checksum
 from agent.memory.chunk import (
     delta_rule_chunk,
     delta_rule_chunk_outputs,
@@ -9,7 +10,7 @@ from agent.memory.chunk import (
     rls_chunk_outputs,
     split_chunks,
 )
-from agent.memory.delta import Delta, LayerDelta, apply_delta, apply_layer, pad_rows, state_checksum
+from agent.memory.deltas import Delta, LayerDelta, apply_delta, apply_layer, pad_rows
 from agent.memory.lift import Lift, normalize_keys
 from agent.memory.many import batched_read, many_delta_write
 from agent.memory.naive import delta_rule_naive, rls_naive

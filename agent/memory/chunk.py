@@ -1,7 +1,7 @@
 """Micro-batch (chunk) forms of both write rules on NumPy/BLAS, returning deltas.
 
 A batch of n writes becomes one low-rank delta ``S_n = γ·S_0 + Eᵀ A`` (see
-:mod:`agent.memory.delta`), computed with matrix products plus one n×n triangular (delta rule)
+:mod:`agent.memory.deltas`), computed with matrix products plus one n×n triangular (delta rule)
 or SPD (RLS) solve per chunk. The derivations are in ``agent/memory/README.md``.
 
 Gated delta rule (decay ``α_t``, strength ``β_t``; ``c_t = Π_{j<t} α_j``; rows 0-based)::
@@ -30,7 +30,7 @@ one delta over the whole batch (later chunks' decays folded into earlier rows of
 Examples
 --------
 >>> import numpy as np
->>> from agent.memory.delta import apply_layer
+>>> from agent.memory.deltas import apply_layer
 >>> from agent.memory.naive import delta_rule_naive
 >>> rng = np.random.default_rng(0)
 >>> K = rng.standard_normal((5, 4)); K /= np.linalg.norm(K, axis=1, keepdims=True)
@@ -47,7 +47,7 @@ import numpy as np
 from scipy.linalg import get_blas_funcs, get_lapack_funcs
 
 from agent.errors import InputError
-from agent.memory.delta import LayerDelta, apply_layer
+from agent.memory.deltas import LayerDelta, apply_layer
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -374,7 +374,7 @@ def rls_chunk(
     Examples
     --------
     >>> import numpy as np
-    >>> from agent.memory.delta import apply_layer
+    >>> from agent.memory.deltas import apply_layer
     >>> dS, dP = rls_chunk(np.zeros((1, 1)), np.eye(1), np.ones((2, 1)), np.ones((2, 1)))
     >>> round(float(apply_layer(np.zeros((1, 1)), dS)[0, 0]), 6)
     0.666667

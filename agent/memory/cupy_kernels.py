@@ -28,7 +28,7 @@ import numpy as np
 
 from agent.errors import InputError
 from agent.memory.chunk import DEFAULT_CHUNK, RHO_SPAN, split_chunks
-from agent.memory.delta import LayerDelta
+from agent.memory.deltas import LayerDelta
 
 try:  # never fail at import: CuPy is optional
     import cupy as cp

@@ -33,7 +33,7 @@ dense replacement anyway.
 Examples
 --------
 >>> import numpy as np
->>> from agent.memory.delta import apply_layer
+>>> from agent.memory.deltas import apply_layer
 >>> rng = np.random.default_rng(0)
 >>> K = rng.standard_normal((3, 4)); K /= np.linalg.norm(K, axis=1, keepdims=True)
 >>> V = np.eye(3)
@@ -54,7 +54,7 @@ import numpy as np
 
 from agent.errors import InputError
 from agent.memory.chunk import _merge, _operands, _rls, rls_auto_chunk, rls_from_read
-from agent.memory.delta import LayerDelta, apply_layer
+from agent.memory.deltas import LayerDelta, apply_layer
 
 __all__ = ["PENDING_MIN_DK", "pending_rows", "rls_pending"]
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 import numpy as np
 
 from agent.errors import InputError
-from agent.memory.delta import LayerDelta
+from agent.memory.deltas import LayerDelta
 
 __all__ = ["replay_indices", "softmax_replay_chunk", "softmax_writes", "MAX_EVENTS", "mix64",
            "replay_hashes", "draw"]

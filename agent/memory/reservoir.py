@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from agent.errors import InputError
-from agent.memory.delta import LayerDelta
+from agent.memory.deltas import LayerDelta
 from agent.memory.replay import draw, mix64, replay_hashes, softmax_writes
 
 __all__ = ["priority", "reservoir_chunk", "RESERVOIR_SALT"]
