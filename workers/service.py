@@ -22,13 +22,14 @@ from agent.memory.delta import state_checksum
 from storage.errors import NotFound
 from storage.models import Agent
 from workers.actors.encoder import RemoteEncoder, has_text_agents
-from workers.actors.factory import initial_state
+from workers.actors.factory import initial_state, state_nbytes
 from workers.actors.ingest import IngestActor
 from workers.actors.learner import LearnerActor, shard_of
-from workers.actors.serving import ServingActor, agents_by_id
+from workers.actors.serving import ServingActor, jsonable, reads_only_learner
 from workers.agent_cache import ConfigCache
 from workers.contract import ActorRef, ServiceError, not_found
 from workers.event_arrays import with_arrays
+from workers.head_cache import HeadCache
 from workers.metrics import render_metrics
 from workers.readiness import WriteProbe
 from workers.settings import Settings
@@ -83,6 +84,11 @@ class Runtime:
         self._rr = itertools.count()
         self._encoder: RemoteEncoder | None = None
         self._configs = ConfigCache(settings.agent_cache_entries)
+        self.heads = HeadCache(settings.head_cache_bytes, settings.agent_cache_entries)
+        if self.heads.enabled:  # answers computed here must be the serving actors' bits:
+            from agent.memory.backend import set_blas_threads  # one BLAS thread, as they run
+
+            set_blas_threads(1)
 
     # ---- lifecycle -------------------------------------------------------------------
     def start_actors(self) -> None:
@@ -137,6 +143,18 @@ class Runtime:
             except Exception:
                 pass
         self.store.close()
+
+    def learner_handles(self) -> list[ActorRef]:
+        """Every learner shard's actor handle, by shard (a copy)."""
+        return list(self._learners)
+
+    def serving_handles(self) -> list[ActorRef]:
+        """Every serving replica's actor handle, by replica (a copy)."""
+        return list(self._servers)
+
+    def ingest_handles(self) -> list[ActorRef]:
+        """Every ingest actor's handle (a copy)."""
+        return list(self._ingest)
 
     def learner(self, agent_id: str) -> ActorRef:
         return self._learners[shard_of(agent_id, len(self._learners))]
@@ -196,6 +214,16 @@ class Runtime:
         (:mod:`workers.agent_cache`: fixed at creation, never stale)."""
         return {**self._config(tenant_id, agent_id), "id": agent_id}
 
+    def cached_config(self, tenant_id: str, agent_id: str) -> dict[str, Any] | None:
+        """:meth:`agent_config` when the agent is in the cache (no I/O: the HTTP app calls it
+        on the event loop), else None; 404 when the cached agent is another tenant's."""
+        hit = self._configs.get(agent_id)
+        if hit is None:
+            return None
+        if hit[0] != tenant_id:
+            raise not_found(f"agent {agent_id!r}", "agent_id")
+        return {**hit[1], "id": agent_id}
+
     def _config(self, tenant_id: str, agent_id: str) -> dict[str, Any]:
         hit = self._configs.get(agent_id)
         if hit is None:
@@ -226,14 +254,51 @@ class Runtime:
                 as_of: datetime | None = None, top_k: int | None = None,
                 wait_ms: int | None = None) -> dict[str, Any]:
         config = self._config(tenant_id, agent_id)
+        head = self._head(agent_id)
+        at_head = self._at_head(config, head, version, min_version, as_of)
+        if at_head:
+            learner = self.heads.get(agent_id, head)
+            if learner is not None:
+                return _answer(learner, head, inputs, top_k)
+        warm = at_head and self.heads.seen_twice(agent_id, head)
+        wait = self.s.default_wait_ms if wait_ms is None else wait_ms
+        out = self._call(self.server(agent_id).predict.remote(
+            agent_id, config, inputs, version, min_version, as_of, top_k, wait, head, warm),
+            timeout=wait / 1000.0 + self.s.actor_call_timeout_s)
+        if warm:
+            layers, labels = out.pop("state")
+            learner = reads_only_learner(config, layers, labels)
+            self.heads.put(agent_id, int(out["version"]), learner, state_nbytes(learner))
+        return out
+
+    def predict_cached(self, tenant_id: str, agent_id: str, inputs: Any, *,
+                       version: int | None = None, min_version: int | None = None,
+                       as_of: datetime | None = None, top_k: int | None = None,
+                       wait_ms: int | None = None) -> dict[str, Any] | None:
+        """:meth:`predict`'s answer when this process holds the agent's head state (one
+        indexed read, no actor call, nothing that waits: the HTTP app calls it on the event
+        loop), else None (then :meth:`predict` answers). Raises as :meth:`predict` does."""
+        config = self._config(tenant_id, agent_id)
+        head = self._head(agent_id)
+        if not self._at_head(config, head, version, min_version, as_of):
+            return None
+        learner = self.heads.get(agent_id, head)
+        return None if learner is None else _answer(learner, head, inputs, top_k)
+
+    def _head(self, agent_id: str) -> int:
         with self.store.engine.connect() as conn:  # Core: a third of an ORM session's cost
             head = conn.execute(_HEAD, {"agent_id": agent_id}).scalar()
         if head is None:
             raise not_found(f"agent {agent_id!r}", "agent_id")
-        wait = self.s.default_wait_ms if wait_ms is None else wait_ms
-        return self._call(self.server(agent_id).predict.remote(
-            agent_id, config, inputs, version, min_version, as_of, top_k, wait, head),
-            timeout=wait / 1000.0 + self.s.actor_call_timeout_s)
+        return int(head)
+
+    def _at_head(self, config: dict[str, Any], head: int, version: int | None,
+                 min_version: int | None, as_of: datetime | None) -> bool:
+        """Whether the answer is the head's, with a learner this process can hold (vector
+        agents: texts are encoded by the encoder actor, chat agents run an LM)."""
+        return (self.heads.enabled and version is None and as_of is None
+                and (min_version is None or head >= min_version)
+                and config.get("encoder") == "none" and config.get("kind") != "chat")
 
     def predict_batch(self, tenant_id: str,
                       requests: list[tuple[str, list[Any], int | None]]) -> list[dict[str, Any]]:
@@ -247,7 +312,7 @@ class Runtime:
         if not requests:
             return []
         with self.store.read() as repo:
-            found = agents_by_id(repo, [a for a, _, _ in requests], tenant_id)
+            found = repo.agents_by_ids([a for a, _, _ in requests], tenant_id)
             configs = {a: row.config for a, row in found.items()}
         for r, (agent_id, _, _) in enumerate(requests):
             if agent_id not in configs:
@@ -292,11 +357,9 @@ class Runtime:
     def quality(self, tenant_id: str, agent_id: str, window: int, limit: int,
                 before: int | None) -> dict[str, Any]:
         """The prequential accuracy curve (workers/http/routes/quality.py)."""
-        from storage.repository.quality import quality_points
-
         with self.store.read() as repo:
             self._agent(repo, tenant_id, agent_id)
-            points = quality_points(repo, agent_id, window, limit, before)
+            points = repo.quality_points(agent_id, window, limit, before)
         return {"window": window, "points": [{**p, "created_at": p["created_at"].isoformat()}
                                              for p in points]}
 
@@ -376,6 +439,12 @@ class Runtime:
 
     def metrics_text(self) -> str:
         return render_metrics(self)
+
+
+def _answer(learner: Any, version: int, inputs: Any, top_k: int | None) -> dict[str, Any]:
+    """A predict answer from a warm head state, as ``ServingActor.predict`` makes it."""
+    return {"version": version,
+            "predictions": [jsonable(p) for p in learner.predict_many(inputs, top_k=top_k)]}
 
 
 def _alive_nodes() -> list[str]:

@@ -31,23 +31,6 @@ from workers.settings import Settings
 from workers.store import Store
 
 
-def agents_by_id(repo: Any, ids: list[str], tenant_id: str | None = None) -> dict[str, Any]:
-    """The agents with these ids (and of ``tenant_id`` when given) in a few queries, not one per
-    agent; unknown ids are left out."""
-    from sqlalchemy import select
-
-    from storage.models import Agent
-
-    out: dict[str, Any] = {}
-    uniq = sorted(set(ids))
-    for lo in range(0, len(uniq), 500):
-        q = select(Agent).where(Agent.id.in_(uniq[lo : lo + 500]))
-        if tenant_id is not None:
-            q = q.where(Agent.tenant_id == tenant_id)
-        out.update((a.id, a) for a in repo.session.scalars(q))
-    return out
-
-
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
 class ServingActor:
     def __init__(self, replica: int, settings_json: str) -> None:
@@ -130,16 +113,22 @@ class ServingActor:
     def predict(self, agent_id: str, config: dict[str, Any], inputs: list[Any],
                 version: int | None = None, min_version: int | None = None,
                 as_of: datetime | None = None, top_k: int | None = None,
-                wait_ms: int | None = None, head: int | None = None) -> dict[str, Any]:
-        """``head``: the head the caller just read with the agent (saves a read)."""
+                wait_ms: int | None = None, head: int | None = None,
+                with_state: bool = False) -> dict[str, Any]:
+        """``head``: the head the caller just read with the agent (saves a read).
+        ``with_state``: the answer also carries ``"state"``, the reads-only ``(layers, labels)``
+        it was computed from (the HTTP process's warm copy: :mod:`workers.head_cache`)."""
         v = self._resolve(agent_id, version, min_version, as_of, wait_ms, head)
         learner = self._get(agent_id, v, config)
         preds = learner.predict_many(inputs, top_k=top_k)
         self._stats["predictions"] += len(inputs)
-        out = [_jsonable(p) for p in preds]
+        out = [jsonable(p) for p in preds]
         if config.get("kind") == "chat":  # DESIGN §7: {"text": reply, "version"} per input
             out = [{**p, "version": v} for p in out]
-        return {"version": v, "predictions": out}
+        answer: dict[str, Any] = {"version": v, "predictions": out}
+        if with_state:
+            answer["state"] = learner.state
+        return answer
 
     def predict_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Predict for many agents in one call (see :mod:`workers.actors.batch_predict`).
@@ -164,13 +153,13 @@ class ServingActor:
             batch.append((learners[key], req["inputs"], req.get("top_k")))
         preds = predict_many_agents(batch)
         self._stats["predictions"] += sum(len(p) for p in preds)
-        return [{"version": v, "predictions": [_jsonable(x) for x in p]}
+        return [{"version": v, "predictions": [jsonable(x) for x in p]}
                 for v, p in zip(versions, preds, strict=True)]
 
     def _batch_versions(self, requests: list[dict[str, Any]]) -> list[int]:
         out: list[int] = []
         with self._store.read() as repo:
-            found = agents_by_id(repo, [req["agent_id"] for req in requests])
+            found = repo.agents_by_ids([req["agent_id"] for req in requests])
             heads = {a: row.head_version for a, row in found.items()}
             for r, req in enumerate(requests):
                 a = req["agent_id"]
@@ -239,7 +228,22 @@ def _erased(agent_id: str, version: int, field: str, head: int) -> ServiceError:
                         "events forgotten since; it was erased", field, {"head": head})
 
 
-def _jsonable(p: dict[str, Any]) -> dict[str, Any]:
+def reads_only_learner(config: dict[str, Any], layers: dict[str, Any], labels: list[str]) -> Any:
+    """A learner holding a reads-only state (what :meth:`ServingActor.predict` sends with
+    ``with_state``), built as a serving replica builds its own: ``load_state`` (the layers
+    only writes use taken empty, then dropped) and ``keep_reads_only``. Arrays are copied, so
+    the learner holds no view of a Ray buffer."""
+    learner = make_learner(config)
+    ref, _ = learner.initial_state(learner.config, learner.dtype)
+    full = {k: v for k, v in ref.items() if k not in layers}
+    full.update({k: np.array(v) for k, v in layers.items()})
+    learner.load_state(full, labels)
+    learner.keep_reads_only()
+    return learner
+
+
+def jsonable(p: dict[str, Any]) -> dict[str, Any]:
+    """One prediction with NumPy scalars as Python numbers (what every answer sends)."""
     out = {}
     for k, v in p.items():
         if isinstance(v, np.generic):
