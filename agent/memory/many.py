@@ -173,41 +173,51 @@ def many_delta_write(
         return _recurrent(S, K, V, beta, decay, xp)
     if method != "chunk":
         raise InputError("method", f"expected 'recurrent' or 'chunk', got {method!r}")
+    return _chunked(S, K, V, beta, decay, chunk, xp)
+
+
+def _chunked(S: Any, K: Any, V: Any, beta: Any, decay: Any | None, chunk: int,
+             xp: Any) -> tuple[Any, Any]:
+    """The chunk form over chunks of ``chunk`` writes (checked arrays of one dtype)."""
     B, T, _ = K.shape
     d_v = S.shape[1]
-    Y = xp.empty((B, T, d_v), dtype=dt)
+    Y = xp.empty((B, T, d_v), dtype=S.dtype)
     bet = beta if beta.ndim == 3 else xp.broadcast_to(beta[:, :, None], (B, T, d_v))
     for s in range(0, T, chunk):
         e = min(s + chunk, T)
-        Kc, Vc = K[:, s:e], V[:, s:e]  # (B, C, d_k), (B, C, d_v)
-        bc = xp.moveaxis(bet[:, s:e], 1, 2)  # (B, d_v, C)
-        KK = Kc @ xp.swapaxes(Kc, 1, 2)  # (B, C, C)
-        KS = xp.swapaxes(S @ xp.swapaxes(Kc, 1, 2), 1, 2)  # (B, C, d_v): S0 k_t
-        C = e - s
-        tril = xp.tril(xp.ones((C, C), dtype=bool), -1)
-        if decay is None:
-            L = xp.where(tril, KK, 0)[:, None] * bc[..., None]  # (B, d_v, C, C)
-            rhs = bc * xp.moveaxis(Vc - KS, 1, 2)  # (B, d_v, C)
-            R = (_unit_lower_inverse(L, xp) @ rhs[..., None])[..., 0]  # (B, d_v, C)
-            Y[:, s:e] = KS + xp.swapaxes((xp.where(tril, KK, 0)[:, None] @ R[..., None])[..., 0], 1, 2)
-            S = S + R @ Kc  # (B, d_v, C) @ (B, C, d_k)
-            continue
-        la = xp.log(xp.moveaxis(decay[:, s:e], 1, 2))  # (B, d_v, C)
-        lc = xp.concatenate([xp.zeros((B, d_v, 1), dtype=dt), xp.cumsum(la, axis=-1)], axis=-1)
-        # Γ[t, i] = c_{t+1}/c_{i+1} and Γo[t, i] = c_t/c_{i+1}, masked below the diagonal first
-        diff = lc[..., 1:, None] - lc[..., None, 1:]  # (B, d_v, C, C)
-        G = xp.where(tril, xp.exp(xp.where(tril, diff, 0)), 0)
-        diff_o = lc[..., :-1, None] - lc[..., None, 1:]
-        Go = xp.where(tril, xp.exp(xp.where(tril, diff_o, 0)), 0)
-        KSr = xp.moveaxis(KS, 1, 2)  # (B, d_v, C)
-        L = KK[:, None] * G * bc[..., None]  # (B, d_v, C, C)
-        rhs = bc * (xp.moveaxis(Vc, 1, 2) - xp.exp(lc[..., 1:]) * KSr)
-        R = (_unit_lower_inverse(L, xp) @ rhs[..., None])[..., 0]  # (B, d_v, C)
-        Ob = xp.exp(lc[..., :-1]) * KSr + ((KK[:, None] * Go) @ R[..., None])[..., 0]
-        Y[:, s:e] = xp.moveaxis(Ob, 2, 1)
-        w = xp.exp(lc[..., -1:] - lc[..., 1:]) * R  # (B, d_v, C) c_C/c_{i+1} R[i]
-        S = xp.exp(lc[..., -1:]) * S + w @ Kc
+        dc = None if decay is None else decay[:, s:e]
+        S, Y[:, s:e] = _chunk_step(S, K[:, s:e], V[:, s:e], xp.moveaxis(bet[:, s:e], 1, 2), dc, xp)
     return S, Y
+
+
+def _chunk_step(S: Any, Kc: Any, Vc: Any, bc: Any, dc: Any | None, xp: Any) -> tuple[Any, Any]:
+    """One chunk of C writes: ``Kc`` (B, C, d_k), ``Vc`` (B, C, d_v), strengths ``bc``
+    (B, d_v, C), decays ``dc`` (B, C, d_v) or None → (S after the chunk, reads (B, C, d_v))."""
+    B, C, _ = Kc.shape
+    d_v = S.shape[1]
+    KK = Kc @ xp.swapaxes(Kc, 1, 2)  # (B, C, C)
+    KS = xp.swapaxes(S @ xp.swapaxes(Kc, 1, 2), 1, 2)  # (B, C, d_v): S0 k_t
+    tril = xp.tril(xp.ones((C, C), dtype=bool), -1)
+    if dc is None:
+        L = xp.where(tril, KK, 0)[:, None] * bc[..., None]  # (B, d_v, C, C)
+        rhs = bc * xp.moveaxis(Vc - KS, 1, 2)  # (B, d_v, C)
+        R = (_unit_lower_inverse(L, xp) @ rhs[..., None])[..., 0]  # (B, d_v, C)
+        Yc = KS + xp.swapaxes((xp.where(tril, KK, 0)[:, None] @ R[..., None])[..., 0], 1, 2)
+        return S + R @ Kc, Yc  # (B, d_v, C) @ (B, C, d_k)
+    la = xp.log(xp.moveaxis(dc, 1, 2))  # (B, d_v, C)
+    lc = xp.concatenate([xp.zeros((B, d_v, 1), dtype=S.dtype), xp.cumsum(la, axis=-1)], axis=-1)
+    # Γ[t, i] = c_{t+1}/c_{i+1} and Γo[t, i] = c_t/c_{i+1}, masked below the diagonal first
+    diff = lc[..., 1:, None] - lc[..., None, 1:]  # (B, d_v, C, C)
+    G = xp.where(tril, xp.exp(xp.where(tril, diff, 0)), 0)
+    diff_o = lc[..., :-1, None] - lc[..., None, 1:]
+    Go = xp.where(tril, xp.exp(xp.where(tril, diff_o, 0)), 0)
+    KSr = xp.moveaxis(KS, 1, 2)  # (B, d_v, C)
+    L = KK[:, None] * G * bc[..., None]  # (B, d_v, C, C)
+    rhs = bc * (xp.moveaxis(Vc, 1, 2) - xp.exp(lc[..., 1:]) * KSr)
+    R = (_unit_lower_inverse(L, xp) @ rhs[..., None])[..., 0]  # (B, d_v, C)
+    Ob = xp.exp(lc[..., :-1]) * KSr + ((KK[:, None] * Go) @ R[..., None])[..., 0]
+    w = xp.exp(lc[..., -1:] - lc[..., 1:]) * R  # (B, d_v, C) c_C/c_{i+1} R[i]
+    return xp.exp(lc[..., -1:]) * S + w @ Kc, xp.moveaxis(Ob, 2, 1)
 
 
 def batched_read_naive(states: np.ndarray, idx: np.ndarray, Q: np.ndarray) -> np.ndarray:

@@ -84,6 +84,28 @@ def reservoir_chunk(
         raise InputError("inputs", f"shapes S{S.shape} X{X.shape} Y{Y.shape} T{T.shape} K{K.shape} "
                          f"y{y.shape} or cap {cap} disagree")
     dt = S.dtype
+    XB, YB, owner, M = _reads(X, Y, T, N0, K, y, replay=replay, cap=cap, seed=seed, dtype=dt)
+    c = np.maximum(labels0, np.maximum.accumulate(y) + 1)  # (n,) labels known at each write
+    out = {"S": softmax_writes(S, XB, YB, c, beta, alpha),
+           "N": LayerDelta.of_dense(np.array([[float(N0 + n)]]), 0.0)}
+    if owner:
+        at = np.array(sorted(owner), dtype=np.int64)  # (u,) slots filled or replaced
+        ev = np.array([owner[s] for s in at.tolist()], dtype=np.int64)  # (u,) their events
+        out["X"] = LayerDelta.put(np.ascontiguousarray(K[ev]), at, M)
+        out["Y"] = LayerDelta.put(y[ev].astype(dt)[:, None], at, M)
+        out["T"] = LayerDelta.put((N0 + ev).astype(np.float64)[:, None], at, M)
+    return out
+
+
+def _reads(X: np.ndarray, Y: np.ndarray, T: np.ndarray, N0: int, K: np.ndarray, y: np.ndarray, *,
+           replay: int, cap: int, seed: int,
+           dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, dict[int, int], int]:
+    """The slots through the batch, in order: event i takes a free slot of its label or the
+    slot of highest priority above its own; it reads itself, then ``replay`` draws over the
+    slots as they are at that moment. ``(XB (n, m, d_k), YB (n, m), owner, M)``: the rows each
+    write reads and their labels, ``owner`` slot → the batch event now in it, ``M`` slots after."""
+    n, d_k = K.shape
+    M = X.shape[0]
     hashes = replay_hashes(seed, N0, n, replay)  # (n, R) the draws' hashes
     p_new = priority(seed, np.arange(N0, N0 + n))  # (n,)
     # per label of the batch: its slots and their priorities (one scan of Y)
@@ -93,7 +115,7 @@ def reservoir_chunk(
         members[c] = (sl.tolist(), priority(seed, T[sl, 0].astype(np.uint64)).tolist())
     owner: dict[int, int] = {}  # slot -> the batch event now in it
     m = replay + 1
-    XB = np.empty((n, m, d_k), dtype=dt)  # (n, m, d_k) the rows each write reads
+    XB = np.empty((n, m, d_k), dtype=dtype)  # (n, m, d_k) the rows each write reads
     YB = np.empty((n, m), dtype=np.int64)  # (n, m) their labels
     for i in range(n):
         slots, prios = members[int(y[i])]
@@ -115,13 +137,4 @@ def reservoir_chunk(
                 XB[i, r], YB[i, r] = X[s], int(Y[s, 0])
             else:
                 XB[i, r], YB[i, r] = K[e], y[e]
-    c = np.maximum(labels0, np.maximum.accumulate(y) + 1)  # (n,) labels known at each write
-    out = {"S": softmax_writes(S, XB, YB, c, beta, alpha),
-           "N": LayerDelta.of_dense(np.array([[float(N0 + n)]]), 0.0)}
-    if owner:
-        at = np.array(sorted(owner), dtype=np.int64)  # (u,) slots filled or replaced
-        ev = np.array([owner[s] for s in at.tolist()], dtype=np.int64)  # (u,) their events
-        out["X"] = LayerDelta.put(np.ascontiguousarray(K[ev]), at, M)
-        out["Y"] = LayerDelta.put(y[ev].astype(dt)[:, None], at, M)
-        out["T"] = LayerDelta.put((N0 + ev).astype(np.float64)[:, None], at, M)
-    return out
+    return XB, YB, owner, M
