@@ -1,4 +1,5 @@
-"""Unit tests of the request checks (workers.validation) and strict JSON/NDJSON parsing."""
+"""Unit tests of the request checks that need the agent (workers.validation) and strict
+JSON/NDJSON parsing; the request models: tests/test_request_models.py."""
 
 from __future__ import annotations
 
@@ -17,13 +18,8 @@ from workers.validation import (
     check_agent_body,
     check_event,
     check_events_list,
-    check_forget,
-    check_fork,
-    check_predict,
-    check_rollback,
+    check_inputs,
     check_vector,
-    parse_bool,
-    parse_query_int,
 )
 
 S = Settings(max_input_chars=50, max_events_per_request=3, max_predict_inputs=2,
@@ -152,36 +148,14 @@ def test_events_list_shape_and_count():
         check_events_list({"events": [1, 2, 3, 4]}, S)
 
 
-def test_predict_body():
-    out = check_predict({"inputs": ["a", "b"], "min_version": 2, "top_k": 3,
-                         "as_of": "2024-01-01T00:00:00+02:00"}, TEXT, S)
-    assert out["inputs"] == ["a", "b"] and out["min_version"] == 2 and out["top_k"] == 3
-    assert out["wait_ms"] == 123  # the offset is applied: as_of is that instant, in UTC
-    assert out["as_of"].isoformat() == "2023-12-31T22:00:00+00:00"
-    for body, field in [({}, "inputs"), ({"inputs": []}, "inputs"), ({"inputs": "a"}, "inputs"),
-                        ({"inputs": [""]}, "inputs[0]"), ({"inputs": ["a"], "version": -1}, "version"),
-                        ({"inputs": ["a"], "version": 1.5}, "version"),
-                        ({"inputs": ["a"], "min_version": "3"}, "min_version"),
-                        ({"inputs": ["a"], "top_k": 0}, "top_k"),
-                        ({"inputs": ["a"], "wait_ms": -1}, "wait_ms"),
-                        ({"inputs": ["a"], "as_of": "soon"}, "as_of")]:
-        assert field_of(check_predict, body, TEXT, S) == field, body
-    with pytest.raises(TooMany):
-        check_predict({"inputs": ["a", "b", "c"]}, TEXT, S)
-    assert field_of(check_predict, {"inputs": [[1, 0]]}, VEC, S) == "inputs[0]"
-
-
-def test_small_bodies():
-    assert check_rollback({"version": 0}) == 0
-    assert field_of(check_rollback, {"version": "1"}) == "version"
-    assert field_of(check_rollback, {}) == "version"
-    assert check_forget({"event_ids": ["a", "b", "a"]}) == ["a", "b"]
-    assert field_of(check_forget, {"event_ids": []}) == "event_ids"
-    assert field_of(check_forget, {"event_ids": ["a", 1]}) == "event_ids[1]"
-    assert check_fork({"name": "f"}) == ("f", None)
-    assert check_fork({"name": "f", "version": 3}) == ("f", 3)
-    assert field_of(check_fork, {"name": ""}) == "name"
-    assert field_of(check_fork, {"name": "f", "version": -2}) == "version"
+def test_predict_inputs_are_checked_for_the_agent():
+    assert check_inputs(["a", "b"], TEXT, S) == ["a", "b"]
+    out = check_inputs([[1, 0, 0], [0, 2, 0]], VEC, S)
+    assert isinstance(out, np.ndarray) and out.shape == (2, 3)
+    assert field_of(check_inputs, [""], TEXT, S) == "inputs[0]"
+    assert field_of(check_inputs, ["a", [1, 0]], VEC, S) == "inputs[0]"
+    assert field_of(check_inputs, [[1, 0, 0], [1, 0]], VEC, S) == "inputs[1]"
+    assert field_of(check_inputs, ["a", "x" * 51], TEXT, S) == "inputs[1]"  # max_input_chars
 
 
 def test_agent_body_uses_agent_config():
@@ -191,15 +165,6 @@ def test_agent_body_uses_agent_config():
     assert field_of(check_agent_body, {"kind": "classifier"}) == "name"
     assert field_of(check_agent_body, {"name": "a", "kind": "nope"}) == "kind"
     assert field_of(check_agent_body, {"name": "a", "encoder": "minilm", "memory": {"beta": 2}}) == "memory.beta"
-
-
-def test_query_parsing():
-    assert parse_query_int("5", "limit", 1) == 5
-    assert parse_query_int(None, "limit") is None
-    assert field_of(parse_query_int, "x", "limit") == "limit"
-    assert field_of(parse_query_int, "0", "limit", 1) == "limit"
-    assert parse_bool("true", "partial") and not parse_bool("0", "partial")
-    assert field_of(parse_bool, "maybe", "partial") == "partial"
 
 
 @pytest.mark.parametrize("body", [b"", b"   ", b"{", b'{"a": NaN}', b'{"a": Infinity}',

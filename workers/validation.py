@@ -93,84 +93,6 @@ def check_str(v: Any, field: str, max_chars: int, required: bool = True) -> str 
     return check_text(v, field)
 
 
-def check_int(v: Any, field: str, lo: int = 0, hi: int | None = None,
-              required: bool = False) -> int | None:
-    """An integer in ``[lo, hi]`` (``None`` allowed unless required).
-
-    >>> check_int(3, "version")
-    3
-    >>> check_int(-1, "version")
-    Traceback (most recent call last):
-    ...
-    agent.errors.InputError: version: expected an integer >= 0, got -1
-    """
-    if v is None:
-        if required:
-            raise InputError(field, f"required (an integer >= {lo})")
-        return None
-    if isinstance(v, float) and v.is_integer():  # JSON Schema: 1.0 is an integer
-        v = int(v)
-    if not is_int(v):
-        raise InputError(field, f"expected an integer >= {lo}, got {_kind(v)}")
-    if v < lo:
-        raise InputError(field, f"expected an integer >= {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise InputError(field, f"expected an integer <= {hi}, got {v}")
-    return int(v)
-
-
-def parse_query_int(raw: str | None, field: str, lo: int = 0, hi: int | None = None) -> int | None:
-    """Parse an integer query parameter (``None`` when absent; an empty value is refused).
-    An integral decimal such as ``10.0`` or ``1e2`` is that integer, as in JSON Schema.
-
-    >>> parse_query_int("10.0", "limit"), parse_query_int(None, "limit")
-    (10, None)
-    >>> parse_query_int("", "limit")
-    Traceback (most recent call last):
-    ...
-    agent.errors.InputError: limit: expected an integer >= 0, got an empty value
-    """
-    if raw is None:
-        return None
-    if not raw.strip():
-        raise InputError(field, f"expected an integer >= {lo}, got an empty value")
-    try:
-        v: int | None = int(raw.strip())
-    except ValueError:
-        v = _integral_decimal(raw.strip())
-    if v is None:
-        raise InputError(field, f"expected an integer >= {lo}, got {raw!r}")
-    return check_int(v, field, lo, hi)
-
-
-def _integral_decimal(raw: str) -> int | None:
-    """The integer a decimal literal like ``10.0`` or ``1e2`` spells, else None."""
-    from decimal import Decimal, InvalidOperation
-
-    if len(raw) > 100 or not all(c in "0123456789+-.eE" for c in raw):
-        return None  # (no NaN, Infinity or a huge exponent)
-    try:
-        d = Decimal(raw)
-    except InvalidOperation:
-        return None
-    if not d.is_finite() or abs(d.adjusted()) > 30 or d != d.to_integral_value():
-        return None
-    return int(d)
-
-
-BOOL_WORDS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-
-
-def parse_bool(raw: str | None, field: str) -> bool:
-    """Parse a boolean query parameter: true/false, 1/0, yes/no (absent: False; an empty
-    value is refused)."""
-    if raw is None:
-        return False
-    if raw not in BOOL_WORDS:
-        raise InputError(field, f"expected true or false, got {raw!r}")
-    return BOOL_WORDS[raw]
-
-
 def check_ts(v: Any, field: str) -> datetime:
     """An ISO-8601 timestamp string; a naive one is UTC. Returns it converted to UTC.
 
@@ -375,66 +297,14 @@ class TooMany(InputError):
     """Too many items in one request (HTTP 413, code ``too_many_events``)."""
 
 
-def check_predict(body: Any, agent: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    """A predict body → keyword arguments for ``ServiceAPI.predict`` (plus ``inputs``).
-
-    >>> from workers.settings import Settings
-    >>> a = {"kind": "classifier", "encoder": "none", "dim": 1}
-    >>> check_predict({"inputs": [[2]], "top_k": 2}, a, Settings(default_wait_ms=10))
-    {'inputs': array([[2.]]), 'version': None, 'min_version': None, 'as_of': None, 'top_k': 2, 'wait_ms': 10}
-    """
-    body = check_object(body)
-    inputs = body.get("inputs")
-    if inputs is None:
-        raise InputError("inputs", "required (a non-empty list of inputs)")
-    if not isinstance(inputs, list):
-        raise InputError("inputs", f"expected a list of inputs, got {_kind(inputs)}")
-    if not inputs:
-        raise InputError("inputs", "expected at least one input")
-    if len(inputs) > settings.max_predict_inputs:
-        raise TooMany("inputs", f"{len(inputs)} inputs in one request, at most "
-                      f"{settings.max_predict_inputs} (DELTAMEM_MAX_PREDICT_INPUTS)")
-    checked: Any = [check_input(x, agent, settings, f"inputs[{i}]") for i, x in enumerate(inputs)]
-    if agent.get("encoder") == "none":  # one (n, dim) array: one buffer to the serving actor
-        checked = np.stack([np.asarray(x, dtype=np.float64) for x in checked])
-    version = check_int(body.get("version"), "version", 0, MAX_VERSION)
-    min_version = check_int(body.get("min_version"), "min_version", 0, MAX_VERSION)
-    as_of = check_ts(body["as_of"], "as_of") if body.get("as_of") is not None else None
-    wait = check_int(body.get("wait_ms"), "wait_ms", 0, settings.max_wait_ms)
-    return {"inputs": checked, "version": version, "min_version": min_version, "as_of": as_of,
-            "top_k": check_int(body.get("top_k"), "top_k", 1, MAX_TOP_K),
-            "wait_ms": settings.default_wait_ms if wait is None else wait}
-
-
-def check_name_body(body: Any) -> str:
-    """``{"name"}`` (tenants) → the name."""
-    return check_str(check_object(body).get("name"), "name", MAX_NAME_CHARS)  # type: ignore[return-value]
-
-
-def check_rollback(body: Any) -> int:
-    """``{"version"}`` → the version to roll back to."""
-    return check_int(check_object(body).get("version"), "version", 0, MAX_VERSION,  # type: ignore[return-value]
-                     required=True)
-
-
-def check_forget(body: Any) -> list[str]:
-    """``{"event_ids": [...]}`` → the ids, de-duplicated in order."""
-    ids = check_object(body).get("event_ids")
-    if ids is None:
-        raise InputError("event_ids", "required (a non-empty list of event ids)")
-    if not isinstance(ids, list):
-        raise InputError("event_ids", f"expected a list of strings, got {_kind(ids)}")
-    if not ids:
-        raise InputError("event_ids", "expected at least one event id")
-    out = [check_str(x, f"event_ids[{i}]", MAX_ID_CHARS) for i, x in enumerate(ids)]
-    return list(dict.fromkeys(out))  # type: ignore[arg-type]
-
-
-def check_fork(body: Any) -> tuple[str, int | None]:
-    """``{"name", "version"?}`` → ``(name, version)``."""
-    body = check_object(body)
-    name = check_str(body.get("name"), "name", MAX_NAME_CHARS)
-    return name, check_int(body.get("version"), "version", 0, MAX_VERSION)  # type: ignore[return-value]
+def check_inputs(inputs: list[Any], agent: dict[str, Any],
+                 settings: Settings) -> list[str] | np.ndarray:
+    """The inputs of a predict (a non-empty list: ``PredictRequest`` checked its length) for
+    ``agent``: its texts, or one ``(n, dim)`` array (one buffer to the serving actor)."""
+    checked = [check_input(x, agent, settings, f"inputs[{i}]") for i, x in enumerate(inputs)]
+    if agent.get("encoder") == "none":
+        return np.stack([np.asarray(x, dtype=np.float64) for x in checked])
+    return checked  # type: ignore[return-value]
 
 
 def check_agent_body(body: Any) -> tuple[str, dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.errors import InputError
@@ -50,6 +51,17 @@ def _too_many(e: TooMany) -> ServiceError:
     return ServiceError(413, code, e.message, e.field)
 
 
+def _invalid_body(e: ValidationError) -> ServiceError:
+    """A request model's first error (fields in their order): 422 ``invalid_input`` naming the
+    field, or 413 when a list is over its limit (error type ``too_many``)."""
+    errs = e.errors(include_url=False)
+    first = errs[0] if errs else {"loc": (), "msg": "invalid request", "type": ""}
+    field = _loc_field(tuple(first.get("loc", ())))
+    if first.get("type") == "too_many":
+        return _too_many(TooMany(field, str(first.get("msg"))))
+    return ServiceError(422, "invalid_input", str(first.get("msg")), field)
+
+
 def _store_failed(e: se.StorageError) -> ServiceError:
     return ServiceError(500, e.code, f"{e.code}: the store could not complete the request")
 
@@ -58,6 +70,7 @@ def _store_failed(e: se.StorageError) -> ServiceError:
 ERRORS: list[tuple[type[BaseException], Callable[[Any], ServiceError]]] = [
     (ServiceError, lambda e: e),
     (TooMany, _too_many),
+    (ValidationError, _invalid_body),
     (InputError, lambda e: ServiceError(422, "invalid_input", e.message, e.field)),
     (se.UnknownEvents, _unknown_events),
     (se.VersionNotFound, lambda e: ServiceError(404, "unknown_version", str(e), e.field)),
@@ -116,7 +129,7 @@ def install_error_handlers(app: FastAPI, metrics: HttpMetrics) -> None:
             log.error("%s on %s %s: %s", err.code, request.method, request.url.path, e)
         return answer(err)
 
-    for cls in (ServiceError, InputError, se.StorageError):
+    for cls in (ServiceError, InputError, ValidationError, se.StorageError):
         app.add_exception_handler(cls, known_error)
 
     @app.exception_handler(RequestValidationError)

@@ -1,50 +1,46 @@
-"""Pydantic models that document the HTTP API (DESIGN §7) in the OpenAPI schema.
+"""The OpenAPI document's models (DESIGN §7): the request bodies and the answers.
 
-They are documentation only: the app parses every body itself (``workers.validation``), so it
-controls each error message and status. :func:`request_body` makes the ``openapi_extra`` for a
-route's body; :func:`install_schemas` adds the request models to ``components.schemas``.
+The request bodies are the validating models of :mod:`workers.http.request_models` (the routes
+parse with them), the create-agent body :mod:`workers.http.agent_schema` (``agent.config`` is
+the rule) and the ingest batch :class:`EventBatch` below, which documents what
+:mod:`workers.validation` checks event by event (one NumPy pass over the vectors). The answers
+are documentation: the service builds them. :func:`request_body` makes the ``openapi_extra``
+for a route's body; :func:`install_schemas` adds the request models to ``components.schemas``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
 from workers.http.agent_schema import NONBLANK, AgentCreate, text_field
+from workers.http.request_models import (
+    TS_PATTERN,
+    ForgetRequest,
+    ForkRequest,
+    PredictRequest,
+    RollbackRequest,
+    TenantCreate,
+)
+from workers.validation import MAX_ID_CHARS, MAX_SPEAKER_CHARS, MAX_TARGET_CHARS
 
 REF = "#/components/schemas/{model}"
-MAXV = 2**53  # workers.validation.MAX_VERSION
 
 
-# ---- requests -------------------------------------------------------------------------------
-
-# an ISO-8601 time as the service reads it (datetime.fromisoformat), date and optional time
-# and offset, years 0002-9998 (years 1 and 9999 exist only partly in UTC: see check_ts)
-_DAY = (r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
-        r"|02-(?:0[1-9]|1[0-9]|2[0-8]))")
-TS_PATTERN = (r"^(?:000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]"
-              r"|999[0-8])-" + _DAY + r"(?:T(?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9]"
-              r"(?:\.[0-9]{1,6})?)?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?)?$")
-
-
-class TenantCreate(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "acme"}]})
-
-    name: str = text_field(description="the tenant's name")
-
+# ---- requests (the validating models: workers.http.request_models) -------------------------
 
 class Event(BaseModel):
-    id: str | None = text_field(None, description="idempotency key, unique per agent")
+    id: str | None = text_field(None, MAX_ID_CHARS, description="idempotency key, unique per agent")
     input: str | list[float] = Field(description='text (encoder "minilm") or a vector of dim '
                                      'finite numbers, not all zero (encoder "none")')
-    target: str | None = Field(None, min_length=1, max_length=1000, pattern=NONBLANK,
+    target: str | None = Field(None, min_length=1, max_length=MAX_TARGET_CHARS, pattern=NONBLANK,
                                description="the label or answer; required for classifier/recall")
     beta: float | None = Field(None, gt=0, le=1)
     ts: str | None = Field(None, pattern=TS_PATTERN, description="ISO-8601 timestamp (naive = "
                            "UTC); it must exist in UTC (not year 9999 at a negative offset)")
-    speaker: str | None = Field(None, min_length=1, max_length=200, pattern=NONBLANK,
+    speaker: str | None = Field(None, min_length=1, max_length=MAX_SPEAKER_CHARS, pattern=NONBLANK,
                                 description="chat turns only")
     meta: dict[str, Any] | None = None
 
@@ -53,37 +49,6 @@ class EventBatch(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"events": [{"id": "e1", "input": [1.0, 0.0, 0.0], "target": "yes"}]}]})
 
     events: list[Event] = Field(min_length=1)
-
-
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"inputs": [[1.0, 0.0, 0.0]], "top_k": 2}]})
-
-    inputs: list[str | list[float]] = Field(min_length=1)
-    version: int | None = Field(None, ge=0, le=MAXV, description="pin this version")
-    min_version: int | None = Field(None, ge=0, le=MAXV, description="read-your-writes: wait for it")
-    as_of: str | None = Field(None, pattern=TS_PATTERN,
-                              description="ISO-8601: the last version at or before it")
-    top_k: int | None = Field(None, ge=1, le=1000)
-    wait_ms: int | None = Field(None, ge=0, le=60000, description="how long min_version waits")
-
-
-class RollbackRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"version": 0}]})
-
-    version: int = Field(ge=0, le=MAXV)
-
-
-class ForgetRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"event_ids": ["e1"]}]})
-
-    event_ids: list[Annotated[str, text_field()]] = Field(min_length=1)
-
-
-class ForkRequest(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "copy", "version": 0}]})
-
-    name: str = text_field()
-    version: int | None = Field(None, ge=0, le=MAXV, description="default: the source's head")
 
 
 REQUEST_MODELS: list[type[BaseModel]] = [TenantCreate, AgentCreate, EventBatch, PredictRequest,

@@ -13,23 +13,15 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from agent.errors import InputError
-from storage.repository.event_status import EVENT_STATUSES, MAX_EVENT_PAGE
 from workers.contract import ServiceError
 from workers.http import schemas as doc
 from workers.http.arrow import MalformedArrow, arrow_events, is_arrow
 from workers.http.event_batch import remap_rejected, split_events
 from workers.http.ndjson import MalformedJSON, is_json, is_ndjson, parse_ndjson
+from workers.http.request_models import EventsQuery, IngestQuery, query_parameters
 from workers.http.routes.deps import AUTH, Config, Service, TenantId, call, read_json
 from workers.settings import Settings
-from workers.validation import (
-    BOOL_WORDS,
-    MAX_VERSION,
-    check_event_count,
-    check_events_list,
-    parse_bool,
-    parse_query_int,
-)
+from workers.validation import check_event_count, check_events_list
 
 router = APIRouter(tags=["events"])
 Items = list[tuple[int | None, Any, str | None]]  # (NDJSON line, raw event, parse error)
@@ -82,20 +74,17 @@ async def store_valid(service: Service, tenant: str, agent_id: str, valid: Valid
             "rejected": remap_rejected(out.get("rejected") or [], index_of, lines)}
 
 
-PARTIAL = {"name": "partial", "in": "query", "required": False,
-           "schema": {"type": "string", "enum": sorted(BOOL_WORDS), "default": "false"},
-           "description": "accept the valid events and list the invalid ones instead of "
-                          "rejecting all"}
+PARTIAL = query_parameters(IngestQuery)
 
 
 @router.post("/v1/agents/{agent_id}/events", status_code=202, openapi_extra={
-    **doc.request_body(doc.EventBatch, ndjson=True), "security": AUTH, "parameters": [PARTIAL]},
+    **doc.request_body(doc.EventBatch, ndjson=True), "security": AUTH, "parameters": PARTIAL},
     responses={202: {"model": doc.IngestResult}, **doc.errors(400, 401, 404, 413, 415, 422, 429)})
 async def ingest(agent_id: str, request: Request, tenant: TenantId, service: Service,
                  settings: Config) -> JSONResponse:
     """Stream events (JSON ``{"events": [...]}``, NDJSON (one event a line) or an Arrow IPC
     stream (one event a row, :mod:`workers.http.arrow`))."""
-    partial = parse_bool(request.query_params.get("partial"), "partial")
+    partial = IngestQuery.model_validate(dict(request.query_params)).partial
     agent = await call(service.agent_config, tenant, agent_id)
     if is_arrow(request.headers.get("content-type")):
         valid, rejected, first_field, items = await read_arrow(request, agent, settings)
@@ -114,16 +103,7 @@ async def ingest(agent_id: str, request: Request, tenant: TenantId, service: Ser
     return JSONResponse(result, status_code=202)
 
 
-LIST_PARAMS = [
-    {"name": "status", "in": "query", "required": True,
-     "schema": {"type": "string", "enum": list(EVENT_STATUSES)},
-     "description": "which events: rejected (with the reason), pending or applied"},
-    {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_PAGE},
-     "description": "at most this many events (default 100), oldest first"},
-    {"name": "after_seq", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_VERSION},
-     "description": "only events after this seq (paging: next_after_seq)"}]
+LIST_PARAMS = query_parameters(EventsQuery)
 
 
 @router.get("/v1/agents/{agent_id}/events", openapi_extra={
@@ -132,9 +112,6 @@ LIST_PARAMS = [
 async def list_events(agent_id: str, request: Request, tenant: TenantId,
                       service: Service) -> JSONResponse:
     """The agent's events with a status, by seq (rejected ones with their reason)."""
-    status = request.query_params.get("status")
-    if status not in EVENT_STATUSES:
-        raise InputError("status", f"expected one of {list(EVENT_STATUSES)}, got {status!r}")
-    limit = parse_query_int(request.query_params.get("limit"), "limit", 1, MAX_EVENT_PAGE)
-    after = parse_query_int(request.query_params.get("after_seq"), "after_seq", 0, MAX_VERSION)
-    return JSONResponse(await call(service.events, tenant, agent_id, status, limit, after))
+    q = EventsQuery.model_validate(dict(request.query_params))
+    return JSONResponse(await call(service.events, tenant, agent_id, q.status, q.limit,
+                                   q.after_seq))

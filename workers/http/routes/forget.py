@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from workers.http import schemas as doc
+from workers.http.request_models import ForgetRequest
 from workers.http.routes.deps import AUTH, Service, TenantId, call, read_json
-from workers.validation import check_forget
 
 router = APIRouter(tags=["versions"])
 
@@ -19,5 +19,5 @@ router = APIRouter(tags=["versions"])
 async def forget(agent_id: str, request: Request, tenant: TenantId,
                  service: Service) -> JSONResponse:
     """Rebuild without the given events, as a new version (exact unlearning)."""
-    ids = check_forget(await read_json(request))
+    ids = ForgetRequest.model_validate(await read_json(request)).event_ids
     return JSONResponse(await call(service.forget, tenant, agent_id, ids))

@@ -9,30 +9,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from agent.errors import InputError
 from workers.http import schemas as doc
+from workers.http.request_models import ReleaseRequest
 from workers.http.routes.deps import AUTH, Service, TenantId, call, read_json
-from workers.validation import MAX_ID_CHARS, check_object, check_str
 
-__all__ = ["router", "check_release_body"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["versions"])
-
-
-def check_release_body(body: Any) -> list[str] | None:
-    """``{}`` or ``{"event_ids": [...]}`` → the ids (None: every held event)."""
-    ids = check_object(body).get("event_ids")
-    if ids is None:
-        return None
-    if not isinstance(ids, list) or not ids:
-        raise InputError("event_ids", "expected a non-empty list of event ids")
-    out = [str(check_str(x, f"event_ids[{i}]", MAX_ID_CHARS)) for i, x in enumerate(ids)]
-    return list(dict.fromkeys(out))
 
 
 @router.get("/v1/agents/{agent_id}/guard", openapi_extra={"security": AUTH},
@@ -50,5 +36,6 @@ async def release(agent_id: str, request: Request, tenant: TenantId,
                   service: Service) -> JSONResponse:
     """Lift the agent's quarantine and apply its held events."""
     raw = await request.body()
-    ids = check_release_body(await read_json(request)) if raw.strip() else None
+    body = ReleaseRequest.model_validate(await read_json(request)) if raw.strip() else None
+    ids = body.event_ids if body is not None else None
     return JSONResponse(await call(service.release, tenant, agent_id, ids))

@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from workers.http import schemas as doc
+from workers.http.request_models import PredictRequest
 from workers.http.routes.deps import AUTH, Config, Service, TenantId, call, read_json
-from workers.validation import check_predict
 
 router = APIRouter(tags=["predict"])
 
@@ -24,7 +24,8 @@ async def predict(agent_id: str, request: Request, tenant: TenantId, service: Se
     cached_config = getattr(service, "cached_config", None)
     hit = cached_config(tenant, agent_id) if cached_config is not None else None
     agent = hit if hit is not None else await call(service.agent_config, tenant, agent_id)
-    args = check_predict(await read_json(request), agent, settings)
+    body = PredictRequest.model_validate(await read_json(request), context={"settings": settings})
+    args = body.service_args(agent, settings)
     inputs = args.pop("inputs")
     predict_cached = getattr(service, "predict_cached", None)
     out = predict_cached(tenant, agent_id, inputs, **args) if predict_cached is not None else None

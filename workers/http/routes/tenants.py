@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from workers.http import schemas as doc
+from workers.http.request_models import TenantCreate
 from workers.http.routes.deps import AUTH, AdminKey, Service, call, read_json
-from workers.validation import check_name_body
 
 router = APIRouter(tags=["tenants"])
 
@@ -17,5 +17,5 @@ router = APIRouter(tags=["tenants"])
     responses={201: {"model": doc.Tenant}, **doc.errors(400, 401, 403, 413, 422)})
 async def create_tenant(request: Request, service: Service) -> JSONResponse:
     """Create a tenant (admin key). The answer shows its API key once."""
-    name = check_name_body(await read_json(request))
+    name = TenantCreate.model_validate(await read_json(request)).name
     return JSONResponse(await call(service.create_tenant, name), status_code=201)

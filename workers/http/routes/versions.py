@@ -6,19 +6,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from workers.http import schemas as doc
+from workers.http.request_models import (
+    ForkRequest,
+    RollbackRequest,
+    VersionsQuery,
+    query_parameters,
+)
 from workers.http.routes.deps import AUTH, Service, TenantId, call, read_json
-from workers.validation import MAX_VERSION, check_fork, check_rollback, parse_query_int
 
 router = APIRouter(tags=["versions"])
-MAX_VERSION_PAGE = 10_000
 
-PAGE_PARAMS = [
-    {"name": "limit", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_VERSION_PAGE},
-     "description": "at most this many versions, newest first"},
-    {"name": "before", "in": "query", "required": False,
-     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_VERSION},
-     "description": "only versions below this one (paging)"}]
+PAGE_PARAMS = query_parameters(VersionsQuery)
 
 
 @router.get("/v1/agents/{agent_id}/versions", openapi_extra={
@@ -27,10 +25,8 @@ PAGE_PARAMS = [
 async def versions(agent_id: str, request: Request, tenant: TenantId,
                    service: Service) -> JSONResponse:
     """The version history, newest first."""
-    q = request.query_params
-    limit = parse_query_int(q.get("limit"), "limit", 1, MAX_VERSION_PAGE)
-    before = parse_query_int(q.get("before"), "before", 0, MAX_VERSION)
-    return JSONResponse(await call(service.versions, tenant, agent_id, limit, before))
+    q = VersionsQuery.model_validate(dict(request.query_params))
+    return JSONResponse(await call(service.versions, tenant, agent_id, q.limit, q.before))
 
 
 @router.post("/v1/agents/{agent_id}/rollback", openapi_extra={
@@ -39,8 +35,8 @@ async def versions(agent_id: str, request: Request, tenant: TenantId,
 async def rollback(agent_id: str, request: Request, tenant: TenantId,
                    service: Service) -> JSONResponse:
     """Make a new version whose state equals ``version``'s."""
-    version = check_rollback(await read_json(request))
-    return JSONResponse(await call(service.rollback, tenant, agent_id, version))
+    body = RollbackRequest.model_validate(await read_json(request))
+    return JSONResponse(await call(service.rollback, tenant, agent_id, body.version))
 
 
 @router.post("/v1/agents/{agent_id}/fork", status_code=201, openapi_extra={
@@ -49,5 +45,6 @@ async def rollback(agent_id: str, request: Request, tenant: TenantId,
 async def fork(agent_id: str, request: Request, tenant: TenantId,
                service: Service) -> JSONResponse:
     """A new agent whose state is this one's at ``version`` (default: head)."""
-    name, version = check_fork(await read_json(request))
-    return JSONResponse(await call(service.fork, tenant, agent_id, version, name), status_code=201)
+    body = ForkRequest.model_validate(await read_json(request))
+    return JSONResponse(await call(service.fork, tenant, agent_id, body.version, body.name),
+                        status_code=201)
