@@ -101,6 +101,31 @@ def test_tenant_isolation(db):
         assert [a.id for a in repo.list_agents(tenant_a)] == [agent_id]
 
 
+def test_agents_by_ids_equals_one_lookup_per_id(db):
+    """The batch lookup (predict_batch's) against get_agent per id, over more ids than one
+    IN query takes: unknown ids and, with a tenant, other tenants' agents are left out."""
+    tenant_a, first, _ = make_agent(db)
+    layers, labels = empty_state()
+    with unit_of_work(db) as repo:
+        other, _ = repo.create_tenant("other")
+        ids = [first] + [repo.create_agent(t, f"a{i}", {"kind": "classifier"}, layers, labels,
+                                           checksum((layers, labels))).id
+                         for i, t in enumerate([tenant_a, other.id] * 3)]
+    asked = ids + [f"ag_unknown{i}" for i in range(600)] + ids[:2]  # > 500 ids, repeats
+    with unit_of_work(db, write=False) as repo:
+        for tenant in (None, tenant_a, other.id):
+            want = {}
+            for a in dict.fromkeys(asked):
+                try:
+                    want[a] = repo.get_agent(a, tenant).tenant_id
+                except AgentNotFound:
+                    pass
+            got = repo.agents_by_ids(asked, tenant)
+            assert {a: row.tenant_id for a, row in got.items()} == want
+            assert all(row.id == a for a, row in got.items())
+        assert len(repo.agents_by_ids(asked)) == 7 and repo.agents_by_ids([]) == {}
+
+
 def test_events_are_idempotent_and_ordered(db):
     _, agent_id, _ = make_agent(db)
     with unit_of_work(db) as repo:

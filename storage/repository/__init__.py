@@ -20,14 +20,16 @@ the peers it calls at construction (public methods only; arrows point down this 
 - ``erasure``; ``forgetting`` (on ``events``, ``states``, ``versions``, ``erasure``);
 - ``retention`` and ``event_retention``.
 
-The methods callers use are also attributes of the repository itself (``repo.fork`` is
-``repo.agents.fork``), listed in :meth:`Repository.__init__`.
+Each peer is built on first use (a transaction pays only for the peers it uses). The methods
+callers use are also the repository's own (``repo.fork`` is ``repo.agents.fork``: :class:`Via`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cached_property
+from typing import Concatenate, Generic, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -51,6 +53,22 @@ __all__ = ["Repository", "unit_of_work", "ForgetResult", "Replay", "RetentionRep
            "hash_key"]
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+PeerT = TypeVar("PeerT")
+
+
+class Via(Generic[PeerT, P, R]):
+    """A peer's method as an attribute of :class:`Repository`: ``Via("agents", Agents.fork)``
+    makes ``repo.fork`` the bound ``repo.agents.fork``, with its signature (for mypy too)."""
+
+    def __init__(self, peer: str, method: Callable[Concatenate[PeerT, P], R]) -> None:
+        self.peer, self.name = peer, method.__name__
+
+    def __get__(self, repo: Repository, owner: type | None = None) -> Callable[P, R]:
+        return getattr(getattr(repo, self.peer), self.name)  # type: ignore[no-any-return]
+
+
 class Repository:
     """Tenants, agents, events, versions, states, quality, forget, fork and retention.
 
@@ -62,60 +80,114 @@ class Repository:
 
     def __init__(self, session: Session) -> None:
         self.session = session
-        self.core = core = Core(session)
-        self.graph = graph = VersionGraph(session)
-        self.tenants = Tenants(session)
-        self.queries = ServiceQueries(session)
-        self.quality = Quality(core)
-        self.states = states = States(core, graph)
-        self.events = events = Events(core, graph)
-        self.event_pages = EventPages(core)
-        self.versions = versions = Versions(core, graph, states)
-        self.agents = Agents(core, graph, states, versions, events)
-        self.erasure = Erasure(core, graph)
-        self.forgetting = Forgetting(core, graph, events, states, versions, self.erasure)
-        self.retention = Retention(core, graph)
-        self.event_retention = EventRetention(core, graph)
-        self._public_api()
 
-    def _public_api(self) -> None:
-        """The peers' methods callers use, as the repository's own attributes."""
-        t, q = self.tenants, self.queries
-        self.create_tenant, self.create_key, self.revoke_key = \
-            t.create_tenant, t.create_key, t.revoke_key
-        self.tenant_for_key, self.get_tenant, self.list_tenants = \
-            t.tenant_for_key, t.get_tenant, t.list_tenants
-        self.version_exists, self.version_status = q.version_exists, q.version_status
-        self.agents_with_pending_events, self.all_agent_ids = \
-            q.agents_with_pending_events, q.all_agent_ids
-        self.applied_events, self.snapshot_due, self.totals, self.ping = \
-            q.applied_events, q.snapshot_due, q.totals, q.ping
-        self.record_quality = self.quality.record_quality
-        self.quality_points = self.quality.quality_points
-        s = self.states
-        self.write_snapshot, self.get_version, self.load_state = \
-            s.write_snapshot, s.get_version, s.load_state
-        e = self.events
-        self.append_events, self.pending_events, self.pending_count = \
-            e.append_events, e.pending_events, e.pending_count
-        self.events_by_ids, self.events_by_seqs, self.event_history = \
-            e.events_by_ids, e.events_by_seqs, e.event_history
-        self.reject_events = e.reject_events
-        self.list_events = self.event_pages.list_events
-        v = self.versions
-        self.commit_version, self.labels_at, self.answers, self.rollback = \
-            v.commit_version, v.labels_at, v.answers, v.rollback
-        self.list_versions, self.version_as_of, self.pin_version, self.version_stats = \
-            v.list_versions, v.version_as_of, v.pin_version, v.version_stats
-        a = self.agents
-        self.create_agent, self.get_agent, self.agent_identity, self.head_version = \
-            a.create_agent, a.get_agent, a.agent_identity, a.head_version
-        self.agents_by_ids, self.list_agents, self.fork, self.events_of = \
-            a.agents_by_ids, a.list_agents, a.fork, a.events_of
-        self.erase_forgotten = self.erasure.erase_forgotten
-        self.forget, self.pruned_versions = self.forgetting.forget, self.forgetting.pruned_versions
-        self.apply_retention = self.retention.apply_retention
-        self.prune_events = self.event_retention.prune_events
+    # -- the peers, each built on first use ------------------------------------------------
+    @cached_property
+    def core(self) -> Core:
+        return Core(self.session)
+
+    @cached_property
+    def graph(self) -> VersionGraph:
+        return VersionGraph(self.session)
+
+    @cached_property
+    def tenants(self) -> Tenants:
+        return Tenants(self.session)
+
+    @cached_property
+    def queries(self) -> ServiceQueries:
+        return ServiceQueries(self.session)
+
+    @cached_property
+    def quality(self) -> Quality:
+        return Quality(self.core)
+
+    @cached_property
+    def states(self) -> States:
+        return States(self.core, self.graph)
+
+    @cached_property
+    def events(self) -> Events:
+        return Events(self.core, self.graph)
+
+    @cached_property
+    def event_pages(self) -> EventPages:
+        return EventPages(self.core)
+
+    @cached_property
+    def versions(self) -> Versions:
+        return Versions(self.core, self.graph, self.states)
+
+    @cached_property
+    def agents(self) -> Agents:
+        return Agents(self.core, self.graph, self.states, self.versions, self.events)
+
+    @cached_property
+    def erasure(self) -> Erasure:
+        return Erasure(self.core, self.graph)
+
+    @cached_property
+    def forgetting(self) -> Forgetting:
+        return Forgetting(self.core, self.graph, self.events, self.states, self.versions,
+                          self.erasure)
+
+    @cached_property
+    def retention(self) -> Retention:
+        return Retention(self.core, self.graph)
+
+    @cached_property
+    def event_retention(self) -> EventRetention:
+        return EventRetention(self.core, self.graph)
+
+    # -- the methods callers use ----------------------------------------------------------
+    create_tenant = Via("tenants", Tenants.create_tenant)
+    create_key = Via("tenants", Tenants.create_key)
+    revoke_key = Via("tenants", Tenants.revoke_key)
+    tenant_for_key = Via("tenants", Tenants.tenant_for_key)
+    get_tenant = Via("tenants", Tenants.get_tenant)
+    list_tenants = Via("tenants", Tenants.list_tenants)
+    version_exists = Via("queries", ServiceQueries.version_exists)
+    version_status = Via("queries", ServiceQueries.version_status)
+    agents_with_pending_events = Via("queries", ServiceQueries.agents_with_pending_events)
+    all_agent_ids = Via("queries", ServiceQueries.all_agent_ids)
+    applied_events = Via("queries", ServiceQueries.applied_events)
+    snapshot_due = Via("queries", ServiceQueries.snapshot_due)
+    totals = Via("queries", ServiceQueries.totals)
+    ping = Via("queries", ServiceQueries.ping)
+    record_quality = Via("quality", Quality.record_quality)
+    quality_points = Via("quality", Quality.quality_points)
+    write_snapshot = Via("states", States.write_snapshot)
+    get_version = Via("states", States.get_version)
+    load_state = Via("states", States.load_state)
+    append_events = Via("events", Events.append_events)
+    pending_events = Via("events", Events.pending_events)
+    pending_count = Via("events", Events.pending_count)
+    events_by_ids = Via("events", Events.events_by_ids)
+    events_by_seqs = Via("events", Events.events_by_seqs)
+    event_history = Via("events", Events.event_history)
+    reject_events = Via("events", Events.reject_events)
+    list_events = Via("event_pages", EventPages.list_events)
+    commit_version = Via("versions", Versions.commit_version)
+    labels_at = Via("versions", Versions.labels_at)
+    answers = Via("versions", Versions.answers)
+    rollback = Via("versions", Versions.rollback)
+    list_versions = Via("versions", Versions.list_versions)
+    version_as_of = Via("versions", Versions.version_as_of)
+    pin_version = Via("versions", Versions.pin_version)
+    version_stats = Via("versions", Versions.version_stats)
+    create_agent = Via("agents", Agents.create_agent)
+    get_agent = Via("agents", Agents.get_agent)
+    agent_identity = Via("agents", Agents.agent_identity)
+    head_version = Via("agents", Agents.head_version)
+    agents_by_ids = Via("agents", Agents.agents_by_ids)
+    list_agents = Via("agents", Agents.list_agents)
+    fork = Via("agents", Agents.fork)
+    events_of = Via("agents", Agents.events_of)
+    erase_forgotten = Via("erasure", Erasure.erase_forgotten)
+    forget = Via("forgetting", Forgetting.forget)
+    pruned_versions = Via("forgetting", Forgetting.pruned_versions)
+    apply_retention = Via("retention", Retention.apply_retention)
+    prune_events = Via("event_retention", EventRetention.prune_events)
 
 
 @contextmanager
