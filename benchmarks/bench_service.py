@@ -131,7 +131,7 @@ class Deployment:
         """The learner shards' counters summed: versions, events, learn_s, commit_s."""
         import ray
 
-        pings = ray.get([a.ping.remote() for a in self.running.service._learners], timeout=60)
+        pings = ray.get([a.ping.remote() for a in self.running.service.learner_handles()], timeout=60)
         return {k: float(sum(p[k] for p in pings))
                 for k in ("versions", "events", "learn_s", "commit_s")}
 

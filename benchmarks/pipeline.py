@@ -56,7 +56,7 @@ def _learner_stats(svc: Any) -> dict[str, float]:
     import ray
 
     out: dict[str, float] = {}
-    for st in ray.get([a.ping.remote() for a in svc._learners], timeout=60):
+    for st in ray.get([a.ping.remote() for a in svc.learner_handles()], timeout=60):
         for k in ("events", "learn_s", "read_s", "commit_s", "busy_s"):
             out[k] = out.get(k, 0.0) + float(st[k])
     return out

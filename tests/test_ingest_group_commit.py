@@ -153,7 +153,7 @@ def test_concurrent_http_requests_are_stored_once_in_order(ray_cluster, db_url, 
         sent = sum(n for n, _ in answers)
         assert sum(a["accepted"] for _, a in answers) == len(events)
         assert sum(a["duplicates"] for _, a in answers) == sent - len(events)
-        stats = [ray.get(a.stats.remote()) for a in running.service._ingest]
+        stats = [ray.get(a.stats.remote()) for a in running.service.ingest_handles()]
         assert sum(x["groups"] for x in stats) < sum(x["requests"] for x in stats)  # merged
         text = httpx.get(f"{running.url}/metrics", timeout=60).text
         shown: dict[str, float] = {}

@@ -73,7 +73,7 @@ def _node_ids() -> dict[str, str]:
 def _learner_nodes(svc) -> list[str]:
     import ray
 
-    return ray.get([a.node.remote() for a in svc._learners], timeout=120)
+    return ray.get([a.node.remote() for a in svc.learner_handles()], timeout=120)
 
 
 def _contiguous_once(running, svc, tenant, agent_id) -> None:

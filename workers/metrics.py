@@ -24,6 +24,14 @@ def _line(out: list[str], name: str, kind: str, help_: str,
 
 def render_metrics(rt: Any) -> str:
     out: list[str] = []
+    _store_totals(out, rt)
+    _learners(out, rt)
+    _serving_caches(out, rt)
+    _ingest_groups(out, rt)
+    return "\n".join(out) + "\n"
+
+
+def _store_totals(out: list[str], rt: Any) -> None:
     with rt.store.tx() as repo:
         totals = repo.totals()
     _line(out, "deltamem_agents", "gauge", "Agents in the store.", [({}, totals["agents"])])
@@ -36,8 +44,12 @@ def render_metrics(rt: Any) -> str:
           [({}, totals["events_rejected"])])
     _line(out, "deltamem_versions_total", "counter", "Versions committed (all kinds).",
           [({}, totals["versions"])])
+
+
+def _learners(out: list[str], rt: Any) -> None:
     try:
-        pings = ray.get([a.ping.remote() for a in rt._learners], timeout=rt.s.probe_timeout_s)
+        pings = ray.get([a.ping.remote() for a in rt.learner_handles()],
+                        timeout=rt.s.probe_timeout_s)
     except Exception:
         pings = []
     _line(out, "deltamem_queue_depth", "gauge", "Events acknowledged but not yet applied, by shard.",
@@ -64,8 +76,11 @@ def render_metrics(rt: Any) -> str:
     _line(out, "deltamem_guard_actions_total", "counter",
           "Actions of agents' guards on a quality regression (workers/actors/guard.py), by action.",
           [({"action": a}, n) for a, n in sorted(guard.items())])
+
+
+def _serving_caches(out: list[str], rt: Any) -> None:
     try:
-        stats = ray.get([a.stats.remote() for a in rt._servers], timeout=rt.s.probe_timeout_s)
+        stats = ray.get([a.stats.remote() for a in rt.serving_handles()], timeout=rt.s.probe_timeout_s)
     except Exception:
         stats = []
     for key, help_ in (("entries", "Cached states."), ("bytes", "Bytes of cached states."),
@@ -73,8 +88,11 @@ def render_metrics(rt: Any) -> str:
         kind = "gauge" if key in ("entries", "bytes") else "counter"
         name = f"deltamem_serving_cache_{key}" + ("" if kind == "gauge" else "_total")
         _line(out, name, kind, help_, [({"replica": str(s["replica"])}, s[key]) for s in stats])
+
+
+def _ingest_groups(out: list[str], rt: Any) -> None:
     try:  # group commit (workers/actors/group_commit.py): requests per transaction
-        groups = ray.get([a.stats.remote() for a in rt._ingest], timeout=rt.s.probe_timeout_s)
+        groups = ray.get([a.stats.remote() for a in rt.ingest_handles()], timeout=rt.s.probe_timeout_s)
     except Exception:
         groups = []
     _line(out, "deltamem_ingest_groups_total", "counter",
@@ -83,4 +101,3 @@ def render_metrics(rt: Any) -> str:
     _line(out, "deltamem_ingest_grouped_requests_total", "counter",
           "Ingest requests committed in those transactions, by ingest actor.",
           [({"actor": str(i)}, g["requests"]) for i, g in enumerate(groups)])
-    return "\n".join(out) + "\n"

@@ -120,7 +120,7 @@ def snapshot_job(namespace: str) -> None:
     if rt is None or not _hold_lease(rt):
         return
     n = sum(ray.get([a.snapshot_due.remote(rt.s.snapshot_every_versions, rt.s.snapshot_every_s)
-                     for a in rt._learners], timeout=300))
+                     for a in rt.learner_handles()], timeout=300))
     if n:
         log.info("wrote %d snapshots", n)
 
