@@ -11,12 +11,10 @@ evaluation harness streams data sets through it.
   recall with the MiniLM encoder: ``S`` is (384, d_k), the value is the unit embedding of the
   answer text, and the answer texts (the labels) are the explicit memory the read-out is matched
   against by cosine;
-* rule ``"delta"``: ``S ← α·S + β·(v − α·S k)kᵀ`` (β = the event's or ``memory.beta``,
-  α = ``memory.decay``); rule ``"rls"``: DESIGN §2 with ``P0 = I/ridge`` and ``ρ = forget``
-  (``beta`` and ``decay`` are ignored: RLS sets its own gain); rule ``"softmax"`` (classifiers):
-  ``S ← α·S + β·Σ_r (v_r − softmax(S k_r)) k_rᵀ`` over the event and ``memory.replay`` earlier
-  events it rehearses (:mod:`agent.memory.replay`), drawn from at most ``memory.reservoir``
-  events per label (:mod:`agent.memory.reservoir`; every event when it is None);
+* the write rule (``memory.rule``) is a :class:`~agent.memory.rule.WriteRule`: ``"delta"``
+  (:mod:`agent.memory.delta_rule.rule`), ``"rls"`` (:mod:`agent.memory.rls.rule`) or
+  ``"softmax"`` (:mod:`agent.memory.softmax.rule`); it keeps its own layers beside ``S`` and
+  computes the deltas of a micro-batch from the keys and values this class builds;
 * a micro-batch is one :class:`~agent.memory.deltas.Delta` computed by the chunk kernels; the
   learner applies the delta exactly as stored (after ``compact``/``astype``), so a rebuild from
   stored deltas is bit-identical to the live state.
@@ -54,49 +52,26 @@ from agent.backbones.vector import STATS_LAYER, empty_stats, running_stats, stan
 from agent.config import AgentConfig
 from agent.errors import InputError
 from agent.learner import StateView
-from agent.memory.checksum import APPEND_ONLY
-from agent.memory.chunk import delta_rule_chunk, rls_chunk
 from agent.memory.deltas import Delta, LayerDelta, apply_delta, pad_rows
 from agent.memory.lift import unit_rows
-from agent.memory.pending import pending_rows, rls_pending
-from agent.memory.replay import softmax_replay_chunk
-from agent.memory.reservoir import reservoir_chunk
+from agent.memory.rls.rule import MAX_RLS_KEY_DIM
 from agent.memory.rows import RowRoom
+from agent.memory.rules import RULES, write_rule
+from agent.memory.softmax.rule import replay_seed
 
-__all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed"]
+__all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed", "replay_seed"]
 
-MAX_RLS_KEY_DIM = 4096  # P is d_k × d_k: 4096² float64 = 128 MiB per agent
-# The lift φ (when ``memory.lift_dim`` is set), chosen by the evaluation (benchmarks/EVAL.md):
-# - rule "delta": random Fourier features ("cos", a Gaussian kernel). They are zero-mean, so
-#   distinct inputs get nearly orthogonal keys, which is what the plain delta rule needs to keep
-#   old associations (CLINC150 0.878 → 0.942 at 8192-d; fact overwrite 0.92 → 1.00);
-# - rule "rls": ReLU features ("relu", the arc-cosine kernel); RLS decorrelates keys itself
-#   and fits best on the richer ReLU kernel (CLINC150 0.942 vs 0.923 with "cos" at 2048-d).
+# The lift φ (when ``memory.lift_dim`` is set), chosen per rule by the evaluation
+# (benchmarks/EVAL.md): each rule class says which (``WriteRule.lift_activation``).
 # The weight scale sets the kernel bandwidth: MiniLM embeddings are unit vectors (scale 2.0);
 # raw vectors use the Lift default 1/sqrt(dim) (entries of order 1).
-LIFT_ACTIVATION: dict[str, str] = {"delta": "cos", "rls": "relu", "softmax": "relu"}
+LIFT_ACTIVATION: dict[str, str] = {name: rule.lift_activation for name, rule in RULES.items()}
 LIFT_SCALE: dict[str, float | None] = {"minilm": 2.0, "none": None}
-# learning needs them, predictions only S (and the stats): rls's P and Q, softmax's X, Y (and the
-# bounded reservoir's T and N)
-WRITE_ONLY_LAYERS = ("P", "Q", "X", "Y", "T", "N")
-# float64 whatever the state's dtype, never cast: positions and counts stay exact whole numbers
-EXACT_LAYERS = (STATS_LAYER, "T", "N")
 
 
 def lift_seed(config: AgentConfig) -> int:
     """The lift's seed: a function of the config alone, so every process builds the same φ."""
     return zlib.crc32(f"deltamem-lift:{config.encoder}:{config.dim}:{config.memory.lift_dim}".encode())
-
-
-def replay_seed(config: AgentConfig) -> int:
-    """The rehearsal hash seed (:mod:`agent.memory.replay`): a function of the config alone."""
-    return zlib.crc32(f"deltamem-replay:{config.encoder}:{config.dim}:{config.memory.lift_dim}".encode())
-
-
-def _pending(config: AgentConfig) -> bool:
-    """Whether an ``rls`` agent keeps pending rows ``Q`` (:mod:`agent.memory.pending`): wide keys
-    and no forgetting (with ρ < 1 every batch replaces P anyway)."""
-    return config.memory.forget == 1.0 and pending_rows(config.key_dim) > 0
 
 
 class MemoryAgent(StateView):
@@ -123,6 +98,7 @@ class MemoryAgent(StateView):
         if self.dtype not in (np.float32, np.float64):
             raise InputError("dtype", f"expected float32 or float64, got {self.dtype}")
         self._check_config(config)
+        self._rule = write_rule(config, self.dtype)
         if config.encoder == "minilm":
             self.encoder: Encoder | None = encoder if encoder is not None else get_minilm()
         else:
@@ -148,30 +124,18 @@ class MemoryAgent(StateView):
     def _check_config(config: AgentConfig) -> None:
         if config.kind not in ("classifier", "recall"):
             raise InputError("kind", f'MemoryAgent serves "classifier" and "recall", not {config.kind!r}')
-        if config.memory.rule == "rls" and config.key_dim > MAX_RLS_KEY_DIM:
-            fld = "memory.lift_dim" if config.memory.lift_dim else "dim"
-            raise InputError(fld, f'rule "rls" keeps a d_k × d_k matrix; d_k = {config.key_dim} '
-                             f"exceeds {MAX_RLS_KEY_DIM}")
+        RULES[config.memory.rule].check_config(config)
 
     @staticmethod
     def initial_state(config: AgentConfig, dtype: Any = None) -> tuple[dict[str, np.ndarray], list[str]]:
-        """The empty state (version 0): ``S`` zeros, ``P = I/ridge`` for ``rls``, no labels;
-        in ``dtype`` (default: ``config.memory.dtype``)."""
+        """The empty state (version 0): ``S`` zeros and the rule's layers (e.g. ``P = I/ridge``
+        for ``rls``), no labels; in ``dtype`` (default: ``config.memory.dtype``)."""
         MemoryAgent._check_config(config)
         dtype = np.dtype(dtype if dtype is not None else config.memory.dtype)
         d_k = config.key_dim
         d_v = config.dim if (config.kind == "recall" and config.encoder == "minilm") else 0
         layers = {"S": np.zeros((d_v, d_k), dtype=dtype)}
-        if config.memory.rule == "rls":
-            layers["P"] = np.eye(d_k, dtype=dtype) / np.asarray(config.memory.ridge, dtype=dtype)
-            if _pending(config):  # rows of the P update not yet folded in: P − QᵀQ
-                layers["Q"] = np.zeros((0, d_k), dtype=dtype)
-        if config.memory.rule == "softmax" and config.memory.replay > 0:
-            layers["X"] = np.zeros((0, d_k), dtype=dtype)  # every key learnt, in order
-            layers["Y"] = np.zeros((0, 1), dtype=dtype)  # its label's position (a whole number)
-            if config.memory.reservoir is not None:  # bounded: X, Y are slots (reservoir.py)
-                layers["T"] = np.zeros((0, 1))  # each slot's position in the stream, float64
-                layers["N"] = np.zeros((1, 1))  # events learnt, float64
+        layers.update(write_rule(config, dtype).initial_layers(d_k))
         if config.standardize:  # running input statistics, float64 whatever the state's dtype
             layers[STATS_LAYER] = empty_stats(config.dim)
         return layers, []
@@ -182,27 +146,18 @@ class MemoryAgent(StateView):
         labels = list(labels)
         if len(set(labels)) != len(labels):
             raise ValueError("labels must be unique")
-        # a state stored before pending rows existed has no "Q"; it keeps learning without them
-        if set(layers) != set(ref) and set(layers) != set(ref) - {"Q"}:
+        # a state stored by an earlier version may lack some of the rule's layers (rls's "Q")
+        if set(layers) != set(ref) and set(layers) != set(ref) - set(self._rule.optional):
             raise ValueError(f"expected layers {sorted(ref)}, got {sorted(layers)}")
         d_v = self.config.dim if self._embedded_answers else len(labels)
         new = {}
         for name, arr in layers.items():
-            want = (d_v, self.config.key_dim) if name == "S" else ref[name].shape
-            if name == "Q" and arr.ndim == 2 and arr.shape[0] <= pending_rows(self.config.key_dim):
-                want = (arr.shape[0], self.config.key_dim)
-            if name in (*APPEND_ONLY, "T") and arr.ndim == 2:  # X, Y (and T): one row a slot
-                want = (layers["X"].shape[0], ref[name].shape[1])
+            want = ((d_v, self.config.key_dim) if name == "S"
+                    else self._rule.loaded_shape(name, arr, layers, ref))
             if tuple(arr.shape) != tuple(want):
                 raise ValueError(f"layer {name}: expected shape {want}, got {arr.shape}")
             new[name] = np.asarray(arr, dtype=ref[name].dtype)
-        if "T" in new and not (np.array_equal(new["T"], np.floor(new["T"])) and new["T"].min(initial=0) >= 0
-                               and new["T"].max(initial=-1) < new["N"][0, 0]):
-            raise ValueError("layer T: expected stream positions below N")
-        if "Y" in new:
-            y = new["Y"][:, 0]
-            if y.size and not (np.array_equal(y, np.floor(y)) and y.min() >= 0 and y.max() < len(labels)):
-                raise ValueError(f"layer Y: expected label positions in [0, {len(labels)})")
+        self._rule.check_loaded(new, labels)
         answers = self._embed_answers(labels) if self._embedded_answers else self._answers[:0]
         self._layers, self._labels, self._reads_only = new, labels, False
         self._room = RowRoom()  # the loaded arrays are not its views: the next append copies
@@ -219,13 +174,13 @@ class MemoryAgent(StateView):
         """Drop the layers only writes use (``P``/``Q`` of ``rls``, ``X``/``Y`` of ``softmax``): what a serving
         replica keeps. Their deltas are skipped from then on; learning and :meth:`checksum`
         raise until :meth:`load_state` loads a whole state again."""
-        self._layers = {k: v for k, v in self._layers.items() if k not in WRITE_ONLY_LAYERS}
+        self._layers = {k: v for k, v in self._layers.items() if k not in self._rule.write_only}
         self._reads_only = True
         self._room = RowRoom()
 
     def for_reads(self, delta: Delta) -> Delta:
         """``delta`` without the layers a reads-only view skips (what serving replicas are sent)."""
-        return Delta({k: v for k, v in delta.layers.items() if k not in WRITE_ONLY_LAYERS},
+        return Delta({k: v for k, v in delta.layers.items() if k not in self._rule.write_only},
                      list(delta.labels_added))
 
     def checksum(self) -> str:
@@ -384,54 +339,10 @@ class MemoryAgent(StateView):
             S = pad_rows(S, len(index))  # (d_v_new, d_k)
             V = np.zeros((n, len(index)), dtype=self.dtype)  # (n, d_v_new) one-hot
             V[np.arange(n), [index[t] for t in targets]] = 1.0
-        mem = self.config.memory
-        if mem.rule == "rls" and "Q" in self._layers:
-            dS, dP, dQ, _ = rls_pending(S, self._layers["P"], self._layers["Q"], K, V,
-                                        max_rows=pending_rows(self.config.key_dim))
-            layers = {"S": dS}
-            if dP is not None:
-                layers["P"] = dP
-            if dQ is not None:
-                layers["Q"] = dQ
-        elif mem.rule == "rls":
-            dS, dP = rls_chunk(S, self._layers["P"], K, V, rho=mem.forget)
-            layers = {"S": dS, "P": dP}
-        elif mem.rule == "softmax":
-            layers = self._softmax_deltas(S, K, V, b)
-        else:
-            layers = {"S": delta_rule_chunk(S, K, V, b, alpha=mem.decay)}
+        layers = self._rule.deltas(self._layers, S, K, V, b, len(self._labels))
         if stats is not None:  # the new statistics replace the old (dense, γ = 0)
             layers[STATS_LAYER] = LayerDelta.of_dense(stats, 0.0)
         return Delta(layers, added)
-
-    def _softmax_deltas(self, S: np.ndarray, K: np.ndarray, V: np.ndarray,
-                        b: np.ndarray) -> dict[str, LayerDelta]:
-        """Rule ``softmax``: S's delta, and the keys and labels appended for rehearsal."""
-        mem, d_k = self.config.memory, self.config.key_dim
-        y = np.argmax(V, axis=1)  # (n,) label positions (V is one-hot)
-        most = 2 ** (np.finfo(self.dtype).nmant + 1)  # Y keeps positions as exact whole numbers
-        if V.shape[1] > most:
-            raise InputError("targets", f"a {self.dtype} softmax agent holds at most {most} labels")
-        K = np.ascontiguousarray(K, dtype=self.dtype)  # the keys as the state keeps them
-        X = self._layers.get("X", np.zeros((0, d_k), dtype=self.dtype))  # (N0, d_k)
-        Y = self._layers.get("Y", np.zeros((0, 1), dtype=self.dtype))  # (N0, 1)
-        if "T" in self._layers:  # the bounded reservoir
-            if mem.reservoir is None:
-                raise RuntimeError("a bounded reservoir state needs memory.reservoir")
-            slots = X.shape[0] + len(y)
-            if slots > most:
-                raise InputError("targets", f"a {self.dtype} softmax agent keeps at most {most} "
-                                 "rehearsal slots")
-            return reservoir_chunk(S, X, Y, self._layers["T"], int(self._layers["N"][0, 0]), K, y, b,
-                                   replay=mem.replay, cap=mem.reservoir, labels0=len(self._labels),
-                                   alpha=mem.decay, seed=replay_seed(self.config))
-        out = {"S": softmax_replay_chunk(S, X, Y, K, y, b, replay=mem.replay, labels0=len(self._labels),
-                                         alpha=mem.decay, seed=replay_seed(self.config))}
-        if "X" in self._layers:
-            n0 = X.shape[0]
-            out["X"] = LayerDelta.append(K, n0 + len(y))
-            out["Y"] = LayerDelta.append(y.astype(self.dtype)[:, None], n0 + len(y))
-        return out
 
     def learn_many(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str] | None,
                    betas: Sequence[float | None] | None = None, delta_dtype: Any = None) -> Delta:
@@ -444,9 +355,8 @@ class MemoryAgent(StateView):
         dt = np.dtype(delta_dtype) if delta_dtype is not None else self.dtype
         if dt.itemsize > self.dtype.itemsize:
             dt = self.dtype
-        # float64 statistics, positions and counts; label positions and (with the bounded
-        # reservoir) the keys put in place stay as the state holds them
-        keep = (*EXACT_LAYERS, "Y") + (("X",) if "T" in self._layers else ())
+        # float64 statistics (and the rule's exact layers, e.g. softmax's positions) stay as held
+        keep = (STATS_LAYER, *self._rule.stored_as_is(self._layers))
         cast = Delta({k: v if k in keep else v.astype(dt) for k, v in delta.layers.items()},
                      list(delta.labels_added))
         self.apply(cast)
