@@ -182,6 +182,29 @@ def main(argv: list[str] | None = None) -> int:
           f"messages, in {time.time() - t_start:.0f}s; δ-mem params {mem.n_params():,}", flush=True)
     opt = torch.optim.AdamW(mem.parameters(), lr=args.lr, weight_decay=0.0)
     ckpt = args.checkpoint or args.out.rsplit(".", 1)[0] + ".ckpt.safetensors"
+    progress = _start(args, mem, opt, lambda: _figures(lm, args, held_ex, held, settings))
+    progress, step, stopped = _train(args, lm, mem, opt, train_ex, held_ex, progress, ckpt,
+                                     deadline)
+    if ckpt:
+        save_checkpoint(ckpt, mem, opt, progress)
+    after = _figures(lm, args, held_ex, held, settings)
+    print(f"after: {json.dumps(after)}", flush=True)
+    reached = next((g["step"] for g in progress["gaps"] if g["reached"]), None)
+    card = _card(args, argv, bb.name, step, stopped, progress, after, reached,
+                 len(train_ex), len(held_ex), t_start)
+    mem.cpu().save(args.out, card)
+    with open(args.out.rsplit(".", 1)[0] + ".json", "w", encoding="utf-8") as f:
+        json.dump(card, f, indent=2)
+    print(json.dumps({k: v for k, v in card.items() if k != "stop_rule"}, indent=2))
+    print("stop rule: " + card["stop_rule"]["rule"] + (f": reached at step {reached}" if reached
+                                                       else ": NOT reached"), flush=True)
+    return 0
+
+
+def _start(args: argparse.Namespace, mem: DeltaMem, opt: torch.optim.Optimizer,
+           figures: Any) -> dict[str, Any]:
+    """The run's progress: the checkpoint's (``--resume``, same settings) or a fresh one
+    holding the figures before training."""
     same = {k: getattr(args, k) for k in SAME_ON_RESUME}
     if args.resume:
         progress = load_checkpoint(args.resume, mem, opt)
@@ -192,8 +215,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resumed at step {progress['step']} from {args.resume}", flush=True)
     else:
         progress = {"args": same, "step": 0, "losses": [], "gaps": [], "train_seconds": 0.0,
-                    "stopped": None, "before": _figures(lm, args, held_ex, held, settings)}
+                    "stopped": None, "before": figures()}
         print(f"before: {json.dumps(progress['before'])}", flush=True)
+    return progress
+
+
+def _train(args: argparse.Namespace, lm: MemLM, mem: DeltaMem, opt: torch.optim.Optimizer,
+           train_ex: list[Example], held_ex: list[Example], progress: dict[str, Any],
+           ckpt: str, deadline: float) -> tuple[dict[str, Any], int, str | None]:
+    """Train until ``args.steps``, the stop rule, ``--stop-after`` or the deadline; returns
+    ``(progress, last step, why it stopped early or None)``."""
     t1, step = time.time(), progress["step"]
     stopped = "stop_rule" if progress["stopped"] == "stop_rule" else None  # a rule once met stays met
     while step < args.steps and stopped is None:
@@ -214,33 +245,40 @@ def main(argv: list[str] | None = None) -> int:
                   + " ".join(f"{k} {v:.4f}" for k, v in stats.items())
                   + f" ({(time.time() - t1) / max(1, step - progress['step']):.2f}s/step)", flush=True)
         if step % args.eval_every == 0 or step == args.steps:
-            gap = state_gap(lm, held_ex[: args.gap_n], args.batch, args.stop_se)
-            progress["gaps"].append({"step": step, **gap})
-            print(f"stop statistic at step {step}: own {gap['ce_own']:.4f} other {gap['ce_other']:.4f} "
-                  f"gap {gap['gap']:+.4f} ± {gap['se']:.4f} s.e. (n={gap['n']}; rule: gap > "
-                  f"{args.stop_se:g} s.e.: {'reached' if gap['reached'] else 'not reached'})", flush=True)
-            if gap["reached"] and not args.no_early_stop:
+            if _stop_check(args, lm, held_ex, progress, step):
                 stopped = "stop_rule"
         if stopped:
             break
         if ckpt and step % args.checkpoint_every == 0 and step < args.steps:
             save_checkpoint(ckpt, mem, opt, _done(progress, step, None, time.time() - t1))
-    progress = _done(progress, step, stopped, time.time() - t1)
-    if ckpt:
-        save_checkpoint(ckpt, mem, opt, progress)
-    after = _figures(lm, args, held_ex, held, settings)
-    print(f"after: {json.dumps(after)}", flush=True)
-    reached = next((g["step"] for g in progress["gaps"] if g["reached"]), None)
-    card = {"command": "deltamem train-adapter " + " ".join(argv if argv is not None else sys.argv[1:]),
-            "seed": args.seed, "backbone": bb.name, "steps": step, "batch": args.batch, "lr": args.lr,
+    return _done(progress, step, stopped, time.time() - t1), step, stopped
+
+
+def _stop_check(args: argparse.Namespace, lm: MemLM, held_ex: list[Example],
+                progress: dict[str, Any], step: int) -> bool:
+    """The stop statistic at ``step``, logged; whether the stop rule now ends the run."""
+    gap = state_gap(lm, held_ex[: args.gap_n], args.batch, args.stop_se)
+    progress["gaps"].append({"step": step, **gap})
+    print(f"stop statistic at step {step}: own {gap['ce_own']:.4f} other {gap['ce_other']:.4f} "
+          f"gap {gap['gap']:+.4f} ± {gap['se']:.4f} s.e. (n={gap['n']}; rule: gap > "
+          f"{args.stop_se:g} s.e.: {'reached' if gap['reached'] else 'not reached'})", flush=True)
+    return bool(gap["reached"] and not args.no_early_stop)
+
+
+def _card(args: argparse.Namespace, argv: list[str] | None, backbone: str, step: int,
+          stopped: str | None, progress: dict[str, Any], after: dict[str, Any],
+          reached: int | None, n_train: int, n_held: int, t_start: float) -> dict[str, Any]:
+    """The adapter's card: how it was trained, on what, and its figures before and after."""
+    return {"command": "deltamem train-adapter " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "seed": args.seed, "backbone": backbone, "steps": step, "batch": args.batch, "lr": args.lr,
             "regime": args.regime, "objective": {"margin": args.margin, "weight": args.contrast_weight,
                                                  "delta_init": args.delta_init, "warmup": args.warmup},
             "data": {"synthetic": args.synthetic, "synthetic_seed": args.seed,
                      "distractors": args.distractors, "filler_words": args.filler_words,
                      "locomo_convs": [c for c in args.locomo_convs.split(",") if c],
-                     "examples": len(train_ex), "heldout_seed": 10_000 + args.seed},
+                     "examples": n_train, "heldout_seed": 10_000 + args.seed},
             "stop_rule": {"rule": f"own-vs-other-state answer CE gap > {args.stop_se:g} s.e. on "
-                          f"{min(args.gap_n, len(held_ex))} held-out examples, every "
+                          f"{min(args.gap_n, n_held)} held-out examples, every "
                           f"{args.eval_every} steps, by step {args.steps}",
                           "reached_at_step": reached, "log": progress["gaps"]},
             "stopped": stopped or "steps", "train_loss_first": progress["losses"][:1],
@@ -248,13 +286,6 @@ def main(argv: list[str] | None = None) -> int:
             "before": progress["before"], "after": after, "device": args.device,
             "train_seconds": round(progress["train_seconds"], 1),
             "wall_seconds_this_run": round(time.time() - t_start, 1), "trained": step > 0}
-    mem.cpu().save(args.out, card)
-    with open(args.out.rsplit(".", 1)[0] + ".json", "w", encoding="utf-8") as f:
-        json.dump(card, f, indent=2)
-    print(json.dumps({k: v for k, v in card.items() if k != "stop_rule"}, indent=2))
-    print("stop rule: " + card["stop_rule"]["rule"] + (f": reached at step {reached}" if reached
-                                                       else ": NOT reached"), flush=True)
-    return 0
 
 
 def _done(progress: dict[str, Any], step: int, stopped: str | None, seconds: float) -> dict[str, Any]:
