@@ -21,6 +21,10 @@ True
 []
 >>> box.put("a", [{"seq": 8}]); box.take("a", 10) is None   # seq 7 went missing: a gap
 True
+>>> box.put("b", [{"seq": 3}, {"seq": 4}]); box.unstarted("b")  # first events since start
+True
+>>> box.start("b", 3); [e["seq"] for e in box.take("b", 10)]    # the store's oldest pending
+[3, 4]
 """
 
 from __future__ import annotations
@@ -77,6 +81,21 @@ class Inbox:
             while len(out) < limit and nxt + len(out) in box:
                 out.append(box[nxt + len(out)])
             return out if out else None  # events, but not the next one: a gap
+
+    def unstarted(self, agent_id: str) -> bool:
+        """True when the inbox holds events of ``agent_id`` but does not know where its pending
+        events start (first events since start or a reset): :meth:`start` tells it."""
+        with self._lock:
+            return (agent_id not in self._next and agent_id not in self._stale
+                    and bool(self._events.get(agent_id)))
+
+    def start(self, agent_id: str, first_pending_seq: int | None) -> None:
+        """The store's oldest pending seq of ``agent_id`` (None: none pending): takes then
+        hand out the gapless run of held events from there (None again when it is missing)."""
+        with self._lock:
+            if agent_id in self._next or agent_id in self._stale or first_pending_seq is None:
+                return  # known already (committed or marked stale meanwhile), or no answer
+            self._next[agent_id] = int(first_pending_seq)
 
     def committed(self, agent_id: str, last_seq: int, complete: bool) -> None:
         """Events up to ``last_seq`` are applied; ``complete``: every pending event the store

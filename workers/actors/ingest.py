@@ -35,10 +35,16 @@ class IngestActor:
         self._store = Store(self._s.database_url)
         self._backlog: dict[int, int] = {}
         self._pending_refs: dict[int, ObjectRef[Any]] = {}
+        self._learners: dict[int, ActorRef] = {}
         self._groups = GroupCommitter(self._commit_group)
 
     def _learner(self, shard: int) -> ActorRef:
-        return ray.get_actor(f"learner-{shard}", namespace=self._s.ray_namespace)
+        """The shard's handle, looked up once (a restarted learner keeps its name and handle)."""
+        h = self._learners.get(shard)
+        if h is None:
+            h = self._learners[shard] = ray.get_actor(f"learner-{shard}",
+                                                      namespace=self._s.ray_namespace)
+        return h
 
     def _refresh_backlog(self, shard: int) -> int:
         ref = self._pending_refs.get(shard)

@@ -18,13 +18,15 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from typing import Any
+from typing import Any, NamedTuple
 
 import ray
+from sqlalchemy import func, select
 
 from agent.learner import Learner
 from agent.memory.delta import Delta
-from storage.repository.quality import record_quality
+from storage.models import Event
+from storage.repository.events import _pending as _pending_terms
 from workers.actors.encoder import RemoteEncoder
 from workers.actors.factory import make_learner, make_replay, state_nbytes, use_encoder
 from workers.actors.guard import Decision, Guard, check_release, record_action, set_quarantined
@@ -36,6 +38,18 @@ from workers.settings import Settings
 from workers.store import Store
 
 log = logging.getLogger("deltamem.learner")
+
+
+class _Batch(NamedTuple):
+    """A micro-batch learnt on the agent's head (``version``), waiting for its commit."""
+
+    agent_id: str
+    version: int
+    learner: Learner
+    delta: Delta
+    seqs: list[int]
+    tested: list[bool] | None
+    complete: bool  # every pending event the store held up to seqs[-1] is in it
 
 
 def shard_of(agent_id: str, n_shards: int) -> int:
@@ -65,10 +79,11 @@ class LearnerActor:
         self._backlog = 0
         self._cv = threading.Condition()
         # timers (seconds, summed over commits): read_s = pending events + head state from
-        # SQL, learn_s = the kernel, commit_s = the commit transaction, busy_s = all of _drain
+        # SQL, learn_s = the kernel, commit_s = the commit transactions (commits: how many;
+        # a round commits several agents' versions in one), busy_s = all of the draining
         self._stats = {"versions": 0, "events": 0, "commit_s": 0.0, "learn_s": 0.0,
                        "read_s": 0.0, "busy_s": 0.0, "errors": 0, "evicted": 0, "rejected": 0,
-                       "inbox_events": 0, "sql_reads": 0}
+                       "inbox_events": 0, "sql_reads": 0, "commits": 0}
         self._quality = QualityHistogram()  # micro-batch hit rates per agent kind (metrics)
         self._guard = Guard()  # detectors of guarded agents (workers/actors/guard.py)
         self._guard_muted: set[str] = set()  # agents whose released events are being applied
@@ -248,15 +263,7 @@ class LearnerActor:
                         break
                     self._cv.wait(left)
                 agents, self._dirty = sorted(self._dirty), set()
-            failed = []
-            for agent_id in agents:
-                try:
-                    self._drain(agent_id)
-                except Exception:  # keep the shard alive; retry the agent after a backoff
-                    self._stats["errors"] += 1
-                    log.exception("learner %s: applying events of %s failed", self._shard, agent_id)
-                    self._drop(agent_id)
-                    failed.append(agent_id)
+            failed = self._drain_round(agents)
             # events already acknowledged must not wait for a next notify (there may be none,
             # e.g. the database restarted under the last commit): retry, backing off (settings)
             backoff = min(self._s.learner_backoff_max_s, 2 * backoff) if failed \
@@ -267,54 +274,149 @@ class LearnerActor:
                     self._dirty.update(failed)
 
     def _drain(self, agent_id: str) -> None:
+        """Apply every pending event of ``agent_id``, one version per micro-batch (the
+        one-agent path; :meth:`_drain_round` commits several agents' batches at once)."""
         with self._lock(agent_id):
             while True:
-                if self._held_back(agent_id):  # quarantined by its guard: events stay held
+                b = self._prepare(agent_id)
+                if b is None:
                     return
-                tr = time.perf_counter()
-                limit = max(self._s.batch_max_events, self._s.batch_burst_events)
-                payloads, seqs, complete = self._pending(agent_id, limit)
-                if not seqs:
-                    self._stats["read_s"] += time.perf_counter() - tr
-                    self._stats["busy_s"] += time.perf_counter() - tr
-                    return
-                version, learner = self._head(agent_id)
-                t0 = time.perf_counter()
-                self._stats["read_s"] += t0 - tr
-                tested = pretest(learner, payloads)  # test-then-train: the head before the batch
-                try:
+                self._finish(b, self._commit([b])[0])
+
+    def _drain_round(self, agents: list[str]) -> list[str]:
+        """Apply the pending events of ``agents``: each pass learns one micro-batch per agent
+        and commits them all in one transaction (one write lock, one fsync), until none has
+        events left. A pass whose transaction fails is redone agent by agent
+        (:meth:`_drain`, which finds the one at fault). Returns the agents that failed."""
+        cap = 4 * max(self._s.batch_max_events, self._s.batch_burst_events)
+        failed: list[str] = []
+        todo = list(agents)
+        while todo:
+            group: list[_Batch] = []
+            later: list[str] = []
+            held: list[threading.RLock] = []
+            rows: list[Any] | None = None
+            n = 0
+            try:
+                for agent_id in todo:
+                    if n >= cap:  # the transaction is full: the rest in the next one
+                        later.append(agent_id)
+                        continue
+                    lock = self._lock(agent_id)
+                    lock.acquire()
+                    held.append(lock)
                     try:
-                        delta = learn_checked(learner, payloads, self._s.delta_dtype)
-                    except Exception as exc:  # noqa: BLE001 - isolate the events that cause it
-                        if is_transient(exc):
-                            raise
-                        self._drop(agent_id)  # the learner may hold part of the batch
-                        got = self._isolate(agent_id, payloads, seqs)
-                        if got is None:  # poison rejected: read the pending events again
-                            continue
-                        version, learner, delta, n = got
-                        seqs = seqs[:n]
-                    t1 = time.perf_counter()
-                    with self._store.tx() as repo:
-                        row = repo.commit_version(
-                            agent_id, version, "delta", delta=delta, event_seqs=seqs,
-                            checksum=learner.checksum(), delta_norm=delta.norm())
-                        new_version = row.version
-                        self._after_commit(repo, row, learner, tested, len(seqs))
-                except Exception:
-                    self._drop(agent_id)  # the learner may hold an uncommitted write
-                    raise
-                t2 = time.perf_counter()
-                self._inbox.committed(agent_id, seqs[-1], complete and len(seqs) == len(payloads))
-                self._hold(agent_id, new_version, learner)
-                with self._cv:
-                    self._backlog = max(0, self._backlog - len(seqs))
-                self._stats["versions"] += 1
-                self._stats["events"] += len(seqs)
-                self._stats["learn_s"] += t1 - t0
-                self._stats["commit_s"] += t2 - t1
-                self._publish(agent_id, version, new_version, learner.for_reads(delta))
+                        b = self._prepare(agent_id)
+                    except Exception:  # keep the shard alive; retried after a backoff
+                        self._failed(agent_id)
+                        failed.append(agent_id)
+                        continue
+                    if b is not None:
+                        group.append(b)
+                        n += len(b.seqs)
+                if group:
+                    try:
+                        rows = self._commit(group)
+                    except Exception:  # noqa: BLE001 - redone one agent at a time
+                        log.warning("learner %s: a commit of %d agents failed; committing them "
+                                    "one by one", self._shard, len(group), exc_info=True)
+                    if rows is not None:
+                        for b, row in zip(group, rows, strict=True):
+                            self._finish(b, row)
+            finally:
+                for lock in held:
+                    lock.release()
+            if group and rows is None:
+                for b in group:
+                    try:
+                        self._drain(b.agent_id)
+                    except Exception:
+                        self._failed(b.agent_id)
+                        failed.append(b.agent_id)
+            else:  # agents that had a batch may have more
+                later = [b.agent_id for b in group] + later
+            todo = later
+        return failed
+
+    def _failed(self, agent_id: str) -> None:
+        self._stats["errors"] += 1
+        log.exception("learner %s: applying events of %s failed", self._shard, agent_id)
+        self._drop(agent_id)
+
+    def _prepare(self, agent_id: str) -> _Batch | None:
+        """The agent's next micro-batch learnt on its head, not committed (None: nothing
+        pending, or held by its guard). The caller holds the agent's lock; on an error the
+        head is dropped (the learner may hold part of the batch)."""
+        while True:
+            if self._held_back(agent_id):  # quarantined by its guard: events stay held
+                return None
+            tr = time.perf_counter()
+            limit = max(self._s.batch_max_events, self._s.batch_burst_events)
+            payloads, seqs, complete = self._pending(agent_id, limit)
+            if not seqs:
+                self._stats["read_s"] += time.perf_counter() - tr
                 self._stats["busy_s"] += time.perf_counter() - tr
+                return None
+            version, learner = self._head(agent_id)
+            t0 = time.perf_counter()
+            self._stats["read_s"] += t0 - tr
+            tested = pretest(learner, payloads)  # test-then-train: the head before the batch
+            try:
+                try:
+                    delta = learn_checked(learner, payloads, self._s.delta_dtype)
+                except Exception as exc:  # noqa: BLE001 - isolate the events that cause it
+                    if is_transient(exc):
+                        raise
+                    self._drop(agent_id)  # the learner may hold part of the batch
+                    got = self._isolate(agent_id, payloads, seqs)
+                    if got is None:  # poison rejected: read the pending events again
+                        continue
+                    version, learner, delta, n = got
+                    seqs = seqs[:n]
+            except Exception:
+                self._drop(agent_id)
+                raise
+            t1 = time.perf_counter()
+            self._stats["learn_s"] += t1 - t0
+            self._stats["busy_s"] += t1 - tr
+            return _Batch(agent_id, version, learner, delta, seqs, tested,
+                          complete and len(seqs) == len(payloads))
+
+    def _commit(self, group: list[_Batch]) -> list[Any]:
+        """One transaction: a version per batch (with its quality and guard checks); the
+        version rows, in order. On an error every head of the group is dropped."""
+        t1 = time.perf_counter()
+        try:
+            rows = []
+            with self._store.tx() as repo:
+                for b in group:
+                    row = repo.commit_version(
+                        b.agent_id, b.version, "delta", delta=b.delta, event_seqs=b.seqs,
+                        checksum=b.learner.checksum(), delta_norm=b.delta.norm())
+                    self._after_commit(repo, row, b.learner, b.tested, len(b.seqs))
+                    rows.append(row)
+        except Exception:
+            for b in group:
+                self._drop(b.agent_id)  # the learner holds an uncommitted write
+                self._decisions.pop(b.agent_id, None)  # a guard check of a version not made
+            raise
+        t2 = time.perf_counter()
+        self._stats["commit_s"] += t2 - t1
+        self._stats["busy_s"] += t2 - t1
+        self._stats["commits"] += 1
+        return rows
+
+    def _finish(self, b: _Batch, row: Any) -> None:
+        """After the commit: the inbox, the held head, the backlog, the replicas."""
+        tf = time.perf_counter()
+        self._inbox.committed(b.agent_id, b.seqs[-1], b.complete)
+        self._hold(b.agent_id, row.version, b.learner)
+        with self._cv:
+            self._backlog = max(0, self._backlog - len(b.seqs))
+        self._stats["versions"] += 1
+        self._stats["events"] += len(b.seqs)
+        self._publish(b.agent_id, b.version, row.version, b.learner.for_reads(b.delta))
+        self._stats["busy_s"] += time.perf_counter() - tf
 
     def _after_commit(self, repo: Any, row: Any, learner: Learner, tested: list[bool] | None,
                       n: int) -> None:
@@ -324,7 +426,7 @@ class LearnerActor:
             return
         agent_id, version = row.agent_id, row.version
         hits = tested[:n]  # a batch cut short by a poison event commits its first n events
-        record_quality(repo, agent_id, version, hits, row)
+        repo.record_quality(agent_id, version, hits, row)
         if hits:
             self._quality.observe(learner.config.kind, sum(hits) / len(hits))
         policy = learner.config.guard
@@ -425,6 +527,10 @@ class LearnerActor:
         """The agent's next pending events (at most ``limit``): from the inbox when it holds
         the next ones, else from the store (recovery). ``(events, seqs, complete)``; complete:
         no pending event beyond these is known only to the store."""
+        if self._inbox.unstarted(agent_id):  # first events since start: where do they begin?
+            with self._store.read() as repo:
+                self._inbox.start(agent_id, repo.session.scalar(  # its oldest pending seq
+                    select(func.min(Event.seq)).where(*_pending_terms(agent_id))))
         got = self._inbox.take(agent_id, limit)
         if got is not None:
             self._stats["inbox_events"] += len(got)
