@@ -1,8 +1,9 @@
 """deltamem's Python client for the HTTP API (DESIGN §7); a package of its own.
 
-It imports httpx (and pyarrow and NumPy for Arrow bodies) and nothing of the server.
+It imports httpx, Pydantic (the answers' models, :mod:`client.schema`; the server builds its
+answers with the same ones), pyarrow and NumPy for Arrow bodies, and nothing of the server.
 
-Every method returns a typed result (the dataclasses of :mod:`client.schema`) and raises :class:`DeltamemError` for
+Every method returns a typed result (the answer models of :mod:`client.schema`) and raises :class:`DeltamemError` for
 an error answer (its ``status``, ``code``, ``message``, ``field`` and the whole ``body``) or
 when the service cannot be reached (``status`` 0, code ``unreachable``).
 

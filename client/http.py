@@ -18,11 +18,9 @@ from client.schema import (
     Agent,
     ForgetResult,
     IngestResult,
-    Prediction,
     PredictResult,
     RollbackResult,
     Tenant,
-    VersionInfo,
     VersionList,
     build,
     ingest_result,
@@ -167,17 +165,14 @@ class Client:
                 body[k] = v
         out = self._request("POST", self._agent_path(agent_id, "/predict"), key=self._tenant_key(),
                             json_body=body)
-        preds = [Prediction(label=p.get("label"), score=p.get("score"),
-                            top=[(str(a), float(b)) for a, b in p["top"]] if p.get("top") else None,
-                            text=p.get("text")) for p in out["predictions"]]
-        return PredictResult(version=out["version"], predictions=preds)
+        return build(PredictResult, out)
 
     # ---- versions -------------------------------------------------------------------------
 
     def versions(self, agent_id: str, limit: int | None = None, before: int | None = None) -> VersionList:
         out = self._request("GET", self._agent_path(agent_id, "/versions"), key=self._tenant_key(),
                             params={"limit": limit, "before": before})
-        return VersionList(head=out["head"], versions=[build(VersionInfo, v) for v in out["versions"]])
+        return build(VersionList, out)
 
     def rollback(self, agent_id: str, version: int) -> RollbackResult:
         return build(RollbackResult, self._request(

@@ -1,36 +1,54 @@
-"""What the client sends and reads: the wire constants and the typed results of DESIGN §7.
+"""The answers of DESIGN §7 as Pydantic models: THE shape of each, for every side.
 
-Imports nothing of the server (the import graph test checks it): the dataclasses are the
-answers' shapes as the service documents them, built leniently (fields the service adds
-later are ignored).
+The client parses the service's JSON with them (:func:`build`: fields the service adds later
+are ignored); the service builds the agent JSON with :class:`Agent` (``workers.service``); the
+OpenAPI document states them (``workers.http.schemas``). Imports nothing of the server (the
+import graph test checks it), only Pydantic.
+
+Examples
+--------
+>>> build(Rejected, {"index": 2, "error": "bad", "later": 1})
+Rejected(index=2, error='bad', line=None)
+>>> build(PredictResult, {"version": 3, "predictions": [{"label": "a", "score": 0.5,
+...                                                       "top": [["a", 0.5]]}]}).predictions[0].top
+[('a', 0.5)]
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 ARROW_COLUMNS = ("id", "input", "target", "beta", "ts", "speaker")
-T = TypeVar("T")
+M = TypeVar("M", bound="Answer")
 
 
-def build(cls: type[T], d: dict[str, Any]) -> T:
+class Answer(BaseModel):
+    """An answer of the service: immutable; unknown fields ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+def build(cls: type[M], d: dict[str, Any]) -> M:
     """``cls`` from an answer's dict, keeping only the fields ``cls`` has."""
-    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-    return cls(**{k: v for k, v in d.items() if k in names})
+    return cls.model_validate(d)
 
 
-@dataclass(frozen=True)
-class Tenant:
+class Tenant(Answer):
     id: str
     name: str
-    api_key: str = field(repr=False)
+    api_key: str = Field(repr=False, description="shown once; stored hashed")
 
 
-@dataclass(frozen=True)
-class Agent:
+class AgentBase(Answer):
+    agent_id: str
+    version: int
+
+
+class Agent(Answer):
     id: str
     name: str
     kind: str
@@ -40,71 +58,75 @@ class Agent:
     head_version: int
     events_received: int
     events_applied: int
-    labels: list[str] = field(default_factory=list)
-    events_rejected: int = 0
+    events_rejected: int = Field(description="accepted events the learner could not apply "
+                                 "(GET /v1/agents/{id}/events?status=rejected lists them)")
+    events_held: int = Field(0, description="accepted events a quarantine holds (POST /release)")
+    labels: list[str]
+    created_at: str | None = Field(None, description="ISO-8601, UTC")
+    base: AgentBase | None = Field(None, description="a fork's source agent and version")
+    guard: dict[str, Any] | None = Field(None, description="the guard policy in force (null: none)")
+    standardize: bool | None = Field(None, description="vector agents: inputs standardised online")
+    input_scale: list[float] | None = Field(None, description="vector agents: per-feature scale")
 
 
-@dataclass(frozen=True)
-class Rejected:
+class AgentList(Answer):
+    agents: list[Agent]
+
+
+class Rejected(Answer):
     index: int
     error: str
     line: int | None = None
 
 
-@dataclass(frozen=True)
-class IngestResult:
+class IngestResult(Answer):
     accepted: int
     duplicates: int
     rejected: list[Rejected]
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(Answer):
     label: str | None = None
     score: float | None = None
     top: list[tuple[str, float]] | None = None
-    text: str | None = None  # chat agents
+    text: str | None = Field(None, description="chat agents: the reply")
 
 
-@dataclass(frozen=True)
-class PredictResult:
+class PredictResult(Answer):
     version: int
     predictions: list[Prediction]
 
 
-@dataclass(frozen=True)
-class VersionInfo:
+class VersionInfo(Answer):
     version: int
     parent: int | None
     kind: str
     created_at: str
     events: int
     checksum: str
-    delta_norm: float | None = None
+    delta_norm: float | None
+    hits: int | None = Field(None, description="events of this version predicted right before "
+                             "they were learnt (null: not tested)")
+    accuracy: float | None = Field(None, description="running prequential accuracy up to it")
 
 
-@dataclass(frozen=True)
-class VersionList:
+class VersionList(Answer):
     head: int
     versions: list[VersionInfo]
 
 
-@dataclass(frozen=True)
-class RollbackResult:
+class RollbackResult(Answer):
     version: int
-    kind: str
+    kind: Literal["rollback"]
     state_of: int
     checksum: str
 
 
-@dataclass(frozen=True)
-class ForgetResult:
+class ForgetResult(Answer):
     version: int
-    kind: str
+    kind: Literal["forget"]
     events_removed: int
 
 
 def ingest_result(out: dict[str, Any]) -> IngestResult:
-    rej = [Rejected(index=r["index"], error=r.get("error", ""), line=r.get("line"))
-           for r in out.get("rejected", [])]
-    return IngestResult(accepted=out["accepted"], duplicates=out["duplicates"], rejected=rej)
+    return IngestResult.model_validate(out)

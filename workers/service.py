@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, select
 from agent.config import AgentConfig
 from agent.errors import InputError, PicklableError
 from agent.memory.delta import state_checksum
+from client.schema import Agent as AgentAnswer
 from storage.errors import NotFound
 from storage.models import Agent
 from workers.actors.encoder import RemoteEncoder, has_text_agents
@@ -53,15 +54,20 @@ def actor_result(ref: ObjectRef[Any], timeout: float) -> Any:
 
 
 def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
+    """The agent answer of DESIGN §7, built with its one model (``client.schema.Agent``, which
+    the client parses with and the OpenAPI document states); ``standardize`` and
+    ``input_scale`` only where the config has them."""
     cfg = agent.config
-    return {"id": agent.id, "name": agent.name, "kind": cfg["kind"], "encoder": cfg["encoder"],
-            "dim": cfg["dim"], "memory": cfg["memory"], "head_version": agent.head_version,
-            "events_received": agent.events_received, "events_applied": agent.events_applied,
-            "events_rejected": agent.events_rejected, "labels": labels, "created_at": agent.created_at.isoformat(),
-            "base": None if agent.base_agent_id is None else
-            {"agent_id": agent.base_agent_id, "version": agent.base_version},
-            **{k: cfg[k] for k in ("standardize", "input_scale") if k in cfg},
-            **_guard_fields(agent)}
+    fields = {"id": agent.id, "name": agent.name, "kind": cfg["kind"], "encoder": cfg["encoder"],
+              "dim": cfg["dim"], "memory": cfg["memory"], "head_version": agent.head_version,
+              "events_received": agent.events_received, "events_applied": agent.events_applied,
+              "events_rejected": agent.events_rejected, "labels": labels,
+              "created_at": agent.created_at.isoformat(),
+              "base": None if agent.base_agent_id is None else
+              {"agent_id": agent.base_agent_id, "version": agent.base_version},
+              **{k: cfg[k] for k in ("standardize", "input_scale") if k in cfg},
+              **_guard_fields(agent)}
+    return AgentAnswer.model_validate(fields).model_dump(exclude_unset=True)
 
 
 def _guard_fields(agent: Any) -> dict[str, Any]:

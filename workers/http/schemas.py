@@ -4,17 +4,29 @@ The request bodies are the validating models of :mod:`workers.http.request_model
 parse with them), the create-agent body :mod:`workers.http.agent_schema` (``agent.config`` is
 the rule) and the ingest batch :class:`EventBatch` below, which documents what
 :mod:`workers.validation` checks event by event (one NumPy pass over the vectors). The answers
-are documentation: the service builds them. :func:`request_body` makes the ``openapi_extra``
+are :mod:`client.schema`'s, the one definition the client parses with (and the service
+builds the agent JSON with). :func:`request_body` makes the ``openapi_extra``
 for a route's body; :func:`install_schemas` adds the request models to ``components.schemas``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 
+from client.schema import (
+    Agent,
+    AgentList,
+    ForgetResult,
+    IngestResult,
+    PredictResult,
+    Rejected,
+    RollbackResult,
+    Tenant,
+    VersionList,
+)
 from workers.http.agent_schema import NONBLANK, AgentCreate, text_field
 from workers.http.request_models import (
     TS_PATTERN,
@@ -25,6 +37,11 @@ from workers.http.request_models import (
     TenantCreate,
 )
 from workers.validation import MAX_ID_CHARS, MAX_SPEAKER_CHARS, MAX_TARGET_CHARS
+
+__all__ = ["Agent", "AgentCreate", "AgentList", "ErrorBody", "EventBatch", "ForgetRequest",
+           "ForgetResult", "ForkRequest", "IngestResult", "PredictRequest", "PredictResult",
+           "RollbackRequest", "RollbackResult", "Tenant", "TenantCreate", "VersionList",
+           "errors", "install_schemas", "request_body"]
 
 REF = "#/components/schemas/{model}"
 
@@ -55,7 +72,7 @@ REQUEST_MODELS: list[type[BaseModel]] = [TenantCreate, AgentCreate, EventBatch, 
                                          RollbackRequest, ForgetRequest, ForkRequest]
 
 
-# ---- answers --------------------------------------------------------------------------------
+# ---- answers (the models the client parses with and the service builds with: client.schema) --
 
 class ErrorDetail(BaseModel):
     code: str
@@ -63,91 +80,9 @@ class ErrorDetail(BaseModel):
     field: str | None = None
 
 
-class Rejected(BaseModel):
-    index: int
-    line: int | None = None
-    error: str
-
-
 class ErrorBody(BaseModel):
     error: ErrorDetail
     rejected: list[Rejected] | None = None
-
-
-class Tenant(BaseModel):
-    id: str
-    name: str
-    api_key: str = Field(description="shown once; stored hashed")
-
-
-class Agent(BaseModel):
-    id: str
-    name: str
-    kind: str
-    encoder: str
-    dim: int
-    memory: dict[str, Any]
-    head_version: int
-    events_received: int
-    events_applied: int
-    events_rejected: int = Field(description="accepted events the learner could not apply "
-                                 "(GET /v1/agents/{id}/events?status=rejected lists them)")
-    events_held: int = Field(0, description="accepted events a quarantine holds (POST /release)")
-    guard: dict[str, Any] | None = Field(None, description="the guard policy in force (null: none)")
-    labels: list[str]
-
-
-class AgentList(BaseModel):
-    agents: list[Agent]
-
-
-class IngestResult(BaseModel):
-    accepted: int
-    duplicates: int
-    rejected: list[Rejected]
-
-
-class Prediction(BaseModel):
-    label: str | None = None
-    score: float | None = None
-    top: list[tuple[str, float]] | None = None
-    text: str | None = Field(None, description="chat agents: the reply")
-
-
-class PredictResult(BaseModel):
-    version: int
-    predictions: list[Prediction]
-
-
-class VersionRow(BaseModel):
-    version: int
-    parent: int | None
-    kind: str
-    created_at: str
-    events: int
-    checksum: str
-    delta_norm: float | None
-    hits: int | None = Field(None, description="events of this version predicted right before "
-                             "they were learnt (null: not tested)")
-    accuracy: float | None = Field(None, description="running prequential accuracy up to it")
-
-
-class VersionList(BaseModel):
-    head: int
-    versions: list[VersionRow]
-
-
-class RollbackResult(BaseModel):
-    version: int
-    kind: Literal["rollback"]
-    state_of: int
-    checksum: str
-
-
-class ForgetResult(BaseModel):
-    version: int
-    kind: Literal["forget"]
-    events_removed: int
 
 
 # ---- helpers --------------------------------------------------------------------------------
