@@ -5,8 +5,10 @@ One deployment (Ray actors and a SQLite store, in this process) is served by two
 two loopback ports: one with ``auth_cache_s=0`` (every request reads the key table, as before
 the cache) and one with the default. Requests alternate between the two, so both see the same
 machine, store and actors at the same moments. Prints p50/p99 (ms) of each and their ratio.
-Then, on the cached app, single-input predicts from 1 and from ``--clients`` threads for
-``--seconds`` each: requests per second and their ratio.
+Then, on the cached app, single-input predicts from 1 and from ``--clients`` client threads
+for ``--seconds`` each: requests per second and their ratio. The client threads run in a process
+of their own (spawned; one connection each, all warm before the clock starts), so the load
+generator does not share the service's interpreter and takes at most one core of its own.
 
 Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32] [--clients 8]``.
 """
@@ -14,9 +16,9 @@ Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32] [--clients 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import secrets
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,31 +29,60 @@ import numpy as np
 from benchmarks.eval_common import p50_p99
 
 
-def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
-                 seconds: float) -> float:
-    """Single-input predicts per second from ``clients`` threads, each with its own connection."""
-    count = [0] * clients
-    stop = time.perf_counter() + seconds
+def _clients(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
+             seconds: float, ready: Any, go: Any, counts: Any) -> None:
+    """The load generator's process: ``clients`` threads, one connection each; each warms up,
+    then all send predicts for ``seconds`` from ``go``."""
+    import threading
 
-    def worker(k: int) -> None:
+    def one(k: int) -> None:
         rng = np.random.default_rng(k)
         with httpx.Client(base_url=url, headers=head, timeout=60) as c:
+            for _ in range(20):
+                c.post(f"/v1/agents/{agent}/predict",
+                       json={"inputs": [rng.normal(size=dim).tolist()]}).raise_for_status()
+            ready.release()
+            go.wait()
+            n, stop = 0, time.perf_counter() + seconds
             while time.perf_counter() < stop:
                 c.post(f"/v1/agents/{agent}/predict",
                        json={"inputs": [rng.normal(size=dim).tolist()]}).raise_for_status()
-                count[k] += 1
+                n += 1
+            counts[k] = n
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    t0 = time.perf_counter()
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return sum(count) / (time.perf_counter() - t0)
+
+
+def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
+                 seconds: float) -> tuple[float, float]:
+    """Single-input predicts per second from ``clients`` threads of one client process, and
+    the CPU ms this process (the service's HTTP server) spent per predict meanwhile."""
+    ctx = mp.get_context("spawn")  # not fork: this process runs Ray's threads
+    ready, go, counts = ctx.Semaphore(0), ctx.Event(), ctx.Array("q", clients)
+    proc = ctx.Process(target=_clients, args=(url, head, agent, dim, clients, seconds, ready,
+                                              go, counts))
+    proc.start()
+    for _ in range(clients):
+        if not ready.acquire(timeout=120):
+            raise RuntimeError("the client process did not start")
+    t0, c0 = time.perf_counter(), time.process_time()
+    go.set()
+    proc.join()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if proc.exitcode != 0:
+        raise RuntimeError("the client process failed")
+    n = max(1, sum(counts[:]))
+    return n / wall, cpu * 1e3 / n
 
 
 def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
-        rates: dict[int, float] | None = None) -> dict[str, dict[str, tuple[float, float]]]:
+        rates: dict[int, tuple[float, float]] | None = None,
+        heads: dict[str, int] | None = None
+        ) -> dict[str, dict[str, tuple[float, float]]]:
     from workers.http.app import build_app
     from workers.runtime import _HttpServer, free_port, start
     from workers.settings import Settings
@@ -93,6 +124,8 @@ def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
         if rates is not None:
             for n in (1, n_clients):
                 rates[n] = predict_rate(running.url, head, agent, dim, n, seconds)
+        if heads is not None:
+            heads.update(running.service.heads.stats)
     finally:
         plain.stop()
         running.stop()
@@ -118,11 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=8, help="concurrent predict clients")
     p.add_argument("--seconds", type=float, default=10.0, help="per predict-rate measurement")
     a = p.parse_args(argv)
-    rates: dict[int, float] = {}
-    print_table(run(a.requests, a.dim, a.clients, a.seconds, rates))
-    one, many = rates[1], rates[a.clients]
+    rates: dict[int, tuple[float, float]] = {}
+    heads: dict[str, int] = {}
+    print_table(run(a.requests, a.dim, a.clients, a.seconds, rates, heads))
+    (one, cpu1), (many, cpu_n) = rates[1], rates[a.clients]
     print(f"\npredict, 1 input, cached app: 1 client {one:,.0f}/s, {a.clients} clients "
           f"{many:,.0f}/s ({many / one:.2f}x)")
+    print(f"HTTP process CPU per predict: {cpu1:.2f} ms with 1 client, {cpu_n:.2f} ms with "
+          f"{a.clients} (one interpreter: at most {1e3 / cpu_n:,.0f}/s at that cost)")
+    print(f"predicts answered in the HTTP process (workers/head_cache.py): "
+          f"{heads.get('hits', 0):,} of {heads.get('hits', 0) + heads.get('misses', 0):,} "
+          f"lookups ({heads.get('warmed', 0):,} states copied from the serving actor)")
     return 0
 
 
