@@ -30,7 +30,7 @@ from benchmarks.eval_common import p50_p99
 
 
 def _clients(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
-             seconds: float, ready: Any, go: Any, counts: Any) -> None:
+             seconds: float, ready: Any, go: Any, counts: Any, cpu: Any) -> None:
     """The load generator's process: ``clients`` threads, one connection each; each warms up,
     then all send predicts for ``seconds`` from ``go``."""
     import threading
@@ -53,18 +53,23 @@ def _clients(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
     threads = [threading.Thread(target=one, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
+    go.wait()
+    c0 = time.process_time()
     for t in threads:
         t.join()
+    cpu.value = time.process_time() - c0
 
 
 def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
-                 seconds: float) -> tuple[float, float]:
+                 seconds: float) -> tuple[float, float, float]:
     """Single-input predicts per second from ``clients`` threads of one client process, and
-    the CPU ms this process (the service's HTTP server) spent per predict meanwhile."""
+    the CPU ms per predict that this process (the service's HTTP server) and the client
+    process spent meanwhile."""
     ctx = mp.get_context("spawn")  # not fork: this process runs Ray's threads
     ready, go, counts = ctx.Semaphore(0), ctx.Event(), ctx.Array("q", clients)
+    client_cpu = ctx.Value("d", 0.0)
     proc = ctx.Process(target=_clients, args=(url, head, agent, dim, clients, seconds, ready,
-                                              go, counts))
+                                              go, counts, client_cpu))
     proc.start()
     for _ in range(clients):
         if not ready.acquire(timeout=120):
@@ -76,11 +81,11 @@ def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: 
     if proc.exitcode != 0:
         raise RuntimeError("the client process failed")
     n = max(1, sum(counts[:]))
-    return n / wall, cpu * 1e3 / n
+    return n / wall, cpu * 1e3 / n, client_cpu.value * 1e3 / n
 
 
 def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
-        rates: dict[int, tuple[float, float]] | None = None,
+        rates: dict[int, tuple[float, float, float]] | None = None,
         heads: dict[str, int] | None = None
         ) -> dict[str, dict[str, tuple[float, float]]]:
     from workers.http.app import build_app
@@ -151,14 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=8, help="concurrent predict clients")
     p.add_argument("--seconds", type=float, default=10.0, help="per predict-rate measurement")
     a = p.parse_args(argv)
-    rates: dict[int, tuple[float, float]] = {}
+    rates: dict[int, tuple[float, float, float]] = {}
     heads: dict[str, int] = {}
     print_table(run(a.requests, a.dim, a.clients, a.seconds, rates, heads))
-    (one, cpu1), (many, cpu_n) = rates[1], rates[a.clients]
+    (one, cpu1, ccpu1), (many, cpu_n, ccpu_n) = rates[1], rates[a.clients]
     print(f"\npredict, 1 input, cached app: 1 client {one:,.0f}/s, {a.clients} clients "
           f"{many:,.0f}/s ({many / one:.2f}x)")
     print(f"HTTP process CPU per predict: {cpu1:.2f} ms with 1 client, {cpu_n:.2f} ms with "
-          f"{a.clients} (one interpreter: at most {1e3 / cpu_n:,.0f}/s at that cost)")
+          f"{a.clients} (one interpreter: at most {1e3 / cpu_n:,.0f}/s at that cost); client "
+          f"process CPU per predict: {ccpu1:.2f} ms with 1 client, {ccpu_n:.2f} ms with "
+          f"{a.clients}")
     print(f"predicts answered in the HTTP process (workers/head_cache.py): "
           f"{heads.get('hits', 0):,} of {heads.get('hits', 0) + heads.get('misses', 0):,} "
           f"lookups ({heads.get('warmed', 0):,} states copied from the serving actor)")

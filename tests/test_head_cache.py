@@ -101,3 +101,18 @@ def test_a_cache_turned_off_holds_nothing():
     assert not off.enabled
     off.put("a", 1, object(), 10)
     assert off.get("a", 1) is None and len(off) == 0
+
+
+def test_another_tenant_gets_404_from_a_warm_agent(api, tenant_a, tenant_b, raw,
+                                                   new_vector_agent):
+    """The config and the head state are cached per agent, the tenant check is not skipped."""
+    agent = new_vector_agent().id
+    tenant_a.ingest(agent, [{"id": "t0", "input": [1.0, 0.0, 0.0, 0.0], "target": "L0"}])
+    wait_applied(tenant_a, agent, 1)
+    q = {"inputs": [[1.0, 0.0, 0.0, 0.0]]}
+    for _ in range(3):
+        _same_as_serving(raw, auth(tenant_a), agent, q)
+    assert api.service.heads.get(agent, tenant_a.get_agent(agent).head_version) is not None
+    for body in (q, {**q, "version": 0}):
+        r = raw.post(f"/v1/agents/{agent}/predict", headers=auth(tenant_b), json=body)
+        assert r.status_code == 404 and r.json()["error"]["field"] == "agent_id", r.text
