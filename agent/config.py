@@ -88,8 +88,8 @@ class MemoryConfig:
     rule: ``"delta"`` (gated delta rule: ``beta`` strength, ``decay`` = α), ``"rls"``
     (preconditioned delta rule: ``ridge`` = λ, ``forget`` = ρ) or ``"softmax"`` (classifiers:
     the delta rule with a softmax read, ``beta``, ``decay``, rehearsing ``replay`` earlier events
-    per write; :mod:`agent.memory.replay`) from a memory of at most ``reservoir`` events per label
-    (None: every event; :mod:`agent.memory.reservoir`).
+    per write; :mod:`agent.memory.softmax.replay`) from a memory of at most ``reservoir`` events per label
+    (None: every event; :mod:`agent.memory.softmax.reservoir`).
     lift_dim: optional fixed random-feature lift φ of the key (None: identity).
     dtype: the state's float type, ``"float64"`` or ``"float32"`` (the default of rule softmax).
     """

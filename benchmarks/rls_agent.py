@@ -6,7 +6,7 @@ inputs (384-d, 150 labels) into a :class:`agent.model.MemoryAgent` (rule ``rls``
 ``lift_dim`` set to d_k, ``memory.dtype`` as given) and prints CPU ms per event, beside the time
 per event of the one GEMM ``K P`` ((n × d_k) @ (d_k × d_k)) in the same dtype, measured in the
 same run: the ratio says how far the write is from a single read of P. Beside it, the same
-agent without pending rows (``agent/memory/pending.py``), timed in the same run. One BLAS thread.
+agent without pending rows (``agent/memory/rls/pending.py``), timed in the same run. One BLAS thread.
 The table in ``agent/memory/README.md`` ("Where the time goes") comes from this script.
 """
 

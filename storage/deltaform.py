@@ -8,12 +8,12 @@ Five forms (the ``deltas.form`` column):
   ``P`` has this form (``P − BᵀB``), so it halves what ``P`` costs to store;
 - ``shift``: factors with ``E = [0 | I]`` (the last ``rank`` columns the identity), stored as ``A``
   alone: the rows appended to the pending rows ``Q`` of an ``rls`` state
-  (:mod:`agent.memory.pending`);
+  (:mod:`agent.memory.rls.pending`);
 - ``rows``: rows ``A`` appended below the layer, as they are (``LayerDelta.append``): the keys and
-  labels the ``softmax`` rule keeps for rehearsal (:mod:`agent.memory.replay`);
+  labels the ``softmax`` rule keeps for rehearsal (:mod:`agent.memory.softmax.replay`);
 - ``put``: rows ``A`` written at row positions ``at`` (``LayerDelta.put``), stored as ``[A | at]``
   (rank, d_k + 1), the positions in A's dtype (exact whole numbers: :func:`pack` refuses positions
-  the dtype cannot hold): the bounded rehearsal memory (:mod:`agent.memory.reservoir`).
+  the dtype cannot hold): the bounded rehearsal memory (:mod:`agent.memory.softmax.reservoir`).
 
 A compact form is chosen only when the stored ``E`` is bit for bit the one :func:`unpack`
 rebuilds (:func:`agent.memory.delta.factor_form`; negation and the 0/1 selector are exact), so

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from agent.errors import InputError
-from agent.memory.chunk import delta_rule_chunk, delta_rule_chunk_outputs, split_chunks
+from agent.memory.chunking import split_chunks
 from agent.memory.delta import LayerDelta, apply_layer, pad_rows, state_checksum
-from agent.memory.naive import delta_rule_naive
+from agent.memory.delta_rule.chunk import delta_rule_chunk, delta_rule_chunk_outputs
+from agent.memory.delta_rule.naive import delta_rule_naive
 from tests.helpers import assert_close, unit_rows
 
 # (n, d_k, d_v, alpha, chunk): sizes 1, 15, 63, 300; d from 8 to 1024; α = 1 and α < 1

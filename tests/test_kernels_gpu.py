@@ -7,9 +7,10 @@ import pytest
 
 import agent.memory.cupy_kernels as ck
 from agent.memory.backend import gpu_available
-from agent.memory.chunk import delta_rule_chunk, rls_chunk
 from agent.memory.delta import apply_layer
-from agent.memory.many import batched_read, many_delta_write_naive
+from agent.memory.delta_rule.chunk import delta_rule_chunk
+from agent.memory.delta_rule.many import batched_read, many_delta_write_naive
+from agent.memory.rls.chunk import rls_chunk
 from tests.helpers import assert_close, unit_rows
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from agent.errors import InputError
-from agent.memory.chunk import delta_rule_chunk_outputs
 from agent.memory.delta import apply_layer
-from agent.memory.many import (
+from agent.memory.delta_rule.chunk import delta_rule_chunk_outputs
+from agent.memory.delta_rule.many import (
     batched_read,
     batched_read_naive,
     many_delta_write,

@@ -1,4 +1,4 @@
-"""RLS with pending rows (``P − QᵀQ``, :mod:`agent.memory.pending`) against the float64 loop
+"""RLS with pending rows (``P − QᵀQ``, :mod:`agent.memory.rls.pending`) against the float64 loop
 oracle, the plain chunk form's reads, and the exactness contract (rebuilds bit-identical)."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from agent.errors import InputError
-from agent.memory.chunk import rls_auto_chunk, rls_chunk_outputs
 from agent.memory.delta import LayerDelta, apply_layer, state_checksum
-from agent.memory.naive import rls_naive
-from agent.memory.pending import pending_rows, rls_pending
+from agent.memory.rls.chunk import rls_auto_chunk, rls_chunk_outputs
+from agent.memory.rls.naive import rls_naive
+from agent.memory.rls.pending import pending_rows, rls_pending
 from tests.helpers import assert_close, unit_rows
 
 # (batch sizes, d_k, d_v, max_rows): appends only, folds at every batch, folds now and then,

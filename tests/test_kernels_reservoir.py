@@ -1,6 +1,6 @@
 """The bounded rehearsal memory (``agent/memory/reservoir.py``) against its float64 oracle.
 
-The oracle (:func:`agent.memory.naive.reservoir_naive`) keeps the slots as a Python list and
+The oracle (:func:`agent.memory.softmax.naive.reservoir_naive`) keeps the slots as a Python list and
 recomputes every priority with Python integers; the kernel keeps the slots as layers updated by
 put deltas. Sizes sweep 1, 15, 63, 300 events in micro-batches, with caps that fill, overflow
 and never fill; the reservoir's contents are checked against its definition (per label, the
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from agent.memory.delta import Delta, LayerDelta, apply_delta, apply_layer, pad_rows
-from agent.memory.naive import reservoir_naive, reservoir_priority_naive
-from agent.memory.replay import softmax_replay_chunk
-from agent.memory.reservoir import priority, reservoir_chunk
+from agent.memory.softmax.naive import reservoir_naive, reservoir_priority_naive
+from agent.memory.softmax.replay import softmax_replay_chunk
+from agent.memory.softmax.reservoir import priority, reservoir_chunk
 from storage import deltaform
 from tests.helpers import assert_close, unit_rows
 from tests.test_kernels_softmax import _labels

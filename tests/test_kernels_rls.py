@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from agent.errors import InputError
-from agent.memory.chunk import rls_auto_chunk, rls_chunk, rls_chunk_outputs
 from agent.memory.delta import LayerDelta, apply_layer, state_checksum
-from agent.memory.naive import rls_naive
+from agent.memory.rls.chunk import rls_auto_chunk, rls_chunk, rls_chunk_outputs
+from agent.memory.rls.naive import rls_naive
 from tests.helpers import assert_close, unit_rows
 
 # (n, d_k, d_v, rho, ridge, chunk). With ρ < 1 the window 1/(1−ρ) is kept ≳ d_k: otherwise the

@@ -1,6 +1,6 @@
 """The ``softmax`` rule with rehearsal (``agent/memory/replay.py``) against its float64 oracle.
 
-The oracle (:func:`agent.memory.naive.softmax_replay_naive`) writes one row and one label at a
+The oracle (:func:`agent.memory.softmax.naive.softmax_replay_naive`) writes one row and one label at a
 time with Python-integer hashing; the kernel gathers every write's rows at once and keeps the
 sequential state in the state's dtype. Sizes sweep 1, 15, 63, 300 events, with earlier events
 to rehearse, new labels arriving inside the batch, per-event steps and decay.
@@ -13,8 +13,8 @@ import pytest
 
 from agent.errors import InputError
 from agent.memory.delta import LayerDelta, apply_layer, pad_rows
-from agent.memory.naive import replay_index_naive, softmax_replay_naive
-from agent.memory.replay import replay_indices, softmax_replay_chunk
+from agent.memory.softmax.naive import replay_index_naive, softmax_replay_naive
+from agent.memory.softmax.replay import replay_indices, softmax_replay_chunk
 from tests.helpers import assert_close, unit_rows
 
 D_K = 24

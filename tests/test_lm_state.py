@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from agent.lm.state import masked_mean, read, write_chunk, write_naive
-from agent.memory.naive import delta_rule_naive
+from agent.memory.delta_rule.naive import delta_rule_naive
 
 torch.set_num_threads(1)
 
@@ -49,7 +49,7 @@ def test_naive_matches_numpy_oracle_row_by_row(T):
 
 @pytest.mark.parametrize("T", [1, 15, 63])
 def test_chunk_matches_many_naive(T):
-    many = pytest.importorskip("agent.memory.many")
+    many = pytest.importorskip("agent.memory.delta_rule.many")
     S, K, V, beta, decay, _ = _inputs(T, seed=200 + T)
     Sr, Or = many.many_delta_write_naive(S.numpy(), K.numpy(), V.numpy(), beta.numpy(), decay.numpy())
     S2, O2 = write_chunk(S, K, V, beta, decay, chunk=16)

@@ -1,7 +1,7 @@
 """``rls`` agents with wide keys keep pending rows (``P − QᵀQ``): the agent and the service.
 
 The reference is the same agent without pending rows (a state stored before they existed, which
-learns through :func:`agent.memory.chunk.rls_chunk`, itself checked against the loop).
+learns through :func:`agent.memory.rls.chunk.rls_chunk`, itself checked against the loop).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The default classifier: rule ``softmax``, float32, a bounded rehearsal memory (issue 18).
 
 Settings and their JSON; the agent against the float64 oracle
-(:func:`agent.memory.naive.reservoir_naive`) fed the agent's own keys; memory that stops growing
+(:func:`agent.memory.softmax.naive.reservoir_naive`) fed the agent's own keys; memory that stops growing
 with the stream; the store (put deltas rebuilt bit for bit, the migration that keeps old configs'
 meaning); and exact forgetting through the real service on SQLite and PostgreSQL: the forget
 version's checksum is the one of a learner that never saw the events.
@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from agent.config import DEFAULT_RESERVOIR, AgentConfig
 from agent.errors import InputError
 from agent.memory.delta import state_checksum
-from agent.memory.naive import reservoir_naive
+from agent.memory.softmax.naive import reservoir_naive
 from agent.model import MemoryAgent, replay_seed
 from storage.engine import Database
 from storage.migrate import downgrade, upgrade

@@ -1,6 +1,6 @@
 """Classifier agents with rule ``softmax`` (rehearsal): settings, the agent, the store, the service.
 
-The reference is the float64 oracle (:func:`agent.memory.naive.softmax_replay_naive`) fed the
+The reference is the float64 oracle (:func:`agent.memory.softmax.naive.softmax_replay_naive`) fed the
 agent's own keys, and, through the service, an in-process agent learning the same events.
 """
 
@@ -13,7 +13,7 @@ from sqlalchemy import select
 from agent.config import DEFAULT_REPLAY, DEFAULT_SOFTMAX_BETA, AgentConfig
 from agent.errors import InputError
 from agent.memory.delta import state_checksum
-from agent.memory.naive import softmax_replay_naive
+from agent.memory.softmax.naive import softmax_replay_naive
 from agent.model import MemoryAgent, replay_seed
 from storage.engine import Database
 from storage.models import DeltaRow

@@ -10,7 +10,7 @@ and, when gating is on, decays by ``α_i = 1 − β_i``; one write with key ``k`
 Without gating a row forgets only along ``k`` (by ``1 − β_i``), so old facts under other keys
 survive; with gating the whole row decays. Rows never interact, so a state of d_v rows is
 d_v independent one-row memories: that is how the kernels here are tested against the float64
-oracle :func:`agent.memory.naive.delta_rule_naive` (one row at a time).
+oracle :func:`agent.memory.delta_rule.naive.delta_rule_naive` (one row at a time).
 
 Kernels (same arguments, same results up to float rounding):
 

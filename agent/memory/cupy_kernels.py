@@ -8,7 +8,7 @@
   output entry, in one launch.
 
 Everything else (the products, the Cholesky of the RLS form) is cupy / cuBLAS / cuSOLVER.
-The maths is that of :mod:`agent.memory.chunk` and :mod:`agent.memory.many`; the ``gpu`` tests
+The maths is that of :mod:`agent.memory.delta_rule.chunk`, :mod:`agent.memory.rls.chunk` and :mod:`agent.memory.delta_rule.many`; the ``gpu`` tests
 compare every function here with the NumPy path.
 
 This module imports without CuPy; calling a function without it raises ``RuntimeError``.
@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from agent.errors import InputError
-from agent.memory.chunk import DEFAULT_CHUNK, RHO_SPAN, split_chunks
+from agent.memory.chunking import DEFAULT_CHUNK, split_chunks
 from agent.memory.deltas import LayerDelta
+from agent.memory.rls.chunk import RHO_SPAN
 
 try:  # never fail at import: CuPy is optional
     import cupy as cp
@@ -122,7 +123,7 @@ _KERNELS: dict[tuple[str, str], Any] = {}
 
 def _need() -> Any:
     if not HAVE_CUPY:
-        raise RuntimeError("CuPy is not installed; use the NumPy kernels (agent.memory.chunk)")
+        raise RuntimeError("CuPy is not installed; use the NumPy kernels (agent.memory.<rule>.chunk)")
     return cp
 
 
@@ -186,7 +187,7 @@ def _merge_gpu(parts: list[LayerDelta]) -> LayerDelta:
 
 def delta_rule_chunk_gpu(S: Any, K: Any, V: Any, beta: Any, alpha: float = 1.0,
                          chunk: int = DEFAULT_CHUNK) -> LayerDelta:
-    """GPU :func:`agent.memory.chunk.delta_rule_chunk` (scalar α); the delta holds CuPy arrays."""
+    """GPU :func:`agent.memory.delta_rule.chunk.delta_rule_chunk` (scalar α); the delta holds CuPy arrays."""
     xp = _need()
     S = xp.asarray(S)
     dt = S.dtype
@@ -220,7 +221,7 @@ def delta_rule_chunk_gpu(S: Any, K: Any, V: Any, beta: Any, alpha: float = 1.0,
 
 def rls_chunk_gpu(S: Any, P: Any, K: Any, V: Any, rho: float = 1.0,
                   chunk: int = DEFAULT_CHUNK) -> tuple[LayerDelta, LayerDelta]:
-    """GPU :func:`agent.memory.chunk.rls_chunk` (cuSOLVER Cholesky, cuBLAS triangular solves)."""
+    """GPU :func:`agent.memory.rls.chunk.rls_chunk` (cuSOLVER Cholesky, cuBLAS triangular solves)."""
     xp = _need()
     from cupyx.scipy.linalg import solve_triangular
 
@@ -255,7 +256,7 @@ def rls_chunk_gpu(S: Any, P: Any, K: Any, V: Any, rho: float = 1.0,
 
 
 def many_delta_write_gpu(S: Any, K: Any, V: Any, beta: Any, decay: Any | None = None) -> tuple[Any, Any]:
-    """GPU :func:`agent.memory.many.many_delta_write`: one block per state, d_v·d_k ≤ 1024."""
+    """GPU :func:`agent.memory.delta_rule.many.many_delta_write`: one block per state, d_v·d_k ≤ 1024."""
     xp = _need()
     S = xp.array(S, order="C")  # a copy, updated in place
     dt = S.dtype
@@ -279,7 +280,7 @@ def many_delta_write_gpu(S: Any, K: Any, V: Any, beta: Any, decay: Any | None = 
 
 
 def batched_read_gpu(states: Any, idx: Any, Q: Any) -> Any:
-    """GPU :func:`agent.memory.many.batched_read`: every query with its own state, one launch."""
+    """GPU :func:`agent.memory.delta_rule.many.batched_read`: every query with its own state, one launch."""
     xp = _need()
     states = xp.ascontiguousarray(states)
     dt = states.dtype

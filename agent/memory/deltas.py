@@ -8,8 +8,8 @@ A layer's state ``S`` has shape ``(d_v, d_k)``. One commit changes it by
     S_new = pad_rows(S_old, d_v_new);  S_new[at] = A           (rows put, LayerDelta.put)
 
 The third grows the append-only layers of the ``softmax`` rule (every key and label learnt,
-:mod:`agent.memory.replay`): the old rows are kept as they are, bit for bit. The last one writes whole rows at given positions (new rows at the end must all be
-written): the bounded rehearsal memory of :mod:`agent.memory.reservoir` replaces a row in place,
+:mod:`agent.memory.softmax.replay`): the old rows are kept as they are, bit for bit. The last one writes whole rows at given positions (new rows at the end must all be
+written): the bounded rehearsal memory of :mod:`agent.memory.softmax.reservoir` replaces a row in place,
 again an exact copy.
 
 ``pad_rows`` appends zero rows when labels appeared (a new row starts at zero).
@@ -227,7 +227,7 @@ def apply_layer(S: np.ndarray, ld: LayerDelta) -> np.ndarray:
     This is the one operation both the live learner and a rebuild use. A delta with
     ``gamma == 0`` replaces the layer, so it may also give it fewer rows (the rows dropped
     are multiplied by zero anyway): the pending rows of an ``rls`` state
-    (:mod:`agent.memory.pending`) empty that way when they are folded into ``P``. Appended rows
+    (:mod:`agent.memory.rls.pending`) empty that way when they are folded into ``P``. Appended rows
     (``ld.appends``) are copied below the layer as they are.
     """
     if ld.appends:

@@ -4,7 +4,7 @@ The serving actor answers a batch of requests ``(learner, inputs, top_k)`` — o
 agent, at the version it resolved — with :func:`predict_many_agents`. Keys are computed per agent
 (each agent has its own encoder/lift and validation), then every query whose agent decodes by
 ``argmax_row (S k)`` (classifiers, and recall agents without an encoder) is read in one
-:func:`agent.memory.many.batched_read` call per key dimension ``d_k``:
+:func:`agent.memory.delta_rule.many.batched_read` call per key dimension ``d_k``:
 
     states  (m, d_v_max, d_k)   agent j's S in rows [0, d_v_j), zeros below
     idx     (q,)                which state each query reads
@@ -47,7 +47,7 @@ import numpy as np
 
 from agent.errors import InputError
 from agent.learner import LabelLearner, Learner
-from agent.memory.many import batched_read
+from agent.memory.delta_rule.many import batched_read
 
 __all__ = ["predict_many_agents", "stackable"]
 

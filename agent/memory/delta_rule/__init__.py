@@ -1,3 +1,7 @@
-"""The gated delta rule ``S ← α·S + β·(v − α·S k)kᵀ``: its write rule (:mod:`.rule`); the
-oracle and the chunk (WY/UT) form are :mod:`agent.memory.naive` and :mod:`agent.memory.chunk`
-(derivation: ``agent/memory/README.md`` §1)."""
+"""The gated delta rule ``S ← α·S + β·(v − α·S k)kᵀ`` (derivation: ``agent/memory/README.md`` §1):
+
+* :mod:`.naive`: the oracle, a float64 loop of single writes;
+* :mod:`.chunk`: the chunk (WY/UT) form, one delta per micro-batch;
+* :mod:`.many`: many small states at once (δ-mem), recurrent and chunk forms, batched reads;
+* :mod:`.rule`: :class:`~agent.memory.delta_rule.rule.DeltaRule`, the agent's write rule.
+"""

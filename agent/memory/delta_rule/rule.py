@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.memory.chunk import delta_rule_chunk
+from agent.memory.delta_rule.chunk import delta_rule_chunk
 from agent.memory.deltas import LayerDelta
 from agent.memory.rule import Layers, WriteRule
 

@@ -1,3 +1,7 @@
-"""RLS, the preconditioned delta rule with forgetting: its write rule (:mod:`.rule`); the oracle,
-the Woodbury chunk form and pending rows are :mod:`agent.memory.naive`,
-:mod:`agent.memory.chunk` and :mod:`agent.memory.pending` (derivation: ``agent/memory/README.md`` §2)."""
+"""RLS, the preconditioned delta rule with forgetting (derivation: ``agent/memory/README.md`` §2):
+
+* :mod:`.naive`: the oracle, a float64 loop of single writes;
+* :mod:`.chunk`: the Woodbury chunk form (deltas of ``S`` and ``P``);
+* :mod:`.pending`: pending rows, ``P − QᵀQ`` folded every ~256 events;
+* :mod:`.rule`: :class:`~agent.memory.rls.rule.RlsRule`, the agent's write rule.
+"""

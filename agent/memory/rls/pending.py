@@ -25,8 +25,8 @@ so it stays at the rounding level (tested over many folds).
 
 Both are ordinary :class:`LayerDelta`\\ s applied with :func:`apply_layer`, so the exactness
 contract (live state = snapshot + deltas, bit for bit) holds as for every other rule, and the
-state after a batch equals :func:`agent.memory.chunk.rls_chunk` on ``P − QᵀQ`` up to rounding
-(tested against the float64 loop of :mod:`agent.memory.naive`). Batches longer than one RLS
+state after a batch equals :func:`agent.memory.rls.chunk.rls_chunk` on ``P − QᵀQ`` up to rounding
+(tested against the float64 loop of :mod:`agent.memory.rls.naive`). Batches longer than one RLS
 chunk fold Q first and take the chunked path. Only ρ = 1: with forgetting the P delta is a
 dense replacement anyway.
 
@@ -53,8 +53,9 @@ from __future__ import annotations
 import numpy as np
 
 from agent.errors import InputError
-from agent.memory.chunk import _merge, _operands, _rls, rls_auto_chunk, rls_from_read
+from agent.memory.chunking import _merge, _operands
 from agent.memory.deltas import LayerDelta, apply_layer
+from agent.memory.rls.chunk import _rls, rls_auto_chunk, rls_from_read
 
 __all__ = ["PENDING_MIN_DK", "pending_rows", "rls_pending"]
 

@@ -1,6 +1,6 @@
 """Rule ``"rls"``: DESIGN §2 with ``P0 = I/ridge`` and ``ρ = forget`` (``beta`` and ``decay`` are
 ignored: RLS sets its own gain). Wide keys without forgetting keep pending rows ``Q`` (the state
-holds ``P − QᵀQ``: :mod:`agent.memory.pending`)."""
+holds ``P − QᵀQ``: :mod:`agent.memory.rls.pending`)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 
 from agent.config import AgentConfig
 from agent.errors import InputError
-from agent.memory.chunk import rls_chunk
 from agent.memory.deltas import LayerDelta
-from agent.memory.pending import pending_rows, rls_pending
+from agent.memory.rls.chunk import rls_chunk
+from agent.memory.rls.pending import pending_rows, rls_pending
 from agent.memory.rule import Layers, WriteRule
 
 __all__ = ["RlsRule", "MAX_RLS_KEY_DIM"]

@@ -1,3 +1,7 @@
-"""The softmax rule with rehearsal: its write rule (:mod:`.rule`); the oracles, the rehearsal
-kernel and the bounded reservoir are :mod:`agent.memory.naive`, :mod:`agent.memory.replay` and
-:mod:`agent.memory.reservoir`."""
+"""The softmax rule with rehearsal (classifiers):
+
+* :mod:`.naive`: the oracles (float64 loops, plain-integer hashes);
+* :mod:`.replay`: the rehearsal kernel over every event learnt;
+* :mod:`.reservoir`: the bounded rehearsal memory (slots per label);
+* :mod:`.rule`: :class:`~agent.memory.softmax.rule.SoftmaxRule`, the agent's write rule.
+"""

@@ -21,7 +21,7 @@ the state of a stream that never had it. A micro-batch of n events is n such wri
 ``A = [X_B of every write]``, ``E = [α^{n−1−t} β_t G_t]``, or the dense difference when that is
 smaller. ``X`` and ``Y`` grow by appended rows (``LayerDelta.append``), exact copies.
 
-The oracle is :func:`agent.memory.naive.softmax_replay_naive` (float64, one row at a time).
+The oracle is :func:`agent.memory.softmax.naive.softmax_replay_naive` (float64, one row at a time).
 
 Examples
 --------
@@ -140,7 +140,7 @@ def softmax_writes(S: np.ndarray, XB: np.ndarray, YB: np.ndarray, c: np.ndarray,
                    alpha: float = 1.0) -> LayerDelta:
     """The delta of ``S`` for n writes in order, write ``t`` reading rows ``XB[t]`` (m, d_k) with
     labels ``YB[t]`` (m,) over its first ``c[t]`` labels (the write of the module docstring,
-    whichever rows are rehearsed; :mod:`agent.memory.reservoir` uses it too)."""
+    whichever rows are rehearsed; :mod:`agent.memory.softmax.reservoir` uses it too)."""
     d_v, d_k = S.shape
     n, m = XB.shape[0], XB.shape[1]
     dt = S.dtype

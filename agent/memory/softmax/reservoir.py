@@ -1,6 +1,6 @@
 """Bounded rehearsal memory for the ``softmax`` rule: a per-class reservoir chosen by a hash.
 
-The unbounded rule (:mod:`agent.memory.replay`) keeps every key it learnt. Here the agent keeps,
+The unbounded rule (:mod:`agent.memory.softmax.replay`) keeps every key it learnt. Here the agent keeps,
 per label, at most ``cap`` events: those with the smallest priority ``p(t) = splitmix64(seed', t)``
 of the event's position ``t`` in the agent's stream. That is a uniform sample of each label's
 events, and a function of the event sequence alone: a learner that never saw an event (forget
@@ -17,10 +17,10 @@ float64) in the order they were filled; ``N`` (1, 1) float64 counts the events l
 
 With ``cap`` at least the number of events of every label the slots are the stream in order and
 ``M = t + 1``: the write is the unbounded rule's, bit for bit (tested). A micro-batch is the same
-writes in order; its deltas are ``S``'s (:func:`agent.memory.replay.softmax_writes`), the slots it
+writes in order; its deltas are ``S``'s (:func:`agent.memory.softmax.replay.softmax_writes`), the slots it
 filled or replaced as rows put in place (``LayerDelta.put``: exact copies) and ``N`` replaced.
 
-The oracle is :func:`agent.memory.naive.reservoir_naive` (float64, one write at a time).
+The oracle is :func:`agent.memory.softmax.naive.reservoir_naive` (float64, one write at a time).
 
 >>> import numpy as np
 >>> S = np.zeros((2, 2)); K = np.eye(2)[[0, 1, 0, 1]]
@@ -36,7 +36,7 @@ import numpy as np
 
 from agent.errors import InputError
 from agent.memory.deltas import LayerDelta
-from agent.memory.replay import draw, mix64, replay_hashes, softmax_writes
+from agent.memory.softmax.replay import draw, mix64, replay_hashes, softmax_writes
 
 __all__ = ["priority", "reservoir_chunk", "RESERVOIR_SALT"]
 
@@ -74,7 +74,7 @@ def reservoir_chunk(
     X, Y, T : (M, d_k), (M, 1), (M, 1) the slots before the batch (X, Y in S's dtype, T float64).
     N0 : events learnt before the batch.
     K, y, beta : (n, d_k) keys in S's dtype, (n,) integer labels, (n,) steps.
-    replay, cap, labels0, alpha, seed : as in :func:`agent.memory.replay.softmax_replay_chunk`;
+    replay, cap, labels0, alpha, seed : as in :func:`agent.memory.softmax.replay.softmax_replay_chunk`;
         ``cap`` ≥ 1 slots per label.
     """
     d_v, d_k = S.shape

@@ -1,8 +1,8 @@
 """Rule ``"softmax"`` (classifiers): ``S ← α·S + β·Σ_r (v_r − softmax(S k_r)) k_rᵀ`` over the event
-and ``memory.replay`` earlier events it rehearses (:mod:`agent.memory.replay`), drawn from every
+and ``memory.replay`` earlier events it rehearses (:mod:`agent.memory.softmax.replay`), drawn from every
 event learnt (layers ``X``, ``Y``: keys and label positions, append-only) or, with
 ``memory.reservoir``, from at most that many per label (slots ``X``, ``Y``, their stream positions
-``T`` and the count ``N``: :mod:`agent.memory.reservoir`)."""
+``T`` and the count ``N``: :mod:`agent.memory.softmax.reservoir`)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,15 @@ from agent.config import AgentConfig
 from agent.errors import InputError
 from agent.memory.checksum import APPEND_ONLY
 from agent.memory.deltas import LayerDelta
-from agent.memory.replay import softmax_replay_chunk
-from agent.memory.reservoir import reservoir_chunk
 from agent.memory.rule import Layers, WriteRule
+from agent.memory.softmax.replay import softmax_replay_chunk
+from agent.memory.softmax.reservoir import reservoir_chunk
 
 __all__ = ["SoftmaxRule", "replay_seed"]
 
 
 def replay_seed(config: AgentConfig) -> int:
-    """The rehearsal hash seed (:mod:`agent.memory.replay`): a function of the config alone."""
+    """The rehearsal hash seed (:mod:`agent.memory.softmax.replay`): a function of the config alone."""
     return zlib.crc32(f"deltamem-replay:{config.encoder}:{config.dim}:{config.memory.lift_dim}".encode())
 
 
