@@ -44,10 +44,12 @@ from typing import Any
 import numpy as np
 
 from agent.memory.backend import blas_threads, gpu_available, set_blas_threads
-from agent.memory.chunk import delta_rule_chunk, rls_chunk
 from agent.memory.delta import apply_layer
-from agent.memory.many import many_delta_write, many_delta_write_naive
-from agent.memory.naive import delta_rule_naive, rls_naive
+from agent.memory.delta_rule.chunk import delta_rule_chunk
+from agent.memory.delta_rule.many import many_delta_write, many_delta_write_naive
+from agent.memory.delta_rule.naive import delta_rule_naive
+from agent.memory.rls.chunk import rls_chunk
+from agent.memory.rls.naive import rls_naive
 
 
 def _time(fn: Callable[[], object], budget: float) -> float:
