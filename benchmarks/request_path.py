@@ -4,7 +4,10 @@ the bearer-key cache (``auth_cache_s``), side by side in one run.
 One deployment (Ray actors and a SQLite store, in this process) is served by two HTTP apps on
 two loopback ports: one with ``auth_cache_s=0`` (every request reads the key table, as before
 the cache) and one with the default. Requests alternate between the two, so both see the same
-machine, store and actors at the same moments. Prints p50/p99 (ms) of each and their ratio.
+machine, store and actors at the same moments. Prints p50/p99 (ms) of each and their ratio:
+ingest and predict alternating (each predict sees a new head: the serving actor answers), then,
+once the learner is idle, predicts only (the head holds: the HTTP process's warm copy answers,
+``workers/head_cache.py``), each beside a predict with that cache turned off.
 Then, on the cached app, single-input predicts from 1 and from ``--clients`` client threads
 for ``--seconds`` each: requests per second and their ratio. The client threads run in a process
 of their own (spawned; one connection each, all warm before the clock starts), so the load
@@ -84,6 +87,17 @@ def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: 
     return n / wall, cpu * 1e3 / n, client_cpu.value * 1e3 / n
 
 
+def _wait_idle(c: httpx.Client, agent: str) -> None:
+    """Until every accepted event of the agent is applied (its head then holds)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        a = c.get(f"/v1/agents/{agent}").json()
+        if a["events_applied"] + a["events_rejected"] >= a["events_received"]:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the learner did not catch up")
+
+
 def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
         rates: dict[int, tuple[float, float, float]] | None = None,
         heads: dict[str, int] | None = None
@@ -124,6 +138,19 @@ def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
                     c.post(path, json=body).raise_for_status()
                     if i >= 20:
                         lat.setdefault((op, name), []).append((time.perf_counter() - t0) * 1e3)
+        _wait_idle(c0, agent)
+        cache = running.service.heads  # workers/head_cache.py; max_bytes 0 turns it off
+        full = cache.max_bytes
+        for i in range(requests + 20):  # the head holds: predicts only, head cache on and off
+            for name, c in clients.items():
+                for op, size in (("predict, head held", full), ("  same, head cache off", 0)):
+                    cache.max_bytes = size
+                    t0 = time.perf_counter()
+                    c.post(f"/v1/agents/{agent}/predict",
+                           json={"inputs": [rng.normal(size=dim).tolist()]}).raise_for_status()
+                    if i >= 20:
+                        lat.setdefault((op, name), []).append((time.perf_counter() - t0) * 1e3)
+        cache.max_bytes = full
         for c in clients.values():
             c.close()
         if rates is not None:
@@ -141,11 +168,11 @@ def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
 
 
 def print_table(out: dict[str, dict[str, Any]]) -> None:
-    print(f"{'request':<10} {'no key cache p50':>16} {'p99':>7} {'key cache p50':>14} {'p99':>7} "
+    print(f"{'request':<22} {'no key cache p50':>16} {'p99':>7} {'key cache p50':>14} {'p99':>7} "
           f"{'p50 ratio':>9}   (ms)")
     for op, v in out.items():
         a, b = v["no key cache"], v["key cache"]
-        print(f"{op:<10} {a[0]:>16.2f} {a[1]:>7.2f} {b[0]:>14.2f} {b[1]:>7.2f} {b[0] / a[0]:>9.2f}")
+        print(f"{op:<22} {a[0]:>16.2f} {a[1]:>7.2f} {b[0]:>14.2f} {b[1]:>7.2f} {b[0] / a[0]:>9.2f}")
 
 
 def main(argv: list[str] | None = None) -> int:
