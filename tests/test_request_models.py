@@ -12,6 +12,7 @@ from workers.http.request_models import (
     EventsQuery,
     ForgetRequest,
     ForkRequest,
+    IngestBatch,
     IngestQuery,
     PredictRequest,
     QualityQuery,
@@ -23,7 +24,7 @@ from workers.http.request_models import (
 from workers.settings import Settings
 from workers.validation import MAX_VERSION
 
-S = Settings(max_predict_inputs=2, max_wait_ms=300)
+S = Settings(max_predict_inputs=2, max_wait_ms=300, max_events_per_request=3)
 
 
 def answer_of(model, data, settings=S) -> tuple[int, str, str]:
@@ -120,3 +121,12 @@ def test_query_parsing():
     q = QualityQuery.model_validate({})
     assert (q.window, q.limit, q.before) == (500, 100, None)
     assert field_of(QualityQuery, {"window": "0"}) == "window"
+
+
+def test_events_list_shape_and_count():
+    assert IngestBatch.model_validate({"events": [1, 2]}, context={"settings": S}).events == [1, 2]
+    assert field_of(IngestBatch, {"events": []}) == "events"
+    assert field_of(IngestBatch, {}) == "events"
+    assert field_of(IngestBatch, {"events": {"a": 1}}) == "events"
+    assert field_of(IngestBatch, []) == "body"
+    assert answer_of(IngestBatch, {"events": [1, 2, 3, 4]}) == (413, "too_many_events", "events")

@@ -14,10 +14,8 @@ from agent.errors import InputError
 from workers.http.ndjson import MalformedJSON, is_json, is_ndjson, loads_strict, parse_ndjson
 from workers.settings import Settings
 from workers.validation import (
-    TooMany,
     check_agent_body,
     check_event,
-    check_events_list,
     check_inputs,
     check_vector,
 )
@@ -136,16 +134,6 @@ def test_chat_turns_need_no_target_and_keep_the_speaker():
     ev = check_event({"input": "hello", "speaker": "ann", "target": "ignored"}, CHAT, S)
     assert ev == {"input": "hello", "speaker": "ann"}
     assert field_of(check_event, {"input": "hi", "speaker": 3}, CHAT, S) == "speaker"
-
-
-def test_events_list_shape_and_count():
-    assert check_events_list({"events": [1, 2]}, S) == [1, 2]
-    assert field_of(check_events_list, {"events": []}, S) == "events"
-    assert field_of(check_events_list, {}, S) == "events"
-    assert field_of(check_events_list, {"events": {"a": 1}}, S) == "events"
-    assert field_of(check_events_list, [], S) == "body"
-    with pytest.raises(TooMany):
-        check_events_list({"events": [1, 2, 3, 4]}, S)
 
 
 def test_predict_inputs_are_checked_for_the_agent():

@@ -272,18 +272,6 @@ def check_json_text(v: Any, field: str) -> Any:
     return v
 
 
-def check_events_list(body: Any, settings: Settings) -> list[Any]:
-    """The ``events`` list of a JSON ingest body (checked for shape and count, not content)."""
-    body = check_object(body)
-    events = body.get("events")
-    if events is None:
-        raise InputError("events", "required (a non-empty list of events)")
-    if not isinstance(events, list):
-        raise InputError("events", f"expected a list of events, got {_kind(events)}")
-    check_event_count(len(events), settings)
-    return events
-
-
 def check_event_count(n: int, settings: Settings) -> None:
     """Raise for an empty batch; :class:`TooMany` for one over ``max_events_per_request``."""
     if n == 0:

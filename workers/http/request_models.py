@@ -161,6 +161,26 @@ class ForkRequest(Body):
     version: Version | None = Field(None, description="default: the source's head")
 
 
+class IngestBatch(Body):
+    """``{"events": [...]}``: the list's length is checked here (at most the setting
+    ``max_events_per_request``: 413 ``too_many_events``); each event is checked against the agent
+    by :func:`workers.validation.check_event` (one NumPy pass per vector, issue 16), so the
+    items are taken as they are. The document states the body as ``workers.http.schemas.EventBatch``
+    (each event's fields as check_event reads them)."""
+
+    events: Annotated[list[Any], Field(min_length=1)]
+
+    @field_validator("events")
+    @classmethod
+    def _not_too_many(cls, v: list[Any], info: ValidationInfo) -> list[Any]:
+        settings = (info.context or {}).get("settings")
+        if settings is not None and len(v) > settings.max_events_per_request:
+            raise _err(f"{len(v)} events in one request, at most "
+                       f"{settings.max_events_per_request} (DELTAMEM_MAX_EVENTS_PER_REQUEST)",
+                       "too_many")
+        return v
+
+
 class PredictRequest(Body):
     # the inputs themselves are checked against the agent: workers.validation.check_inputs
 

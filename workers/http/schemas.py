@@ -3,7 +3,8 @@
 The request bodies are the validating models of :mod:`workers.http.request_models` (the routes
 parse with them), the create-agent body :mod:`workers.http.agent_schema` (``agent.config`` is
 the rule) and the ingest batch :class:`EventBatch` below, which documents what
-:mod:`workers.validation` checks event by event (one NumPy pass over the vectors). The answers
+``request_models.IngestBatch`` (the list) and :mod:`workers.validation` (each event, against the
+agent, one NumPy pass over the vectors) accept. The answers
 are :mod:`client.schema`'s, the one definition the client parses with (and the service
 builds the agent JSON with). :func:`request_body` makes the ``openapi_extra``
 for a route's body; :func:`install_schemas` adds the request models to ``components.schemas``.

@@ -18,10 +18,10 @@ from workers.http import schemas as doc
 from workers.http.arrow import MalformedArrow, arrow_events, is_arrow
 from workers.http.event_batch import remap_rejected, split_events
 from workers.http.ndjson import MalformedJSON, is_json, is_ndjson, parse_ndjson
-from workers.http.request_models import EventsQuery, IngestQuery, query_parameters
+from workers.http.request_models import EventsQuery, IngestBatch, IngestQuery, query_parameters
 from workers.http.routes.deps import AUTH, Config, Service, TenantId, call, read_json
 from workers.settings import Settings
-from workers.validation import check_event_count, check_events_list
+from workers.validation import check_event_count
 
 router = APIRouter(tags=["events"])
 Items = list[tuple[int | None, Any, str | None]]  # (NDJSON line, raw event, parse error)
@@ -42,8 +42,8 @@ async def read_events(request: Request, settings: Settings) -> Items:
         raise ServiceError(415, "unsupported_media_type", "expected Content-Type application/json, "
                            "application/x-ndjson or application/vnd.apache.arrow.stream, got "
                            f"{ctype!r}", "content-type")
-    events = check_events_list(await read_json(request), settings)
-    return [(None, ev, None) for ev in events]
+    body = IngestBatch.model_validate(await read_json(request), context={"settings": settings})
+    return [(None, ev, None) for ev in body.events]
 
 
 async def read_arrow(request: Request, agent: dict[str, Any], settings: Settings
