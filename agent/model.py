@@ -40,39 +40,26 @@ Examples
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Sequence
 from numbers import Real
 from typing import Any
 
 import numpy as np
 
-from agent.backbones.minilm import Encoder, get_minilm
+from agent.backbones.minilm import Encoder
 from agent.backbones.vector import STATS_LAYER, empty_stats, running_stats, standardize_with
 from agent.config import AgentConfig
 from agent.errors import InputError
+from agent.keys import LIFT_ACTIVATION, KeyMap, lift_seed
 from agent.learner import StateView
 from agent.memory.deltas import Delta, LayerDelta, apply_delta, pad_rows
-from agent.memory.lift import unit_rows
+from agent.memory.lift import Lift
 from agent.memory.rls.rule import MAX_RLS_KEY_DIM
 from agent.memory.rows import RowRoom
 from agent.memory.rules import RULES, write_rule
 from agent.memory.softmax.rule import replay_seed
 
 __all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed", "replay_seed"]
-
-# The lift φ (when ``memory.lift_dim`` is set), chosen per rule by the evaluation
-# (benchmarks/EVAL.md): each rule class says which (``WriteRule.lift_activation``).
-# The weight scale sets the kernel bandwidth: MiniLM embeddings are unit vectors (scale 2.0);
-# raw vectors use the Lift default 1/sqrt(dim) (entries of order 1).
-LIFT_ACTIVATION: dict[str, str] = {name: rule.lift_activation for name, rule in RULES.items()}
-LIFT_SCALE: dict[str, float | None] = {"minilm": 2.0, "none": None}
-
-
-def lift_seed(config: AgentConfig) -> int:
-    """The lift's seed: a function of the config alone, so every process builds the same φ."""
-    return zlib.crc32(f"deltamem-lift:{config.encoder}:{config.dim}:{config.memory.lift_dim}".encode())
-
 
 class MemoryAgent(StateView):
     """An agent's learner: keys, writes (as deltas) and reads.
@@ -99,17 +86,8 @@ class MemoryAgent(StateView):
             raise InputError("dtype", f"expected float32 or float64, got {self.dtype}")
         self._check_config(config)
         self._rule = write_rule(config, self.dtype)
-        if config.encoder == "minilm":
-            self.encoder: Encoder | None = encoder if encoder is not None else get_minilm()
-        else:
-            self.encoder = None
-        self._scale = None if config.input_scale is None else np.asarray(config.input_scale)  # (dim,)
-        self._lift = None
-        if config.memory.lift_dim:
-            from agent.memory.lift import Lift
-
-            self._lift = Lift(config.dim, config.memory.lift_dim, seed=lift_seed(config),
-                              activation=LIFT_ACTIVATION[config.memory.rule], scale=LIFT_SCALE.get(config.encoder))
+        self._keymap = KeyMap(config, encoder)  # inputs → unit keys (agent/keys.py)
+        self.encoder = self._keymap.encoder
         # answers are embedded (recall + MiniLM): the value is the answer's embedding
         self._embedded_answers = config.kind == "recall" and config.encoder == "minilm"
         self._layers, self._labels = self.initial_state(config, self.dtype)
@@ -158,7 +136,7 @@ class MemoryAgent(StateView):
                 raise ValueError(f"layer {name}: expected shape {want}, got {arr.shape}")
             new[name] = np.asarray(arr, dtype=ref[name].dtype)
         self._rule.check_loaded(new, labels)
-        answers = self._embed_answers(labels) if self._embedded_answers else self._answers[:0]
+        answers = self._keymap.embed(labels) if self._embedded_answers else self._answers[:0]
         self._layers, self._labels, self._reads_only = new, labels, False
         self._room = RowRoom()  # the loaded arrays are not its views: the next append copies
         self._index = {label: i for i, label in enumerate(labels)}
@@ -202,7 +180,7 @@ class MemoryAgent(StateView):
             layers[name] = self._room.append(name, layers[name], ld)
         answers = self._answers
         if self._embedded_answers and delta.labels_added:
-            answers = np.concatenate([answers, self._embed_answers(delta.labels_added)], axis=0)
+            answers = np.concatenate([answers, self._keymap.embed(delta.labels_added)], axis=0)
         self._layers = layers
         for label in delta.labels_added:
             self._index[label] = len(self._labels)
@@ -211,11 +189,10 @@ class MemoryAgent(StateView):
 
     # ------------------------------------------------------------------ keys
 
-    def _embed_answers(self, texts: list[str]) -> np.ndarray:
-        assert self.encoder is not None
-        X = np.asarray(self.encoder.encode(list(texts)), dtype=np.float64)  # (m, 384)
-        nrm = np.linalg.norm(X, axis=1, keepdims=True)
-        return X / np.where(nrm > 0, nrm, 1.0)
+    @property
+    def _lift(self) -> Lift | None:
+        """The lift φ (None: the identity)."""
+        return self._keymap.lift
 
     def keys(self, inputs: Sequence[Any] | np.ndarray) -> np.ndarray:
         """Unit keys ``(n, d_k)`` float64 for texts (MiniLM agents) or raw vectors of ``dim``.
@@ -223,68 +200,12 @@ class MemoryAgent(StateView):
         Raises :class:`InputError` naming ``inputs[i]`` for a wrong type or dimension, a
         NaN/Inf, an empty text or a zero key.
         """
-        X = self._raw(inputs)  # (n, dim)
+        X = self._keymap.raw(inputs)  # (n, dim)
         if self.config.standardize:  # reads: the statistics of everything learnt so far
-            X = standardize_with(self._layers[STATS_LAYER], X, self._scale)
-        elif self._scale is not None:
-            X = X * self._scale
-        return self._unit_keys(X)
-
-    def _raw(self, inputs: Sequence[Any] | np.ndarray) -> np.ndarray:
-        """Validated raw inputs ``(n, dim)`` float64: texts encoded, vectors checked."""
-        dim = self.config.dim
-        if isinstance(inputs, np.ndarray) and inputs.ndim == 2 and inputs.dtype.kind == "f":
-            if inputs.shape[1] != dim:
-                raise InputError("inputs[0]", f"expected {dim} numbers, got {inputs.shape[1]}")
-            X = np.array(inputs, dtype=np.float64)  # (n, dim), a copy
-        else:
-            if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Sequence, np.ndarray)):
-                raise InputError("inputs", "expected a list of inputs")
-            X = np.empty((len(inputs), dim), dtype=np.float64)  # (n, dim)
-            texts: list[str] = []
-            rows: list[int] = []
-            for i, x in enumerate(inputs):
-                if isinstance(x, str):
-                    if self.encoder is None:
-                        raise InputError(f"inputs[{i}]", f"expected a list of {dim} numbers "
-                                         '(this agent has encoder "none"), got a text')
-                    if not x.strip():
-                        raise InputError(f"inputs[{i}]", "expected a non-empty text")
-                    texts.append(x)
-                    rows.append(i)
-                else:
-                    X[i] = self._vector(x, i)
-            if texts:
-                assert self.encoder is not None
-                X[rows] = np.asarray(self.encoder.encode(texts), dtype=np.float64)
-        bad = ~np.isfinite(X).all(axis=1)
-        if bad.any():
-            raise InputError(f"inputs[{int(np.argmax(bad))}]", "expected finite numbers (no NaN/Inf)")
-        return X
-
-    def _unit_keys(self, X: np.ndarray) -> np.ndarray:
-        """Lift (when set) and normalise: unit keys ``(n, d_k)`` float64."""
-        Phi = self._lift(X) if self._lift is not None else X  # (n, d_k)
-        # scaled before normalising (norms past float64's range); a standardised input equal
-        # to the running mean (e.g. the same vector twice) is the zero key: a no-op write
-        return unit_rows(Phi, "inputs", allow_zero=self.config.standardize)
-
-    def _vector(self, x: Any, i: int) -> np.ndarray:
-        dim = self.config.dim
-        if isinstance(x, np.ndarray):
-            if x.ndim != 1 or x.dtype.kind not in "fiu":
-                raise InputError(f"inputs[{i}]", f"expected a list of {dim} numbers")
-            v = x.astype(np.float64)
-        elif isinstance(x, (list, tuple)):
-            if not all(isinstance(e, Real) and not isinstance(e, bool) for e in x):
-                raise InputError(f"inputs[{i}]", f"expected a list of {dim} numbers")
-            v = np.asarray(x, dtype=np.float64)
-        else:
-            want = "a text or a list of numbers" if self.encoder is not None else f"a list of {dim} numbers"
-            raise InputError(f"inputs[{i}]", f"expected {want}, got {type(x).__name__}")
-        if v.shape != (dim,):
-            raise InputError(f"inputs[{i}]", f"expected {dim} numbers, got {v.size}")
-        return v
+            X = standardize_with(self._layers[STATS_LAYER], X, self._keymap.scale)
+        elif self._keymap.scale is not None:
+            X = X * self._keymap.scale
+        return self._keymap.unit(X)
 
     # ------------------------------------------------------------------ writes
 
@@ -320,8 +241,8 @@ class MemoryAgent(StateView):
         b = self._betas(betas, n)
         stats = None
         if self.config.standardize:  # writes: row i with the statistics of the rows before it
-            X, stats = running_stats(self._layers[STATS_LAYER], self._raw(inputs), self._scale)
-            K = self._unit_keys(X)  # (n, d_k)
+            X, stats = running_stats(self._layers[STATS_LAYER], self._keymap.raw(inputs), self._keymap.scale)
+            K = self._keymap.unit(X)  # (n, d_k)
         else:
             K = self.keys(inputs)  # (n, d_k)
         added: list[str] = []
@@ -332,7 +253,7 @@ class MemoryAgent(StateView):
                 added.append(t)
         S = self._layers["S"]
         if self._embedded_answers:
-            V = self._embed_answers(list(targets)).astype(self.dtype)  # (n, 384)
+            V = self._keymap.embed(list(targets)).astype(self.dtype)  # (n, 384)
         else:
             index = dict(self._index)
             index.update({t: len(self._labels) + j for j, t in enumerate(added)})
