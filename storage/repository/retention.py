@@ -50,6 +50,9 @@ def _check_seconds(keep_window_s: Any, snapshot_spacing_s: Any) -> None:
 class Retention:
     """Old deltas (and, with a spacing, snapshots) dropped (module doc)."""
 
+    #: read every version, not only the ok ones (the reference tests compare against)
+    full_map = False
+
     def __init__(self, core: Core, graph: VersionGraph) -> None:
         self.core = core
         self.graph = graph
@@ -64,10 +67,7 @@ class Retention:
         cutoff = (now or utcnow()) - timedelta(seconds=float(keep_window_s))
         if cutoff.tzinfo is None:
             cutoff = cutoff.replace(tzinfo=UTC)
-        rows = self.session.execute(select(
-            Version.version, Version.created_at, Version.pinned).where(
-            Version.agent_id == agent_id)).all()
-        vmap = self.graph.vmap(agent_id)
+        vmap, rows = self._versions(agent_id)
         created = {v: c for v, c, _ in rows}
         pinned = {v for v, _, p in rows if p}
         head = agent.head_version
@@ -86,6 +86,22 @@ class Retention:
         freed = self._delete(agent_id, drop, drop_snaps, thinned)
         return RetentionReport(drop, thinned, freed, tuple(sorted(drop_snaps)))
 
+    def _versions(self, agent_id: str) -> tuple[dict[int, VInfo], list[Any]]:
+        """``(vmap, [(version, created_at, pinned)])``: the ``ok`` versions (what can be kept,
+        dropped or thinned; with ``full_map``, every version), and a map that reads any other
+        version when a walk along sources reaches it, in indexed ranges of 256 numbers: the
+        thinned past of a streaming agent grows with its age, its ``ok`` versions do not."""
+        q = select(Version.version, Version.parent, Version.kind, Version.state_of,
+                   Version.has_snapshot, Version.status, Version.checksum,
+                   Version.created_at, Version.pinned).where(Version.agent_id == agent_id)
+        rows = self.session.execute(q if self.full_map else q.where(Version.status == "ok"))
+        vmap = _LazyVersions(self.graph, agent_id)
+        out = []
+        for r in rows:
+            vmap[r[0]] = VInfo(*r[:7])
+            out.append((r[0], r[7], r[8]))
+        return vmap, out
+
     @staticmethod
     def _old_deltas(vmap: dict[int, VInfo], snaps: set[int], created: dict[int, datetime],
                     cutoff: datetime, pinned: set[int],
@@ -102,26 +118,29 @@ class Retention:
                 v = info.source
 
         needed: set[int] = set()
-        for v, info in vmap.items():
+        for v, info in list(vmap.items()):
             if info.status == "ok" and (kept_anyway(v) or v in snaps):
                 walk(v, needed)
+        candidates = [v for v, info in list(vmap.items())
+                      if info.kind == "delta" and info.status == "ok" and v not in snaps
+                      and v not in pinned and v not in needed and created[v] < cutoff]
+        if not candidates:
+            return []
+        lo = min(candidates)  # sources only go down: no walk below it reaches a candidate
         covered: set[int] = set()
         for v in snaps:
             cur: int | None = vmap[v].source
-            while cur is not None and cur not in covered:
+            while cur is not None and cur >= lo and cur not in covered:
                 covered.add(cur)
                 cur = vmap[cur].source
-        return sorted(v for v, info in vmap.items()
-                      if info.kind == "delta" and info.status == "ok" and v not in snaps
-                      and v not in pinned and v not in needed and v in covered
-                      and created[v] < cutoff)
+        return sorted(v for v in candidates if v in covered)
 
     @staticmethod
     def _unloadable(vmap: dict[int, VInfo], snaps: set[int], dropped: set[int],
                     drop_snaps: set[int]) -> list[int]:
         """The ``ok`` versions that can no longer be rebuilt once ``dropped`` deltas and
         ``drop_snaps`` snapshots are gone."""
-        loadable: dict[int, bool] = {}
+        loadable: dict[int, bool] = {}  # a version not in vmap is not ok: not loadable
         for v in sorted(vmap):
             info = vmap[v]
             src = info.source
@@ -157,7 +176,7 @@ class Retention:
                        kept_anyway: Callable[[int], bool], spacing_s: float) -> set[int]:
         """Snapshots older than the window that nothing needs and a kept one's slot covers."""
         base: set[int] = set()  # the snapshots recent, pinned and head versions build on
-        for v, info in vmap.items():
+        for v, info in list(vmap.items()):
             if info.status == "ok" and kept_anyway(v):
                 cur: int | None = v
                 while cur is not None and cur not in snaps:
@@ -180,3 +199,22 @@ class Retention:
             else:
                 slots.add(slot)
         return drop
+
+
+class _LazyVersions(dict[int, VInfo]):
+    """Versions by number; one not held yet is read with its 255 predecessors."""
+
+    def __init__(self, graph: VersionGraph, agent_id: str) -> None:
+        super().__init__()
+        self.graph, self.agent_id = graph, agent_id
+
+    def __missing__(self, version: int) -> VInfo:
+        for r in self.graph.session.execute(select(
+                Version.version, Version.parent, Version.kind, Version.state_of,
+                Version.has_snapshot, Version.status, Version.checksum).where(
+                Version.agent_id == self.agent_id,
+                Version.version.between(version - 255, version))):
+            self.setdefault(r[0], VInfo(*r))
+        if version not in self:
+            raise KeyError(version)
+        return self[version]
