@@ -31,6 +31,7 @@ from workers.agent_cache import ConfigCache
 from workers.contract import ActorRef, ServiceError, not_found
 from workers.event_arrays import with_arrays
 from workers.head_cache import HeadCache
+from workers.head_read import MISSING, HeadReader
 from workers.metrics import render_metrics
 from workers.readiness import WriteProbe
 from workers.settings import Settings
@@ -91,6 +92,7 @@ class Runtime:
         self._encoder: RemoteEncoder | None = None
         self._configs = ConfigCache(settings.agent_cache_entries)
         self.heads = HeadCache(settings.head_cache_bytes, settings.agent_cache_entries)
+        self._head_reader = HeadReader(self.store.engine)  # predict_cached's read, on the loop
         if self.heads.enabled:  # answers computed here must be the serving actors' bits:
             from agent.memory.backend import set_blas_threads  # one BLAS thread, as they run
 
@@ -133,6 +135,7 @@ class Runtime:
         self._owner = False
 
     def shutdown(self) -> None:
+        self._head_reader.close()
         if not getattr(self, "_owner", True):
             self.store.close()
             return
@@ -285,7 +288,12 @@ class Runtime:
         indexed read, no actor call, nothing that waits: the HTTP app calls it on the event
         loop), else None (then :meth:`predict` answers). Raises as :meth:`predict` does."""
         config = self._config(tenant_id, agent_id)
-        head = self._head(agent_id)
+        if not self.heads.enabled:
+            return None
+        head = self._head_reader.read(agent_id)
+        if head == MISSING:
+            raise not_found(f"agent {agent_id!r}", "agent_id")
+        head = self._head(agent_id) if head is None else head
         if not self._at_head(config, head, version, min_version, as_of):
             return None
         learner = self.heads.get(agent_id, head)
