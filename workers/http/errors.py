@@ -51,10 +51,11 @@ def _too_many(e: TooMany) -> ServiceError:
     return ServiceError(413, code, e.message, e.field)
 
 
-def _invalid_body(e: ValidationError) -> ServiceError:
-    """A request model's first error (fields in their order): 422 ``invalid_input`` naming the
-    field, or 413 when a list is over its limit (error type ``too_many``)."""
-    errs = e.errors(include_url=False)
+def _invalid_body(e: ValidationError | RequestValidationError) -> ServiceError:
+    """A request model's first error (fields in their order; FastAPI's own checks of path
+    parameters alike): 422 ``invalid_input`` naming the field, or 413 when a list is over its
+    limit (error type ``too_many``)."""
+    errs = e.errors(include_url=False) if isinstance(e, ValidationError) else list(e.errors())
     first = errs[0] if errs else {"loc": (), "msg": "invalid request", "type": ""}
     field = _loc_field(tuple(first.get("loc", ())))
     if first.get("type") == "too_many":
@@ -134,10 +135,7 @@ def install_error_handlers(app: FastAPI, metrics: HttpMetrics) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
-        errs = e.errors()
-        first = errs[0] if errs else {"loc": ("body",), "msg": "invalid request"}
-        return answer(ServiceError(422, "invalid_input", str(first.get("msg")),
-                                   _loc_field(tuple(first.get("loc", ())))))
+        return answer(_invalid_body(e))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
