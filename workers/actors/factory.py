@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.backbones.minilm import Encoder
 from agent.config import AgentConfig
 from agent.learner import Inputs, Layers, Learner, is_chat, learns_labels
 from agent.memory.delta import Delta
@@ -27,17 +28,17 @@ def state_nbytes(learner: Learner) -> int:
     return int(learner.held_nbytes())
 
 
-_encoder: Any = None  # this process's text encoder for learners (None: the local MiniLM)
+_encoder: Encoder | None = None  # this process's text encoder for learners (None: the local MiniLM)
 
 
-def use_encoder(encoder: Any) -> None:
+def use_encoder(encoder: Encoder | None) -> None:
     """Make :func:`make_learner` give MiniLM agents ``encoder`` (an actor process passes the
     deployment's :class:`workers.actors.encoder.RemoteEncoder`, so it loads no model of its own)."""
     global _encoder
     _encoder = encoder
 
 
-def text_encoder() -> Any:
+def text_encoder() -> Encoder:
     """The encoder learners of this process use: the one given to :func:`use_encoder` (learner
     shards and serving replicas give the deployment's encoder actor, so no actor loads a
     model of its own), else the local MiniLM (in-process use: evaluation, reference learner)."""
