@@ -55,7 +55,7 @@ MIN_FORGET = 0.9
 DEFAULT_SOFTMAX_BETA = 0.8
 DEFAULT_REPLAY = 7
 MAX_REPLAY = 256
-# the bounded rehearsal memory (agent/memory/reservoir.py): at most this many events per label are
+# the bounded rehearsal memory (agent/memory/softmax/reservoir.py): at most this many events per label are
 # kept to rehearse (null: every event, the unbounded rule); benchmarks/clinc_softmax.py --reservoir
 DEFAULT_RESERVOIR = 64
 MAX_RESERVOIR = 65536

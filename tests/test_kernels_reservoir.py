@@ -1,4 +1,4 @@
-"""The bounded rehearsal memory (``agent/memory/reservoir.py``) against its float64 oracle.
+"""The bounded rehearsal memory (``agent/memory/softmax/reservoir.py``) against its float64 oracle.
 
 The oracle (:func:`agent.memory.softmax.naive.reservoir_naive`) keeps the slots as a Python list and
 recomputes every priority with Python integers; the kernel keeps the slots as layers updated by

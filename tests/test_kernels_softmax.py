@@ -1,4 +1,4 @@
-"""The ``softmax`` rule with rehearsal (``agent/memory/replay.py``) against its float64 oracle.
+"""The ``softmax`` rule with rehearsal (``agent/memory/softmax/replay.py``) against its float64 oracle.
 
 The oracle (:func:`agent.memory.softmax.naive.softmax_replay_naive`) writes one row and one label at a
 time with Python-integer hashing; the kernel gathers every write's rows at once and keeps the
