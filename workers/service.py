@@ -18,6 +18,7 @@ from sqlalchemy import bindparam, select
 
 from agent.config import AgentConfig
 from agent.errors import InputError, PicklableError
+from agent.learner import Learner
 from agent.memory.delta import state_checksum
 from client.schema import Agent as AgentAnswer
 from storage.errors import NotFound
@@ -455,7 +456,7 @@ class Runtime:
         return render_metrics(self)
 
 
-def _answer(learner: Any, version: int, inputs: Any, top_k: int | None) -> dict[str, Any]:
+def _answer(learner: Learner, version: int, inputs: Any, top_k: int | None) -> dict[str, Any]:
     """A predict answer from a warm head state, as ``ServingActor.predict`` makes it."""
     return {"version": version,
             "predictions": [jsonable(p) for p in learner.predict_many(inputs, top_k=top_k)]}

@@ -25,7 +25,7 @@ from agent.learner import Learner
 from agent.memory.delta import Delta
 from workers.actors.batch_predict import predict_many_agents
 from workers.actors.encoder import RemoteEncoder
-from workers.actors.factory import make_learner, state_nbytes, use_encoder
+from workers.actors.factory import initial_state, make_learner, state_nbytes, use_encoder
 from workers.contract import ServiceError, not_found
 from workers.settings import Settings
 from workers.store import Store
@@ -228,13 +228,13 @@ def _erased(agent_id: str, version: int, field: str, head: int) -> ServiceError:
                         "events forgotten since; it was erased", field, {"head": head})
 
 
-def reads_only_learner(config: dict[str, Any], layers: dict[str, Any], labels: list[str]) -> Any:
+def reads_only_learner(config: dict[str, Any], layers: dict[str, Any], labels: list[str]) -> Learner:
     """A learner holding a reads-only state (what :meth:`ServingActor.predict` sends with
     ``with_state``), built as a serving replica builds its own: ``load_state`` (the layers
     only writes use taken empty, then dropped) and ``keep_reads_only``. Arrays are copied, so
     the learner holds no view of a Ray buffer."""
     learner = make_learner(config)
-    ref, _ = learner.initial_state(learner.config, learner.dtype)
+    ref, _ = initial_state(config)  # load_state casts each layer to the learner's dtype
     full = {k: v for k, v in ref.items() if k not in layers}
     full.update({k: np.array(v) for k, v in layers.items()})
     learner.load_state(full, labels)
