@@ -59,7 +59,8 @@ from agent.memory.rows import RowRoom
 from agent.memory.rules import RULES, write_rule
 from agent.memory.softmax.rule import replay_seed
 
-__all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed", "replay_seed"]
+__all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed", "replay_seed", "decode_row",
+           "check_top_k"]
 
 class MemoryAgent(StateView):
     """An agent's learner: keys, writes (as deltas) and reads.
@@ -296,22 +297,28 @@ class MemoryAgent(StateView):
 
     def predict_many(self, inputs: Sequence[Any] | np.ndarray, top_k: int | None = None) -> list[dict]:
         """``[{"label", "score", "top"?}]`` per input; ``label`` None while nothing is learned."""
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-            raise InputError("top_k", f"expected a positive integer, got {top_k!r}")
-        Y = self.scores(inputs)  # (n, m)
-        out: list[dict] = []
-        m = len(self._labels)
-        for row in Y:
-            if m == 0:
-                p: dict = {"label": None, "score": 0.0}
-                if top_k is not None:
-                    p["top"] = []
-                out.append(p)
-                continue
-            j = int(np.argmax(row))
-            p = {"label": self._labels[j], "score": float(row[j])}
-            if top_k is not None:
-                order = np.argsort(-row, kind="stable")[: min(top_k, m)]
-                p["top"] = [[self._labels[i], float(row[i])] for i in order]
-            out.append(p)
-        return out
+        check_top_k(top_k)
+        return [decode_row(row, self._labels, top_k) for row in self.scores(inputs)]
+
+
+def check_top_k(top_k: Any) -> None:
+    """``top_k``: None or a positive integer."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise InputError("top_k", f"expected a positive integer, got {top_k!r}")
+
+
+def decode_row(row: np.ndarray, labels: Sequence[str], top_k: int | None) -> dict[str, Any]:
+    """One prediction from label scores ``row`` (m,): the best label (None while there is none),
+    its score and, with ``top_k``, the ``top_k`` best ``[label, score]`` (ties in label order)."""
+    m = len(labels)
+    if m == 0:
+        p: dict[str, Any] = {"label": None, "score": 0.0}
+        if top_k is not None:
+            p["top"] = []
+        return p
+    j = int(np.argmax(row))
+    p = {"label": labels[j], "score": float(row[j])}
+    if top_k is not None:
+        order = np.argsort(-row, kind="stable")[: min(top_k, m)]
+        p["top"] = [[labels[i], float(row[i])] for i in order]
+    return p

@@ -48,41 +48,19 @@ import numpy as np
 from agent.errors import InputError
 from agent.learner import LabelLearner, Learner
 from agent.memory.delta_rule.many import batched_read
+from agent.model import MemoryAgent, check_top_k, decode_row
 
-__all__ = ["predict_many_agents", "stackable"]
+__all__ = ["predict_many_agents", "stackable", "decode_row"]
 
 Request = tuple[Learner, Sequence[Any], int | None]  # (learner, inputs, top_k)
 
 
 def stackable(learner: Learner) -> TypeGuard[LabelLearner]:
     """True if ``learner`` decodes ``argmax_row (S k)`` over one row per label."""
-    from agent.model import MemoryAgent
-
     if not isinstance(learner, MemoryAgent):
         return False
     cfg = learner.config
     return not (cfg.kind == "recall" and cfg.encoder == "minilm")
-
-
-def _check_top_k(top_k: Any) -> None:
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise InputError("top_k", f"expected a positive integer, got {top_k!r}")
-
-
-def decode_row(row: np.ndarray, labels: Sequence[str], top_k: int | None) -> dict[str, Any]:
-    """One query's answer from its label scores ``row`` (m,), as ``predict_many`` decodes it."""
-    m = len(labels)
-    if m == 0:
-        p: dict[str, Any] = {"label": None, "score": 0.0}
-        if top_k is not None:
-            p["top"] = []
-        return p
-    j = int(np.argmax(row))
-    p = {"label": labels[j], "score": float(row[j])}
-    if top_k is not None:
-        order = np.argsort(-row, kind="stable")[: min(top_k, m)]
-        p["top"] = [[labels[i], float(row[i])] for i in order]
-    return p
 
 
 def _read_group(states: list[np.ndarray], idx: np.ndarray, Q: np.ndarray,
@@ -122,7 +100,7 @@ def predict_many_agents(requests: Sequence[Request], *, stack_max_queries: int =
     groups: dict[int, list[tuple[int, LabelLearner, np.ndarray]]] = defaultdict(list)  # d_k -> requests
     for r, (learner, inputs, top_k) in enumerate(requests):
         try:
-            _check_top_k(top_k)
+            check_top_k(top_k)
             if stackable(learner) and len(inputs) <= stack_max_queries:
                 K = learner.keys(inputs)  # (n, d_k), validated and unit
                 groups[K.shape[1]].append((r, learner, K))
