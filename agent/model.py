@@ -5,7 +5,7 @@ evaluation harness streams data sets through it.
 
 * key ``k = φ(x)/‖φ(x)‖``: ``x`` is the raw vector or the MiniLM embedding of a text, ``φ`` the
   identity or a fixed random-feature lift (``memory.lift_dim``) seeded from the config, so every
-  process builds the same φ;
+  process builds the same φ (:class:`agent.keys.KeyMap`);
 * classifier (and recall with ``encoder: "none"``): one row of ``S`` per label, labels in order of
   first appearance (new rows start at zero), value = one-hot of the target;
   recall with the MiniLM encoder: ``S`` is (384, d_k), the value is the unit embedding of the
@@ -62,6 +62,7 @@ from agent.memory.softmax.rule import replay_seed
 __all__ = ["MemoryAgent", "MAX_RLS_KEY_DIM", "LIFT_ACTIVATION", "lift_seed", "replay_seed", "decode_row",
            "check_top_k"]
 
+
 class MemoryAgent(StateView):
     """An agent's learner: keys, writes (as deltas) and reads.
 
@@ -71,11 +72,10 @@ class MemoryAgent(StateView):
     encoder : the text encoder (default: the shared MiniLM when ``config.encoder == "minilm"``).
     dtype : the state's dtype (float64 or float32); default: ``config.memory.dtype``.
 
-    Learned state: ``_layers`` (``"S"``: (d_v, d_k); ``"P"``: (d_k, d_k) with rule ``rls``, and
-    ``"Q"``: (r, d_k) pending rows, P − QᵀQ, when d_k ≥ 1024 and ``forget`` is 1; with rule
-    ``softmax`` and ``replay`` > 0, ``"X"`` (N, d_k) and ``"Y"`` (N, 1): every key and label
-    position learnt, for rehearsal) and
-    ``_labels`` (labels or answer texts, in order of first appearance).
+    Learned state: ``_layers`` (``"S"``: (d_v, d_k), the write rule's own layers, e.g. ``"P"``
+    of ``rls`` or the rehearsal rows ``"X"``, ``"Y"`` of ``softmax``, and the input statistics
+    of a standardising agent) and ``_labels`` (labels or answer texts, in order of first
+    appearance).
     """
 
     is_chat = False  # a LabelLearner (agent.learner): events are (input, target)
