@@ -2,7 +2,8 @@
 
 Reads that only need the store (auth, agents, versions) go straight to it; writes that touch
 an agent's head go through that agent's learner shard (its single writer); predictions go to
-a serving replica chosen by agent, so each agent's states stay hot in one cache.
+a serving replica chosen by agent, so each agent's states stay hot in one cache, except those
+at the head of a vector agent whose state this process holds (:mod:`workers.head_cache`).
 """
 
 from __future__ import annotations
