@@ -97,7 +97,9 @@ def draw(examples: list[Example], batch: int, seed: int, step: int) -> list[Exam
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deltamem train-adapter", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="deltamem train-adapter", description=__doc__.split("\n")[0],
+                                epilog="example: deltamem train-adapter --out adapter.safetensors "
+                                       "--synthetic 200 --steps 20 --max-minutes 5")
     a = p.add_argument
     a("--out", required=True, help="output .safetensors file")
     a("--model", default="smollm2", choices=["smollm2", "tiny"])
