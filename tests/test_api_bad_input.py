@@ -162,6 +162,7 @@ def test_too_many_events_or_inputs_get_413(raw, tenant_a, agent):
     ({"inputs": [[0, 0, 0, 0]]}, "inputs[0]"), ({"inputs": [GOOD], "version": -1}, "version"),
     ({"inputs": [GOOD], "version": "3"}, "version"), ({"inputs": [GOOD], "top_k": 0}, "top_k"),
     ({"inputs": [GOOD], "as_of": "later"}, "as_of"), ({"inputs": [GOOD], "wait_ms": -5}, "wait_ms"),
+    ({"inputs": [GOOD], "topk": 2}, "topk"),  # an unknown field is named, not dropped
 ])
 def test_bad_predict_bodies(raw, tenant_a, agent, body, field):
     r = post(raw, tenant_a, f"/v1/agents/{agent.id}/predict", body=body)
@@ -203,6 +204,7 @@ def test_min_version_not_reached_is_409_with_head(raw, tenant_a, agent):
     ("rollback", {"version": 1.5}, "version"), ("forget", {"event_ids": []}, "event_ids"),
     ("forget", {"event_ids": "e0"}, "event_ids"), ("forget", {"event_ids": [3]}, "event_ids[0]"),
     ("fork", {}, "name"), ("fork", {"name": ""}, "name"), ("fork", {"name": "f", "version": -1}, "version"),
+    ("rollback", {"version": 0, "to": 1}, "to"), ("forget", {"event_ids": ["e0"], "all": True}, "all"),
 ])
 def test_bad_version_bodies(raw, tenant_a, agent, path, body, field):
     before = counts(tenant_a, agent.id)

@@ -86,11 +86,12 @@ def test_strings_are_non_blank_unicode_text(text, ok):
 
 def test_predict_body():
     out = PredictRequest.model_validate({"inputs": ["a", "b"], "min_version": 2, "top_k": 3,
-                                         "as_of": "2024-01-01T00:00:00+02:00", "extra": 1},
+                                         "as_of": "2024-01-01T00:00:00+02:00"},
                                         context={"settings": S})
     assert out.inputs == ["a", "b"] and out.min_version == 2 and out.top_k == 3
     assert out.wait_ms is None and out.as_of.isoformat() == "2023-12-31T22:00:00+00:00"
     for body, field in [({}, "inputs"), ({"inputs": []}, "inputs"), ({"inputs": "a"}, "inputs"),
+                        ({"inputs": ["a"], "topk": 3}, "topk"),  # unknown: named, not dropped
                         ({"inputs": ["a"], "version": -1}, "version"),
                         ({"inputs": ["a"], "version": 1.5}, "version"),
                         ({"inputs": ["a"], "min_version": "3"}, "min_version"),

@@ -60,6 +60,8 @@ def _invalid_body(e: ValidationError | RequestValidationError) -> ServiceError:
     field = _loc_field(tuple(first.get("loc", ())))
     if first.get("type") == "too_many":
         return _too_many(TooMany(field, str(first.get("msg"))))
+    if first.get("type") == "extra_forbidden":
+        return ServiceError(422, "invalid_input", "unknown field (not in the request's schema)", field)
     return ServiceError(422, "invalid_input", str(first.get("msg")), field)
 
 

@@ -121,9 +121,10 @@ Timestamp = Annotated[datetime, WithJsonSchema({"type": "string", "pattern": TS_
 
 
 class Body(BaseModel):
-    """A JSON request body: strict types, unknown fields ignored."""
+    """A JSON request body: strict types; an unknown field is a 422 naming it (a misspelt
+    ``top_k`` must not be silently dropped)."""
 
-    model_config = ConfigDict(strict=True, extra="ignore")
+    model_config = ConfigDict(strict=True, extra="forbid")
 
 
 class TenantCreate(Body):
