@@ -186,13 +186,65 @@ def _fmt(r: dict) -> str:
             f"{r['speedup_vs_naive']:>8.1f} {r['max_rel_err']:>9.1e}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="deltamem bench kernels", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a short run (< 30 s): d_k ≤ 384")
     ap.add_argument("--json", action="store_true", help="print one JSON object last")
     ap.add_argument("--backend", default="numpy", choices=["numpy", "cupy"],
                     help="cupy: the GPU kernels against a cuBLAS GEMM (needs CuPy and a GPU)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _print_head(backend: str, xp: ModuleType) -> None:
+    where = f"1 BLAS thread, numpy {np.__version__}"
+    if xp is not np:
+        name = xp.cuda.runtime.getDeviceProperties(0)["name"]
+        where = (f"CuPy {xp.__version__} on "
+                 f"{name.decode() if isinstance(name, bytes) else name}, GEMM = cuBLAS")
+    print(f"deltamem kernel benchmark ({backend}): float32 micro-batch step "
+          f"(delta + apply_layer), {where}")
+    print("gemm = t(GEMM of the same FLOPs, same run) / t(kernel); speedup = vs the float64 "
+          "loop oracle; rel err = Frobenius, state after the batch vs the oracle")
+    head = (f"{'rule':>9} {'d_k':>5} {'d_v':>5} {'chunk':>8} {'ev/s':>12} {'gemm':>6} "
+            f"{'naive ev/s':>11} {'speedup':>8} {'rel err':>9}")
+    print(head)
+    print("-" * len(head))
+
+
+def _bench_rows(d_ks: tuple[int, ...], budget: float, xp: ModuleType) -> list[dict]:
+    """Every row of the table, each printed as it is measured."""
+    rows = []
+    for rule in ("delta", "rls"):
+        for d_k in d_ks:
+            for d_v in sorted({10, 150, d_k}):
+                for n in (16, 64, 256):
+                    r = bench_rule(rule, d_k, d_v, n, budget, xp)
+                    rows.append(r)
+                    print(_fmt(r), flush=True)
+    for B, T in ((256, 64), (4096, 64)):
+        r = bench_many(B, T, budget, xp)
+        rows.append(r)
+        print(_fmt(r), flush=True)
+    return rows
+
+
+def _two_threads(headline: dict, budget: float, xp: ModuleType) -> dict | None:
+    """The headline step again with 2 BLAS threads (NumPy only), printed; None if not run."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = blas_threads()
+        r2 = bench_rule("delta", 384, 384, 64, budget) if two > 1 and xp is np else None
+    if r2 is not None:
+        print(f"same step with {two} BLAS threads: {r2['events_per_s']:,.0f} ev/s "
+              f"({r2['events_per_s'] / headline['events_per_s']:.2f}x of 1 thread)")
+    elif xp is np:  # (host BLAS threads do not apply to the GPU rows)
+        print("BLAS pool capped at 1 thread in this process (OPENBLAS_NUM_THREADS): no 2-thread row")
+    return r2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.backend == "cupy" and not gpu_available():
         print("deltamem bench kernels --backend cupy: no usable GPU (CuPy missing, no CUDA device, "
               "or a first allocation failed)", file=sys.stderr)
@@ -206,46 +258,14 @@ def main(argv: list[str] | None = None) -> int:
     budget = 0.06 if args.quick else 0.3
     d_ks = (64, 384) if args.quick else (64, 384, 1024)
     t_start = time.perf_counter()
-    where = f"1 BLAS thread, numpy {np.__version__}"
-    if xp is not np:
-        name = xp.cuda.runtime.getDeviceProperties(0)["name"]
-        where = (f"CuPy {xp.__version__} on "
-                 f"{name.decode() if isinstance(name, bytes) else name}, GEMM = cuBLAS")
-    print(f"deltamem kernel benchmark ({args.backend}): float32 micro-batch step "
-          f"(delta + apply_layer), {where}")
-    print("gemm = t(GEMM of the same FLOPs, same run) / t(kernel); speedup = vs the float64 "
-          "loop oracle; rel err = Frobenius, state after the batch vs the oracle")
-    head = (f"{'rule':>9} {'d_k':>5} {'d_v':>5} {'chunk':>8} {'ev/s':>12} {'gemm':>6} "
-            f"{'naive ev/s':>11} {'speedup':>8} {'rel err':>9}")
-    print(head)
-    print("-" * len(head))
-    rows = []
-    for rule in ("delta", "rls"):
-        for d_k in d_ks:
-            for d_v in sorted({10, 150, d_k}):
-                for n in (16, 64, 256):
-                    r = bench_rule(rule, d_k, d_v, n, budget, xp)
-                    rows.append(r)
-                    print(_fmt(r), flush=True)
-    for B, T in ((256, 64), (4096, 64)):
-        r = bench_many(B, T, budget, xp)
-        rows.append(r)
-        print(_fmt(r), flush=True)
+    _print_head(args.backend, xp)
+    rows = _bench_rows(d_ks, budget, xp)
     headline = next(r for r in rows if r["rule"] == "delta" and r["d_k"] == 384
                     and r["d_v"] == 384 and r["chunk"] == 64)
     print(f"\nheadline (delta, d_k=d_v=384, chunk 64): {headline['events_per_s']:,.0f} ev/s, "
           f"gemm ratio {headline['gemm_ratio']:.2f}, speedup {headline['speedup_vs_naive']:.1f}x, "
           f"rel err {headline['max_rel_err']:.1e}")
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=2, user_api="blas"):
-        two = blas_threads()
-        r2 = bench_rule("delta", 384, 384, 64, budget) if two > 1 and xp is np else None
-    if r2 is not None:
-        print(f"same step with {two} BLAS threads: {r2['events_per_s']:,.0f} ev/s "
-              f"({r2['events_per_s'] / headline['events_per_s']:.2f}x of 1 thread)")
-    elif xp is np:  # (host BLAS threads do not apply to the GPU rows)
-        print("BLAS pool capped at 1 thread in this process (OPENBLAS_NUM_THREADS): no 2-thread row")
+    r2 = _two_threads(headline, budget, xp)
     print(f"total {time.perf_counter() - t_start:.1f} s")
     if args.json:
         out = {k: headline[k] for k in ("events_per_s", "gemm_ratio", "speedup_vs_naive", "max_rel_err")}

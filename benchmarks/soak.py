@@ -156,19 +156,8 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
             seen, current[0] = current[0], Minute()
             applied = _applied(c)
             rss = rss_by_process(svc.processes())
-            by_name: dict[str, float] = {}
-            for name, b in rss.values():
-                by_name[name] = by_name.get(name, 0.0) + b / 2**20
-            for name, mb in by_name.items():
-                procs.setdefault(name, [0.0] * (m - 1)).append(mb)
-            for v in procs.values():
-                v.extend([0.0] * (m - len(v)))
-            (i50, i99), (p50, p99) = p50_p99(seen.lat["ingest"]), p50_p99(seen.lat["predict"])
-            row = {"minute": m, "ingest_p50": i50, "ingest_p99": i99,
-                   "predict_p50": p50, "predict_p99": p99,
-                   "applied_per_s": (applied - applied0) / minute_s, "db_bytes": db_bytes(url),
-                   "rss_total": sum(b for _, b in rss.values()), "processes": len(rss),
-                   "errors": seen.errors}
+            _add_rss(procs, rss, m)
+            row = _minute_row(m, seen, (applied - applied0) / minute_s, url, rss)
             applied0 = applied
             rows.append(row)
             say(f"{m:>3} {row['ingest_p50']:>10.1f} {row['ingest_p99']:>7.1f} "
@@ -185,6 +174,28 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
     out = {"rows": rows, "processes": procs, "verdict": verdict(rows)}
     _print_end(out, say)
     return out
+
+
+def _add_rss(procs: dict[str, list[float]], rss: dict[int, tuple[str, int]], m: int) -> None:
+    """Append minute ``m``'s RSS (MB) per process name to ``procs`` (0 where none ran)."""
+    by_name: dict[str, float] = {}
+    for name, b in rss.values():
+        by_name[name] = by_name.get(name, 0.0) + b / 2**20
+    for name, mb in by_name.items():
+        procs.setdefault(name, [0.0] * (m - 1)).append(mb)
+    for v in procs.values():
+        v.extend([0.0] * (m - len(v)))
+
+
+def _minute_row(m: int, seen: Minute, applied_per_s: float, url: str,
+                rss: dict[int, tuple[str, int]]) -> dict[str, Any]:
+    """One minute's row of the table."""
+    (i50, i99), (p50, p99) = p50_p99(seen.lat["ingest"]), p50_p99(seen.lat["predict"])
+    return {"minute": m, "ingest_p50": i50, "ingest_p99": i99,
+            "predict_p50": p50, "predict_p99": p99,
+            "applied_per_s": applied_per_s, "db_bytes": db_bytes(url),
+            "rss_total": sum(b for _, b in rss.values()), "processes": len(rss),
+            "errors": seen.errors}
 
 
 def _print_end(out: dict[str, Any], say: Any) -> None:

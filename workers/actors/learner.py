@@ -171,6 +171,9 @@ class LearnerActor:
 
     def _snapshot_if_due(self, agent_id: str, version: int, learner: Learner,
                          every_versions: int, every_s: float) -> int:
+        with self._store.read() as repo:  # the usual answer, no, without the write lock
+            if not repo.snapshot_due(agent_id, version, every_versions, every_s):
+                return 0
         with self._store.tx() as repo:
             if repo.snapshot_due(agent_id, version, every_versions, every_s):
                 layers, labels = learner.state
