@@ -18,7 +18,9 @@ The only departures, each fitted here rather than hidden, because OpenAPI cannot
 2. ``ensure_resource_availability`` is off for ``/predict``, ``/rollback``, ``/fork`` and
    ``/forget``: a generated body names a random ``version`` or event id (schemathesis follows
    a link's ``requestBody`` only some of the time), and 404 ``unknown_version`` /
-   ``unknown_events`` is then the contract (DESIGN §7), not a missing agent.
+   ``unknown_events`` is then the contract (DESIGN §7), not a missing agent. The stateful
+   phase applies that check from the creating operation, so there the hooks set a generated
+   valid ``version`` of fork/rollback/predict to 0 (the new agent's head).
 3. ``negative_data_rejection`` also counts 413 as a refusal: DESIGN §7 answers 413 to a batch
    over ``max_events_per_request`` (``too_many_events``) and to too many predict inputs.
 4. ``tests/schemathesis_hooks.py`` fits generated cases to two cross-field rules
