@@ -13,7 +13,10 @@ for ``--seconds`` each: requests per second and their ratio. The client threads 
 of their own (spawned; one connection each, all warm before the clock starts), so the load
 generator does not share the service's interpreter and takes at most one core of its own.
 
-Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32] [--clients 8]``.
+With ``--text N`` it first times N single-text predicts over HTTP on a MiniLM classifier agent
+beside the in-process encode of one text (the encoder actor's torch threads), and their ratio.
+
+Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32] [--clients 8] [--text 0]``.
 """
 
 from __future__ import annotations
@@ -167,6 +170,55 @@ def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
     return out
 
 
+def run_text(requests: int, ingest: int = 300) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Single-text predict over HTTP on a text classifier agent (``ingest`` texts learnt) and the
+    in-process MiniLM encode of one text with the encoder actor's torch threads: (p50, p99) each.
+    Every text is new, so neither the encoder actor's cache nor the local one answers."""
+    import torch
+
+    from agent.backbones.minilm import MiniLMEncoder
+    from workers.runtime import free_port, start
+    from workers.settings import Settings
+
+    tmp = tempfile.mkdtemp(prefix="request-path-text-")
+    admin = secrets.token_urlsafe(12)
+    s = Settings(database_url=f"sqlite:///{Path(tmp) / 'rpt.db'}", port=free_port(),
+                 admin_key=admin, ray_namespace=f"rpt-{time.time_ns()}", scheduler_enabled=False)
+    running = start(s)
+    http: list[float] = []
+    try:
+        key = httpx.post(f"{running.url}/v1/tenants", json={"name": "rpt"}, timeout=60,
+                         headers={"Authorization": f"Bearer {admin}"}).json()["api_key"]
+        with httpx.Client(base_url=running.url, timeout=120,
+                          headers={"Authorization": f"Bearer {key}"}) as c:
+            agent = c.post("/v1/agents", json={"name": "rpt", "kind": "classifier",
+                                               "encoder": "minilm"}).json()["id"]
+            evs = [{"id": f"t{i}", "input": f"training text number {i} about topic {i % 4}",
+                    "target": f"L{i % 4}"} for i in range(ingest)]
+            for k in range(0, ingest, 100):
+                c.post(f"/v1/agents/{agent}/events", json={"events": evs[k:k + 100]}
+                       ).raise_for_status()
+            _wait_idle(c, agent)
+            for i in range(requests + 20):
+                t0 = time.perf_counter()
+                c.post(f"/v1/agents/{agent}/predict",
+                       json={"inputs": [f"query {i} asking about topic {i % 4}"]}
+                       ).raise_for_status()
+                if i >= 20:
+                    http.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        running.stop()
+    torch.set_num_threads(max(1, s.encoder_cpus))
+    enc = MiniLMEncoder(cache_size=0)
+    local: list[float] = []
+    for i in range(requests + 20):
+        t0 = time.perf_counter()
+        enc.encode([f"query {i} asking about topic {i % 4}"])
+        if i >= 20:
+            local.append((time.perf_counter() - t0) * 1e3)
+    return p50_p99(http), p50_p99(local)
+
+
 def print_table(out: dict[str, dict[str, Any]]) -> None:
     print(f"{'request':<22} {'no key cache p50':>16} {'p99':>7} {'key cache p50':>14} {'p99':>7} "
           f"{'p50 ratio':>9}   (ms)")
@@ -182,7 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--clients", type=int, default=8, help="concurrent predict clients")
     p.add_argument("--seconds", type=float, default=10.0, help="per predict-rate measurement")
+    p.add_argument("--text", type=int, default=0,
+                   help="also time this many single-text predicts (MiniLM agent) against the "
+                        "in-process encode of one text; 0 (default) skips them")
     a = p.parse_args(argv)
+    if a.text:
+        (h50, h99), (e50, e99) = run_text(a.text)
+        print(f"{'text predict, 1 input':<22} HTTP p50 {h50:.2f} p99 {h99:.2f}; in-process encode "
+              f"p50 {e50:.2f} p99 {e99:.2f}; ratio {h50 / e50:.2f}   (ms)\n")
     rates: dict[int, tuple[float, float, float]] = {}
     heads: dict[str, int] = {}
     print_table(run(a.requests, a.dim, a.clients, a.seconds, rates, heads))
