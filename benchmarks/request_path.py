@@ -101,6 +101,39 @@ def _wait_idle(c: httpx.Client, agent: str) -> None:
     raise RuntimeError("the learner did not catch up")
 
 
+def _alternating(clients: dict[str, httpx.Client], agent: str, dim: int, requests: int,
+                 rng: np.random.Generator, lat: dict[tuple[str, str], list[float]]) -> None:
+    """One-event ingests and predicts alternating, each app in turn (20 rounds warm up)."""
+    for i in range(requests + 20):
+        for name, c in clients.items():
+            ev = {"id": f"{name}-{i}", "input": rng.normal(size=dim).tolist(), "target": f"L{i % 4}"}
+            for op, path, body in (("ingest", f"/v1/agents/{agent}/events", {"events": [ev]}),
+                                   ("predict", f"/v1/agents/{agent}/predict",
+                                    {"inputs": [rng.normal(size=dim).tolist()]})):
+                t0 = time.perf_counter()
+                c.post(path, json=body).raise_for_status()
+                if i >= 20:
+                    lat.setdefault((op, name), []).append((time.perf_counter() - t0) * 1e3)
+
+
+def _head_held(clients: dict[str, httpx.Client], agent: str, dim: int, requests: int,
+               rng: np.random.Generator, lat: dict[tuple[str, str], list[float]],
+               cache: Any) -> None:
+    """Predicts only (the head holds), with the HTTP process's head cache on and off
+    (workers/head_cache.py: ``max_bytes`` 0 turns it off)."""
+    full = cache.max_bytes
+    for i in range(requests + 20):
+        for name, c in clients.items():
+            for op, size in (("predict, head held", full), ("  same, head cache off", 0)):
+                cache.max_bytes = size
+                t0 = time.perf_counter()
+                c.post(f"/v1/agents/{agent}/predict",
+                       json={"inputs": [rng.normal(size=dim).tolist()]}).raise_for_status()
+                if i >= 20:
+                    lat.setdefault((op, name), []).append((time.perf_counter() - t0) * 1e3)
+    cache.max_bytes = full
+
+
 def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
         rates: dict[int, tuple[float, float, float]] | None = None,
         heads: dict[str, int] | None = None
@@ -130,30 +163,9 @@ def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
                                             "encoder": "none", "dim": dim}).json()["id"]
         rng = np.random.default_rng(0)
         lat: dict[tuple[str, str], list[float]] = {}
-        for i in range(requests + 20):  # the first 20 rounds warm up
-            for name, c in clients.items():
-                ev = {"id": f"{name}-{i}", "input": rng.normal(size=dim).tolist(),
-                      "target": f"L{i % 4}"}
-                for op, path, body in (("ingest", f"/v1/agents/{agent}/events", {"events": [ev]}),
-                                       ("predict", f"/v1/agents/{agent}/predict",
-                                        {"inputs": [rng.normal(size=dim).tolist()]})):
-                    t0 = time.perf_counter()
-                    c.post(path, json=body).raise_for_status()
-                    if i >= 20:
-                        lat.setdefault((op, name), []).append((time.perf_counter() - t0) * 1e3)
+        _alternating(clients, agent, dim, requests, rng, lat)
         _wait_idle(c0, agent)
-        cache = running.service.heads  # workers/head_cache.py; max_bytes 0 turns it off
-        full = cache.max_bytes
-        for i in range(requests + 20):  # the head holds: predicts only, head cache on and off
-            for name, c in clients.items():
-                for op, size in (("predict, head held", full), ("  same, head cache off", 0)):
-                    cache.max_bytes = size
-                    t0 = time.perf_counter()
-                    c.post(f"/v1/agents/{agent}/predict",
-                           json={"inputs": [rng.normal(size=dim).tolist()]}).raise_for_status()
-                    if i >= 20:
-                        lat.setdefault((op, name), []).append((time.perf_counter() - t0) * 1e3)
-        cache.max_bytes = full
+        _head_held(clients, agent, dim, requests, rng, lat, running.service.heads)
         for c in clients.values():
             c.close()
         if rates is not None:

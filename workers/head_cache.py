@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any
+
+from agent.learner import Learner
 
 
 class HeadCache:
@@ -46,7 +47,7 @@ class HeadCache:
             raise ValueError("max_entries must be >= 1")
         self.max_bytes = max_bytes
         self.max_entries = max_entries
-        self._items: OrderedDict[str, tuple[int, Any, int]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[int, Learner, int]] = OrderedDict()
         self._seen: OrderedDict[str, int] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -56,7 +57,7 @@ class HeadCache:
     def enabled(self) -> bool:
         return self.max_bytes > 0
 
-    def get(self, agent_id: str, version: int) -> Any | None:
+    def get(self, agent_id: str, version: int) -> Learner | None:
         """The learner of ``agent_id`` at exactly ``version``, or None."""
         with self._lock:
             item = self._items.get(agent_id)
@@ -78,7 +79,7 @@ class HeadCache:
                 self._seen.popitem(last=False)
             return before == version
 
-    def put(self, agent_id: str, version: int, learner: Any, nbytes: int) -> None:
+    def put(self, agent_id: str, version: int, learner: Learner, nbytes: int) -> None:
         """Hold ``learner`` as ``agent_id``'s state at ``version`` (replacing an older one;
         never an entry of a newer version). A state over ``max_bytes`` is not held."""
         if nbytes > self.max_bytes:
