@@ -85,8 +85,7 @@ class PrefixHasher:
 
     A learner's arrays are replaced, never changed in place, so an unchanged object has
     unchanged bytes: an ``rls`` state with pending rows hashes its ``P`` (d_k², sorted first)
-    only when a fold replaced it, not at every commit (37.7 MB, about 29 ms at d_k = 3072
-    float32). An append-only layer (:data:`APPEND_ONLY`) that starts at the same address as the
+    only when a fold replaced it, not at every commit (37.7 MB at d_k = 3072 float32). An append-only layer (:data:`APPEND_ONLY`) that starts at the same address as the
     one hashed before (it grew in a :class:`RowRoom`) reuses the digests of its full row blocks.
     The digest is :func:`state_checksum`'s, bit for bit (tested).
 

@@ -18,8 +18,8 @@ A batch reads ``K (P − QᵀQ) = K P − (K Qᵀ) Q`` (one read of P plus two t
   emptied by a replacement with no rows (``gamma = 0``).
 
 The read is a plain GEMM ``K @ P``: ``?symm`` (which reads one triangle, so that rounding
-asymmetry of P cannot feed back) packs the mirrored matrix first and costs 8× a GEMM for one
-event at d_k = 3072 (10.7 vs 1.3 ms, float32). With ρ = 1 nothing amplifies an asymmetry —
+asymmetry of P cannot feed back) packs the mirrored matrix first and is several times slower than a GEMM for one event
+(`benchmarks/EVAL.md`, "RLS write cost"). With ρ = 1 nothing amplifies an asymmetry —
 every P delta subtracts a product ``ZᵀZ`` (γ = 1), symmetric up to the order of its sums —
 so it stays at the rounding level (tested over many folds).
 
