@@ -148,8 +148,8 @@ def softmax_writes(S: np.ndarray, XB: np.ndarray, YB: np.ndarray, c: np.ndarray,
     factors = n * m * (d_k + d_v) <= d_k * d_v  # the factors are smaller than the dense delta
     coef = np.zeros((n, m, d_v) if factors else (0, 0, 0), dtype=dt)  # β_t G_t (× α^{n−1−t} later)
     a, rows, b = dt.type(alpha), np.arange(m), beta.astype(dt)
-    # the read X_B Wᵀ: above 8 rows as W X_Bᵀ on a contiguous X_Bᵀ, then transposed (faster
-    # there, by `python -m benchmarks.kernels`); with fewer rows as it is
+    # the read X_B Wᵀ: above 8 rows as W X_Bᵀ on a contiguous X_Bᵀ, then transposed (measured
+    # faster there when it was written); with fewer rows as it is
     XBt = np.ascontiguousarray(XB.transpose(0, 2, 1)) if m > 8 else None  # (n, d_k, m)
     for t in range(n):
         ct = int(c[t])
