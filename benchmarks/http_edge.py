@@ -42,6 +42,12 @@ class InstantService:
     def predict(self, tenant: str, agent_id: str, inputs: Any, **kw: Any) -> dict[str, Any]:
         return {"version": 0, "predictions": [{"label": None, "score": 0.0}] * len(inputs)}
 
+    def cached_config(self, tenant: str, agent_id: str) -> dict[str, Any] | None:
+        return None  # holds nothing: the route asks agent_config in a thread
+
+    def predict_cached(self, tenant: str, agent_id: str, inputs: Any, **kw: Any) -> dict[str, Any] | None:
+        return None
+
 
 def _times(fn: Callable[[], Any], repeat: int) -> list[float]:
     for _ in range(3):

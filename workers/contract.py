@@ -86,6 +86,14 @@ class ServiceAPI(Protocol):
                 as_of: datetime | None = None, top_k: int | None = None,
                 wait_ms: int | None = None) -> dict[str, Any]: ...
 
+    # the same two answers when this process holds them without waiting (the app calls these
+    # on the event loop): None means "ask agent_config / predict" (in a thread)
+    def cached_config(self, tenant_id: str, agent_id: str) -> dict[str, Any] | None: ...
+    def predict_cached(self, tenant_id: str, agent_id: str, inputs: Any, *,
+                       version: int | None = None, min_version: int | None = None,
+                       as_of: datetime | None = None, top_k: int | None = None,
+                       wait_ms: int | None = None) -> dict[str, Any] | None: ...
+
     def events(self, tenant_id: str, agent_id: str, status: str, limit: int | None,
                after_seq: int | None) -> dict[str, Any]: ...  # {"events", "next_after_seq"}
 

@@ -2,7 +2,7 @@
 
 Every predict reads the head (the warm copy of :mod:`workers.head_cache` answers only for that
 exact version). Through a SQLAlchemy connection the read is a pool checkout, ``BEGIN`` (the
-engine emits it itself, ``storage.engine``), the ``SELECT`` and a ``ROLLBACK``: 25× the
+engine emits it itself, ``storage.engine``), the ``SELECT`` and a ``ROLLBACK``: many times the
 statement alone on SQLite. :class:`HeadReader` runs the same ``SELECT`` on a DBAPI connection it
 keeps per calling thread, in autocommit (the engine's SQLite connections have no implicit
 transaction), so each read sees the last committed head, as the transaction did.

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from storage.errors import InputError
 from storage.models import Event
 from storage.repository._base import Core, check_int
-from storage.repository.events import _pending
+from storage.repository.events import pending_terms
 
 EVENT_STATUSES = ("rejected", "pending", "applied", "held")  # held: pending while quarantined
 MAX_EVENT_PAGE = 1000
@@ -48,7 +48,7 @@ class EventPages:
                 return [], None
             # the pending terms and order of pending_events: the few pending rows through
             # ix_events_pending, not a walk of every event the agent ever had
-            q, order = q.where(*_pending(agent_id)[1:]), Event.seq + 0
+            q, order = q.where(*pending_terms(agent_id)[1:]), Event.seq + 0
         else:
             q = q.where(Event.applied_version.is_not(None))
         rows = self.session.execute(q.order_by(order).limit(limit)).all()

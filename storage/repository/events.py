@@ -155,7 +155,7 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str
     return cid, payload, text, columns, arr
 
 
-def _pending(agent_id: str) -> tuple[Any, ...]:
+def pending_terms(agent_id: str) -> tuple[Any, ...]:
     """The WHERE terms of an agent's pending events (they use ``ix_events_pending``, a partial
     index of the rows with ``applied_version IS NULL``, which SQLite matches term for term)."""
     return (Event.agent_id == agent_id, Event.applied_version.is_(None),
@@ -252,14 +252,14 @@ class Events:
         """Events not yet applied (nor forgotten, nor rejected), oldest ``seq`` first."""
         # seq + 0: ordering by the bare column, SQLite would walk the (agent_id, seq) index
         # over the whole history to skip a sort of the few pending rows
-        q = select(Event).where(*_pending(agent_id)).order_by(Event.seq + 0)
+        q = select(Event).where(*pending_terms(agent_id)).order_by(Event.seq + 0)
         if limit is not None:
             q = q.limit(check_int(limit, "limit", 1))
         return list(self.session.scalars(q))
 
     def pending_count(self, agent_id: str) -> int:
         return int(self.session.scalar(select(func.count()).select_from(Event).where(
-            *_pending(agent_id))) or 0)
+            *pending_terms(agent_id))) or 0)
 
     def events_by_ids(self, agent_id: str, client_ids: list[str]) -> list[Event]:
         """The agent's events with these client ids (unknown ids are left out), by seq."""
@@ -292,7 +292,7 @@ class Events:
         for seq, reason in rejected:
             check_int(seq, "seq", 1)
             done = self.session.execute(update(Event).where(
-                *_pending(agent_id), Event.seq == seq).values(
+                *pending_terms(agent_id), Event.seq == seq).values(
                 rejected=True, reject_reason=str(reason)[:MAX_REASON]))
             assert isinstance(done, CursorResult)  # an UPDATE's result: it has a rowcount
             n += done.rowcount or 0

@@ -24,7 +24,7 @@ from storage.errors import (
 )
 from storage.models import Agent, Answer, Event, Snapshot, Version, as_utc, utcnow
 from storage.repository._base import Core, check_checksum, check_int, chunks
-from storage.repository.events import _pending
+from storage.repository.events import pending_terms
 from storage.repository.graph import VersionGraph
 from storage.repository.state import States, check_labels, check_state, encode_layer_delta
 
@@ -200,7 +200,7 @@ class Versions:
     def check_next_pending(self, agent_id: str, seqs: list[int]) -> None:
         # the pending rows only (seq + 0: no range walk of the whole history on SQLite)
         rows = self.session.execute(select(Event.seq).where(
-            *_pending(agent_id), Event.seq + 0 <= max(seqs))).scalars().all()
+            *pending_terms(agent_id), Event.seq + 0 <= max(seqs))).scalars().all()
         if sorted(rows) != sorted(seqs):
             bad = sorted(set(seqs) - set(rows))
             raise InputError("event_seqs", f"unknown, applied or forgotten seqs {bad[:10]}" if bad

@@ -85,9 +85,11 @@ def event_inputs(events: Sequence[dict[str, Any]]) -> Inputs:
     return inputs
 
 
-def learn_events(learner: Learner, events: Sequence[dict[str, Any]], delta_dtype: str | None) -> Delta:
+def learn_events(learner: Learner, events: Sequence[dict[str, Any]], delta_dtype: str | None,
+                 inputs: Inputs | None = None) -> Delta:
     """One micro-batch of stored events (``Event.as_replay()``, or accepted events carrying
-    their arrays) → the applied (stored) delta."""
+    their arrays) → the applied (stored) delta. ``inputs``: ``event_inputs(events)`` when the
+    caller has built it already (the learner's pretest did)."""
     betas = [e.get("beta") for e in events]
     if is_chat(learner):  # turns are texts (never stored as arrays)
         texts = [e.get("text", e["input"]) for e in events]
@@ -97,7 +99,8 @@ def learn_events(learner: Learner, events: Sequence[dict[str, Any]], delta_dtype
     if not learns_labels(learner):
         raise TypeError(f"{type(learner).__name__} is neither a chat nor a label learner")
     targets = [e["target"] for e in events]
-    return learner.learn_many(event_inputs(events), targets, betas=betas, delta_dtype=delta_dtype)
+    X = event_inputs(events) if inputs is None else inputs
+    return learner.learn_many(X, targets, betas=betas, delta_dtype=delta_dtype)
 
 
 def make_replay(config: dict[str, Any] | AgentConfig, delta_dtype: str | None,

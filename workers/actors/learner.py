@@ -26,9 +26,15 @@ from sqlalchemy import func, select
 from agent.learner import Learner
 from agent.memory.delta import Delta
 from storage.models import Event
-from storage.repository.events import _pending as _pending_terms
+from storage.repository.events import pending_terms
 from workers.actors.encoder import RemoteEncoder
-from workers.actors.factory import make_learner, make_replay, state_nbytes, use_encoder
+from workers.actors.factory import (
+    event_inputs,
+    make_learner,
+    make_replay,
+    state_nbytes,
+    use_encoder,
+)
 from workers.actors.guard import Decision, Guard, check_release, record_action, set_quarantined
 from workers.actors.inbox import Inbox
 from workers.actors.poison import copy_learner, find_poison, is_transient, learn_checked
@@ -363,10 +369,11 @@ class LearnerActor:
             version, learner = self._head(agent_id)
             t0 = time.perf_counter()
             self._stats["read_s"] += t0 - tr
-            tested = pretest(learner, payloads)  # test-then-train: the head before the batch
+            X = event_inputs(payloads)  # (n, dim) once, for the pretest and the write
+            tested = pretest(learner, payloads, X)  # test-then-train: the head before the batch
             try:
                 try:
-                    delta = learn_checked(learner, payloads, self._s.delta_dtype)
+                    delta = learn_checked(learner, payloads, self._s.delta_dtype, X)
                 except Exception as exc:  # noqa: BLE001 - isolate the events that cause it
                     if is_transient(exc):
                         raise
@@ -533,7 +540,7 @@ class LearnerActor:
         if self._inbox.unstarted(agent_id):  # first events since start: where do they begin?
             with self._store.read() as repo:
                 self._inbox.start(agent_id, repo.session.scalar(  # its oldest pending seq
-                    select(func.min(Event.seq)).where(*_pending_terms(agent_id))))
+                    select(func.min(Event.seq)).where(*pending_terms(agent_id))))
         got = self._inbox.take(agent_id, limit)
         if got is not None:
             self._stats["inbox_events"] += len(got)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from agent.config import AgentConfig
-from agent.learner import Learner
+from agent.learner import Inputs, Learner
 from agent.memory.delta import Delta
 from workers.actors.factory import learn_events, make_learner
 
@@ -47,9 +47,9 @@ def _arrays(delta: Delta) -> list[tuple[str, np.ndarray]]:
 
 
 def learn_checked(learner: Learner, payloads: Sequence[dict[str, Any]],
-                  delta_dtype: str | None) -> Delta:
+                  delta_dtype: str | None, inputs: Inputs | None = None) -> Delta:
     """``learn_events`` and a finiteness check of what it produced; raises :class:`NonFinite`."""
-    delta = learn_events(learner, payloads, delta_dtype)
+    delta = learn_events(learner, payloads, delta_dtype, inputs)
     big = 0.0  # the largest |entry| of the delta's arrays (NaN propagates)
     for name, arr in _arrays(delta):
         if arr.dtype.kind in "fc" and arr.size:

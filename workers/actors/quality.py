@@ -20,7 +20,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from agent.learner import Learner, learns_labels
+from agent.learner import Inputs, Learner, learns_labels
 from workers.actors.factory import event_inputs
 
 __all__ = ["pretest", "QualityHistogram", "BUCKETS"]
@@ -29,12 +29,14 @@ log = logging.getLogger(__name__)
 BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
-def pretest(learner: Learner, payloads: Sequence[dict[str, Any]]) -> list[bool] | None:
-    """Whether the head ``learner`` holds predicts each event's target (before learning them)."""
+def pretest(learner: Learner, payloads: Sequence[dict[str, Any]],
+            inputs: Inputs | None = None) -> list[bool] | None:
+    """Whether the head ``learner`` holds predicts each event's target (before learning them).
+    ``inputs``: ``event_inputs(payloads)`` when the caller has built it already."""
     if not learns_labels(learner) or not payloads:
         return None
     try:
-        preds = learner.predict_many(event_inputs(payloads))
+        preds = learner.predict_many(event_inputs(payloads) if inputs is None else inputs)
         return [p["label"] is not None and p["label"] == e["target"]
                 for p, e in zip(preds, payloads, strict=True)]
     except Exception:  # noqa: BLE001 - quality is a measurement: never block learning

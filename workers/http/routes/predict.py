@@ -21,14 +21,12 @@ async def predict(agent_id: str, request: Request, tenant: TenantId, service: Se
     """Answer inputs at the head, a pinned ``version``, ``as_of`` a time, or ``min_version``."""
     # no thread hop when the service holds what is needed (issue 16): the agent's config and,
     # at the head, its state (workers/head_cache.py); else the blocking calls run in a thread
-    cached_config = getattr(service, "cached_config", None)
-    hit = cached_config(tenant, agent_id) if cached_config is not None else None
+    hit = service.cached_config(tenant, agent_id)
     agent = hit if hit is not None else await call(service.agent_config, tenant, agent_id)
     body = PredictRequest.model_validate(await read_json(request), context={"settings": settings})
     args = body.service_args(agent, settings)
     inputs = args.pop("inputs")
-    predict_cached = getattr(service, "predict_cached", None)
-    out = predict_cached(tenant, agent_id, inputs, **args) if predict_cached is not None else None
+    out = service.predict_cached(tenant, agent_id, inputs, **args)
     if out is None:
         out = await call(service.predict, tenant, agent_id, inputs, **args)
     return JSONResponse(out)
