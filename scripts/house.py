@@ -19,9 +19,7 @@ PACKAGES = ["agent", "storage", "workers", "migrations", "benchmarks", "client"]
 
 def wing(module: str) -> str:
     parts = module.split(".")
-    if parts[0] == "workers" and len(parts) > 2 and parts[1] in ("actors", "http", "cli"):
-        return "workers." + parts[1]
-    if parts[0] == "workers" and len(parts) == 2 and parts[1] in ("actors", "http", "cli"):
+    if parts[0] == "workers" and len(parts) >= 2 and parts[1] in ("actors", "http", "cli"):
         return "workers." + parts[1]
     return "workers(core)" if parts[0] == "workers" else parts[0]
 
