@@ -13,10 +13,13 @@ for ``--seconds`` each: requests per second and their ratio. The client threads 
 of their own (spawned; one connection each, all warm before the clock starts), so the load
 generator does not share the service's interpreter and takes at most one core of its own.
 
-With ``--text N`` it first times N single-text predicts over HTTP on a MiniLM classifier agent
-beside the in-process encode of one text (the encoder actor's torch threads), and their ratio.
+With ``--text N`` it first times N single-text predicts over HTTP on a MiniLM classifier agent,
+once per ``--text-head`` mode (setting ``text_head_encoder``, ``workers/text_head.py``: the HTTP
+process's own MiniLM, the encoder actor, or the serving actor), beside the in-process encode of
+one text (the encoder actor's torch threads), and their ratio.
 
-Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32] [--clients 8] [--text 0]``.
+Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32] [--clients 8] [--text 0]
+[--text-head local,actor,off]``.
 """
 
 from __future__ import annotations
@@ -182,10 +185,12 @@ def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
     return out
 
 
-def run_text(requests: int, ingest: int = 300) -> tuple[tuple[float, float], tuple[float, float]]:
-    """Single-text predict over HTTP on a text classifier agent (``ingest`` texts learnt) and the
-    in-process MiniLM encode of one text with the encoder actor's torch threads: (p50, p99) each.
-    Every text is new, so neither the encoder actor's cache nor the local one answers."""
+def run_text(requests: int, ingest: int = 300, mode: str = "local"
+             ) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Single-text predict over HTTP on a text classifier agent (``ingest`` texts learnt), the
+    HTTP process encoding texts at the head as ``mode`` says, each followed by the in-process
+    MiniLM encode of one text on the encoder actor's torch threads (so both see the same
+    machine load): (p50, p99) each. Every text is new, so no encoder's cache answers."""
     import torch
 
     from agent.backbones.minilm import MiniLMEncoder
@@ -195,9 +200,13 @@ def run_text(requests: int, ingest: int = 300) -> tuple[tuple[float, float], tup
     tmp = tempfile.mkdtemp(prefix="request-path-text-")
     admin = secrets.token_urlsafe(12)
     s = Settings(database_url=f"sqlite:///{Path(tmp) / 'rpt.db'}", port=free_port(),
-                 admin_key=admin, ray_namespace=f"rpt-{time.time_ns()}", scheduler_enabled=False)
+                 admin_key=admin, ray_namespace=f"rpt-{time.time_ns()}", scheduler_enabled=False,
+                 text_head_encoder=mode)
     running = start(s)
+    torch.set_num_threads(max(1, s.encoder_cpus))
+    enc = MiniLMEncoder(cache_size=0)
     http: list[float] = []
+    local: list[float] = []
     try:
         key = httpx.post(f"{running.url}/v1/tenants", json={"name": "rpt"}, timeout=60,
                          headers={"Authorization": f"Bearer {admin}"}).json()["api_key"]
@@ -214,20 +223,15 @@ def run_text(requests: int, ingest: int = 300) -> tuple[tuple[float, float], tup
             for i in range(requests + 20):
                 t0 = time.perf_counter()
                 c.post(f"/v1/agents/{agent}/predict",
-                       json={"inputs": [f"query {i} asking about topic {i % 4}"]}
+                       json={"inputs": [f"query {mode} {i} asking about topic {i % 4}"]}
                        ).raise_for_status()
+                t1 = time.perf_counter()
+                enc.encode([f"local {mode} {i} asking about topic {i % 4}"])
                 if i >= 20:
-                    http.append((time.perf_counter() - t0) * 1e3)
+                    http.append((t1 - t0) * 1e3)
+                    local.append((time.perf_counter() - t1) * 1e3)
     finally:
         running.stop()
-    torch.set_num_threads(max(1, s.encoder_cpus))
-    enc = MiniLMEncoder(cache_size=0)
-    local: list[float] = []
-    for i in range(requests + 20):
-        t0 = time.perf_counter()
-        enc.encode([f"query {i} asking about topic {i % 4}"])
-        if i >= 20:
-            local.append((time.perf_counter() - t0) * 1e3)
     return p50_p99(http), p50_p99(local)
 
 
@@ -249,11 +253,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text", type=int, default=0,
                    help="also time this many single-text predicts (MiniLM agent) against the "
                         "in-process encode of one text; 0 (default) skips them")
+    p.add_argument("--text-head", default="local,actor,off",
+                   help="text_head_encoder modes to time text predicts with, comma-separated")
     a = p.parse_args(argv)
     if a.text:
-        (h50, h99), (e50, e99) = run_text(a.text)
-        print(f"{'text predict, 1 input':<22} HTTP p50 {h50:.2f} p99 {h99:.2f}; in-process encode "
-              f"p50 {e50:.2f} p99 {e99:.2f}; ratio {h50 / e50:.2f}   (ms)\n")
+        print("text predict, 1 input, each beside the in-process encode of one text (ms)")
+        for m in a.text_head.split(","):
+            (h50, h99), (e50, e99) = run_text(a.text, mode=m)
+            print(f"  text_head_encoder={m:<6} HTTP p50 {h50:.2f} p99 {h99:.2f}; in-process "
+                  f"encode p50 {e50:.2f} p99 {e99:.2f}; ratio {h50 / e50:.2f}")
+        print()
     rates: dict[int, tuple[float, float, float]] = {}
     heads: dict[str, int] = {}
     print_table(run(a.requests, a.dim, a.clients, a.seconds, rates, heads))

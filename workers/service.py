@@ -3,12 +3,14 @@
 Reads that only need the store (auth, agents, versions) go straight to it; writes that touch
 an agent's head go through that agent's learner shard (its single writer); predictions go to
 a serving replica chosen by agent, so each agent's states stay hot in one cache, except those
-at the head of a vector agent whose state this process holds (:mod:`workers.head_cache`).
+at the head of an agent whose state this process holds (:mod:`workers.head_cache`; texts of
+a classifier agent encoded here: :mod:`workers.text_head`).
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 import zlib
 from datetime import datetime
 from typing import Any
@@ -38,6 +40,7 @@ from workers.metrics import render_metrics
 from workers.readiness import WriteProbe
 from workers.settings import Settings
 from workers.store import Store
+from workers.text_head import TextHead
 
 _HEAD = select(Agent.head_version).where(Agent.id == bindparam("agent_id"))
 
@@ -95,6 +98,8 @@ class Runtime:
         self._configs = ConfigCache(settings.agent_cache_entries)
         self.heads = HeadCache(settings.head_cache_bytes, settings.agent_cache_entries)
         self._head_reader = HeadReader(self.store.engine)  # predict_cached's read, on the loop
+        self.text_head = TextHead(settings.text_head_encoder, settings.encoder_cpus,
+                                  self.text_encoder)
         if self.heads.enabled:  # answers computed here must be the serving actors' bits:
             from agent.memory.backend import set_blas_threads  # one BLAS thread, as they run
 
@@ -118,6 +123,7 @@ class Runtime:
         with self.store.read() as repo:
             if has_text_agents(repo):  # loaded now, not on the first text
                 self.text_encoder().encode(["warm up"])
+                self.text_head.encoder()  # this process's copy ("local"), loaded once
 
     def text_encoder(self) -> RemoteEncoder:
         """The deployment's encoder actor (started on first need: a text agent)."""
@@ -208,6 +214,9 @@ class Runtime:
             out = agent_json(agent, labels)
         if cfg.encoder == "minilm" and cfg.kind != "chat":
             self.text_encoder()._actor()  # starts loading the model now, not on the first text
+            if self.text_head.serves(cfg.to_dict()) and not self.text_head.loaded:
+                threading.Thread(target=self.text_head.encoder, name="text-head-load",
+                                 daemon=True).start()  # this process's copy, not on a request
         return out
 
     def list_agents(self, tenant_id: str) -> list[dict[str, Any]]:
@@ -278,7 +287,8 @@ class Runtime:
             timeout=wait / 1000.0 + self.s.actor_call_timeout_s)
         if warm:
             layers, labels = out.pop("state")
-            learner = reads_only_learner(config, layers, labels)
+            enc = self.text_head.encoder() if config.get("encoder") == "minilm" else None
+            learner = reads_only_learner(config, layers, labels, enc)
             self.heads.put(agent_id, int(out["version"]), learner, state_nbytes(learner))
         return out
 
@@ -297,7 +307,8 @@ class Runtime:
             raise not_found(f"agent {agent_id!r}", "agent_id")
         if head is None:  # no SQLite read here (PostgreSQL, a failed connection): predict
             return None   # reads the head in a thread, never on the event loop
-        if not self._at_head(config, head, version, min_version, as_of):
+        if not self._at_head(config, head, version, min_version, as_of) \
+                or config.get("encoder") != "none":  # texts: encoded in predict's thread
             return None
         learner = self.heads.get(agent_id, head)
         return None if learner is None else _answer(learner, head, inputs, top_k)
@@ -312,10 +323,11 @@ class Runtime:
     def _at_head(self, config: dict[str, Any], head: int, version: int | None,
                  min_version: int | None, as_of: datetime | None) -> bool:
         """Whether the answer is the head's, with a learner this process can hold (vector
-        agents: texts are encoded by the encoder actor, chat agents run an LM)."""
+        agents and, texts encoded here, classifier agents with MiniLM; chat agents run an LM)."""
         return (self.heads.enabled and version is None and as_of is None
                 and (min_version is None or head >= min_version)
-                and config.get("encoder") == "none" and config.get("kind") != "chat")
+                and (config.get("encoder") == "none" and config.get("kind") != "chat"
+                     or self.text_head.serves(config)))
 
     def predict_batch(self, tenant_id: str,
                       requests: list[tuple[str, list[Any], int | None]]) -> list[dict[str, Any]]:

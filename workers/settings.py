@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     # head states the HTTP process keeps to answer predicts at the head itself
     # (workers/head_cache.py; 0 turns it off: every predict goes to a serving actor)
     head_cache_bytes: int = Field(64 * 1024 * 1024, ge=0)
+    # how the HTTP process encodes a text predict it answers at the head (workers/text_head.py):
+    # "local" its own warm MiniLM copy, "actor" the encoder actor, "off" the serving actor answers
+    text_head_encoder: str = Field("local", pattern="^(local|actor|off)$")
     # head states a learner shard keeps in memory (least recently used go first, reloaded
     # from the store on their next event); an rls agent with a 3072-d float32 lift is 40 MB
     learner_cache_bytes: int = Field(1024 * 1024 * 1024, ge=1024)

@@ -49,8 +49,9 @@ def text_encoder() -> Encoder:
     return get_minilm()
 
 
-def make_learner(config: dict[str, Any] | AgentConfig) -> Learner:
-    """The learner object for ``config``: a ``MemoryAgent`` or, for ``chat``, a ``ChatAgent``."""
+def make_learner(config: dict[str, Any] | AgentConfig, encoder: Encoder | None = None) -> Learner:
+    """The learner object for ``config``: a ``MemoryAgent`` or, for ``chat``, a ``ChatAgent``;
+    a MiniLM agent's texts go to ``encoder`` (default: :func:`text_encoder`)."""
     cfg = config_of(config)
     if cfg.kind == "chat":
         from agent.lm.chat import ChatAgent
@@ -58,7 +59,9 @@ def make_learner(config: dict[str, Any] | AgentConfig) -> Learner:
         return ChatAgent(cfg)
     from agent.model import MemoryAgent
 
-    return MemoryAgent(cfg, encoder=text_encoder() if cfg.encoder == "minilm" else None)
+    if cfg.encoder != "minilm":
+        return MemoryAgent(cfg)
+    return MemoryAgent(cfg, encoder=encoder if encoder is not None else text_encoder())
 
 
 def initial_state(config: dict[str, Any] | AgentConfig) -> tuple[Layers, list[str]]:

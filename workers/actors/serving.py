@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from agent.backbones.minilm import Encoder
 from agent.learner import Learner
 from agent.memory.delta import Delta
 from workers.actors.batch_predict import predict_many_agents
@@ -228,12 +229,13 @@ def _erased(agent_id: str, version: int, field: str, head: int) -> ServiceError:
                         "events forgotten since; it was erased", field, {"head": head})
 
 
-def reads_only_learner(config: dict[str, Any], layers: dict[str, Any], labels: list[str]) -> Learner:
+def reads_only_learner(config: dict[str, Any], layers: dict[str, Any], labels: list[str],
+                       encoder: Encoder | None = None) -> Learner:
     """A learner holding a reads-only state (what :meth:`ServingActor.predict` sends with
     ``with_state``), built as a serving replica builds its own: ``load_state`` (the layers
     only writes use taken empty, then dropped) and ``keep_reads_only``. Arrays are copied, so
-    the learner holds no view of a Ray buffer."""
-    learner = make_learner(config)
+    the learner holds no view of a Ray buffer. ``encoder``: a MiniLM agent's (workers/text_head.py)."""
+    learner = make_learner(config, encoder)
     ref, _ = initial_state(config)  # load_state casts each layer to the learner's dtype
     full = {k: v for k, v in ref.items() if k not in layers}
     full.update({k: np.array(v) for k, v in layers.items()})

@@ -21,6 +21,7 @@ async def predict(agent_id: str, request: Request, tenant: TenantId, service: Se
     """Answer inputs at the head, a pinned ``version``, ``as_of`` a time, or ``min_version``."""
     # no thread hop when the service holds what is needed (issue 16): the agent's config and,
     # at the head, its state (workers/head_cache.py); else the blocking calls run in a thread
+    # (and a text agent's texts are encoded there, never on the loop: workers/text_head.py)
     hit = service.cached_config(tenant, agent_id)
     agent = hit if hit is not None else await call(service.agent_config, tenant, agent_id)
     body = PredictRequest.model_validate(await read_json(request), context={"settings": settings})

@@ -1,0 +1,86 @@
+"""Text agents answered at the head in the HTTP process (issue 16): the text is encoded here,
+then the agent's warm head state (:mod:`workers.head_cache`) answers, without the two actor
+hops (HTTP → serving actor → encoder actor) of a text predict before.
+
+Which encoder (setting ``text_head_encoder``):
+
+* ``"local"`` (default): this process's own warm MiniLM, one copy per process (the shared
+  :func:`agent.backbones.minilm.get_minilm`, whatever number of deployments the process runs),
+  loaded once (at start when the store holds a text agent, else in a thread when the first
+  text classifier is created), on ``encoder_cpus`` torch threads as the encoder actor runs. It encodes in the request's worker
+  thread, never on the event loop (the predict route runs text predicts in a thread).
+* ``"actor"``: the deployment's encoder actor (one hop; no model in this process).
+* ``"off"``: text predicts go to the serving actor, as before.
+
+Exactness: the same model, the same code (:class:`agent.backbones.minilm.MiniLMEncoder`),
+float32 unit rows, the same torch threads: a text encoded alone (or a list encoded as one
+forward pass) gives the same bits here as in the encoder actor, so the answer is the serving
+actor's for that version (``tests/test_text_head.py``). The encoder actor also merges
+concurrent callers into one padded forward pass, and its cache keeps rows computed in such
+batches; those rows differ from a lone encode in the last float32 bits (padding changes the
+kernels' shapes), so under concurrency the serving actor's own answers already vary that
+much, and so may this path's against them.
+
+What it serves: classifier agents with ``encoder: "minilm"``. Recall agents with MiniLM embed
+their answers (labels) too, rows the serving actor computed in batches of its own history;
+they keep going to the serving actor. Staleness: the learner is the head cache's, which
+answers only for the exact head version read with the request (rollback and forget make a
+new head), so a text head answer is never computed from an old state.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from agent.backbones.minilm import Encoder
+
+MODES = ("local", "actor", "off")
+
+
+class TextHead:
+    """The HTTP process's text encoder for head answers (``mode``: one of :data:`MODES`)."""
+
+    def __init__(self, mode: str, threads: int, remote: Callable[[], Encoder]) -> None:
+        if mode not in MODES:
+            raise ValueError(f"text_head_encoder must be one of {MODES}, got {mode!r}")
+        self.mode = mode
+        self.threads = max(1, int(threads))
+        self._remote = remote
+        self._local: Encoder | None = None
+        self._lock = threading.Lock()
+
+    def serves(self, config: dict[str, Any]) -> bool:
+        """Whether a predict at this agent's head can be answered here."""
+        return (self.mode != "off" and config.get("encoder") == "minilm"
+                and config.get("kind") == "classifier")
+
+    @property
+    def loaded(self) -> bool:
+        """Whether this process holds its MiniLM copy (``"local"`` once loaded)."""
+        return self._local is not None
+
+    def encoder(self) -> Encoder:
+        """The encoder head learners of text agents use (the local copy loads on first need;
+        callers run in worker threads, never on the event loop)."""
+        if self.mode == "actor":
+            return self._remote()
+        if self._local is None:
+            with self._lock:
+                if self._local is None:
+                    self._local = _load(self.threads)
+        return self._local
+
+
+def _load(threads: int) -> Encoder:
+    """The process's MiniLM, warm, on ``threads`` torch threads (as the encoder actor sets
+    them); the first forward pass allocates, so it runs here rather than on a request."""
+    import torch
+
+    from agent.backbones.minilm import get_minilm
+
+    torch.set_num_threads(threads)
+    enc = get_minilm()
+    enc.encode(["warm up"])
+    return enc
