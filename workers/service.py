@@ -300,15 +300,14 @@ class Runtime:
         indexed read, no actor call, nothing that waits: the HTTP app calls it on the event
         loop), else None (then :meth:`predict` answers). Raises as :meth:`predict` does."""
         config = self.cached_config(tenant_id, agent_id) if self.heads.enabled else None
-        if config is None:  # not held here: predict reads it in a thread
-            return None
+        if config is None or config.get("encoder") != "none":  # not held here, or texts to
+            return None  # encode (workers/text_head.py): predict answers in a thread
         head = self._head_reader.read(agent_id)
         if head == MISSING:
             raise not_found(f"agent {agent_id!r}", "agent_id")
         if head is None:  # no SQLite read here (PostgreSQL, a failed connection): predict
             return None   # reads the head in a thread, never on the event loop
-        if not self._at_head(config, head, version, min_version, as_of) \
-                or config.get("encoder") != "none":  # texts: encoded in predict's thread
+        if not self._at_head(config, head, version, min_version, as_of):
             return None
         learner = self.heads.get(agent_id, head)
         return None if learner is None else _answer(learner, head, inputs, top_k)
