@@ -4,6 +4,7 @@ actor against the raw encoder, ``learn_many`` on arrays in-process, and stored b
 
     .venv/bin/python -m benchmarks.ingest_paths [--quick] [--agents 20] [--per-agent 2000]
         [--request 1000] [--single 2000] [--clients 8] [--texts 2000]
+        [--only json,arrow,single,text]
 
 Everything is real: ``deltamem serve``'s stack (``workers.runtime.start``: Ray on 127.0.0.1,
 uvicorn, SQLite in a temporary directory), httpx clients, classifier agents (rule delta, d = 384,
@@ -211,7 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--single", type=int, default=2000, help="events sent one per request")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--texts", type=int, default=2000)
+    ap.add_argument("--only", default="json,arrow,single,text",
+                    help="comma-separated rows to run: json, arrow, single, text (the "
+                         "reference and storage rows come with them)")
     args = ap.parse_args(argv)
+    rows = set(args.only.split(","))
+    if not rows <= {"json", "arrow", "single", "text"}:
+        ap.error(f"--only: unknown rows {sorted(rows - {'json', 'arrow', 'single', 'text'})}")
     if args.quick:
         args.agents, args.per_agent, args.request, args.single, args.texts = 2, 40, 20, 16, 20
         args.clients = 2
@@ -236,14 +243,21 @@ def main(argv: list[str] | None = None) -> int:
         with Client(running.url, admin_key="bench-admin", timeout=600) as admin:
             key = admin.create_tenant("bench").api_key
         with Client(running.url, api_key=key, timeout=600) as c:
-            out["json"] = vector_e2e(c, "json", args.agents, args.per_agent, args.request, 1)
-            out["arrow"] = vector_e2e(c, "arrow", args.agents, args.per_agent, args.request, 2)
-            out["storage"] = storage(db, s.database_url)
-            out["single"] = single_e2e(c, args.single, args.clients, 3)
-            out["text"] = text_e2e(c, args.texts)
+            if "json" in rows:
+                out["json"] = vector_e2e(c, "json", args.agents, args.per_agent, args.request, 1)
+            if "arrow" in rows:
+                out["arrow"] = vector_e2e(c, "arrow", args.agents, args.per_agent, args.request,
+                                          2)
+            if rows & {"json", "arrow"}:
+                out["storage"] = storage(db, s.database_url)
+            if "single" in rows:
+                out["single"] = single_e2e(c, args.single, args.clients, 3)
+            if "text" in rows:
+                out["text"] = text_e2e(c, args.texts)
     finally:
         running.stop()
-    out["encoder"] = raw_encoder_rate(max(args.texts, 64), max(1, s.encoder_cpus))
+    if "text" in rows:
+        out["encoder"] = raw_encoder_rate(max(args.texts, 64), max(1, s.encoder_cpus))
     out["learn_many"] = learn_many_rate(max(20_000 if not args.quick else 640, 64))
     report(args, s, out)
     return 0
@@ -253,31 +267,37 @@ def report(args: Any, s: Any, out: dict[str, Any]) -> None:
     from benchmarks.eval_common import md_table
 
     ref = out["learn_many"]
-    rate = {k: out[k]["events"] / out[k]["wall"] for k in ("json", "arrow", "single", "text")}
+    rate: dict[str, float] = {k: out[k]["events"] / out[k]["wall"]
+                              for k in ("json", "arrow", "single", "text") if k in out}
     load = os.getloadavg()[0]
     print(f"deltamem ingest paths: d = {DIM}, {LABELS} labels, rule delta, SQLite, HTTP, "
           f"{os.cpu_count()} CPUs (1-min load {load:.1f}), encoder_cpus {s.encoder_cpus}\n")
-    rows = [
-        [f"vector e2e, JSON, {args.agents} agents x {args.per_agent}, {args.request}/request",
-         f"{rate['json']:,.0f} events/s", f"{100 * rate['json'] / ref:.1f} % of learn_many",
-         f"{out['json']['body_bytes'] / out['json']['events']:,.0f} B/event sent"],
-        [f"vector e2e, Arrow, {args.agents} agents x {args.per_agent}, {args.request}/request",
-         f"{rate['arrow']:,.0f} events/s", f"{100 * rate['arrow'] / ref:.1f} % of learn_many",
-         f"{out['arrow']['body_bytes'] / out['arrow']['events']:,.0f} B/event sent"],
-        [f"vector e2e, 1 event/request, {args.clients} clients", f"{rate['single']:,.0f} events/s",
-         f"{100 * rate['single'] / ref:.2f} % of learn_many", f"{args.single} requests"],
-        [f"text e2e (MiniLM classifier), {args.texts} texts, 100/request",
-         f"{rate['text']:,.0f} events/s",
-         f"{100 * rate['text'] / out['encoder']:.0f} % of the raw encoder", ""],
-        [f"raw encoder, {max(1, s.encoder_cpus)} torch thread(s), batches of 64",
-         f"{out['encoder']:,.0f} texts/s", "in-process, no cache", ""],
-        ["learn_many on (64, 384) arrays (reference)", f"{ref:,.0f} events/s", "in-process", ""],
-    ]
-    st = out["storage"]
-    rows.append(["storage per event at 384-d (after the vector runs)",
-                 f"{st['file']:,.0f} B (SQLite file)",
-                 f"input {st['input']:,.0f} B, payload {st['payload']:,.0f} B",
-                 f"deltas {st['deltas']:,.0f} B"])
+    rows: list[list[str]] = []
+    for fmt, name in (("json", "JSON"), ("arrow", "Arrow")):
+        if fmt in out:
+            rows.append([f"vector e2e, {name}, {args.agents} agents x {args.per_agent}, "
+                         f"{args.request}/request", f"{rate[fmt]:,.0f} events/s",
+                         f"{100 * rate[fmt] / ref:.1f} % of learn_many",
+                         f"{out[fmt]['body_bytes'] / out[fmt]['events']:,.0f} B/event sent"])
+    if "single" in out:
+        rows.append([f"vector e2e, 1 event/request, {args.clients} clients",
+                     f"{rate['single']:,.0f} events/s",
+                     f"{100 * rate['single'] / ref:.2f} % of learn_many",
+                     f"{args.single} requests"])
+    if "text" in out:
+        rows += [[f"text e2e (MiniLM classifier), {args.texts} texts, 100/request",
+                  f"{rate['text']:,.0f} events/s",
+                  f"{100 * rate['text'] / out['encoder']:.0f} % of the raw encoder", ""],
+                 [f"raw encoder, {max(1, s.encoder_cpus)} torch thread(s), batches of 64",
+                  f"{out['encoder']:,.0f} texts/s", "in-process, no cache", ""]]
+    rows.append(["learn_many on (64, 384) arrays (reference)", f"{ref:,.0f} events/s",
+                 "in-process", ""])
+    if "storage" in out:
+        st = out["storage"]
+        rows.append(["storage per event at 384-d (after the vector runs)",
+                     f"{st['file']:,.0f} B (SQLite file)",
+                     f"input {st['input']:,.0f} B, payload {st['payload']:,.0f} B",
+                     f"deltas {st['deltas']:,.0f} B"])
     print(md_table(["path", "rate", "against", "note"], rows))
 
 

@@ -27,6 +27,7 @@ from agent.learner import Learner
 from agent.memory.delta import Delta
 from storage.models import Event
 from storage.repository.events import pending_terms
+from storage.repository.version_groups import commit_delta_group, prepare_delta
 from workers.actors.encoder import RemoteEncoder
 from workers.actors.factory import (
     event_inputs,
@@ -397,14 +398,16 @@ class LearnerActor:
         version rows, in order. On an error every head of the group is dropped."""
         t1 = time.perf_counter()
         try:
-            rows = []
+            # checked and encoded before the transaction: the write lock is held for the
+            # statements alone (storage/repository/version_groups.py)
+            commits = [prepare_delta(b.agent_id, b.version, b.delta, b.seqs, b.learner.checksum(),
+                                     b.delta.norm(),
+                                     None if b.tested is None else b.tested[:len(b.seqs)])
+                       for b in group]
             with self._store.tx() as repo:
-                for b in group:
-                    row = repo.commit_version(
-                        b.agent_id, b.version, "delta", delta=b.delta, event_seqs=b.seqs,
-                        checksum=b.learner.checksum(), delta_norm=b.delta.norm())
+                rows = commit_delta_group(repo, commits)
+                for b, row in zip(group, rows, strict=True):
                     self._after_commit(repo, row, b.learner, b.tested, len(b.seqs))
-                    rows.append(row)
         except Exception:
             for b in group:
                 self._drop(b.agent_id)  # the learner holds an uncommitted write
@@ -430,13 +433,12 @@ class LearnerActor:
 
     def _after_commit(self, repo: Any, row: Any, learner: Learner, tested: list[bool] | None,
                       n: int) -> None:
-        """In the commit's transaction: the quality of the version ``row`` just committed
-        (workers/actors/quality.py)."""
+        """In the commit's transaction, after the version ``row`` was written with its quality
+        totals: the quality histogram and the guard (workers/actors/quality.py)."""
         if tested is None:
             return
         agent_id, version = row.agent_id, row.version
         hits = tested[:n]  # a batch cut short by a poison event commits its first n events
-        repo.record_quality(agent_id, version, hits, row)
         if hits:
             self._quality.observe(learner.config.kind, sum(hits) / len(hits))
         policy = learner.config.guard

@@ -1,0 +1,172 @@
+"""Group commit of delta versions: many agents' micro-batches committed in one transaction with
+a few Core statements for the whole group, instead of the ORM round trips of one
+:meth:`Versions.commit_version` plus :meth:`Quality.record_quality` each.
+
+:func:`prepare_delta` checks and encodes one batch's commit before any transaction is open (no
+database work: it can run outside the write lock); :func:`commit_delta_group` writes a group
+of them and stores exactly the rows that ``commit_version(kind="delta")`` followed by
+``record_quality`` (when the batch was tested) would store for each, one agent after the other
+(the reference the tests compare with): the version row with its quality totals, the delta
+rows, the events marked applied, the head and ``events_applied`` moved, the labels and
+answers a delta adds. It raises what ``commit_version`` raises (:class:`VersionConflict`,
+:class:`InputError` for seqs that are not the oldest pending ones, :class:`AgentNotFound`);
+the caller's transaction must then be rolled back (nothing of the group stays).
+
+Statements per group: the agents locked (one no-op ``UPDATE`` on SQLite, one ``SELECT ... FOR
+UPDATE`` in id order), per agent one read of its pending seqs and one of its last quality
+totals (both on indexes, the rows of this batch only), then one executemany each for the
+version rows, the delta rows and the agents, and one ``UPDATE`` of each agent's events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Table, bindparam, insert, select, update
+
+from agent.memory.delta import Delta, LayerDelta
+from storage.codec import Blob
+from storage.errors import AgentNotFound, InputError, VersionConflict
+from storage.models import Base, DeltaRow, Event, Version, utcnow
+from storage.repository import Repository
+from storage.repository._base import chunks
+from storage.repository.events import pending_terms
+from storage.repository.versions import _check_commit as check_commit
+
+_VERSIONS: Table = Base.metadata.tables[Version.__tablename__]
+_DELTAS: Table = Base.metadata.tables[DeltaRow.__tablename__]
+_AGENTS: Table = Base.metadata.tables["agents"]
+
+_TOUCH = (update(_AGENTS).where(_AGENTS.c.id.in_(bindparam("ids", expanding=True)))
+          .values(head_version=_AGENTS.c.head_version))
+_LOCK = (select(_AGENTS.c.id, _AGENTS.c.head_version, _AGENTS.c.labels)
+         .where(_AGENTS.c.id.in_(bindparam("ids", expanding=True)))
+         .order_by(_AGENTS.c.id).with_for_update())
+_LAST_TESTED = (select(_VERSIONS.c.tested_total, _VERSIONS.c.hits_total)
+                .where(_VERSIONS.c.agent_id == bindparam("aid"),
+                       _VERSIONS.c.tested_total.is_not(None))
+                .order_by(_VERSIONS.c.tested_total.desc()).limit(1))
+_HEAD = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
+         .values(head_version=bindparam("v"),
+                 events_applied=_AGENTS.c.events_applied + bindparam("n")))
+_HEAD_LABELS = _HEAD.values(labels=bindparam("labels"))
+
+
+class DeltaCommit(NamedTuple):
+    """One batch's delta commit, checked and encoded (:func:`prepare_delta`)."""
+
+    agent_id: str
+    parent: int
+    checksum: str
+    norm: float
+    seqs: list[int]
+    encoded: list[tuple[str, LayerDelta, str, Blob]]
+    labels_added: list[str]
+    hits: list[bool] | None  # test-then-train outcomes of the batch's events (None: untested)
+
+
+class Committed(NamedTuple):
+    """A version :func:`commit_delta_group` wrote (the fields the learner reads back)."""
+
+    agent_id: str
+    version: int
+    checksum: str
+    tested_total: int | None
+
+
+def prepare_delta(agent_id: str, parent_version: int, delta: Delta, event_seqs: Sequence[int],
+                  checksum: str, delta_norm: float | None = None,
+                  hits: list[bool] | None = None) -> DeltaCommit:
+    """Check and encode a delta commit as :meth:`Versions.commit_version` does (the same
+    :class:`InputError`), without touching the database."""
+    if not isinstance(agent_id, str):
+        raise AgentNotFound(repr(agent_id))
+    encoded, seqs, norm = check_commit("delta", parent_version, checksum, delta, None, None,
+                                        event_seqs, delta_norm)
+    if hits is not None and len(hits) > len(seqs):
+        raise InputError("hits", f"{len(hits)} outcomes for {len(seqs)} events")
+    return DeltaCommit(agent_id, parent_version, checksum, norm, seqs, encoded,
+                       list(delta.labels_added), None if hits is None else list(hits))
+
+
+def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
+                       created_at: datetime | None = None) -> list[Committed]:
+    """Commit ``commits`` (one per agent) in the caller's transaction; the versions, in order."""
+    if not commits:
+        return []
+    ids = [c.agent_id for c in commits]
+    if len(set(ids)) != len(ids):
+        raise InputError("commits", "one commit per agent in a group")
+    core, s = repo.core, repo.session
+    wanted = sorted(ids)
+    with core.translate(wanted[0]):
+        if core.is_sqlite:  # take the write lock now: a no-op write
+            s.execute(_TOUCH, {"ids": wanted})
+        heads = {r.id: (r.head_version, list(r.labels or []))
+                 for r in s.execute(_LOCK, {"ids": wanted})}
+    now = created_at or utcnow()
+    versions: list[dict[str, Any]] = []
+    deltas: list[dict[str, Any]] = []
+    applied: list[tuple[str, list[int], int]] = []
+    heads_moved: list[dict[str, Any]] = []
+    labels_moved: list[dict[str, Any]] = []
+    out: list[Committed] = []
+    for c in commits:
+        if c.agent_id not in heads:
+            raise AgentNotFound(c.agent_id)
+        head, labels = heads[c.agent_id]
+        if head != c.parent:
+            raise VersionConflict(c.agent_id, c.parent, head)
+        new = head + 1
+        if c.seqs:
+            repo.versions.check_next_pending(c.agent_id, c.seqs)
+        row = _version_row(repo, c, new, now)
+        versions.append(row)
+        deltas.extend({"agent_id": c.agent_id, "version": new, "layer": name, "form": form,
+                       "gamma": float(ld.gamma), "d_v": ld.shape[0], "d_k": ld.shape[1],
+                       "rank": None if ld.is_dense else ld.rank, "dtype": blob.dtype,
+                       "data": blob.data, "sha256": blob.sha256}
+                      for name, ld, form, blob in c.encoded)
+        if c.seqs:
+            applied.append((c.agent_id, sorted(c.seqs), new))
+        move = {"aid": c.agent_id, "v": new, "n": len(c.seqs)}
+        grown = labels + c.labels_added
+        if c.labels_added and grown != labels:
+            labels_moved.append({**move, "labels": grown})
+        else:
+            heads_moved.append(move)
+        out.append(Committed(c.agent_id, new, c.checksum, row["tested_total"]))
+    with core.translate(wanted[0], commits[0].parent):
+        s.execute(insert(_VERSIONS), versions)
+        if deltas:
+            s.execute(insert(_DELTAS), deltas)
+        for agent_id, seqs, new in applied:  # pending rows only: checked above
+            for part in chunks(seqs):
+                s.execute(update(Event).where(*pending_terms(agent_id), Event.seq.in_(part))
+                          .values(applied_version=new))
+        if heads_moved:
+            s.execute(_HEAD, heads_moved)
+        if labels_moved:
+            s.execute(_HEAD_LABELS, labels_moved)
+        for c, done in zip(commits, out, strict=True):
+            if c.labels_added:
+                repo.versions.record_answers(c.agent_id, done.version, c.labels_added)
+        s.flush()
+    return out
+
+
+def _version_row(repo: Repository, c: DeltaCommit, new: int, now: datetime) -> dict[str, Any]:
+    """The ``versions`` row of ``c`` as ``insert_version`` + ``record_quality`` write it."""
+    hits = tested = hits_total = None
+    if c.hits is not None:
+        prev = repo.session.execute(_LAST_TESTED, {"aid": c.agent_id}).first()
+        hits = int(sum(bool(x) for x in c.hits))
+        tested = (int(prev[0] or 0) if prev is not None else 0) + len(c.hits)
+        hits_total = (int(prev[1] or 0) if prev is not None else 0) + hits
+    return {"agent_id": c.agent_id, "version": new, "parent": c.parent, "kind": "delta",
+            "state_of": None, "created_at": now, "event_count": len(c.seqs),
+            "checksum": c.checksum, "delta_norm": c.norm, "labels_added": c.labels_added,
+            "has_snapshot": False, "pinned": False, "status": "ok", "hits": hits,
+            "tested_total": tested, "hits_total": hits_total}
