@@ -170,17 +170,21 @@ class MemoryConfig:
 
 GUARD_ACTIONS = ("rollback", "quarantine", "alert")
 MAX_GUARD_WINDOW = 100_000
+MAX_GUARD_SAMPLE = 10_000  # events the guard keeps per agent (inputs and targets), at most
 
 
 @dataclass(frozen=True)
 class GuardPolicy:
     """The guard of an agent's quality (workers/actors/guard.py): when prequential accuracy over the last
     ``window`` events falls by more than ``drop`` against the ``window`` events before, confirmed
-    by a Page-Hinkley test on the error stream, it takes ``action``."""
+    by a Page-Hinkley test on the error stream, it takes ``action``. A rollback or quarantine
+    is first checked on the last ``sample`` events the guard keeps (default ``2 × window``;
+    0: no check): learnable drift only alerts (workers/actors/guard_check.py)."""
 
     window: int = 500
     drop: float = 0.1
     action: str = "alert"
+    sample: int = 1000
 
     @classmethod
     def from_dict(cls, d: Any) -> GuardPolicy | None:
@@ -188,10 +192,10 @@ class GuardPolicy:
             return None
         if not isinstance(d, dict):
             raise InputError("guard", "expected an object or null")
-        unknown = sorted(str(k) for k in set(d) - {"window", "drop", "action"})
+        unknown = sorted(str(k) for k in set(d) - {"window", "drop", "action", "sample"})
         if unknown:
             raise InputError(f"guard.{check_text(unknown[0], 'guard', 'text in a setting name')}",
-                             'unknown setting; expected "window", "drop" or "action"')
+                             'unknown setting; expected "window", "drop", "action" or "sample"')
         window = d.get("window", cls.window)
         if isinstance(window, bool) or not isinstance(window, int) or not 10 <= window <= MAX_GUARD_WINDOW:
             raise InputError("guard.window", f"expected an integer in [10, {MAX_GUARD_WINDOW}], got {window!r}")
@@ -199,7 +203,12 @@ class GuardPolicy:
         action = d.get("action", cls.action)
         if action not in GUARD_ACTIONS:
             raise InputError("guard.action", f'expected "rollback", "quarantine" or "alert", got {action!r}')
-        return cls(window=window, drop=drop, action=action)
+        sample = d.get("sample")
+        if sample is None:
+            sample = min(2 * window, MAX_GUARD_SAMPLE)
+        if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample <= MAX_GUARD_SAMPLE:
+            raise InputError("guard.sample", f"expected an integer in [0, {MAX_GUARD_SAMPLE}], got {sample!r}")
+        return cls(window=window, drop=drop, action=action, sample=sample)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

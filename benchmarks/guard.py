@@ -1,4 +1,4 @@
-"""``python -m benchmarks.guard [--events 3000] [--elec2 45312] [--window 500] [--drop 0.1]``:
+"""``python -m benchmarks.guard [--events 3000] [--elec2 45312] [--window 500] [--drop 0.1] [--seeds 1]``:
 the guard (workers/actors/guard.py) against a label-flip burst, a backdoor trigger and honest drift.
 
 Each stream runs through the learner's own path on a real SQLite store: test-then-train per
@@ -9,12 +9,16 @@ from the store and holds the rest of the stream (as the service would, until an 
 - label flip: a learnable stream of 8 Gaussian classes (16-d), then 300 events with 20% of the
   labels permuted (c_k → c_{k+1}), then clean events again;
 - backdoor: the same, the 300 attack events carrying a fixed key pattern with one label on 30%;
-- Elec2 (honest drift, real shifts): the guard with action ``alert`` counts the actions it would
-  have taken (false alarms: there is no attack).
+- Elec2 (honest drift, real shifts): the guard with action ``rollback``, run dry (each decision
+  counted, none carried out, so every confirmed regression of the stream is seen): a rollback
+  is a false alarm (there is no attack); an alert is a regression the guard's check
+  (workers/actors/guard_check.py) explained as learnable drift.
 
 The table: detection delay (events from the attack's start to the action), the accuracy on a
 clean held-out set at the end (and the backdoor's success rate on triggered held-out inputs),
-false alarms, and prequential accuracy, each with the guard and without. Figures:
+false alarms (rollbacks before the attack, or on Elec2), alerts, and prequential accuracy, each
+with the guard and without. ``--seeds N`` adds the attacks on N seeds (detection and delay).
+Figures:
 ``benchmarks/EVAL.md`` (the coordinator's run); ``--events 1200 --elec2 1500 --window 100`` is a smoke.
 """
 
@@ -27,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from benchmarks.eval_common import md_table
 
 DIM, CLASSES, BATCH = 16, 8, 10
 
@@ -58,8 +64,9 @@ def attack_stream(kind: str, n: int, seed: int = 0) -> tuple[np.ndarray, list[st
 
 
 def run(X: np.ndarray, y: list[str], config: dict[str, Any], guard: dict[str, Any] | None,
-        attack_at: int | None = None) -> dict[str, Any]:
-    """Stream through learner + store + guard; the final learner and what the guard did."""
+        attack_at: int | None = None, dry: bool = False) -> dict[str, Any]:
+    """Stream through learner + store + guard; the final learner and what the guard did.
+    ``dry``: every decision is counted, none is carried out (the stream goes on learning)."""
     from agent.config import AgentConfig
     from agent.model import MemoryAgent
     from storage.engine import Database
@@ -80,8 +87,9 @@ def run(X: np.ndarray, y: list[str], config: dict[str, Any], guard: dict[str, An
         head, held = 0, 0
         actions: list[tuple[str, int]] = []  # (action, events seen when it was taken)
         hits: list[bool] = []
+        reasons: list[str] = []
         for s in range(0, len(y), BATCH):
-            if actions and actions[-1][0] != "alert":
+            if actions and actions[-1][0] != "alert" and not dry:
                 held += len(y[s:s + BATCH])  # quarantined: held until an operator acts
                 continue
             payloads = [{"input": X[i], "target": y[i]} for i in range(s, min(s + BATCH, len(y)))]
@@ -89,19 +97,21 @@ def run(X: np.ndarray, y: list[str], config: dict[str, Any], guard: dict[str, An
             hits.extend(tested)
             delta = agent.learn_many(X[s:s + BATCH], y[s:s + BATCH])
             with unit_of_work(db) as repo:
-                head = repo.commit_version(aid, head, "delta", delta=delta,
+                got, _ = repo.append_events(aid, [dict(p) for p in payloads])  # arrays: stored as such
+                head = repo.commit_version(aid, head, "delta", delta=delta, event_seqs=[e.seq for e in got],
                                            checksum=agent.checksum()).version
                 repo.record_quality(aid, head, tested)
-                d = g.check(repo, aid, cfg.guard, head, tested) if cfg.guard else None
+                d = g.check(repo, aid, cfg.guard, head, tested, config=cfg) if cfg.guard else None
                 if d is not None:
-                    g.reset(aid)
+                    g.reset(aid, alerted=dry or d.action == "alert")
                     actions.append((d.action, s + len(tested)))
-                    if d.action == "rollback" and d.good_version is not None:
+                    reasons.append(d.reason)
+                    if d.action == "rollback" and d.good_version is not None and not dry:
                         head = repo.rollback(aid, d.good_version).version
                         agent.load_state(*repo.load_state(aid, head))
         db.dispose()
     first = next((at for _, at in actions if attack_at is None or at >= attack_at), None)
-    return {"agent": agent, "actions": actions, "preq": float(np.mean(hits)) if hits else 0.0,
+    return {"agent": agent, "actions": actions, "reasons": reasons, "preq": float(np.mean(hits)) if hits else 0.0,
             "delay": None if first is None or attack_at is None else first - attack_at, "held": held}
 
 
@@ -109,46 +119,75 @@ def _accuracy(agent: Any, X: np.ndarray, y: list[str]) -> float:
     return float(np.mean([p["label"] == t for p, t in zip(agent.predict_many(X), y, strict=True)]))
 
 
+def _attacks(args: argparse.Namespace, rows: list[list[Any]]) -> None:
+    config = {"kind": "classifier", "encoder": "none", "dim": DIM}
+    Xt, yt = _clusters(np.random.default_rng(99), 2000)  # clean held-out set
+    Xb = Xt + _trigger()  # triggered held-out inputs
+    for kind in ("label flip", "backdoor"):
+        X, y, start = attack_stream(kind, args.events)
+        for guard in (None, {"window": args.window, "drop": args.drop, "action": "rollback"}):
+            r = run(X, y, config, guard, start)
+            success = float(np.mean([p["label"] == "c0" for p in r["agent"].predict_many(Xb)]))
+            acts = [a for a, at in r["actions"] if at >= start]
+            rows.append([kind, "rollback" if guard else "none", r["delay"] if acts[:1] == ["rollback"] else None,
+                         _accuracy(r["agent"], Xt, yt), success if kind == "backdoor" else None,
+                         sum(1 for a, at in r["actions"] if at < start and a != "alert"),
+                         sum(1 for a, _ in r["actions"] if a == "alert"), r["preq"], r["held"]])
+
+
+def _elec2(args: argparse.Namespace, rows: list[list[Any]]) -> None:
+    from benchmarks.eval_elec2 import load
+
+    X, y = load(False)
+    X, y = X[:args.elec2], y[:args.elec2]
+    cfg = {"kind": "classifier", "encoder": "none", "dim": X.shape[1], "standardize": True,
+           "memory": {"lift_dim": 1024}}
+    for guard in (None, {"window": args.window, "drop": args.drop, "action": "rollback"}):
+        r = run(X, y, cfg, guard, dry=True)
+        rows.append(["Elec2 (honest drift)", "rollback, dry" if guard else "none", None, None, None,
+                     f"{sum(1 for a, _ in r['actions'] if a != 'alert')} in {len(y):,} events",
+                     sum(1 for a, _ in r["actions"] if a == "alert"), r["preq"], r["held"]])
+
+
+def _seeds(args: argparse.Namespace) -> None:
+    config = {"kind": "classifier", "encoder": "none", "dim": DIM}
+    guard = {"window": args.window, "drop": args.drop, "action": "rollback"}
+    rows = []
+    for kind in ("label flip", "backdoor"):
+        got = []
+        for seed in range(args.seeds):
+            X, y, start = attack_stream(kind, args.events, seed)
+            r = run(X, y, config, guard, start)
+            first = next(((a, at - start) for a, at in r["actions"] if at >= start), None)
+            got.append("-" if first is None else f"{first[1]}" if first[0] == "rollback" else f"alert@{first[1]}")
+        rows.append([kind, sum(g[0].isdigit() for g in got), ", ".join(got)])
+    print(f"\nThe attacks on seeds 0-{args.seeds - 1}: rolled back, and the delay of each (-: no action)")
+    print(md_table(["stream", f"rolled back (of {args.seeds})", "delay per seed (events)"], rows))
+
+
 def main(argv: list[str] | None = None) -> int:
     from agent.memory.backend import set_blas_threads
-    from benchmarks.eval_common import md_table
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.guard", description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=3000, help="events per attack stream")
     ap.add_argument("--elec2", type=int, default=45312, help="Elec2 events (0: skip)")
     ap.add_argument("--window", type=int, default=500)
     ap.add_argument("--drop", type=float, default=0.1)
+    ap.add_argument("--seeds", type=int, default=1, help="attack seeds for the detection table (1: none)")
     args = ap.parse_args(argv)
     set_blas_threads(1)
-    config = {"kind": "classifier", "encoder": "none", "dim": DIM}
-    Xt, yt = _clusters(np.random.default_rng(99), 2000)  # clean held-out set
-    Xb = Xt + _trigger()  # triggered held-out inputs
-    rows = []
-    for kind in ("label flip", "backdoor"):
-        X, y, start = attack_stream(kind, args.events)
-        for guard in (None, {"window": args.window, "drop": args.drop, "action": "rollback"}):
-            r = run(X, y, config, guard, start)
-            success = float(np.mean([p["label"] == "c0" for p in r["agent"].predict_many(Xb)]))
-            rows.append([kind, "rollback" if guard else "none", r["delay"], _accuracy(r["agent"], Xt, yt),
-                         success if kind == "backdoor" else None,
-                         sum(1 for _, at in r["actions"] if at < start), r["preq"], r["held"]])
+    rows: list[list[Any]] = []
+    _attacks(args, rows)
     if args.elec2:
-        from benchmarks.eval_elec2 import load
-
-        X, y = load(False)
-        X, y = X[:args.elec2], y[:args.elec2]
-        cfg = {"kind": "classifier", "encoder": "none", "dim": X.shape[1], "standardize": True,
-               "memory": {"lift_dim": 1024}}
-        for guard in (None, {"window": args.window, "drop": args.drop, "action": "alert"}):
-            r = run(X, y, cfg, guard)
-            rows.append(["Elec2 (honest drift)", "alert" if guard else "none", None, None, None,
-                         len(r["actions"]), r["preq"], r["held"]])
+        _elec2(args, rows)
     print(f"The guard (window {args.window}, drop {args.drop}), micro-batches of {BATCH}")
     print(md_table(["stream", "guard", "detection delay (events)", "clean held-out acc at end",
-                    "backdoor success", "false alarms", "prequential acc", "events held"],
+                    "backdoor success", "false alarms (rollbacks)", "alerts", "prequential acc", "events held"],
                    [[k, g, "-" if d is None else d, "-" if a is None else f"{a:.3f}",
-                     "-" if b is None else f"{b:.3f}", f, f"{p:.3f}", h]
-                    for k, g, d, a, b, f, p, h in rows]))
+                     "-" if b is None else f"{b:.3f}", f, al, f"{p:.3f}", h]
+                    for k, g, d, a, b, f, al, p, h in rows]))
+    if args.seeds > 1:
+        _seeds(args)
     return 0
 
 

@@ -41,7 +41,9 @@ def test_page_hinkley_alarms_where_rivers_does(seed):
 @pytest.mark.parametrize("guard,field", [
     ({"window": 5}, "guard.window"), ({"window": 2.5}, "guard.window"), ({"window": True}, "guard.window"),
     ({"drop": 0}, "guard.drop"), ({"drop": 1.5}, "guard.drop"), ({"drop": "x"}, "guard.drop"),
-    ({"action": "explode"}, "guard.action"), ({"windoww": 100}, "guard.windoww"), ([], "guard")])
+    ({"action": "explode"}, "guard.action"), ({"windoww": 100}, "guard.windoww"), ([], "guard"),
+    ({"sample": -1}, "guard.sample"), ({"sample": 10_001}, "guard.sample"), ({"sample": 1.5}, "guard.sample"),
+    ({"sample": False}, "guard.sample")])
 def test_policy_is_validated_naming_the_field(guard, field):
     with pytest.raises(InputError) as e:
         AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3, "guard": guard})
@@ -50,7 +52,9 @@ def test_policy_is_validated_naming_the_field(guard, field):
 
 def test_policy_defaults_and_json():
     cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3, "guard": {}})
-    assert cfg.to_dict()["guard"] == {"window": 500, "drop": 0.1, "action": "alert"}
+    assert cfg.to_dict()["guard"] == {"window": 500, "drop": 0.1, "action": "alert", "sample": 1000}
+    small = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3, "guard": {"window": 40}})
+    assert small.guard is not None and small.guard.sample == 80  # 2 × window unless given
     assert "guard" not in AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3}).to_dict()
 
 
@@ -73,12 +77,13 @@ def _flip(events: list[dict], rng: np.random.Generator, share: float = 0.2) -> l
     return out
 
 
-def _agent(raw, tenant, action: str) -> str:
+def _agent(raw, tenant, action: str, sample: int | None = None) -> str:
+    guard = {**GUARD, "action": action, **({} if sample is None else {"sample": sample})}
     r = raw.post("/v1/agents", json={"name": f"g-{uuid.uuid4().hex[:6]}", "kind": "classifier",
-                                     "encoder": "none", "dim": DIM, "guard": {**GUARD, "action": action}},
+                                     "encoder": "none", "dim": DIM, "guard": guard},
                  headers=auth(tenant))
     assert r.status_code == 201, r.text
-    assert r.json()["guard"] == {**GUARD, "action": action} and r.json()["events_held"] == 0
+    assert r.json()["guard"] == {"sample": 200, **guard} and r.json()["events_held"] == 0
     return r.json()["id"]
 
 
@@ -143,9 +148,11 @@ def _backdoor(events: list[dict], rng: np.random.Generator, share: float, scale:
 def test_backdoor_trigger_burst_is_quarantined_and_held_events_can_be_forgotten(raw, tenant_a):
     """A trigger the memory cannot separate at once (scale 1.5: close to the clean classes)
     costs accuracy for a whole window: quarantined. The held events can be forgotten, then the
-    rest released."""
+    rest released. Without the guard's check (``sample`` 0): in 6 dimensions this trigger is a
+    rule fresh learners learn as well as the clean classes, so the check calls it learnable
+    drift and alerts (workers/actors/guard_check.py; tests/test_guard_check.py)."""
     rng = np.random.default_rng(9)
-    aid = _agent(raw, tenant_a, "quarantine")
+    aid = _agent(raw, tenant_a, "quarantine", sample=0)
     _send(tenant_a, aid, _stream(rng, 500, "b"))
     wait_applied(tenant_a, aid, 500)
     attack = _backdoor(_stream(rng, 300, "b", 500), rng, 0.3, 1.5)

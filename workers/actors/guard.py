@@ -1,6 +1,6 @@
 """The guard: an agent's policy against regressions of its prequential quality (issue 18 §3).
 
-Policy ``{"window": W, "drop": d, "action": "alert" | "quarantine" | "rollback"}``
+Policy ``{"window": W, "drop": d, "action": "alert" | "quarantine" | "rollback", "sample": n}``
 (:class:`agent.config.GuardPolicy`). After each committed micro-batch the learner feeds the
 batch's misses (1 = the prediction made before learning was wrong) to a Page-Hinkley test for an
 increase of the error rate (:class:`PageHinkley`: River's ``drift.PageHinkley`` in mode ``up``,
@@ -20,12 +20,20 @@ Actions, each a record in ``guard_actions`` with its reason (``GET /v1/agents/{i
   ends the reference window, at the change point), then quarantine. The versions after it stay readable, so a rollback to
   one of them undoes it; release resumes learning on the rolled-back state.
 
+A rollback or quarantine is checked first (:mod:`workers.actors.guard_check`, once half a
+window of events after the change is in): a regression that fresh learners explain as
+learnable drift (the events after the change about as consistent as those before, or learnt
+better than the version before the change knows them) is recorded as an ``alert`` with the
+figures in its reason; only an attack's signature (less consistent, and no better learnt than
+known) acts. Policy ``sample`` (default ``2 × window``; 0: no check) caps the events it reads back.
+
 An operator's release is a decision about those events: the guard takes no action on the events
 a release applies, and watches again from the first event after them.
 
 The detector's state lives in the learner shard's memory (bounded: a few numbers per guarded
 agent); a restarted or reloaded learner starts a fresh test, which cannot alarm before ``W``
-new events. Nothing here scans an agent's history.
+new events. Nothing here scans an agent's history: the check reads at most ``sample`` of the
+last events back, at a confirmed alarm only.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from sqlalchemy import select
 
 from storage.errors import InputError
 from storage.models import Agent, GuardAction, Version
+from workers.actors.guard_check import explain, needed
 
 __all__ = ["PageHinkley", "Decision", "Guard", "record_action", "window_drop", "guard_json",
            "check_release", "set_quarantined", "detector"]
@@ -119,6 +128,7 @@ def window_drop(repo: Any, agent_id: str, version: int, window: int,
 class _Test:
     ph: PageHinkley
     offset: int  # events the agent had tested before the test's first value
+    floor: int  # events tested when the watch began (the check reads no earlier event)
     suspect: int | None = None  # earliest change point of an alarm not yet confirmed
 
 
@@ -127,22 +137,33 @@ class Guard:
 
     def __init__(self) -> None:
         self._tests: dict[str, _Test] = {}
+        self._floors: dict[str, int] = {}  # where the watch began, kept across an alert's reset
         self.counts: dict[str, int] = {}  # actions taken, by kind (metrics)
 
-    def reset(self, agent_id: str) -> None:
-        self._tests.pop(agent_id, None)
+    def reset(self, agent_id: str, alerted: bool = False) -> None:
+        """A fresh test for the agent. ``alerted``: after an alert (the state did not move),
+        the check may still read the events before it; after anything else (a rollback, a
+        quarantine, a release) only the events after it."""
+        st = self._tests.pop(agent_id, None)
+        self._floors.pop(agent_id, None)
+        if alerted and st is not None:
+            self._floors[agent_id] = st.floor
 
     def check(self, repo: Any, agent_id: str, policy: Any, version: int,
-              hits: list[bool], row_total: int | None = None) -> Decision | None:
+              hits: list[bool], row_total: int | None = None,
+              config: Any = None) -> Decision | None:
         """Feed a committed batch's outcomes; a decision when the policy must act.
-        ``row_total``: the version's ``tested_total`` when the caller holds it."""
+        ``row_total``: the version's ``tested_total`` when the caller holds it; ``config``:
+        the agent's, for the check of rollbacks and quarantines
+        (:mod:`workers.actors.guard_check`; without it every confirmed regression acts)."""
         if row_total is None:
             row_total = repo.session.scalar(select(Version.tested_total).where(
                 Version.agent_id == agent_id, Version.version == version))
         before = int(row_total or len(hits)) - len(hits)
         st = self._tests.get(agent_id)
         if st is None:
-            st = self._tests[agent_id] = _Test(detector(policy.window, policy.drop), before)
+            floor = self._floors.pop(agent_id, before)
+            st = self._tests[agent_id] = _Test(detector(policy.window, policy.drop), before, floor)
         change = None
         for i, h in enumerate(hits):
             if st.ph.drift_detected:  # the test starts again with this value
@@ -161,9 +182,33 @@ class Guard:
         if got is None or got[0] - got[1] <= policy.drop:
             return None
         ref, recent, good = got
-        return Decision(policy.action, f"prequential accuracy fell from {ref:.3f} to {recent:.3f} "
-                        f"over the last {policy.window} events (drop > {policy.drop}; Page-Hinkley "
-                        f"alarm at version {version}, change after event {st.suspect or change})", good)
+        at = st.suspect if st.suspect is not None else change
+        reason = (f"prequential accuracy fell from {ref:.3f} to {recent:.3f} over the last "
+                  f"{policy.window} events (drop > {policy.drop}; Page-Hinkley alarm at version "
+                  f"{version}, change after event {at})")
+        if policy.action == "alert" or config is None or policy.sample == 0:
+            return Decision(policy.action, reason, good)
+        need = needed(policy.window)
+        if before + len(hits) - at < need:
+            return None  # the check waits for enough events after the change (within 2W)
+        c = explain(repo, agent_id, before + len(hits), at, st.floor, need, policy.sample,
+                    config, _holding(repo, agent_id, good, config))
+        if c is None:
+            return Decision(policy.action, f"{reason}; too few events before the change (or "
+                            f"read back) to check it", good)
+        if c.learnable(policy.drop):
+            return Decision("alert", f"{reason}; not a {policy.action}: learnable drift ({c.describe()})",
+                            None)
+        return Decision(policy.action, f"{reason}; an attack, not learnable drift ({c.describe()})", good)
+
+
+def _holding(repo: Any, agent_id: str, version: int, config: Any) -> Any:
+    """A learner holding ``version``'s state (read at a confirmed alarm only)."""
+    from workers.actors.factory import make_learner
+
+    learner = make_learner(config)
+    learner.load_state(*repo.load_state(agent_id, version))
+    return learner
 
 
 def record_action(repo: Any, agent_id: str, action: str, version: int | None, reason: str) -> None:

@@ -127,6 +127,9 @@ class Guard(BaseModel):
     drop: float | None = Field(None, gt=0, le=1, description="accuracy drop that trips it "
                                "(null: 0.1)")
     action: Literal["rollback", "quarantine", "alert"] = "alert"
+    sample: int | None = Field(None, ge=0, le=C.MAX_GUARD_SAMPLE, description="events read back to "
+                               "tell an attack from learnable drift before a rollback or quarantine "
+                               "(null: 2 × window; 0: no check)")
 
 
 class _Base(BaseModel):
