@@ -10,7 +10,6 @@ a classifier agent encoded here: :mod:`workers.text_head`).
 from __future__ import annotations
 
 import itertools
-import threading
 import zlib
 from datetime import datetime
 from typing import Any
@@ -141,6 +140,10 @@ class Runtime:
         self._ingest = [ray.get_actor(f"ingest-{i}", namespace=ns)
                         for i in range(max(1, self.s.learner_shards))]
         self._owner = False
+        if self.text_head.mode == "local":
+            with self.store.read() as repo:
+                if has_text_agents(repo):
+                    self.text_head.load_in_background()
 
     def shutdown(self) -> None:
         self._head_reader.close()
@@ -214,9 +217,8 @@ class Runtime:
             out = agent_json(agent, labels)
         if cfg.encoder == "minilm" and cfg.kind != "chat":
             self.text_encoder()._actor()  # starts loading the model now, not on the first text
-            if self.text_head.serves(cfg.to_dict()) and not self.text_head.loaded:
-                threading.Thread(target=self.text_head.encoder, name="text-head-load",
-                                 daemon=True).start()  # this process's copy, not on a request
+            if self.text_head.serves(cfg.to_dict()):
+                self.text_head.load_in_background()
         return out
 
     def list_agents(self, tenant_id: str) -> list[dict[str, Any]]:

@@ -72,6 +72,12 @@ class TextHead:
                     self._local = _load(self.threads)
         return self._local
 
+    def load_in_background(self) -> None:
+        """Load the local copy (``"local"``) in a thread, so no request waits for all of it
+        (a text predict that needs it meanwhile waits for the load to end)."""
+        if self.mode == "local" and self._local is None:
+            threading.Thread(target=self.encoder, name="text-head-load", daemon=True).start()
+
 
 def _load(threads: int) -> Encoder:
     """The process's MiniLM, warm, on ``threads`` torch threads (as the encoder actor sets
