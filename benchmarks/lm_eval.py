@@ -195,6 +195,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _lm(args: argparse.Namespace) -> Any:
+    from agent.lm.deltamem import check_adapter_file
+
+    if args.adapter:
+        check_adapter_file(args.adapter)
     if args.model == "smollm2":
         from agent.lm.runtime import get_lm
 

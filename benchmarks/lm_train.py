@@ -38,7 +38,7 @@ from agent.lm.checkpoint import load_checkpoint, save_checkpoint
 from agent.lm.deltamem import DeltaMem, DeltaMemConfig
 from agent.lm.episodes import Episode, locomo_episodes, synthetic_episodes
 from agent.lm.examples import REGIMES, Example, MessageBank, prepare
-from agent.lm.objective import answer_nll, lr_at, objective, state_gap, write_states
+from agent.lm.objective import answer_nll, lr_at, objective_backward, state_gap, write_states
 from agent.lm.runtime import MemLM
 
 __all__ = ["Example", "prepare", "train_step", "batch_loss", "mean_loss", "draw", "main"]
@@ -56,11 +56,11 @@ def batch_loss(lm: MemLM, batch: list[Example], kernel: str = "chunk") -> torch.
 
 
 def train_step(lm: MemLM, opt: torch.optim.Optimizer, batch: list[Example], margin: float = 0.5,
-               weight: float = 1.0) -> dict[str, float]:
-    """One optimizer step on :func:`objective`; returns its parts (``loss``, ``ce``, ``gap``…)."""
+               weight: float = 1.0, max_tokens: int = 0) -> dict[str, float]:
+    """One optimizer step on :func:`agent.lm.objective.objective`, its read passes in
+    micro-batches of at most ``max_tokens`` padded tokens (0: one); returns its parts."""
     opt.zero_grad(set_to_none=True)
-    loss, stats = objective(lm, batch, margin, weight)
-    loss.backward()
+    stats = objective_backward(lm, batch, margin, weight, max_tokens=max_tokens)
     torch.nn.utils.clip_grad_norm_(lm.mem.parameters(), 1.0)
     opt.step()
     return stats
@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     a("--recall-eval", type=int, default=32, help="held-out episodes decoded for recall")
     a("--steps", type=int, default=2000, help="step budget")
     a("--batch", type=int, default=16)
+    a("--max-tokens", type=int, default=1024,
+      help="padded read tokens per micro-batch (own + other pass; bounds the activations held "
+           "for backward: about 1.3 MB per token on SmolLM2; 0: the whole batch at once)")
     a("--lr", type=float, default=2e-3)
     a("--warmup", type=int, default=100)
     a("--min-lr-ratio", type=float, default=0.1)
@@ -240,7 +243,7 @@ def _train(args: argparse.Namespace, lm: MemLM, mem: DeltaMem, opt: torch.optim.
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.lr, args.warmup, args.steps, args.min_lr_ratio)
         stats = train_step(lm, opt, draw(train_ex, args.batch, args.seed, step), args.margin,
-                           args.contrast_weight)
+                           args.contrast_weight, args.max_tokens)
         progress["losses"].append(stats["loss"])
         if step % args.log_every == 0:
             print(f"step {step} lr {opt.param_groups[0]['lr']:.2e} "

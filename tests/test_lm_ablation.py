@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from agent.lm.backbone import tiny_llama
@@ -64,3 +65,26 @@ def test_conditions_are_wired_as_documented():
     one = evaluate_episodes(lm, eps[:1], ["agent-other", "agent"], settings)
     assert one["recall"]["agent-other"].get("all", []) == []  # one history: no other state
     assert len(one["f1"]["agent"]["all"]) == 1
+
+
+def test_missing_adapter_file_is_one_clear_line_naming_it(tmp_path, capsys):
+    """A wrong ``--adapter`` fails before any model is loaded, with the file named (it used to
+    print ``error: None: None``: safetensors raises FileNotFoundError without a filename)."""
+    from agent.lm.runtime import get_lm
+    from workers.cli.commands import user_error_line
+
+    missing = tmp_path / "no-such-adapter.safetensors"
+    for model in ("tiny", "smollm2"):
+        rc = cli_main(["eval", "lm", "--model", model, "--adapter", str(missing), "--quick"])
+        assert rc == 1
+        captured = capsys.readouterr()
+        assert captured.err.strip() == f"error: {missing}: δ-mem adapter file not found"
+        assert "backbone" not in captured.out  # nothing was loaded
+    with pytest.raises(FileNotFoundError) as e:  # the chat agent's loader, before the backbone
+        get_lm(str(missing))
+    assert e.value.filename == str(missing)
+    from safetensors import safe_open
+
+    with pytest.raises(FileNotFoundError) as raw:  # a library's error without errno/filename
+        safe_open(str(missing), framework="pt")
+    assert user_error_line(raw.value) == f"No such file or directory: {missing}"

@@ -14,7 +14,15 @@ from agent.lm.backbone import tiny_llama
 from agent.lm.deltamem import DeltaMem, DeltaMemConfig
 from agent.lm.episodes import Episode, synthetic_episodes
 from agent.lm.examples import prepare
-from agent.lm.objective import lr_at, objective, partners, state_gap, state_gap_reference
+from agent.lm.objective import (
+    lr_at,
+    micro_batches,
+    objective,
+    objective_backward,
+    partners,
+    state_gap,
+    state_gap_reference,
+)
 from agent.lm.runtime import MemLM
 from benchmarks.lm_train import main
 
@@ -68,6 +76,35 @@ def test_gap_statistic_equals_slow_reference():
         assert math.isclose(fast[key], ref[key], rel_tol=1e-4, abs_tol=1e-5), (key, fast, ref)
     assert fast["reached"] == (fast["gap"] > 3.0 * fast["se"])
     assert abs(fast["gap"]) > 1e-4  # the states really change the answer's likelihood
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_micro_batched_gradient_equals_one_graph(seed):
+    """The bounded-memory training step (read passes in micro-batches, the states' gradient
+    accumulated on a detached copy) gives the one-graph objective's loss parts and gradients."""
+    lm = _lm(delta_init=0.1)
+    rng = torch.Generator().manual_seed(seed)
+    eps = synthetic_episodes(7, seed=20 + seed, distractor_prob=0.5)
+    batch = prepare(lm, eps, regime="state")
+    perm = torch.randperm(len(batch), generator=rng).tolist()
+    batch = [batch[i] for i in perm]
+    lm.mem.zero_grad(set_to_none=True)
+    loss, ref_stats = objective(lm, batch, margin=0.7, weight=0.8)
+    loss.backward()
+    ref = {n: p.grad.clone() for n, p in lm.mem.named_parameters()}
+    longest = max(len(ex.ids) for ex in batch)
+    for max_tokens in (0, 2 * longest, 5 * longest):  # one group, one row per group, a few rows
+        groups = micro_batches(batch, max_tokens)
+        assert sorted(i for g in groups for i in g) == list(range(len(batch)))
+        assert max_tokens == 0 or all(
+            len(g) == 1 or 2 * len(g) * max(len(batch[i].ids) for i in g) <= max_tokens for g in groups)
+        lm.mem.zero_grad(set_to_none=True)
+        stats = objective_backward(lm, batch, margin=0.7, weight=0.8, max_tokens=max_tokens)
+        for k, v in ref_stats.items():
+            assert math.isclose(stats[k], v, rel_tol=1e-5, abs_tol=1e-6), (max_tokens, k)
+        for n, p in lm.mem.named_parameters():
+            torch.testing.assert_close(p.grad, ref[n], rtol=1e-4, atol=1e-6, msg=f"{n} at {max_tokens}")
+    assert len(micro_batches(batch, 2 * longest)) == len(batch)
 
 
 def test_schedule_values():

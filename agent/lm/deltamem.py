@@ -30,7 +30,9 @@ attention input ``x`` itself. Modes (one at a time, set by context managers):
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -42,7 +44,14 @@ from torch import nn
 from agent.lm.fused import Fused, add_read, fuse
 from agent.lm.state import write_chunk, write_naive
 
-__all__ = ["DeltaMemConfig", "DeltaMem"]
+__all__ = ["DeltaMemConfig", "DeltaMem", "check_adapter_file"]
+
+
+def check_adapter_file(path: str) -> None:
+    """Raise :class:`FileNotFoundError` naming ``path`` unless it is a file (checked before the
+    backbone is loaded, so a wrong ``--adapter`` fails at once with a clear line)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(errno.ENOENT, "δ-mem adapter file not found", path)
 
 
 @dataclass(frozen=True)
@@ -331,9 +340,13 @@ class DeltaMem(nn.Module):
 
     @classmethod
     def load(cls, path: str) -> tuple[DeltaMem, dict[str, Any]]:
-        """The module (float32) and its card from a file written by :meth:`save`."""
+        """The module (float32) and its card from a file written by :meth:`save`.
+
+        A missing file raises :class:`FileNotFoundError` naming it (the CLI prints
+        ``error: <path>: δ-mem adapter file not found``)."""
         from safetensors import safe_open
 
+        check_adapter_file(path)
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
             tensors = {k: f.get_tensor(k).to(torch.float32) for k in f.keys()}

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from agent.lm.examples import Example
 
-__all__ = ["lr_at", "partners", "write_states", "answer_nll", "objective", "state_gap",
-           "state_gap_reference"]
+__all__ = ["lr_at", "partners", "write_states", "answer_nll", "objective", "micro_batches",
+           "objective_backward", "state_gap", "state_gap_reference"]
 
 
 def lr_at(step: int, base: float, warmup: int, total: int, min_ratio: float = 0.1) -> float:
@@ -87,23 +87,32 @@ def write_states(lm: Any, batch: list[Example], kernel: str = "chunk") -> torch.
 
 def answer_nll(lm: Any, batch: list[Example], S: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed answer-token negative log-likelihood per example (B,) and the token counts (B,),
-    each prompt read with its row of ``S`` (B, L, d_v, d_k)."""
+    each prompt read with its row of ``S`` (B, L, d_v, d_k).
+
+    The decoder runs over the padded prompts; the LM head (vocabulary 49k on SmolLM2) is applied
+    to the positions that predict an answer token only, so no (B, T, vocab) logits are held."""
     B, T = len(batch), max(len(ex.ids) for ex in batch)
     ids = torch.full((B, T), lm.bb.eos, dtype=torch.long)
     att = torch.zeros(B, T, dtype=torch.long)
-    labels = torch.full((B, T), -100, dtype=torch.long)
+    rows: list[int] = []
+    pos: list[int] = []
+    tgt: list[int] = []
     for i, ex in enumerate(batch):
         n = len(ex.ids)
         ids[i, :n] = torch.tensor(ex.ids)
         att[i, :n] = 1
-        labels[i, n - ex.n_target: n] = torch.tensor(ex.ids[n - ex.n_target:])
+        rows += [i] * ex.n_target
+        pos += range(n - ex.n_target - 1, n - 1)  # position t predicts token t + 1
+        tgt += ex.ids[n - ex.n_target:]
     dev = lm.device
-    ids, att, labels = ids.to(dev), att.to(dev), labels.to(dev)
+    ids, att = ids.to(dev), att.to(dev)
+    r, p, y = (torch.tensor(v, dtype=torch.long, device=dev) for v in (rows, pos, tgt))
     with lm.mem.reading(S):
-        logits = lm.bb.model(input_ids=ids, attention_mask=att, use_cache=False).logits
-    tok = F.cross_entropy(logits[:, :-1].transpose(1, 2), labels[:, 1:], ignore_index=-100,
-                          reduction="none")  # (B, T-1), zero where ignored
-    return tok.sum(1), (labels[:, 1:] != -100).sum(1).to(tok.dtype)
+        hidden = lm.bb.model.model(input_ids=ids, attention_mask=att, use_cache=False)[0]
+    logits = lm.bb.model.lm_head(hidden[r, p])  # (K, vocab), K = answer tokens of the batch
+    tok = F.cross_entropy(logits, y, reduction="none")
+    nll = torch.zeros(B, dtype=tok.dtype, device=dev).index_add(0, r, tok)
+    return nll, torch.bincount(r, minlength=B).to(tok.dtype)
 
 
 def objective(lm: Any, batch: list[Example], margin: float = 0.5, weight: float = 1.0,
@@ -125,6 +134,65 @@ def objective(lm: Any, batch: list[Example], margin: float = 0.5, weight: float 
         stats.update(gap=float(gap.detach().mean()), hinge=float(hinge.detach()))
     stats["loss"] = float(loss.detach())
     return loss, stats
+
+
+def micro_batches(batch: list[Example], max_tokens: int) -> list[list[int]]:
+    """Positions of ``batch`` in groups whose padded read tokens (rows × longest prompt, own and
+    other pass together) stay within ``max_tokens``; shortest prompts first, at least one row
+    per group. ``max_tokens <= 0``: one group."""
+    order = sorted(range(len(batch)), key=lambda i: len(batch[i].ids))
+    if max_tokens <= 0:
+        return [order] if order else []
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and 2 * (len(groups[-1]) + 1) * len(batch[i].ids) <= max_tokens:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def objective_backward(lm: Any, batch: list[Example], margin: float = 0.5, weight: float = 1.0,
+                       kernel: str = "chunk", max_tokens: int = 0) -> dict[str, float]:
+    """``objective(...)[0].backward()`` with bounded memory; returns the same parts.
+
+    The states of the whole batch are written once; the read passes (own and other state) run
+    in :func:`micro_batches` of at most ``max_tokens`` padded tokens, each backpropagated into a
+    detached copy of the states as soon as it is done, so only one micro-batch's activations are
+    held at a time. The states' accumulated gradient then flows through the write pass once.
+    The loss is a sum over examples, so the gradient equals the one-graph reference's up to float
+    summation order (``test_micro_batched_gradient_equals_one_graph``)."""
+    S = write_states(lm, batch, kernel)
+    S_leaf = S.detach().requires_grad_(True)
+    pair = partners([ex.history for ex in batch])
+    keep = [i for i, j in enumerate(pair) if j is not None]
+    contrast = weight > 0 and bool(keep)
+    B, K = len(batch), max(1, len(keep))
+    ce_sum = gap_sum = hinge_sum = 0.0
+    for group in micro_batches(batch, max_tokens):
+        sub = [batch[i] for i in group]
+        nll, n = answer_nll(lm, sub, S_leaf[group])
+        ce_own = nll / n
+        part = ce_own.sum() / B
+        ce_sum += float(ce_own.detach().sum())
+        if contrast:
+            sel = [g for g, i in enumerate(group) if pair[i] is not None]
+            if sel:
+                nll_o, n_o = answer_nll(lm, [sub[g] for g in sel],
+                                        S_leaf[[pair[group[g]] for g in sel]])  # type: ignore[misc]
+                gap = nll_o / n_o - ce_own[sel]
+                hinge = torch.relu(margin - gap)
+                part = part + weight * hinge.sum() / K
+                gap_sum += float(gap.detach().sum())
+                hinge_sum += float(hinge.detach().sum())
+        part.backward()
+    if S_leaf.grad is not None and S.requires_grad:
+        S.backward(S_leaf.grad)
+    stats = {"ce": ce_sum / B}
+    if contrast:
+        stats.update(gap=gap_sum / len(keep), hinge=hinge_sum / len(keep))
+    stats["loss"] = stats["ce"] + (weight * stats["hinge"] if contrast else 0.0)
+    return stats
 
 
 def _summary(own: list[float], other: list[float], z: float) -> dict[str, Any]:

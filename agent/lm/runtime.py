@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from agent.lm.backbone import Backbone, load_smollm2
-from agent.lm.deltamem import DeltaMem, DeltaMemConfig
+from agent.lm.deltamem import DeltaMem, DeltaMemConfig, check_adapter_file
 from agent.lm.state import masked_mean
 
 __all__ = ["render", "MemLM", "get_lm", "ADAPTER_PATH"]
@@ -178,6 +178,8 @@ def get_lm(adapter: str | None = None) -> MemLM:
     """SmolLM2 + δ-mem, once per process. ``adapter``: a safetensors file from training; by
     default the shipped one when present, else an untrained δ-mem (W_Δ = 0: the base model)."""
     path = adapter if adapter is not None else (ADAPTER_PATH if os.path.exists(ADAPTER_PATH) else "")
+    if path:
+        check_adapter_file(path)
     with _LOCK:
         if path in _CACHE:
             return _CACHE[path]

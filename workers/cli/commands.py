@@ -62,7 +62,8 @@ def user_error_line(e: BaseException) -> str | None:
         return f"{field}: {err.get('msg')} (got {err.get('input')!r})" if field != "admin_key" \
             and field != "api_key" else f"{field}: {err.get('msg')}"
     if isinstance(e, (FileNotFoundError, IsADirectoryError, PermissionError)):
-        return f"{e.filename}: {e.strerror}"
+        # raised without errno/filename (e.g. by a library) the message is all there is
+        return f"{e.filename}: {e.strerror}" if e.filename is not None else str(e) or type(e).__name__
     if isinstance(e, ModuleNotFoundError) and (e.name or "").startswith("benchmarks"):
         return f"{e.name}: not available in this installation"
     return None
