@@ -85,7 +85,9 @@ async def ingest(agent_id: str, request: Request, tenant: TenantId, service: Ser
     """Stream events (JSON ``{"events": [...]}``, NDJSON (one event a line) or an Arrow IPC
     stream (one event a row, :mod:`workers.http.arrow`))."""
     partial = IngestQuery.model_validate(dict(request.query_params)).partial
-    agent = await call(service.agent_config, tenant, agent_id)
+    # the agent's config without a thread hop when the service holds it (as predict does)
+    hit = service.cached_config(tenant, agent_id)
+    agent = hit if hit is not None else await call(service.agent_config, tenant, agent_id)
     if is_arrow(request.headers.get("content-type")):
         valid, rejected, first_field, items = await read_arrow(request, agent, settings)
     else:
