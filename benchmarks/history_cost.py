@@ -59,7 +59,7 @@ def grow(db: Database, agent_id: str, versions: int) -> None:
                  "labels_added": [], "has_snapshot": False, "pinned": False, "status": "ok"}
                 for v in range(first, first + n)])
             repo.session.execute(insert(Event), [
-                {"agent_id": agent_id, "client_id": f"hist-{seq + i}", "seq": seq + i,
+                {"agent_key": agent.key, "client_id": f"hist-{seq + i}", "seq": seq + i,
                  "payload": {"input": [1.0] * DIM, "target": "L0"}, "received_at": now,
                  "applied_version": first + i} for i in range(n)])
             seq += n

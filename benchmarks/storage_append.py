@@ -68,7 +68,7 @@ def append_events_orm(repo: Repository, agent_id: str, events: list[dict[str, An
     existing: set[str] = set()
     for part in chunks(sorted(set(ids))):
         existing.update(repo.session.scalars(select(Event.client_id).where(
-            Event.agent_id == agent_id, Event.client_id.in_(part))))
+            Event.agent_key == agent.key, Event.client_id.in_(part))))
     now = received_at or utcnow()
     accepted: list[Event] = []
     duplicates: list[str] = []
@@ -80,7 +80,7 @@ def append_events_orm(repo: Repository, agent_id: str, events: list[dict[str, An
             continue
         cid = cid or "ev_" + uuid.uuid4().hex
         seen.add(cid)
-        accepted.append(Event(agent_id=agent_id, client_id=cid, seq=seq, payload=payload,
+        accepted.append(Event(agent_key=agent.key, client_id=cid, seq=seq, payload=payload,
                               received_at=now))
         seq += 1
     if accepted:

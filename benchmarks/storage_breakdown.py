@@ -1,7 +1,7 @@
 """Bytes stored per event, split by table and index (issue 16: ≤ 2 KB per event at 384-d).
 
     .venv/bin/python -m benchmarks.storage_breakdown [--agents 20] [--per-agent 2000]
-        [--request 1000] [--batch 512] [--pg URL]
+        [--request 1000] [--batch 512] [--pg URL] [--sqlite-only] [--page-size N] [--reads N]
 
 Builds each database the way ``benchmarks.ingest_paths`` fills it, through the repository
 without HTTP or Ray: ``--agents`` classifier agents (rule delta, d = 384, 20 labels), each sent
@@ -11,7 +11,9 @@ requests, :func:`storage.repository.event_groups.append_groups`, client ids
 ``--batch`` (the service's burst size) with float64 deltas (the service's default), which marks
 the events applied as the learner does. Then it prints, per event, the space of every table and
 index (SQLite: the ``dbstat`` virtual table, pages and their unused bytes; PostgreSQL:
-``pg_relation_size``/``pg_indexes_size``), and the event row's columns alone.
+``pg_table_size``/``pg_relation_size``), and the event row's columns alone; then the median
+time of one event read by its client id (``--reads``; ``--page-size`` builds the SQLite file
+with other pages, to compare).
 
 PostgreSQL is measured when ``--pg`` or ``DELTAMEM_TEST_POSTGRES_URL`` is given (a scratch
 database is created in it and dropped). :func:`sqlite_breakdown` also reads any deltamem SQLite
@@ -88,6 +90,27 @@ def _learn_pending(db: Database, agent_id: str, m: Any, heads: dict[str, int],
                                     event_seqs=[r.seq for r in rows], checksum=m.checksum(),
                                     delta_norm=delta.norm())
             heads[agent_id] = v.version
+
+
+def point_reads(db: Database, n: int, seed: int = 5) -> float:
+    """Median µs of one event read by its client id (``events_by_ids`` of one random id,
+    input decoded and verified), each in its own read transaction."""
+    from storage.models import Agent
+
+    with unit_of_work(db, write=False) as repo:
+        agents = list(repo.session.scalars(text("SELECT id FROM agents")))
+        counts = {a: repo.session.get(Agent, a).events_received for a in agents}  # type: ignore[union-attr]
+    rng = np.random.default_rng(seed)
+    times = []
+    for _ in range(n):
+        a = agents[int(rng.integers(len(agents)))]
+        cid = f"{a}-{int(rng.integers(max(1, counts[a])))}"
+        t = time.perf_counter()
+        with unit_of_work(db, write=False) as repo:
+            rows = repo.events_by_ids(a, [cid])
+            assert len(rows) == 1 and rows[0].as_replay()["input"].shape == (384,)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1e6)
 
 
 def sqlite_breakdown(db: Database) -> tuple[list[tuple[str, int, int]], dict[str, float]]:
@@ -180,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--page-size", type=int, default=None,
                     help="SQLite page size of the new file (default: storage.engine's)")
     ap.add_argument("--sqlite-only", action="store_true")
+    ap.add_argument("--reads", type=int, default=2000,
+                    help="random point reads of one event by id to time (0: none)")
     args = ap.parse_args(argv)
     if args.page_size:
         engine.SQLITE_PAGE_SIZE = args.page_size
@@ -197,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print_pg(db)
             print(f"\n(built in {built:.1f} s)")
+            if args.reads:
+                print(f"one event read by id (events_by_ids, decoded), median of {args.reads}: "
+                      f"{point_reads(db, args.reads):,.0f} µs")
         finally:
             db.dispose()
     return 0

@@ -2,7 +2,7 @@
 
 SQLite connections get WAL journaling, enforced foreign keys, a busy timeout,
 ``synchronous=FULL`` (an acknowledged event survives a power cut, not only a killed
-process), 16 KiB pages in a new database file (:data:`SQLITE_PAGE_SIZE`) and
+process), 32 KiB pages in a new database file (:data:`SQLITE_PAGE_SIZE`) and
 ``secure_delete=ON`` (deleted content is overwritten with zeros; with
 :meth:`Database.checkpoint` after a forget, erased bytes leave the files). pysqlite's own
 transaction handling is switched off and SQLAlchemy emits
@@ -36,10 +36,12 @@ from storage import jsoncodec
 __all__ = ["Database", "make_engine", "normalize_url", "text"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-# An event row (a 384-d float32 input is 1,536 bytes) fits twice in a 4 KiB page with a third
-# of it unused; 16 KiB pages hold nine (benchmarks/EVAL.md, "Ingest paths"). Set before the
-# first table is created; an existing file keeps its page size (WAL mode cannot change it).
-SQLITE_PAGE_SIZE = 16_384
+# An event row (a 384-d float32 input is 1,536 bytes; about 1,665 with the rest of the row)
+# fits twice in a 4 KiB page with a third of it unused, nine times in 16 KiB (10 % unused),
+# nineteen in 32 KiB (4 %): ``python -m benchmarks.storage_breakdown --page-size N``. Set
+# before the first table is created; an existing file keeps its page size (WAL mode cannot
+# change it).
+SQLITE_PAGE_SIZE = 32_768
 # a writer waiting for SQLite's write lock tries again after 0.5 ms, then every 2 ms at most
 SQLITE_WRITE_POLL_S = (0.0005, 0.002)
 

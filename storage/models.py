@@ -12,8 +12,8 @@ Arrays are stored as raw bytes (``data``) + ``dtype`` + shape columns + ``sha256
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -28,14 +28,17 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Sequence,
     String,
     Text,
     TypeDecorator,
     UniqueConstraint,
     false,
+    select,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.ext.hybrid import Comparator, hybrid_property
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, object_session
 
 from storage.codec import decode
 from storage.deltaform import FORMS
@@ -98,6 +101,36 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class UTCMicros(TypeDecorator[datetime]):
+    """Like :class:`UTCDateTime`, but kept on SQLite as integer microseconds since 1970 UTC
+    (8 bytes instead of 26 characters of text); ``timestamptz`` on PostgreSQL (8 bytes)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> Any:
+        if value is None:
+            return None
+        value = as_utc(value)
+        return (value - _EPOCH) // _MICROSECOND if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return _EPOCH + timedelta(microseconds=int(value))
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 NAMING = {
     "ix": "ix_%(column_0_N_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -145,9 +178,14 @@ class Agent(Base):
         CheckConstraint("events_applied + events_rejected <= events_received",
                         name="counts_le_received"),
         Index("ix_agents_tenant_name", "tenant_id", "name"),
+        Index("uq_agents_key", "key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(ID_LEN), primary_key=True)
+    # an internal integer surrogate of ``id`` (migration 0011): what the events table and its
+    # indexes hold instead of the id string (storage/repository/_base.py ``new_agent_key``);
+    # deferred like the agent_json group (loaded where asked for: the locked agent row)
+    key: Mapped[int] = mapped_column(BigInteger, deferred=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(NAME_LEN))
     config: Mapped[dict[str, Any]]
@@ -294,9 +332,35 @@ class SnapshotLayer(Base):
     sha256: Mapped[str] = mapped_column(String(SHA_LEN))
 
 
+#: the keys of new agents on PostgreSQL (SQLite takes the largest key + 1)
+AGENT_KEYS = Sequence("agents_key_seq", metadata=Base.metadata)
+
+
+def agent_key_of(agent_id: Any) -> Any:
+    """The agent's integer key (``agents.key``, what ``events.agent_key`` holds) as a scalar
+    subquery: ``Event.agent_key == agent_key_of(agent_id)`` selects the agent's events through
+    the ``(agent_key, ...)`` indexes in one statement."""
+    return select(Agent.key).where(Agent.id == agent_id).scalar_subquery()
+
+
+class _ByAgentId(Comparator[int]):
+    """``Event.agent_id == id`` and ``Event.agent_id.in_(ids)`` in queries: the agent's events
+    by their ``agent_key`` (an indexed comparison, no join)."""
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        return self.__clause_element__() == agent_key_of(other)
+
+    def in_(self, other: Any) -> Any:
+        key: Any = self.__clause_element__()
+        return key.in_(select(Agent.key).where(Agent.id.in_(other)))
+
+
 class Event(Base):
-    """An accepted event. ``seq``: the per-agent order of acknowledgement (apply order);
-    ``origin_event_id``: the source row of an event a fork inherited.
+    """An accepted event. ``agent_key``: its agent's :attr:`Agent.key` (an integer: the
+    table and its two unique indexes hold it for every event, migration 0011); ``seq``: the
+    per-agent order of acknowledgement (apply order); ``origin_event_id``: the source row of
+    an event a fork inherited; ``received_at``: integer microseconds on SQLite
+    (:class:`UTCMicros`).
 
     ``input_*``: the event's key input as raw bytes (:mod:`storage.codec`, one array of
     ``input_dim`` numbers): a vector input itself (then ``payload`` has no ``"input"``), or the
@@ -306,13 +370,13 @@ class Event(Base):
 
     __tablename__ = "events"
     __table_args__ = (
-        UniqueConstraint("agent_id", "client_id", name="uq_events_agent_client_id"),
-        UniqueConstraint("agent_id", "seq", name="uq_events_agent_seq"),
+        UniqueConstraint("agent_key", "client_id", name="uq_events_agent_client_id"),
+        UniqueConstraint("agent_key", "seq", name="uq_events_agent_seq"),
         # partial: only the rows the pending and rejected lookups find (migration 0010)
-        Index("ix_events_pending", "agent_id", "seq",
+        Index("ix_events_pending", "agent_key", "seq",
               sqlite_where=text("applied_version IS NULL"),
               postgresql_where=text("applied_version IS NULL")),
-        Index("ix_events_rejected", "agent_id", "seq", sqlite_where=text("rejected IS 1"),
+        Index("ix_events_rejected", "agent_key", "seq", sqlite_where=text("rejected IS 1"),
               postgresql_where=text("rejected IS true")),
         # the rows forks inherited (deleting a pruned event checks its FK by this index)
         Index("ix_events_origin_event_id", "origin_event_id",
@@ -322,11 +386,12 @@ class Event(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    agent_id: Mapped[str] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    agent_key: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("agents.key", ondelete="CASCADE"))
     client_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN))
     seq: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]]
-    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    received_at: Mapped[datetime] = mapped_column(UTCMicros(), default=utcnow)
     applied_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
     forgotten_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
     # rejected: the learner could not apply it (a non-finite result; reason says why): it
@@ -338,7 +403,21 @@ class Event(Base):
     input_data: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     input_dtype: Mapped[str | None] = mapped_column(String(DTYPE_LEN), default=None)
     input_dim: Mapped[int | None] = mapped_column(Integer, default=None)
-    input_sha256: Mapped[str | None] = mapped_column(String(SHA_LEN), default=None)
+    input_sha256: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # 32 bytes
+
+    @hybrid_property
+    def agent_id(self) -> str:
+        """The public id of the event's agent (one primary-key read of ``agents``); in queries
+        ``Event.agent_id == id`` compares ``agent_key`` with that agent's key."""
+        session = object_session(self)
+        if session is None:
+            raise AttributeError("agent_id: the event is not in a session")
+        return str(session.scalar(select(Agent.id).where(Agent.key == self.agent_key)))
+
+    @agent_id.inplace.comparator
+    @classmethod
+    def _agent_id_comparator(cls) -> Comparator[str]:
+        return cast(Comparator[str], _ByAgentId(cls.agent_key))
 
     def as_replay(self) -> dict[str, Any]:
         """The event as replay functions receive it: the payload plus ``id`` and ``seq``; a
@@ -349,7 +428,8 @@ class Event(Base):
             if "input" in out:
                 out["text"] = out["input"]
             out["input"] = decode(self.input_data, str(self.input_dtype),
-                                  [(int(self.input_dim or 0),)], str(self.input_sha256),
+                                  [(int(self.input_dim or 0),)],
+                                  bytes(self.input_sha256 or b"").hex(),
                                   f"event {self.client_id} input")[0]
         return out
 

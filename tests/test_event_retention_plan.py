@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import or_, select
 
-from storage.models import Event, Version
+from storage.models import Event, Version, agent_key_of
 from storage.repository import unit_of_work
 from tests.db_fixtures import *  # noqa: F401,F403
 from tests.test_storage_labels import _random_history
@@ -30,7 +30,7 @@ def _reference(repo, agent_id, head, old_snaps, cutoff) -> list[int]:
     upto, held = max(covered), set(covered)
     rows = repo.session.execute(select(Event.id, Event.seq, Event.applied_version,
                                        Event.forgotten_version, Event.rejected).where(
-        Event.agent_id == agent_id, Event.seq <= upto, Event.received_at < cutoff,
+        Event.agent_key == agent_key_of(agent_id), Event.seq <= upto, Event.received_at < cutoff,
         or_(Event.applied_version.is_not(None), Event.forgotten_version.is_not(None),
             Event.rejected.is_(True))).order_by(Event.seq)).all()
     return [i for i, seq, av, fv, rej in rows

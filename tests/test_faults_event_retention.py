@@ -18,7 +18,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecution
 from sqlalchemy import select
 
 from storage.errors import UnknownEvents, VersionThinned
-from storage.models import Event, utcnow
+from storage.models import Event, agent_key_of, utcnow
 from tests.faults_helpers import BACKENDS, database, deployment
 from tests.workers_helpers import (
     all_applied,
@@ -51,7 +51,8 @@ class Errors:
 
 def _ids(svc: Any, agent: str) -> set[str]:
     with svc.store.read() as repo:
-        return set(repo.session.scalars(select(Event.client_id).where(Event.agent_id == agent)))
+        return set(repo.session.scalars(select(Event.client_id).where(
+            Event.agent_key == agent_key_of(agent))))
 
 
 def _send(svc: Any, tenant: str, agent: str, events: list[dict[str, Any]]) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from agent.memory.lift import unit_rows
 from storage.engine import Database
-from storage.models import Answer, DeltaRow, Event, Snapshot, SnapshotLayer, Version
+from storage.models import Answer, DeltaRow, Event, Snapshot, SnapshotLayer, Version, agent_key_of
 from storage.repository import unit_of_work
 from tests.faults_http import Svc, fault_service  # noqa: F401 - the fixture `svc`
 
@@ -104,7 +104,7 @@ def test_forget_erases_the_event(svc: Svc, rule: str) -> None:
     try:
         with unit_of_work(db, write=False) as repo:
             s = repo.session
-            ev = s.scalars(select(Event).where(Event.agent_id == aid,
+            ev = s.scalars(select(Event).where(Event.agent_key == agent_key_of(aid),
                                                Event.client_id == "s")).one()
             assert ev.payload == {} and ev.forgotten_version == new and ev.seq == 3
             assert getattr(ev, "input_data", None) is None

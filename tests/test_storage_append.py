@@ -76,10 +76,10 @@ def _append_row_by_row(repo: Repository, agent_id: str, events: list[dict[str, A
     for ev in events:
         cid = ev.get("id")
         if cid is not None and s.scalar(select(func.count()).select_from(Event).where(
-                Event.agent_id == agent_id, Event.client_id == cid)):
+                Event.agent_key == agent.key, Event.client_id == cid)):
             duplicates.append(cid)
             continue
-        row = Event(agent_id=agent_id, client_id=cid or f"ev_{uuid.uuid4().hex}",
+        row = Event(agent_key=agent.key, client_id=cid or f"ev_{uuid.uuid4().hex}",
                     seq=agent.next_seq, payload=_payload_of(ev), received_at=now)
         s.add(row)
         agent.next_seq += 1
@@ -138,7 +138,8 @@ def _received_at(rng: random.Random, round_: int) -> datetime:
 def _stored(repo: Repository, agent_id: str) -> Rows:
     return [tuple(r) for r in repo.session.execute(text(
         "SELECT client_id, seq, CAST(payload AS TEXT), received_at, applied_version, "
-        "forgotten_version, origin_event_id FROM events WHERE agent_id = :a ORDER BY seq"),
+        "forgotten_version, origin_event_id FROM events WHERE agent_key = "
+        "(SELECT key FROM agents WHERE id = :a) ORDER BY seq"),
         {"a": agent_id})]
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import event
 
 from agent.memory.delta import Delta, LayerDelta, state_checksum
 from storage.engine import Database
-from storage.models import Event
+from storage.models import Event, agent_key_of
 from storage.repository import unit_of_work
 from tests.db_fixtures import *  # noqa: F401,F403
 
@@ -52,7 +52,7 @@ def test_pending_and_rejected_reads_match_a_filter_over_every_row(db):
         with unit_of_work(db, write=False) as repo:
             rows = repo.session.execute(sa.select(
                 Event.seq, Event.applied_version, Event.forgotten_version, Event.rejected)
-                .where(Event.agent_id == aid)).all()
+                .where(Event.agent_key == agent_key_of(aid))).all()
             want_pending = sorted(s for s, av, fv, rj in rows if av is None and fv is None
                                   and not rj)
             want_rejected = sorted(s for s, av, fv, rj in rows if rj)
@@ -123,7 +123,7 @@ def test_sqlite_partial_indexes_hold_only_pending_and_rejected_rows(sqlite_templ
                 "GROUP BY name").all())
             total, pending, rejected = conn.exec_driver_sql(
                 "SELECT count(*), SUM(applied_version IS NULL), SUM(rejected) FROM events "
-                "WHERE agent_id = ?", (aid,)).one()
+                "WHERE agent_key = (SELECT key FROM agents WHERE id = ?)", (aid,)).one()
         assert cells == {"ix_events_pending": pending, "ix_events_rejected": rejected}
         assert pending + rejected < total
     finally:

@@ -89,7 +89,7 @@ def test_migration_0007_moves_vector_inputs_into_bytes_and_back(empty_db_url):
                 e = rows[cid]
                 assert e.payload == {"target": "t", "beta": 0.5}
                 assert e.input_dtype == ("<f8" if cid == "f64" else "<f4")
-                assert e.input_sha256 == hashlib.sha256(e.input_data).hexdigest()
+                assert e.input_sha256 == hashlib.sha256(e.input_data).digest()
                 assert e.as_replay()["input"].tolist() == [float(x) for x in v]
             assert rows["text"].payload == payloads["text"] and rows["text"].input_data is None
     finally:
@@ -123,7 +123,7 @@ def test_input_columns_write_what_the_codec_writes():
         got = input_columns(a, "events[0].input")
         blob = encode([a.reshape(-1)], "x")
         assert (got["input_data"], got["input_dtype"], got["input_dim"], got["input_sha256"]) \
-            == (blob.data, blob.dtype, blob.shapes[0][0], blob.sha256)
+            == (blob.data, blob.dtype, blob.shapes[0][0], bytes.fromhex(blob.sha256))
     for bad in (np.array([1.0, np.nan]), np.array([np.inf], dtype=np.float32)):
         with pytest.raises(InputError):
             input_columns(bad, "events[0].input")

@@ -66,7 +66,7 @@ def test_sqlite_pragmas(tmp_path):
             assert s.execute(text("PRAGMA foreign_keys")).scalar() == 1
             assert s.execute(text("PRAGMA busy_timeout")).scalar() == 30000
             assert s.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL
-            assert s.execute(text("PRAGMA page_size")).scalar() == 16384  # a new file
+            assert s.execute(text("PRAGMA page_size")).scalar() == 32768  # a new file
     finally:
         db.dispose()
 

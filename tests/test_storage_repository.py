@@ -22,7 +22,7 @@ from storage.errors import (
     VersionNotFound,
     VersionThinned,
 )
-from storage.models import DeltaRow, Event, SnapshotLayer, Version
+from storage.models import DeltaRow, Event, SnapshotLayer, Version, agent_key_of
 from storage.repository import unit_of_work
 from tests.db_fixtures import *  # noqa: F401,F403
 from tests.storage_helpers import (
@@ -406,5 +406,5 @@ def test_event_rows_survive_in_order(db):
     learn(db, agent_id, 2, np.random.default_rng(11))
     with unit_of_work(db) as repo:
         rows = repo.session.execute(select(Event.seq, Event.applied_version).where(
-            Event.agent_id == agent_id).order_by(Event.seq)).all()
+            Event.agent_key == agent_key_of(agent_id)).order_by(Event.seq)).all()
         assert rows == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]

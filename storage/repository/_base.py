@@ -10,9 +10,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from storage.errors import (
     AgentNotFound,
@@ -20,7 +20,7 @@ from storage.errors import (
     StoreBusy,
     VersionConflict,
 )
-from storage.models import Agent
+from storage.models import AGENT_KEYS, Agent
 
 SQLITE_BUSY_SNAPSHOT = 517
 CHUNK = 500
@@ -32,8 +32,18 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _AGENTS: Table = Agent.metadata.tables[Agent.__tablename__]
 _TOUCH_AGENT = (update(_AGENTS).where(_AGENTS.c.id == bindparam("agent_id"))
                 .values(head_version=_AGENTS.c.head_version))
-_LOCK_AGENT = (select(Agent).where(Agent.id == bindparam("agent_id")).with_for_update()
+_LOCK_AGENT = (select(Agent).options(undefer(Agent.key))
+               .where(Agent.id == bindparam("agent_id")).with_for_update()
                .execution_options(populate_existing=True))
+
+
+def new_agent_key(session: Session) -> int:
+    """The key of an agent about to be inserted: the next value of ``agents_key_seq`` on
+    PostgreSQL; on SQLite (one writer at a time) the largest key + 1 (one read of the
+    ``uq_agents_key`` index)."""
+    if session.get_bind().dialect.name == "sqlite":
+        return int(session.scalar(select(func.coalesce(func.max(Agent.key), 0) + 1)) or 1)
+    return int(session.scalar(select(AGENT_KEYS.next_value())) or 0)
 
 
 def chunks(seq: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:

@@ -21,8 +21,8 @@ from storage.errors import (
     NotFound,
     VersionThinned,
 )
-from storage.models import Agent, Event, Tenant, Version
-from storage.repository._base import Core, check_checksum, chunks
+from storage.models import Agent, Event, Tenant, Version, agent_key_of
+from storage.repository._base import Core, check_checksum, chunks, new_agent_key
 from storage.repository.events import Events
 from storage.repository.graph import VersionGraph
 from storage.repository.state import States, check_state
@@ -70,7 +70,8 @@ class Agents:
             raise InputError("checksum", "does not match the initial state")
         if self.session.get(Tenant, tenant_id) is None:
             raise NotFound(f"tenant {tenant_id!r} not found")
-        agent = Agent(id=new_agent_id(), tenant_id=tenant_id, name=name, config=dict(config),
+        agent = Agent(id=new_agent_id(), key=new_agent_key(self.session), tenant_id=tenant_id,
+                      name=name, config=dict(config),
                       head_version=0, events_received=0, events_applied=0, next_seq=1,
                       labels=list(labels), **({"created_at": created_at} if created_at else {}))
         self.session.add(agent)
@@ -147,7 +148,8 @@ class Agents:
             Version.agent_id == agent_id)).all())
         held = sum(-counts[v] if vmap[v].kind == "forget" else counts[v]
                    for v in self.graph.path(agent_id, vmap, version) if vmap[v].kind != "rollback")
-        fork = Agent(id=new_agent_id(), tenant_id=src.tenant_id, name=name,
+        fork = Agent(id=new_agent_id(), key=new_agent_key(self.session),
+                     tenant_id=src.tenant_id, name=name,
                      config=dict(src.config), head_version=0, events_received=n,
                      events_applied=n, next_seq=n + 1, base_agent_id=src.id,
                      base_version=version, root_agent_id=src.root_agent_id or src.id,
@@ -161,7 +163,7 @@ class Agents:
         self.states.put_snapshot(fork.id, 0, layers, labels)
         v0.has_snapshot = True
         self.session.add_all([
-            Event(agent_id=fork.id, client_id=e.client_id, seq=i + 1, payload=dict(e.payload),
+            Event(agent_key=fork.key, client_id=e.client_id, seq=i + 1, payload=dict(e.payload),
                   received_at=e.received_at, applied_version=0, origin_event_id=e.id,
                   input_data=e.input_data, input_dtype=e.input_dtype, input_dim=e.input_dim,
                   input_sha256=e.input_sha256)
@@ -173,5 +175,5 @@ class Agents:
 
     def events_of(self, agent_id: str) -> list[Event]:
         """All of the agent's events, by seq (for inspection and tests)."""
-        return list(self.session.scalars(select(Event).where(Event.agent_id == agent_id)
+        return list(self.session.scalars(select(Event).where(Event.agent_key == agent_key_of(agent_id))
                                          .order_by(Event.seq)))

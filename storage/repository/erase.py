@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from storage.models import Answer, Base, DeltaRow, Event, Snapshot, Version
+from storage.models import Answer, Base, DeltaRow, Event, Snapshot, Version, agent_key_of
 from storage.repository._base import Core, chunks
 from storage.repository.graph import VersionGraph, VInfo
 
@@ -43,7 +43,8 @@ class Erasure:
         values: dict[str, Any] = {"payload": {}, **{c: None for c in _INPUT_COLUMNS}}
         for part in chunks(sorted(seqs)):
             self.session.execute(update(_EVENTS).where(
-                _EVENTS.c.agent_id == agent_id, _EVENTS.c.seq.in_(part)).values(**values))
+                _EVENTS.c.agent_key == agent_key_of(agent_id), _EVENTS.c.seq.in_(part))
+                .values(**values))
 
     def _holding_forgotten(self, agent_id: str, vmap: dict[int, VInfo]) -> list[int]:
         """Versions (not yet erased) whose state holds a forgotten event."""

@@ -41,28 +41,28 @@ from storage.repository.events import (
 
 Result = tuple[list[AcceptedEvent], list[str]]
 
-_LOCK = (select(_AGENTS.c.id, _AGENTS.c.next_seq, _AGENTS.c.events_received)
+_LOCK = (select(_AGENTS.c.id, _AGENTS.c.next_seq, _AGENTS.c.events_received, _AGENTS.c.key)
          .where(_AGENTS.c.id.in_(bindparam("ids", expanding=True)))
          .order_by(_AGENTS.c.id).with_for_update())
-_MOVE = (update(_EVENTS).where(_EVENTS.c.agent_id == bindparam("aid"),
+_MOVE = (update(_EVENTS).where(_EVENTS.c.agent_key == bindparam("akey"),
                                _EVENTS.c.seq == bindparam("old")).values(seq=bindparam("new")))
 _COUNT = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
           .values(next_seq=bindparam("next_seq"), events_received=bindparam("received")))
 
 
 def _insert_stmt(dialect: str) -> Any:
-    """``INSERT INTO events ... ON CONFLICT (agent_id, client_id) DO NOTHING RETURNING agent_id,
-    client_id``: the payload bound as JSON text (cast to JSON on PostgreSQL) as
+    """``INSERT INTO events ... ON CONFLICT (agent_key, client_id) DO NOTHING RETURNING
+    agent_key, client_id``: the payload bound as JSON text (cast to JSON on PostgreSQL) as
     :mod:`storage.repository.events` writes it."""
     ins = sqlite_insert if dialect == "sqlite" else pg_insert
     text = bindparam("payload_json", type_=Text())
     return (ins(_EVENTS).values(
-        agent_id=bindparam("agent_id"), client_id=bindparam("client_id"), seq=bindparam("seq"),
+        agent_key=bindparam("agent_key"), client_id=bindparam("client_id"), seq=bindparam("seq"),
         received_at=bindparam("received_at"),
         payload=text if dialect == "sqlite" else cast(text, JSON()),
         **{name: bindparam(name) for name in _NO_INPUT})
-        .on_conflict_do_nothing(index_elements=["agent_id", "client_id"])
-        .returning(_EVENTS.c.agent_id, _EVENTS.c.client_id))
+        .on_conflict_do_nothing(index_elements=["agent_key", "client_id"])
+        .returning(_EVENTS.c.agent_key, _EVENTS.c.client_id))
 
 
 _STMTS = {"sqlite": _insert_stmt("sqlite"), "postgresql": _insert_stmt("postgresql")}
@@ -95,10 +95,12 @@ def append_groups(repo: Repository, requests: Sequence[tuple[str, list[dict[str,
         return list(parsed)  # type: ignore[arg-type]
     s = repo.session
     with repo.core.translate(wanted[0]):
-        heads = {r.id: [r.next_seq, r.events_received] for r in s.execute(_LOCK, {"ids": wanted})}
+        locked = s.execute(_LOCK, {"ids": wanted}).all()
+    heads = {r.id: [r.next_seq, r.events_received] for r in locked}
+    keys = {r.id: r.key for r in locked}
     now = received_at or utcnow()
-    rows, plan = _plan_rows(requests, parsed, heads, now)
-    inserted = _insert_rows(repo, rows, heads)
+    rows, plan = _plan_rows(requests, parsed, heads, keys, now)
+    inserted = _insert_rows(repo, rows, heads, {k: a for a, k in keys.items()})
     out = _answers(requests, plan, inserted, now)
     moved = sorted({r["agent_id"] for r in rows if (r["agent_id"], r["client_id"]) in inserted})
     if moved:
@@ -125,7 +127,8 @@ Plan = list[list[tuple[Any, ...]] | Exception]  # per request: its events' tuple
 
 
 def _plan_rows(requests: Sequence[tuple[str, list[dict[str, Any]]]], parsed: Plan,
-               heads: dict[str, list[int]], now: datetime) -> tuple[list[dict[str, Any]], Plan]:
+               heads: dict[str, list[int]], keys: dict[str, int],
+               now: datetime) -> tuple[list[dict[str, Any]], Plan]:
     """``(rows to insert, per request: its error or (cid, row or None, payload, rest) per
     event)``; an id repeated within the group gets no row (a duplicate)."""
     seen: set[tuple[str, str]] = set()
@@ -142,7 +145,8 @@ def _plan_rows(requests: Sequence[tuple[str, list[dict[str, Any]]]], parsed: Pla
                 continue
             cid = cid or "ev_" + uuid.uuid4().hex
             seen.add((agent_id, cid))
-            row = {"agent_id": agent_id, "client_id": cid, "seq": 0, "payload_json": text,
+            row = {"agent_id": agent_id, "agent_key": keys[agent_id], "client_id": cid,
+                   "seq": 0, "payload_json": text,
                    "received_at": now, **_NO_INPUT, **columns}
             rows.append(row)
             mine.append((cid, row, payload, rest))
@@ -150,9 +154,10 @@ def _plan_rows(requests: Sequence[tuple[str, list[dict[str, Any]]]], parsed: Pla
     return rows, plan
 
 
-def _insert_rows(repo: Repository, rows: list[dict[str, Any]],
-                 heads: dict[str, list[int]]) -> set[tuple[str, str]]:
-    """Insert ``rows``; returns the ``(agent id, client id)`` inserted. Their final seqs are
+def _insert_rows(repo: Repository, rows: list[dict[str, Any]], heads: dict[str, list[int]],
+                 ids: dict[int, str]) -> set[tuple[str, str]]:
+    """Insert ``rows`` (``ids``: agent key → agent id); returns the ``(agent id, client id)``
+    inserted. Their final seqs are
     written into the rows and ``heads`` (next seq, events received) moved past them."""
     s = repo.session
     # provisional seqs in acknowledgement order; an id already stored is skipped by the
@@ -165,14 +170,14 @@ def _insert_rows(repo: Repository, rows: list[dict[str, Any]],
     if rows:
         with repo.core.translate(rows[0]["agent_id"]):
             for part in chunks(rows, 1000):
-                inserted.update((r[0], r[1]) for r in s.execute(_insert(s), list(part)))
+                inserted.update((ids[r[0]], r[1]) for r in s.execute(_insert(s), list(part)))
     moves = []
     for row in rows:
         key = (row["agent_id"], row["client_id"])
         if key in inserted:
             h = heads[row["agent_id"]]
             if row["seq"] != h[0]:
-                moves.append({"aid": row["agent_id"], "old": row["seq"], "new": h[0]})
+                moves.append({"akey": row["agent_key"], "old": row["seq"], "new": h[0]})
                 row["seq"] = h[0]
             h[0] += 1
             h[1] += 1

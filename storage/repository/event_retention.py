@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, or_, select, update
 
 from storage.errors import CorruptData, InputError
-from storage.models import Agent, Event, Version, as_utc, utcnow
+from storage.models import Agent, Event, Version, agent_key_of, as_utc, utcnow
 from storage.repository._base import Core, check_int, chunks
 from storage.repository.graph import VersionGraph, VInfo
 
@@ -59,13 +59,13 @@ class EventRetention:
         ids = self._prunable(agent_id, agent.head_version, old_snaps, cutoff)
         todo, more = ids[:limit], len(ids) > limit
         # rows that point here belong to the agent's direct forks (there is no index on
-        # origin_event_id: the agent_id term keeps the update on the forks' rows)
-        forks = list(self.session.scalars(select(Agent.id).where(
+        # origin_event_id: the agent_key term keeps the update on the forks' rows)
+        forks = list(self.session.scalars(select(Agent.key).where(
             Agent.base_agent_id == agent_id)))
         for part in chunks(todo):
             if forks:
                 self.session.execute(update(Event).where(
-                    Event.agent_id.in_(forks), Event.origin_event_id.in_(part))
+                    Event.agent_key.in_(forks), Event.origin_event_id.in_(part))
                     .values(origin_event_id=None))
             self.session.execute(delete(Event).where(Event.id.in_(part)))
         self.session.flush()
@@ -88,7 +88,7 @@ class EventRetention:
         rows = self.session.execute(select(
             Event.id, Event.seq, Event.applied_version, Event.forgotten_version,
             Event.rejected, Event.received_at).where(
-            Event.agent_id == agent_id,
+            Event.agent_key == agent_key_of(agent_id),
             or_(Event.applied_version.is_not(None), Event.forgotten_version.is_not(None),
                 Event.rejected.is_(True))).order_by(Event.seq)).all()
         applied = [r[2] for r in rows if r[2] is not None and r[2] <= snap]

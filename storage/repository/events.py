@@ -37,7 +37,7 @@ from agent.errors import check_text
 from storage import jsoncodec
 from storage.codec import encode
 from storage.errors import InputError
-from storage.models import EVENT_ID_LEN, Agent, Base, Event, utcnow
+from storage.models import EVENT_ID_LEN, Agent, Base, Event, agent_key_of, utcnow
 from storage.repository._base import Core, check_int, chunks
 from storage.repository.graph import VersionGraph
 
@@ -91,7 +91,7 @@ def _insert_events(dialect: str) -> Insert:
     """
     text = bindparam("payload_json", type_=Text())
     return insert(_EVENTS).values(
-        agent_id=bindparam("agent_id"), client_id=bindparam("client_id"),
+        agent_key=bindparam("agent_key"), client_id=bindparam("client_id"),
         seq=bindparam("seq"), received_at=bindparam("received_at"),
         payload=text if dialect == "sqlite" else cast(text, JSON()),
         **{name: bindparam(name) for name in _NO_INPUT})
@@ -103,25 +103,26 @@ _COUNT_ACCEPTED = (update(_AGENTS).where(_AGENTS.c.id == bindparam("agent_id"))
                    .values(next_seq=bindparam("next_seq"),
                            events_received=bindparam("events_received")))
 _STORED_IDS = select(_EVENTS.c.client_id).where(
-    _EVENTS.c.agent_id == bindparam("agent_id"),
+    _EVENTS.c.agent_key == bindparam("agent_key"),
     _EVENTS.c.client_id.in_(bindparam("ids", expanding=True)))
 
 
 def input_columns(arr: Any, field: str) -> dict[str, Any]:
     """The ``events.input_*`` columns of an input array (a vector, or a text's embedding):
-    raw little-endian bytes of one float dtype (:mod:`storage.codec`)."""
+    raw little-endian bytes of one float dtype (:mod:`storage.codec`); their SHA-256 is
+    stored as its 32 bytes."""
     if arr is None:
         return _NO_INPUT
     a = np.asarray(arr).reshape(-1)
     if a.dtype.str not in ("<f4", "<f8"):  # the general path (and its errors): storage.codec
         blob = encode([a], field)
         return {"input_data": blob.data, "input_dtype": blob.dtype,
-                "input_dim": blob.shapes[0][0], "input_sha256": blob.sha256}
+                "input_dim": blob.shapes[0][0], "input_sha256": bytes.fromhex(blob.sha256)}
     if not np.isfinite(a).all():
         raise InputError(field, "has NaN or Inf values")
     data = a.tobytes()  # the bytes storage.codec.encode writes for the same array, faster
     return {"input_data": data, "input_dtype": a.dtype.str, "input_dim": a.size,
-            "input_sha256": hashlib.sha256(data).hexdigest()}
+            "input_sha256": hashlib.sha256(data).digest()}
 
 
 def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str, Any], Any]:
@@ -158,7 +159,7 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str
 def pending_terms(agent_id: str) -> tuple[Any, ...]:
     """The WHERE terms of an agent's pending events (they use ``ix_events_pending``, a partial
     index of the rows with ``applied_version IS NULL``, which SQLite matches term for term)."""
-    return (Event.agent_id == agent_id, Event.applied_version.is_(None),
+    return (Event.agent_key == agent_key_of(agent_id), Event.applied_version.is_(None),
             Event.forgotten_version.is_(None), Event.rejected.is_not(True))
 
 
@@ -206,7 +207,8 @@ class Events:
             raise InputError("events", f"at most {MAX_BATCH} events per batch")
         parsed = [_payload(ev, i) for i, ev in enumerate(events)]
         agent = self.core.lock_agent(agent_id)
-        existing = self._stored_client_ids(agent_id, [p[0] for p in parsed if p[0] is not None])
+        existing = self._stored_client_ids(agent.key,
+                                           [p[0] for p in parsed if p[0] is not None])
         now = received_at or utcnow()
         accepted: list[AcceptedEvent] = []
         rows: list[dict[str, Any]] = []
@@ -220,7 +222,7 @@ class Events:
             cid = cid or "ev_" + uuid.uuid4().hex
             seen.add(cid)
             accepted.append(AcceptedEvent(cid, seq, payload, now, arr))
-            rows.append({"agent_id": agent_id, "client_id": cid, "seq": seq,
+            rows.append({"agent_key": agent.key, "client_id": cid, "seq": seq,
                          "payload_json": text, "received_at": now, **columns})
             seq += 1
         if rows:
@@ -240,11 +242,12 @@ class Events:
         set_committed_value(agent, "next_seq", next_seq)
         set_committed_value(agent, "events_received", received)
 
-    def _stored_client_ids(self, agent_id: str, ids: list[str]) -> set[str]:
-        """Those of ``ids`` the agent already has (one indexed ``IN`` query per chunk)."""
+    def _stored_client_ids(self, agent_key: int, ids: list[str]) -> set[str]:
+        """Those of ``ids`` the agent (by its key) already has (one indexed ``IN`` query per
+        chunk)."""
         found: set[str] = set()
         for part in chunks(sorted(set(ids))):
-            found.update(self.session.scalars(_STORED_IDS, {"agent_id": agent_id,
+            found.update(self.session.scalars(_STORED_IDS, {"agent_key": agent_key,
                                                             "ids": list(part)}))
         return found
 
@@ -266,14 +269,14 @@ class Events:
         out: list[Event] = []
         for part in chunks(sorted(set(client_ids))):
             out.extend(self.session.scalars(select(Event).where(
-                Event.agent_id == agent_id, Event.client_id.in_(part))))
+                Event.agent_key == agent_key_of(agent_id), Event.client_id.in_(part))))
         return sorted(out, key=lambda e: e.seq)
 
     def events_by_seqs(self, agent_id: str, seqs: list[int]) -> list[Event]:
         out: list[Event] = []
         for part in chunks(sorted(set(seqs))):
             out.extend(self.session.scalars(select(Event).where(
-                Event.agent_id == agent_id, Event.seq.in_(part))))
+                Event.agent_key == agent_key_of(agent_id), Event.seq.in_(part))))
         return sorted(out, key=lambda e: e.seq)
 
     def event_history(self, agent_id: str, version: int) -> list[Event]:

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from agent.errors import check_text
 from agent.memory.delta import state_checksum
 from storage.errors import InputError, UnknownEvents, VersionThinned
-from storage.models import EVENT_ID_LEN, Event, Version
+from storage.models import EVENT_ID_LEN, Event, Version, agent_key_of
 from storage.repository._base import Core, chunks
 from storage.repository.erase import Erasure
 from storage.repository.events import Events
@@ -141,7 +141,7 @@ class Forgetting:
     def _mark_forgotten(self, agent_id: str, rows: list[Event], new: int) -> None:
         """Mark the events forgotten by version ``new`` and erase what they left behind."""
         for part in chunks(sorted(e.seq for e in rows if e.forgotten_version is None)):
-            self.session.execute(update(Event).where(Event.agent_id == agent_id,
+            self.session.execute(update(Event).where(Event.agent_key == agent_key_of(agent_id),
                                                      Event.seq.in_(part))
                                  .values(forgotten_version=new))
         self.session.flush()

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.errors import CorruptData, VersionNotFound
-from storage.models import Event, Version
+from storage.models import Event, Version, agent_key_of
 
 #: (version → seqs applied in it, in order; version → seqs forgotten by it)
 Marks = tuple[dict[int, list[int]], dict[int, set[int]]]
@@ -113,7 +113,7 @@ class VersionGraph:
         forgotten: dict[int, set[int]] = {}
         rows = self.session.execute(
             select(Event.seq, Event.applied_version, Event.forgotten_version)
-            .where(Event.agent_id == agent_id)
+            .where(Event.agent_key == agent_key_of(agent_id))
             .where((Event.applied_version.is_not(None)) | (Event.forgotten_version.is_not(None)))
             .order_by(Event.seq))
         for seq, av, fv in rows:
@@ -148,7 +148,7 @@ class VersionGraph:
     def forgotten_in(self, agent_id: str, vmap: dict[int, VInfo], version: int) -> list[str]:
         """Client ids of forgotten events that ``version``'s history still contains."""
         gone = dict(self.session.execute(
-            select(Event.seq, Event.client_id).where(Event.agent_id == agent_id,
+            select(Event.seq, Event.client_id).where(Event.agent_key == agent_key_of(agent_id),
                                                      Event.forgotten_version.is_not(None))).all())
         if not gone:
             return []

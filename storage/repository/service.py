@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from storage.models import Agent, Event, Snapshot, Version
+from storage.models import Agent, Event, Snapshot, Version, agent_key_of
 
 
 class ServiceQueries:
@@ -38,7 +38,8 @@ class ServiceQueries:
     def applied_events(self, agent_id: str) -> list[Event]:
         """Every applied event of the agent, in ``seq`` order."""
         return list(self.session.scalars(select(Event).where(
-            Event.agent_id == agent_id, Event.applied_version.is_not(None)).order_by(Event.seq)))
+            Event.agent_key == agent_key_of(agent_id), Event.applied_version.is_not(None))
+            .order_by(Event.seq)))
 
     def snapshot_due(self, agent_id: str, version: int, every_versions: int,
                      every_s: float, now: datetime | None = None) -> bool:

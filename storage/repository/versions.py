@@ -155,7 +155,7 @@ class Versions:
             version.has_snapshot = True
         for part in chunks(sorted(seqs)):
             self.session.execute(update(Event).where(
-                Event.agent_id == agent_id, Event.seq.in_(part)).values(applied_version=new))
+                Event.agent_key == agent.key, Event.seq.in_(part)).values(applied_version=new))
         agent.head_version = new
         agent.events_applied += len(seqs)
         self._move_labels(agent, kind, delta, snapshot, state_of)
