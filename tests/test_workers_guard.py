@@ -111,6 +111,7 @@ def test_label_flip_burst_is_rolled_back_and_held_until_release(raw, tenant_a):
     wait_for(lambda: _guard(raw, tenant_a, aid)["quarantined"], timeout=120, what="guard rollback")
     g = _guard(raw, tenant_a, aid)
     assert [a["action"] for a in g["actions"]] == ["rollback"] and g["policy"]["action"] == "rollback"
+    assert "an attack, not learnable drift" in g["actions"][0]["reason"]  # the check ran
     versions = {v["version"]: v for v in raw.get(f"/v1/agents/{aid}/versions", params={"limit": 1000},
                                                  headers=auth(tenant_a)).json()["versions"]}
     rb = versions[g["actions"][0]["version"]]
@@ -135,6 +136,25 @@ def test_label_flip_burst_is_rolled_back_and_held_until_release(raw, tenant_a):
     assert g["actions"][0]["action"] == "release" and not g["quarantined"]
     r = raw.get(f"/v1/agents/{aid}/events", params={"status": "held"}, headers=auth(tenant_a))
     assert r.json()["events"] == []  # nothing held once released
+
+
+def test_honest_drift_alerts_and_is_never_rolled_back(raw, tenant_a):
+    """A new concept, as consistent as the old one (every label renamed c_k → c_{k+2}), costs
+    the head a whole window of accuracy; the guard's check (fresh learners learn it, and predict
+    it better than the version before the change) alerts instead of rolling back: nothing is
+    held, every event is applied."""
+    rng = np.random.default_rng(21)
+    aid = _agent(raw, tenant_a, "rollback")
+    clean = _stream(rng, 600, "d")
+    drift = [{**e, "target": f"c{(int(e['target'][1:]) + 2) % 4}"} for e in _stream(rng, 400, "d", 600)]
+    _send(tenant_a, aid, clean + drift)
+    wait_applied(tenant_a, aid, 1000)
+    wait_for(lambda: bool(_guard(raw, tenant_a, aid)["actions"]), what="alert")
+    g = _guard(raw, tenant_a, aid)
+    assert {a["action"] for a in g["actions"]} == {"alert"} and not g["quarantined"]
+    assert "learnable drift" in g["actions"][-1]["reason"]
+    agent = raw.get(f"/v1/agents/{aid}", headers=auth(tenant_a)).json()
+    assert agent["events_held"] == 0 and agent["events_applied"] == 1000
 
 
 def _backdoor(events: list[dict], rng: np.random.Generator, share: float, scale: float) -> list[dict]:

@@ -138,15 +138,18 @@ class Guard:
     def __init__(self) -> None:
         self._tests: dict[str, _Test] = {}
         self._floors: dict[str, int] = {}  # where the watch began, kept across an alert's reset
+        self._alerted: set[str] = set()  # agents whose last decision was an alert
         self.counts: dict[str, int] = {}  # actions taken, by kind (metrics)
 
-    def reset(self, agent_id: str, alerted: bool = False) -> None:
-        """A fresh test for the agent. ``alerted``: after an alert (the state did not move),
-        the check may still read the events before it; after anything else (a rollback, a
-        quarantine, a release) only the events after it."""
+    def reset(self, agent_id: str, alerted: bool | None = None) -> None:
+        """A fresh test for the agent. ``alerted`` (default: whether this guard's last decision
+        for it was an alert): the state did not move, so the check may still read the events
+        before it; after anything else (a rollback, a quarantine, a release) only those after."""
         st = self._tests.pop(agent_id, None)
         self._floors.pop(agent_id, None)
-        if alerted and st is not None:
+        last = agent_id in self._alerted
+        self._alerted.discard(agent_id)
+        if (last if alerted is None else alerted) and st is not None:
             self._floors[agent_id] = st.floor
 
     def check(self, repo: Any, agent_id: str, policy: Any, version: int,
@@ -154,8 +157,14 @@ class Guard:
               config: Any = None) -> Decision | None:
         """Feed a committed batch's outcomes; a decision when the policy must act.
         ``row_total``: the version's ``tested_total`` when the caller holds it; ``config``:
-        the agent's, for the check of rollbacks and quarantines
-        (:mod:`workers.actors.guard_check`; without it every confirmed regression acts)."""
+        the agent's (default: read from its row when the check needs it)."""
+        decision = self._check(repo, agent_id, policy, version, hits, row_total, config)
+        if decision is not None:
+            (self._alerted.add if decision.action == "alert" else self._alerted.discard)(agent_id)
+        return decision
+
+    def _check(self, repo: Any, agent_id: str, policy: Any, version: int, hits: list[bool],
+               row_total: int | None, config: Any) -> Decision | None:
         if row_total is None:
             row_total = repo.session.scalar(select(Version.tested_total).where(
                 Version.agent_id == agent_id, Version.version == version))
@@ -186,11 +195,13 @@ class Guard:
         reason = (f"prequential accuracy fell from {ref:.3f} to {recent:.3f} over the last "
                   f"{policy.window} events (drop > {policy.drop}; Page-Hinkley alarm at version "
                   f"{version}, change after event {at})")
-        if policy.action == "alert" or config is None or policy.sample == 0:
+        if policy.action == "alert" or policy.sample == 0:
             return Decision(policy.action, reason, good)
         need = needed(policy.window)
         if before + len(hits) - at < need:
             return None  # the check waits for enough events after the change (within 2W)
+        if config is None:
+            config = repo.session.get(Agent, agent_id).config
         c = explain(repo, agent_id, before + len(hits), at, st.floor, need, policy.sample,
                     config, _holding(repo, agent_id, good, config))
         if c is None:

@@ -14,9 +14,9 @@ anything learnt from them alone can; after honest drift, learning the new events
 So the guard acts (rollback, quarantine) only when the events after the change are less
 consistent than those before it *and* not better learnt than known
 (:meth:`Consistency.learnable`, both by more than the policy's ``drop``); else it alerts.
-:func:`consistency` measures a stretch: the 2-fold cross-fitted accuracy of fresh learners of
-the agent's own configuration (each half learnt in micro-batches of :data:`BATCH` by a learner
-that never saw the other half, then predicted). :func:`explain` reads the events back from the
+:func:`consistency` measures a stretch: the 5-fold cross-fitted accuracy of fresh learners of
+the agent's own configuration (each of five seeded random parts predicted by a learner that
+learnt the other four, in micro-batches of :data:`BATCH`). :func:`explain` reads the events back from the
 store (the last ones applied, at most ``GuardPolicy.sample``: the guard keeps nothing per
 event) and compares the ``n`` after the change point with the ``n`` before it. It runs only
 at a confirmed alarm (a few per stream), never per event.
@@ -33,9 +33,11 @@ from sqlalchemy import select
 
 from storage.models import Event
 
-__all__ = ["Consistency", "consistency", "explain", "needed", "recent_events", "BATCH", "MIN_EVENTS"]
+__all__ = ["Consistency", "consistency", "explain", "needed", "recent_events", "BATCH", "FOLDS",
+           "MIN_EVENTS"]
 
 BATCH = 10  # the fresh learners learn in micro-batches of this many events
+FOLDS = 5  # cross-fitting: each fresh learner learns 4/5 of a stretch and predicts the rest
 MIN_EVENTS = 40  # the check compares at least this many events on either side of the change
 
 
@@ -63,13 +65,18 @@ def recent_events(repo: Any, agent_id: str, m: int) -> tuple[np.ndarray, list[An
 
 
 def consistency(config: Any, X: np.ndarray, y: Sequence[Any]) -> float:
-    """Held-out accuracy of fresh learners of ``config`` on ``(X, y)``: each of the even and odd
-    halves is predicted by a learner that learnt only the other half, in stream order."""
+    """Held-out accuracy of fresh learners of ``config`` on ``(X, y)``: each of :data:`FOLDS`
+    parts (a seeded random split, not every k-th event: a stream whose labels cycle would put
+    whole classes in one part) is predicted by a learner that learnt only the others, in
+    stream order."""
     from workers.actors.factory import make_learner
 
-    halves = (list(range(0, len(y), 2)), list(range(1, len(y), 2)))
+    order = np.random.default_rng(len(y)).permutation(len(y))  # seeded: the same parts each time
     hits = 0
-    for train, test in ((halves[0], halves[1]), (halves[1], halves[0])):
+    for f in range(FOLDS):
+        test = sorted(order[f::FOLDS].tolist())
+        held = set(test)
+        train = [i for i in range(len(y)) if i not in held]
         learner: Any = make_learner(config)
         for s in range(0, len(train), BATCH):
             part = train[s:s + BATCH]
