@@ -153,3 +153,43 @@ def test_what_the_text_head_serves():
         TextHead("both", 1, lambda: None)  # type: ignore[arg-type,return-value]
     with pytest.raises(ValueError, match="text_head_encoder"):
         Settings(text_head_encoder="both")
+
+
+def test_batching_merges_concurrent_callers_and_keeps_each_callers_rows():
+    """:class:`workers.text_head.Batching` over the real MiniLM: alone, a caller gets the
+    inner encoder's bits; concurrent callers get their own rows, in order, from shared
+    passes (a padded pass moves the last float32 bits: compared at 1e-6); an error reaches
+    every caller of its pass and the next callers are served."""
+    import threading
+
+    from agent.backbones.minilm import MiniLMEncoder
+    from workers.text_head import Batching
+
+    inner = MiniLMEncoder(cache_size=0)
+    enc = Batching(inner, max_batch=8)
+    rng = np.random.default_rng(3)
+    lists = [[_text(rng, f"b{k}.{j}") for j in range(1 + k % 3)] for k in range(12)]
+    for texts in lists[:3]:
+        assert np.array_equal(enc.encode(texts), inner.encode(texts))
+
+    got: dict[int, np.ndarray] = {}
+    start = threading.Barrier(len(lists))
+
+    def one(k: int) -> None:
+        start.wait()
+        got[k] = enc.encode(lists[k])
+
+    forwards = enc.stats["forwards"]
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(len(lists))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k, texts in enumerate(lists):
+        assert got[k].shape == (len(texts), 384)
+        np.testing.assert_allclose(got[k], inner.encode(texts), rtol=0, atol=1e-6)
+    assert enc.stats["forwards"] - forwards < len(lists)  # at least two callers shared a pass
+
+    with pytest.raises(Exception):  # noqa: B017 - whatever the tokenizer raises for a non-text
+        enc.encode([123])  # type: ignore[list-item]
+    assert np.array_equal(enc.encode(lists[0]), inner.encode(lists[0]))
