@@ -12,7 +12,8 @@ uvicorn, SQLite in a temporary directory), httpx clients, classifier agents (rul
 
 * vector JSON / Arrow: ``--agents`` agents, each sent ``--per-agent`` events in requests of
   ``--request`` (bodies built before the clock starts), 2 client threads;
-* 1 event/request: ``--single`` events over ``--clients`` threads, one JSON request each;
+* 1 event/request: ``--single`` events over ``--clients`` threads, one JSON request each (the
+  client threads in a process of their own, as a deployment's clients are);
 * text: ``--texts`` distinct sentences to one MiniLM classifier in requests of 100, beside the
   raw encoder (``MiniLMEncoder``, no cache, batches of 64) on other sentences with the same
   number of torch threads as the encoder actor (``encoder_cpus``);
@@ -71,19 +72,29 @@ def _wait_applied(c: Any, agents: list[str], total: int, timeout: float = 3600) 
 
 def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int) -> None:
     """POST every ``(agent, body, content type)`` from ``threads`` threads."""
+    _send_from(c.base_url, c.api_key, jobs, threads)
+
+
+def _send_from(base_url: str, api_key: str, jobs: list[tuple[str, bytes, str]],
+               threads: int, ready: Any = None, go: Any = None) -> None:
+    """:func:`_send_all`'s work; in a client process, ``ready``/``go`` (events) start the
+    sending after the imports, when the caller's clock starts."""
     from client import Client
 
+    if ready is not None:
+        ready.set()
+        go.wait()
     lock = threading.Lock()
     todo = list(jobs)
 
     def run() -> None:
-        with Client(c.base_url, api_key=c.api_key, timeout=600) as mine:
+        with Client(base_url, api_key=api_key, timeout=600) as mine:
             while True:
                 with lock:
                     if not todo:
                         return
                     agent, body, ctype = todo.pop(0)
-                mine._request("POST", mine._agent_path(agent, "/events"), key=c.api_key,
+                mine._request("POST", mine._agent_path(agent, "/events"), key=api_key,
                               content=body, content_type=ctype)
 
     ts = [threading.Thread(target=run) for _ in range(threads)]
@@ -131,8 +142,22 @@ def single_e2e(c: Any, n: int, clients: int, seed: int) -> dict[str, Any]:
     jobs = [(agents[i % clients], orjson.dumps({"events": [{"id": f"s{i}", "input": X[i].tolist(),
                                                             "target": y[i]}]}), "application/json")
             for i in range(n)]
+    # the client threads run in a process of their own, as a deployment's clients do: in
+    # this one they would take the GIL from the HTTP server's event loop
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    ready, go = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_send_from, args=(c.base_url, c.api_key, jobs, clients, ready, go))
+    proc.start()
+    if not ready.wait(120):
+        proc.kill()
+        raise RuntimeError("the client process did not start")
     t0 = time.perf_counter()
-    _send_all(c, jobs, clients)
+    go.set()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"the client process failed (exit code {proc.exitcode})")
     _wait_applied(c, agents, n)
     return {"events": n, "wall": time.perf_counter() - t0}
 
