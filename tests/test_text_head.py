@@ -193,3 +193,24 @@ def test_batching_merges_concurrent_callers_and_keeps_each_callers_rows():
     with pytest.raises(Exception):  # noqa: B017 - whatever the tokenizer raises for a non-text
         enc.encode([123])  # type: ignore[list-item]
     assert np.array_equal(enc.encode(lists[0]), inner.encode(lists[0]))
+
+
+def test_bad_inputs_at_a_warm_text_head_are_refused_as_the_serving_actor_refuses_them(
+        api, tenant_a, raw):
+    """What the head refuses, the pinned path refuses with the same error: a blank text
+    beside a good one, and a vector (a text agent's predict takes texts), a 422 naming it."""
+    agent = _text_agent(tenant_a)
+    head = auth(tenant_a)
+    tenant_a.ingest(agent, [{"id": "w0", "input": "book a flight to Oslo", "target": "travel"},
+                            {"id": "w1", "input": "what is my balance", "target": "bank"}])
+    v = wait_applied(tenant_a, agent, 2).head_version
+    for _ in range(3):
+        _same_as_serving(raw, head, agent, {"inputs": ["a train to Bergen"]})
+    assert api.service.heads.get(agent, v) is not None
+    for inputs in (["fine", "   "], [[1.0, 2.0]]):
+        errors = []
+        for body in ({"inputs": inputs}, {"inputs": inputs, "version": v}):
+            r = raw.post(f"/v1/agents/{agent}/predict", headers=head, json=body)
+            assert r.status_code == 422, r.text
+            errors.append(r.json()["error"])
+        assert errors[0] == errors[1] and errors[0]["field"] == f"inputs[{len(inputs) - 1}]"
