@@ -192,8 +192,6 @@ def print_pg(db: Database) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.storage_dbs import scratch_databases
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--agents", type=int, default=20)
     ap.add_argument("--per-agent", type=int, default=2000)
@@ -206,8 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reads", type=int, default=2000,
                     help="random point reads of one event by id to time (0: none)")
     args = ap.parse_args(argv)
-    if args.page_size:
-        engine.SQLITE_PAGE_SIZE = args.page_size
+    default_pages = engine.SQLITE_PAGE_SIZE
+    engine.SQLITE_PAGE_SIZE = args.page_size or default_pages  # (read when a file is made)
+    try:
+        _run(args)
+    finally:
+        engine.SQLITE_PAGE_SIZE = default_pages
+    return 0
+
+
+def _run(args: Any) -> None:
+    from benchmarks.storage_dbs import scratch_databases
+
     print(f"deltamem storage per event: {args.agents} agents x {args.per_agent} events "
           f"(384-d float32 inputs), {args.request} a request, micro-batches of {args.batch}, "
           f"float64 deltas (1-min load {os.getloadavg()[0]:.1f})\n")
@@ -227,7 +235,6 @@ def main(argv: list[str] | None = None) -> int:
                       f"{point_reads(db, args.reads):,.0f} µs")
         finally:
             db.dispose()
-    return 0
 
 
 if __name__ == "__main__":
