@@ -161,7 +161,7 @@ def _insert_rows(repo: Repository, rows: list[dict[str, Any]], heads: dict[str, 
     written into the rows and ``heads`` (next seq, events received) moved past them."""
     s = repo.session
     # provisional seqs in acknowledgement order; an id already stored is skipped by the
-    # unique (agent_id, client_id) index and the rows after it move down (dense seqs)
+    # unique (agent_key, client_id) index and the rows after it move down (dense seqs)
     nxt = {a: h[0] for a, h in heads.items()}
     for row in rows:
         row["seq"] = nxt[row["agent_id"]]

@@ -1,8 +1,8 @@
 """Listing an agent's events by status (``GET /v1/agents/{id}/events?status=``), a page at a
 time in ``seq`` order. Each status is one indexed range read, never a scan of the history:
-``rejected`` on ``ix_events_rejected (agent_id, seq) WHERE rejected``, ``pending`` on
-``ix_events_pending (agent_id, seq) WHERE applied_version IS NULL`` (partial indexes: they hold
-only those few rows), ``applied`` on ``uq_events_agent_seq (agent_id, seq)`` (almost every
+``rejected`` on ``ix_events_rejected (agent_key, seq) WHERE rejected``, ``pending`` on
+``ix_events_pending (agent_key, seq) WHERE applied_version IS NULL`` (partial indexes: they hold
+only those few rows), ``applied`` on ``uq_events_agent_seq (agent_key, seq)`` (almost every
 event is applied)."""
 
 from __future__ import annotations

@@ -253,7 +253,7 @@ class Events:
 
     def pending_events(self, agent_id: str, limit: int | None = None) -> list[Event]:
         """Events not yet applied (nor forgotten, nor rejected), oldest ``seq`` first."""
-        # seq + 0: ordering by the bare column, SQLite would walk the (agent_id, seq) index
+        # seq + 0: ordering by the bare column, SQLite would walk the (agent_key, seq) index
         # over the whole history to skip a sort of the few pending rows
         q = select(Event).where(*pending_terms(agent_id)).order_by(Event.seq + 0)
         if limit is not None:
