@@ -13,16 +13,17 @@ answers a delta adds. It raises what ``commit_version`` raises (:class:`VersionC
 the caller's transaction must then be rolled back (nothing of the group stays).
 
 Statements per group: the agents locked (one no-op ``UPDATE`` on SQLite, one ``SELECT ... FOR
-UPDATE`` in id order), per agent one read of its pending seqs and one of its last quality
-totals (both on indexes, the rows of this batch only), then one executemany each for the
-version rows, the delta rows and the agents, and one ``UPDATE`` of each agent's events.
+UPDATE`` in id order), per agent one read of its last quality totals and one ``UPDATE ...
+RETURNING`` that marks its events applied and checks they are the oldest pending ones (both
+on indexes, the rows of this batch only), then one executemany each for the version rows, the
+delta rows and the agents.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 
@@ -31,7 +32,6 @@ from storage.codec import Blob
 from storage.errors import AgentNotFound, InputError, VersionConflict
 from storage.models import Base, DeltaRow, Event, Version, utcnow
 from storage.repository import Repository
-from storage.repository._base import chunks
 from storage.repository.events import pending_terms
 from storage.repository.versions import _check_commit as check_commit
 
@@ -48,6 +48,11 @@ _LAST_TESTED = (select(_VERSIONS.c.tested_total, _VERSIONS.c.hits_total)
                 .where(_VERSIONS.c.agent_id == bindparam("aid"),
                        _VERSIONS.c.tested_total.is_not(None))
                 .order_by(_VERSIONS.c.tested_total.desc()).limit(1))
+# built once: pending_terms takes the agent id as a bound parameter here
+_MARK = (update(Event).where(*pending_terms(cast(str, bindparam("aid"))),
+                             Event.seq + 0 <= bindparam("top"))
+         .values(applied_version=bindparam("v")).returning(Event.seq)
+         .execution_options(synchronize_session=False))
 _HEAD = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
          .values(head_version=bindparam("v"),
                  events_applied=_AGENTS.c.events_applied + bindparam("n")))
@@ -120,8 +125,6 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
         if head != c.parent:
             raise VersionConflict(c.agent_id, c.parent, head)
         new = head + 1
-        if c.seqs:
-            repo.versions.check_next_pending(c.agent_id, c.seqs)
         row = _version_row(repo, c, new, now)
         versions.append(row)
         deltas.extend({"agent_id": c.agent_id, "version": new, "layer": name, "form": form,
@@ -130,7 +133,7 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
                        "data": blob.data, "sha256": blob.sha256}
                       for name, ld, form, blob in c.encoded)
         if c.seqs:
-            applied.append((c.agent_id, sorted(c.seqs), new))
+            applied.append((c.agent_id, c.seqs, new))
         move = {"aid": c.agent_id, "v": new, "n": len(c.seqs)}
         grown = labels + c.labels_added
         if c.labels_added and grown != labels:
@@ -142,10 +145,8 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
         s.execute(insert(_VERSIONS), versions)
         if deltas:
             s.execute(insert(_DELTAS), deltas)
-        for agent_id, seqs, new in applied:  # pending rows only: checked above
-            for part in chunks(seqs):
-                s.execute(update(Event).where(*pending_terms(agent_id), Event.seq.in_(part))
-                          .values(applied_version=new))
+        for agent_id, seqs, new in applied:
+            _mark_applied(s, agent_id, seqs, new)
         if heads_moved:
             s.execute(_HEAD, heads_moved)
         if labels_moved:
@@ -155,6 +156,20 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
                 repo.versions.record_answers(c.agent_id, done.version, c.labels_added)
         s.flush()
     return out
+
+
+def _mark_applied(session: Any, agent_id: str, seqs: list[int], version: int) -> None:
+    """Mark the agent's pending events up to ``max(seqs)`` applied by ``version``; they must
+    be ``seqs`` exactly (the oldest pending ones, none skipped: what
+    :meth:`Versions.check_next_pending` checks), else :class:`InputError` (the caller rolls
+    back). One ``UPDATE ... RETURNING`` (``seq + 0``: the pending index, no range walk of
+    the history on SQLite)."""
+    got = sorted(session.execute(_MARK, {"aid": agent_id, "top": max(seqs), "v": version})
+                 .scalars().all())
+    if got != sorted(seqs):
+        bad = sorted(set(seqs) - set(got))
+        raise InputError("event_seqs", f"unknown, applied or forgotten seqs {bad[:10]}" if bad
+                         else "must be the oldest pending events (none may be skipped)")
 
 
 def _version_row(repo: Repository, c: DeltaCommit, new: int, now: datetime) -> dict[str, Any]:
