@@ -178,8 +178,8 @@ class GuardPolicy:
     """The guard of an agent's quality (workers/actors/guard.py): when prequential accuracy over the last
     ``window`` events falls by more than ``drop`` against the ``window`` events before, confirmed
     by a Page-Hinkley test on the error stream, it takes ``action``. A rollback or quarantine
-    is first checked on the last ``sample`` events the guard keeps (default ``2 × window``;
-    0: no check): learnable drift only alerts (workers/actors/guard_check.py)."""
+    is first checked on at most ``sample`` events read back around the change (default
+    ``2 × window``; 0: no check): learnable drift only alerts (workers/actors/guard_check.py)."""
 
     window: int = 500
     drop: float = 0.1

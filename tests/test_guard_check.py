@@ -87,6 +87,8 @@ def test_recent_events_are_the_last_applied_in_order():
             repo.append_events(aid, [{"input": X[i], "target": y[i]} for i in range(50, 60)])  # pending
             Xr, yr = recent_events(repo, aid, 25)
             assert yr == y[25:50] and np.array_equal(Xr, X[25:50])
+            Xs, ys = recent_events(repo, aid, 20, skip=15)  # ending 15 before the last
+            assert ys == y[15:35] and np.array_equal(Xs, X[15:35])
             Xa, ya = recent_events(repo, aid, 1000)  # fewer there: all of them
             assert ya == y[:50] and Xa.shape == (50, DIM)
             fresh = MemoryAgent(cfg)

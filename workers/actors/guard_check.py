@@ -17,7 +17,7 @@ consistent than those before it *and* not better learnt than known
 :func:`consistency` measures a stretch: the 5-fold cross-fitted accuracy of fresh learners of
 the agent's own configuration (each of five seeded random parts predicted by a learner that
 learnt the other four, in micro-batches of :data:`BATCH`). :func:`explain` reads the events back from the
-store (the last ones applied, at most ``GuardPolicy.sample``: the guard keeps nothing per
+store (``2n`` around the change, at most ``GuardPolicy.sample``: the guard keeps nothing per
 event) and compares the ``n`` after the change point with the ``n`` before it. It runs only
 at a confirmed alarm (a few per stream), never per event.
 """
@@ -47,13 +47,14 @@ def needed(window: int) -> int:
     return max(MIN_EVENTS, window // 2)
 
 
-def recent_events(repo: Any, agent_id: str, m: int) -> tuple[np.ndarray, list[Any]] | None:
-    """The agent's last ``m`` applied events (inputs, targets), oldest first: one walk down the
-    ``(agent_id, seq)`` index that stops after ``m`` rows. None when an input is not a vector
-    (an erased payload, a text with no stored embedding)."""
+def recent_events(repo: Any, agent_id: str, m: int, skip: int = 0) -> tuple[np.ndarray, list[Any]] | None:
+    """``m`` applied events of the agent (inputs, targets), oldest first, that end ``skip``
+    events before its last applied one: one walk down the ``(agent_id, seq)`` index that stops
+    after ``skip + m`` rows. None when an input is not a vector (an erased payload, a text with
+    no stored embedding)."""
     rows = list(repo.session.scalars(select(Event).where(
         Event.agent_id == agent_id, Event.applied_version.is_not(None))
-        .order_by(Event.seq.desc()).limit(m)))
+        .order_by(Event.seq.desc()).offset(skip).limit(m)))
     events = [e.as_replay() for e in reversed(rows)]
     if not events or any("target" not in e or isinstance(e.get("input"), str) for e in events):
         return None
@@ -113,15 +114,15 @@ def explain(repo: Any, agent_id: str, total: int, change: int, floor: int, n: in
     the first event after the change point) and the ``n`` before it, and ``old`` (a learner
     holding the version before the change) on those after it. ``total``: events tested so far;
     ``floor``: the position the guard's watch began at (no earlier event is read); ``cap``: at
-    most this many events are read back. None when fewer than ``n`` are there on either side
-    (or within ``cap``)."""
-    if min(total - change, change - floor, cap - (total - change)) < n:
+    most this many events are read back (``2n``; those since, up to ``total``, are skipped
+    on the index). None when fewer than ``n`` are there on either side (or ``2n > cap``)."""
+    if min(total - change, change - floor) < n or 2 * n > cap:
         return None
-    got = recent_events(repo, agent_id, total - change + n)
-    if got is None or len(got[1]) != total - change + n:
+    got = recent_events(repo, agent_id, 2 * n, skip=total - change - n)
+    if got is None or len(got[1]) != 2 * n:
         return None
     X, y = got
-    Xb, yb, Xa, ya = X[:n], y[:n], X[n:2 * n], y[n:2 * n]
+    Xb, yb, Xa, ya = X[:n], y[:n], X[n:], y[n:]
     preds = old.predict_many(Xa)
     known = sum(p["label"] is not None and p["label"] == t for p, t in zip(preds, ya, strict=True)) / n
     return Consistency(consistency(config, Xb, yb), consistency(config, Xa, ya), known, n)
