@@ -144,8 +144,9 @@ def _elec2(args: argparse.Namespace, rows: list[list[Any]]) -> None:
            "memory": {"lift_dim": 1024}}
     for guard in (None, {"window": args.window, "drop": args.drop, "action": "rollback"}):
         r = run(X, y, cfg, guard, dry=True)
+        false = [f"{at:,}" for a, at in r["actions"] if a != "alert"]
         rows.append(["Elec2 (honest drift)", "rollback, dry" if guard else "none", None, None, None,
-                     f"{sum(1 for a, _ in r['actions'] if a != 'alert')} in {len(y):,} events",
+                     f"{len(false)} in {len(y):,} events" + (f" (at {', '.join(false)})" if false else ""),
                      sum(1 for a, _ in r["actions"] if a == "alert"), r["preq"], r["held"]])
 
 
