@@ -254,6 +254,8 @@ AGENT_BODIES = [  # (body, accepted): the service and the document must agree on
     ({"name": "a", "dim": 2, "guard": {"window": 9}}, False),
     ({"name": "a", "dim": 2, "guard": {"drop": 0.2, "colour": 1}}, False),
     ({"name": "a", "dim": 2, "guard": {"sample": 0, "action": "rollback"}}, True),
+    ({"name": "a", "dim": 2, "guard": {"sample": 364.0}}, True),  # integral floats are integers
+    ({"name": "a", "dim": 2, "guard": {"sample": 364.5}}, False),
     ({"name": "a", "dim": 2, "guard": {"sample": None}}, True),
     ({"name": "a", "dim": 2, "guard": {"sample": 10001}}, False),
     ({"name": "a", "dim": 2, "guard": {"sample": -1}}, False),

@@ -304,7 +304,8 @@ def check_agent_body(body: Any) -> tuple[str, dict[str, Any]]:
     return name, AgentConfig.from_dict(body).to_dict()  # type: ignore[return-value]
 
 
-AGENT_INT_FIELDS = ("dim", "memory.lift_dim", "memory.replay", "memory.reservoir", "guard.window")
+AGENT_INT_FIELDS = ("dim", "memory.lift_dim", "memory.replay", "memory.reservoir", "guard.window",
+                    "guard.sample")
 
 
 def integral_ints(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
