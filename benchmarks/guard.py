@@ -101,12 +101,16 @@ def run(X: np.ndarray, y: list[str], config: dict[str, Any], guard: dict[str, An
                 head = repo.commit_version(aid, head, "delta", delta=delta, event_seqs=[e.seq for e in got],
                                            checksum=agent.checksum()).version
                 repo.record_quality(aid, head, tested)
-                d = g.check(repo, aid, cfg.guard, head, tested, config=cfg) if cfg.guard else None
-                if d is not None:
-                    g.reset(aid, alerted=dry or d.action == "alert")
-                    actions.append((d.action, s + len(tested)))
-                    reasons.append(d.reason)
-                    if d.action == "rollback" and d.good_version is not None and not dry:
+                d = g.observe(repo, aid, cfg.guard, head, tested) if cfg.guard else None
+            if d is not None and d.check is not None:  # as the learner: after the commit
+                with unit_of_work(db, write=False) as repo:  # a read: no write lock
+                    d = g.settle(repo, aid, d, cfg)
+            if d is not None:
+                g.reset(aid, alerted=dry or d.action == "alert")
+                actions.append((d.action, s + len(tested)))
+                reasons.append(d.reason)
+                if d.action == "rollback" and d.good_version is not None and not dry:
+                    with unit_of_work(db) as repo:
                         head = repo.rollback(aid, d.good_version).version
                         agent.load_state(*repo.load_state(aid, head))
         db.dispose()

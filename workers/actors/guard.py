@@ -26,6 +26,9 @@ learnable drift (the events after the change about as consistent as those before
 better than the version before the change knows them) is recorded as an ``alert`` with the
 figures in its reason; only an attack's signature (less consistent, and no better learnt than
 known) acts. Policy ``sample`` (default ``2 × window``; 0: no check) caps the events it reads back.
+The learner feeds the detector in its commit (:meth:`Guard.observe`: indexed reads only) and
+runs the check after it, on a read transaction (:meth:`Guard.settle`): the fits never hold the
+write lock that ingest's group commits wait on.
 
 An operator's release is a decision about those events: the guard takes no action on the events
 a release applies, and watches again from the first event after them.
@@ -88,6 +91,9 @@ class Decision:
     action: str
     reason: str
     good_version: int | None  # the last version before the regression (rollback target)
+    # a rollback/quarantine still to be checked against learnable drift (Guard.settle), after
+    # the commit and outside any write transaction: (events tested, change, floor, n, cap, drop)
+    check: tuple[int, int, int, int, int, float] | None = None
 
 
 def _base(repo: Any, agent_id: str, at_most: int) -> tuple[int, int, int] | None:
@@ -152,19 +158,27 @@ class Guard:
         if (last if alerted is None else alerted) and st is not None:
             self._floors[agent_id] = st.floor
 
-    def check(self, repo: Any, agent_id: str, policy: Any, version: int,
-              hits: list[bool], row_total: int | None = None,
-              config: Any = None) -> Decision | None:
-        """Feed a committed batch's outcomes; a decision when the policy must act.
-        ``row_total``: the version's ``tested_total`` when the caller holds it; ``config``:
-        the agent's (default: read from its row when the check needs it)."""
-        decision = self._check(repo, agent_id, policy, version, hits, row_total, config)
-        if decision is not None:
+    def observe(self, repo: Any, agent_id: str, policy: Any, version: int,
+                hits: list[bool], row_total: int | None = None) -> Decision | None:
+        """Feed a committed batch's outcomes (in the commit's transaction: indexed reads only);
+        a decision when the policy must act, which may still carry its check: take it with
+        :meth:`settle` outside the write transaction. ``row_total``: the version's
+        ``tested_total`` when the caller holds it."""
+        decision = self._check(repo, agent_id, policy, version, hits, row_total)
+        if decision is not None and decision.check is None:
             (self._alerted.add if decision.action == "alert" else self._alerted.discard)(agent_id)
         return decision
 
+    def check(self, repo: Any, agent_id: str, policy: Any, version: int,
+              hits: list[bool], row_total: int | None = None,
+              config: Any = None) -> Decision | None:
+        """:meth:`observe` then :meth:`settle` in one session (the harness and tests; the
+        learner settles outside its commit). ``config``: the agent's (default: its row's)."""
+        d = self.observe(repo, agent_id, policy, version, hits, row_total)
+        return None if d is None else self.settle(repo, agent_id, d, config)
+
     def _check(self, repo: Any, agent_id: str, policy: Any, version: int, hits: list[bool],
-               row_total: int | None, config: Any) -> Decision | None:
+               row_total: int | None) -> Decision | None:
         if row_total is None:
             row_total = repo.session.scalar(select(Version.tested_total).where(
                 Version.agent_id == agent_id, Version.version == version))
@@ -200,17 +214,34 @@ class Guard:
         need = needed(policy.window)
         if before + len(hits) - at < need:
             return None  # the check waits for enough events after the change (within 2W)
+        return Decision(policy.action, reason, good,
+                        (before + len(hits), at, st.floor, need, policy.sample, policy.drop))
+
+    def settle(self, repo: Any, agent_id: str, d: Decision, config: Any = None) -> Decision:
+        """The decision to take: ``d`` itself, or, when it still has a check, the check's
+        verdict (:func:`workers.actors.guard_check.explain`: fresh learners fitted on the events
+        around the change). The learner runs this after the commit that raised ``d`` and
+        before the agent's next batch, in a read transaction: the fits never hold the write
+        lock. ``config``: the agent's (default: read from its row)."""
+        if d.check is None:
+            return d
+        total, at, floor, need, cap, drop = d.check
         if config is None:
             config = repo.session.get(Agent, agent_id).config
-        c = explain(repo, agent_id, before + len(hits), at, st.floor, need, policy.sample,
-                    config, _holding(repo, agent_id, good, config))
+        c = None if d.good_version is None else explain(
+            repo, agent_id, total, at, floor, need, cap, config,
+            _holding(repo, agent_id, d.good_version, config))
         if c is None:
-            return Decision(policy.action, f"{reason}; too few events before the change (or "
-                            f"read back) to check it", good)
-        if c.learnable(policy.drop):
-            return Decision("alert", f"{reason}; not a {policy.action}: learnable drift ({c.describe()})",
-                            None)
-        return Decision(policy.action, f"{reason}; an attack, not learnable drift ({c.describe()})", good)
+            out = Decision(d.action, f"{d.reason}; too few events before the change (or read "
+                           f"back) to check it", d.good_version)
+        elif c.learnable(drop):
+            out = Decision("alert", f"{d.reason}; not a {d.action}: learnable drift "
+                           f"({c.describe()})", None)
+        else:
+            out = Decision(d.action, f"{d.reason}; an attack, not learnable drift "
+                           f"({c.describe()})", d.good_version)
+        (self._alerted.add if out.action == "alert" else self._alerted.discard)(agent_id)
+        return out
 
 
 def _holding(repo: Any, agent_id: str, version: int, config: Any) -> Any:

@@ -443,13 +443,18 @@ class LearnerActor:
             self._quality.observe(learner.config.kind, sum(hits) / len(hits))
         policy = learner.config.guard
         if policy is not None and hits and agent_id not in self._guard_muted:
-            decision = self._guard.check(repo, agent_id, policy, version, hits,
-                                         row.tested_total)
-            if decision is not None:  # taken after this commit, in its own transaction
+            decision = self._guard.observe(repo, agent_id, policy, version, hits,
+                                           row.tested_total)
+            if decision is not None:  # settled and taken after this commit (_guard_act)
                 self._decisions[agent_id] = (version, decision)
 
     def _guard_act(self, agent_id: str, version: int, d: Decision) -> None:
-        """Record the action; quarantine, or roll back and quarantine (workers/actors/guard.py)."""
+        """Settle the decision (its check fits learners on a read transaction, never under the
+        write lock); record the action; quarantine, or roll back and quarantine
+        (workers/actors/guard.py)."""
+        if d.check is not None:
+            with self._store.read() as repo:
+                d = self._guard.settle(repo, agent_id, d)
         with self._store.tx() as repo:
             if d.action == "alert":
                 record_action(repo, agent_id, "alert", version, d.reason)
