@@ -33,7 +33,7 @@ from storage.errors import AgentNotFound, InputError, VersionConflict
 from storage.models import Base, DeltaRow, Event, Version, utcnow
 from storage.repository import Repository
 from storage.repository.events import pending_terms
-from storage.repository.versions import _check_commit as check_commit
+from storage.repository.versions import check_commit
 
 _VERSIONS: Table = Base.metadata.tables[Version.__tablename__]
 _DELTAS: Table = Base.metadata.tables[DeltaRow.__tablename__]

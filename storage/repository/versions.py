@@ -32,7 +32,7 @@ COMMIT_KINDS = ("delta", "snapshot", "rollback", "forget")
 MAX_LIST = 10_000
 
 
-def _check_commit(kind: str, parent_version: int, checksum: str, delta: Delta | None,
+def check_commit(kind: str, parent_version: int, checksum: str, delta: Delta | None,
                   snapshot: tuple[dict[str, np.ndarray], list[str]] | None,
                   state_of: int | None, event_seqs: Sequence[int], delta_norm: float | None,
                   ) -> tuple[list[tuple[str, LayerDelta, str, Blob]], list[int], float]:
@@ -115,7 +115,7 @@ class Versions:
         InputError
             Bad arguments (nothing is written).
         """
-        encoded, seqs, norm = _check_commit(kind, parent_version, checksum, delta, snapshot,
+        encoded, seqs, norm = check_commit(kind, parent_version, checksum, delta, snapshot,
                                             state_of, event_seqs, delta_norm)
         agent = self.core.lock_agent(agent_id)
         if agent.head_version != parent_version:
