@@ -14,9 +14,10 @@ replicas run it like every other agent:
 - :meth:`ChatAgent.predict_many` answers each question greedily with the MiniLM-retrieved turns
   (top-k by cosine over the labels) and a recent window in the prompt and the states read in.
 
-Without a trained adapter in ``agent/lm/adapters/`` the δ-mem corrections start at exactly zero
-(``W_Δq = W_Δo = 0``): states are still written and versioned, but replies equal the base model
-with retrieval (the "retrieval" row of the evaluation).
+The adapter is the one shipped in ``agent/lm/adapters/`` (see agent/lm/README.md); without that
+file the δ-mem corrections start at exactly zero (``W_Δq = W_Δo = 0``): states are still written
+and versioned, but replies equal the base model with retrieval (the "retrieval" row of the
+evaluation).
 """
 
 from __future__ import annotations
