@@ -42,7 +42,7 @@ def _random_history(db, seed: int, steps: int = 30):
     gone: dict[str, set[str]] = {aid: set()}
     n = 0
     for _ in range(steps):
-        a = sorted(agents)[int(rng.integers(len(agents)))]
+        a = list(agents)[int(rng.integers(len(agents)))]  # creation order: ids are random
         versions, head = agents[a]
         op = rng.choice(["learn", "learn", "learn", "snap", "rollback", "forget", "fork"])
         with unit_of_work(db) as repo:
