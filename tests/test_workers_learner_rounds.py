@@ -84,3 +84,37 @@ def test_a_round_keeps_each_agents_order_across_passes(dep):
             repo.load_state(a, head)
         assert hist == [e["id"] for e in sent[a]]
         assert head == 2  # two micro-batches: limit, then 7
+
+
+def test_a_pass_reaches_the_replicas_in_one_message(dep):
+    """The replicas apply each committed version onto the head they hold (one message for
+    the pass): the next predictions read no state from the store."""
+    running, svc, tenant = dep
+    agents = [svc.create_agent(tenant, f"pub-{i}", CONFIG)["id"] for i in range(4)]
+    rng = np.random.default_rng(21)
+    first = {a: vector_events(rng, 3, 8, 4, f"{a}-a") for a in agents}
+    more = {a: vector_events(rng, 3, 8, 4, f"{a}-b") for a in agents}
+    with svc.store.tx() as repo:
+        for a in agents:
+            repo.append_events(a, [{**e, "input": np.asarray(e["input"])} for e in first[a]])
+    ray.get(_shard(running).notify.remote(agents, 12))
+    wait_for(lambda: all_applied(svc, tenant, agents), what="applied")
+    (replica, *_) = svc.serving_handles()
+    x = [[0.5] * 8]
+    for a in agents:  # the replica now holds each head (version 1)
+        assert ray.get(replica.predict.remote(a, CONFIG, x, version=1))["version"] == 1
+    before = ray.get(replica.stats.remote())
+    with svc.store.tx() as repo:
+        for a in agents:
+            repo.append_events(a, [{**e, "input": np.asarray(e["input"])} for e in more[a]])
+    ray.get(_shard(running).notify.remote(agents, 12))
+    wait_for(lambda: ray.get(replica.stats.remote())["applied"] >= before["applied"] + 4,
+             what="published")
+    for a in agents:
+        got = ray.get(replica.predict.remote(a, CONFIG, x, version=2))
+        ref = reference(CONFIG, first[a] + more[a], batch=3)
+        assert got["version"] == 2
+        assert got["predictions"][0]["label"] == ref.predict_many(np.asarray(x))[0]["label"]
+    after = ray.get(replica.stats.remote())
+    assert after["misses"] == before["misses"]  # every version 2 came by the message
+    assert after["applied"] - before["applied"] == 4

@@ -46,6 +46,8 @@ from workers.store import Store
 
 log = logging.getLogger("deltamem.learner")
 
+Publication = tuple[str, int | None, int, Delta | None]  # (agent id, parent, version, delta)
+
 
 class _Batch(NamedTuple):
     """A micro-batch learnt on the agent's head (``version``), waiting for its commit."""
@@ -255,7 +257,7 @@ class LearnerActor:
     def _reset(self, agent_id: str) -> None:
         self._drop(agent_id)
         version, _ = self._head(agent_id)
-        self._publish(agent_id, None, version, None)
+        self._publish([(agent_id, None, version, None)])
 
     def _loop(self) -> None:
         backoff = self._s.learner_backoff_s
@@ -291,7 +293,7 @@ class LearnerActor:
                 b = self._prepare(agent_id)
                 if b is None:
                     return
-                self._finish(b, self._commit([b])[0])
+                self._publish([self._finish(b, self._commit([b])[0])])
 
     def _drain_round(self, agents: list[str]) -> list[str]:
         """Apply the pending events of ``agents``: each pass learns one micro-batch per agent
@@ -330,9 +332,9 @@ class LearnerActor:
                     except Exception:  # noqa: BLE001 - redone one agent at a time
                         log.warning("learner %s: a commit of %d agents failed; committing them "
                                     "one by one", self._shard, len(group), exc_info=True)
-                    if rows is not None:
-                        for b, row in zip(group, rows, strict=True):
-                            self._finish(b, row)
+                    if rows is not None:  # the replicas hear of the pass in one message
+                        self._publish([self._finish(b, row)
+                                       for b, row in zip(group, rows, strict=True)])
             finally:
                 for lock in held:
                     lock.release()
@@ -419,8 +421,9 @@ class LearnerActor:
         self._stats["commits"] += 1
         return rows
 
-    def _finish(self, b: _Batch, row: Any) -> None:
-        """After the commit: the inbox, the held head, the backlog, the replicas."""
+    def _finish(self, b: _Batch, row: Any) -> Publication:
+        """After the commit: the inbox, the held head, the backlog; returns what the replicas
+        are told (:meth:`_publish`)."""
         tf = time.perf_counter()
         self._inbox.committed(b.agent_id, b.seqs[-1], b.complete)
         self._hold(b.agent_id, row.version, b.learner)
@@ -428,8 +431,8 @@ class LearnerActor:
             self._backlog = max(0, self._backlog - len(b.seqs))
         self._stats["versions"] += 1
         self._stats["events"] += len(b.seqs)
-        self._publish(b.agent_id, b.version, row.version, b.learner.for_reads(b.delta))
         self._stats["busy_s"] += time.perf_counter() - tf
+        return (b.agent_id, b.version, row.version, b.learner.for_reads(b.delta))
 
     def _after_commit(self, repo: Any, row: Any, learner: Learner, tested: list[bool] | None,
                       n: int) -> None:
@@ -558,9 +561,10 @@ class LearnerActor:
             return ([e.as_replay() for e in rows], [e.seq for e in rows],  # arrays decoded
                     len(rows) < limit)
 
-    def _publish(self, agent_id: str, parent: int | None, version: int, delta: Delta | None) -> None:
-        """Tell every serving replica. Handles are looked up once (a restarted replica keeps
-        its name and handle); a replica not up yet rebuilds from the store on a miss."""
+    def _publish(self, items: list[Publication]) -> None:
+        """Tell every serving replica: one message per replica for ``items`` (a pass's
+        versions, in commit order). Handles are looked up once (a restarted replica keeps its
+        name and handle); a replica not up yet rebuilds from the store on a miss."""
         for i in range(self._s.serving_replicas):
             h = self._servers.get(i)
             if h is None:
@@ -569,4 +573,4 @@ class LearnerActor:
                                                          namespace=self._s.ray_namespace)
                 except ValueError:
                     continue
-            h.publish.remote(agent_id, parent, version, delta)
+            h.publish_many.remote(items)

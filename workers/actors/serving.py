@@ -87,19 +87,26 @@ class ServingActor:
 
     # ---- messages --------------------------------------------------------------------
     def publish(self, agent_id: str, parent: int | None, version: int, delta: Delta | None) -> None:
-        """A committed version. Applied onto ``parent`` if we hold exactly that; else the
-        entry is dropped (rebuilt from the store on the next request)."""
+        """A committed version (:meth:`publish_many` of one)."""
+        self.publish_many([(agent_id, parent, version, delta)])
+
+    def publish_many(self, items: list[tuple[str, int | None, int, Delta | None]]) -> None:
+        """Committed versions ``(agent id, parent, version, delta)``, in commit order (a
+        learner's pass sends its versions in one message). Each is applied onto ``parent`` if
+        we hold exactly that; else the entry is dropped (rebuilt from the store on the next
+        request)."""
         with self._cv:
-            self._heads[agent_id] = max(self._heads.get(agent_id, -1), version)
-            if parent is None and delta is None:  # a rollback or forget: drop the agent's
-                for key in [k for k in self._cache if k[0] == agent_id]:  # (erased) states
-                    self._pop(key)
-            if parent is not None and delta is not None:
-                learner = self._pop((agent_id, parent))
-                if learner is not None:
-                    learner.apply(delta)
-                    self._put((agent_id, version), learner)
-                    self._stats["applied"] += 1
+            for agent_id, parent, version, delta in items:
+                self._heads[agent_id] = max(self._heads.get(agent_id, -1), version)
+                if parent is None and delta is None:  # a rollback or forget: drop the agent's
+                    for key in [k for k in self._cache if k[0] == agent_id]:  # (erased) states
+                        self._pop(key)
+                if parent is not None and delta is not None:
+                    learner = self._pop((agent_id, parent))
+                    if learner is not None:
+                        learner.apply(delta)
+                        self._put((agent_id, version), learner)
+                        self._stats["applied"] += 1
             self._cv.notify_all()
 
     def pid(self) -> int:
