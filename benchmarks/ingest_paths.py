@@ -162,17 +162,31 @@ def single_e2e(c: Any, n: int, clients: int, seed: int) -> dict[str, Any]:
     return {"events": n, "wall": time.perf_counter() - t0}
 
 
-def text_e2e(c: Any, n: int) -> dict[str, Any]:
+def text_e2e(c: Any, n: int, clients: int = 1) -> dict[str, Any]:
+    """``n`` texts in requests of 100 to one MiniLM classifier from ``clients`` threads (each
+    its own connection); until every event is applied."""
+    from client import Client
+
     agent = c.create_agent(f"text-{uuid.uuid4().hex[:6]}", kind="classifier", encoder="minilm",
                            memory=TEXT_CONFIG["memory"]).id
     c.ingest(agent, [{"id": "warm", "input": "warm up the encoder", "target": "w"}])
     _wait_applied(c, [agent], 1)
-    texts = sentences(n, seed=11)
+    texts = sentences(n, seed=11 + clients)  # other texts each run: the encoder caches
     labels = [f"T{i % LABELS}" for i in range(n)]
+    starts = list(range(0, n, 100))
+
+    def send(k: int) -> None:
+        with Client(c.base_url, api_key=c.api_key, timeout=600) as mine:
+            for s in starts[k::clients]:
+                mine.ingest(agent, [{"id": f"x{i}", "input": texts[i], "target": labels[i]}
+                                    for i in range(s, min(n, s + 100))])
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(clients)]
     t0 = time.perf_counter()
-    for s in range(0, n, 100):
-        c.ingest(agent, [{"id": f"x{i}", "input": texts[i], "target": labels[i]}
-                         for i in range(s, min(n, s + 100))])
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     _wait_applied(c, [agent], n + 1)
     return {"events": n, "wall": time.perf_counter() - t0}
 
@@ -237,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--single", type=int, default=2000, help="events sent one per request")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--texts", type=int, default=2000)
+    ap.add_argument("--text-clients", type=int, default=2,
+                    help="the text row again with this many concurrent clients")
     ap.add_argument("--only", default="json,arrow,single,text",
                     help="comma-separated rows to run: json, arrow, single, text (the "
                          "reference and storage rows come with them)")
@@ -279,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 out["single"] = single_e2e(c, args.single, args.clients, 3)
             if "text" in rows:
                 out["text"] = text_e2e(c, args.texts)
+                out["text_clients"] = text_e2e(c, args.texts, args.text_clients)
     finally:
         running.stop()
     if "text" in rows:
@@ -310,9 +327,12 @@ def report(args: Any, s: Any, out: dict[str, Any]) -> None:
                      f"{100 * rate['single'] / ref:.2f} % of learn_many",
                      f"{args.single} requests"])
     if "text" in out:
-        rows += [[f"text e2e (MiniLM classifier), {args.texts} texts, 100/request",
-                  f"{rate['text']:,.0f} events/s",
-                  f"{100 * rate['text'] / out['encoder']:.0f} % of the raw encoder", ""],
+        for k, clients in (("text", 1), ("text_clients", args.text_clients)):
+            r = out[k]["events"] / out[k]["wall"]
+            rows.append([f"text e2e (MiniLM classifier), {args.texts} texts, 100/request, "
+                         f"{clients} client{'s' if clients > 1 else ''}", f"{r:,.0f} events/s",
+                         f"{100 * r / out['encoder']:.0f} % of the raw encoder", ""])
+        rows += [
                  [f"raw encoder, {max(1, s.encoder_cpus)} torch thread(s), batches of 64",
                   f"{out['encoder']:,.0f} texts/s", "in-process, no cache", ""]]
     rows.append(["learn_many on (64, 384) arrays (reference)", f"{ref:,.0f} events/s",

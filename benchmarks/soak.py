@@ -109,6 +109,18 @@ def _applied(c: httpx.Client) -> int:
     return sum(int(a["events_applied"]) for a in c.get("/v1/agents").json()["agents"])
 
 
+def _counters(c: httpx.Client) -> dict[str, float]:
+    """The learners' commit counters from ``/metrics`` (summed over shards): seconds in commit
+    transactions, commits, versions."""
+    want = {"deltamem_commit_seconds_total": 0.0, "deltamem_commits_total": 0.0,
+            "deltamem_versions_total": 0.0}
+    for line in c.get("/metrics").text.splitlines():
+        name = line.split("{")[0].split(" ")[0]
+        if name in want:
+            want[name] += float(line.rsplit(" ", 1)[1])
+    return want
+
+
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The steady-state conditions over the per-minute rows (the second one is the baseline)."""
     if len(rows) < 3:
@@ -146,23 +158,27 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
         threads = [threading.Thread(target=_client, args=(svc.url, key, ids, rate / clients, stop,
                                                           current, s), daemon=True)
                    for s in range(clients)]
-        applied0, t0 = _applied(c), time.monotonic()
+        applied0, counters0, t0 = _applied(c), _counters(c), time.monotonic()
         for t in threads:
             t.start()
         say(f"{'min':>3} {'ingest p50':>10} {'p99':>7} {'predict p50':>11} {'p99':>7} "
-            f"{'applied/s':>9} {'db MB':>7} {'RSS MB':>7} {'errors':>6}")
+            f"{'applied/s':>9} {'commit ms':>9} {'versions/s':>10} {'db MB':>7} {'RSS MB':>7} "
+            f"{'errors':>6}")
         for m in range(1, minutes + 1):
             time.sleep(max(0.0, t0 + m * minute_s - time.monotonic()))
             seen, current[0] = current[0], Minute()
             applied = _applied(c)
             rss = rss_by_process(svc.processes())
             _add_rss(procs, rss, m)
+            counters = _counters(c)
             row = _minute_row(m, seen, (applied - applied0) / minute_s, url, rss)
-            applied0 = applied
+            row.update(_commit_rates(counters0, counters, minute_s))
+            applied0, counters0 = applied, counters
             rows.append(row)
             say(f"{m:>3} {row['ingest_p50']:>10.1f} {row['ingest_p99']:>7.1f} "
                 f"{row['predict_p50']:>11.1f} {row['predict_p99']:>7.1f} "
-                f"{row['applied_per_s']:>9.1f} {row['db_bytes'] / 2**20:>7.1f} "
+                f"{row['applied_per_s']:>9.1f} {row['commit_ms']:>9.2f} {row['versions_per_s']:>10.1f} "
+                f"{row['db_bytes'] / 2**20:>7.1f} "
                 f"{row['rss_total'] / 2**20:>7.0f} {row['errors']:>6}")
         stop.set()
         for t in threads:
@@ -174,6 +190,16 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
     out = {"rows": rows, "processes": procs, "verdict": verdict(rows)}
     _print_end(out, say)
     return out
+
+
+def _commit_rates(before: dict[str, float], after: dict[str, float],
+                  minute_s: float) -> dict[str, float]:
+    """The learners' mean commit transaction (ms) and versions/s over one interval."""
+    commits = after["deltamem_commits_total"] - before["deltamem_commits_total"]
+    spent = after["deltamem_commit_seconds_total"] - before["deltamem_commit_seconds_total"]
+    return {"commit_ms": 1e3 * spent / commits if commits else 0.0,
+            "versions_per_s": (after["deltamem_versions_total"]
+                               - before["deltamem_versions_total"]) / minute_s}
 
 
 def _add_rss(procs: dict[str, list[float]], rss: dict[int, tuple[str, int]], m: int) -> None:

@@ -20,8 +20,10 @@ def test_soak_computes_every_column():
         for k in ("ingest_p50", "ingest_p99", "predict_p50", "predict_p99"):
             assert math.isfinite(r[k]) and 0 < r[k] <= r[k.replace("p50", "p99")] + 1e-9, (k, r)
         assert r["applied_per_s"] >= 0 and r["db_bytes"] > 0
+        assert r["commit_ms"] >= 0 and r["versions_per_s"] >= 0
         assert r["rss_total"] > 0 and r["processes"] >= 3 and r["errors"] == 0
     assert sum(r["applied_per_s"] for r in rows) > 0  # the learner applied events
+    assert sum(r["versions_per_s"] for r in rows) > 0 and max(r["commit_ms"] for r in rows) > 0
     assert any(name.startswith("ray::") for name in out["processes"])
     assert all(len(v) == 3 for v in out["processes"].values())
     assert set(out["verdict"]) == {"p99", "db_plateau", "rss", "steady"}
