@@ -12,7 +12,10 @@ Statements per group, whatever the number of requests: one ``SELECT ... FOR UPDA
 agents' rows (in id order, so two groups never deadlock), one ``INSERT ... ON CONFLICT DO
 NOTHING RETURNING`` over all rows (per 1,000; an id already stored is skipped by the unique
 index instead of looked up first), one ``UPDATE`` of the agents' counters; only when a stored id
-was skipped, one more ``UPDATE`` moves the rows after it down, so ``seq`` stays dense.
+was skipped, one more ``UPDATE`` moves the rows after it down, so ``seq`` stays dense. On
+SQLite, where the transaction holds the database's write lock and a statement is a call into
+the library, the stored ids are looked up first (one indexed ``IN`` per agent and 1,000 ids)
+and the rows go in with one ``executemany`` of tuples (:func:`events.insert_rows`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ from typing import Any
 
 from sqlalchemy import JSON, Text, bindparam, cast, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from storage.errors import AgentNotFound, InputError
 from storage.models import utcnow
@@ -37,6 +39,7 @@ from storage.repository.events import (
     MAX_BATCH,
     AcceptedEvent,
     _payload,
+    insert_rows,
 )
 
 Result = tuple[list[AcceptedEvent], list[str]]
@@ -50,26 +53,16 @@ _COUNT = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
           .values(next_seq=bindparam("next_seq"), events_received=bindparam("received")))
 
 
-def _insert_stmt(dialect: str) -> Any:
-    """``INSERT INTO events ... ON CONFLICT (agent_key, client_id) DO NOTHING RETURNING
-    agent_key, client_id``: the payload bound as JSON text (cast to JSON on PostgreSQL) as
-    :mod:`storage.repository.events` writes it."""
-    ins = sqlite_insert if dialect == "sqlite" else pg_insert
-    text = bindparam("payload_json", type_=Text())
-    return (ins(_EVENTS).values(
-        agent_key=bindparam("agent_key"), client_id=bindparam("client_id"), seq=bindparam("seq"),
-        received_at=bindparam("received_at"),
-        payload=text if dialect == "sqlite" else cast(text, JSON()),
-        **{name: bindparam(name) for name in _NO_INPUT})
-        .on_conflict_do_nothing(index_elements=["agent_key", "client_id"])
-        .returning(_EVENTS.c.agent_key, _EVENTS.c.client_id))
-
-
-_STMTS = {"sqlite": _insert_stmt("sqlite"), "postgresql": _insert_stmt("postgresql")}
-
-
-def _insert(session: Any) -> Any:
-    return _STMTS[session.get_bind().dialect.name]
+# PostgreSQL: INSERT INTO events ... ON CONFLICT (agent_key, client_id) DO NOTHING RETURNING
+# agent_key, client_id, the payload bound as JSON text cast to JSON as
+# storage.repository.events writes it (SQLite: _insert_rows_sqlite)
+_INSERT = (pg_insert(_EVENTS).values(
+    agent_key=bindparam("agent_key"), client_id=bindparam("client_id"), seq=bindparam("seq"),
+    received_at=bindparam("received_at"),
+    payload=cast(bindparam("payload_json", type_=Text()), JSON()),
+    **{name: bindparam(name) for name in _NO_INPUT})
+    .on_conflict_do_nothing(index_elements=["agent_key", "client_id"])
+    .returning(_EVENTS.c.agent_key, _EVENTS.c.client_id))
 
 
 def _parse(events: Any) -> list[tuple[Any, ...]]:
@@ -160,6 +153,8 @@ def _insert_rows(repo: Repository, rows: list[dict[str, Any]], heads: dict[str, 
     inserted. Their final seqs are
     written into the rows and ``heads`` (next seq, events received) moved past them."""
     s = repo.session
+    if rows and s.get_bind().dialect.name == "sqlite":
+        return _insert_rows_sqlite(repo, rows, heads)
     # provisional seqs in acknowledgement order; an id already stored is skipped by the
     # unique (agent_key, client_id) index and the rows after it move down (dense seqs)
     nxt = {a: h[0] for a, h in heads.items()}
@@ -170,7 +165,7 @@ def _insert_rows(repo: Repository, rows: list[dict[str, Any]], heads: dict[str, 
     if rows:
         with repo.core.translate(rows[0]["agent_id"]):
             for part in chunks(rows, 1000):
-                inserted.update((ids[r[0]], r[1]) for r in s.execute(_insert(s), list(part)))
+                inserted.update((ids[r[0]], r[1]) for r in s.execute(_INSERT, list(part)))
     moves = []
     for row in rows:
         key = (row["agent_id"], row["client_id"])
@@ -184,6 +179,29 @@ def _insert_rows(repo: Repository, rows: list[dict[str, Any]], heads: dict[str, 
     if moves:  # ascending per agent: each new seq is free when its row moves there
         s.execute(_MOVE, moves)
     return inserted
+
+
+def _insert_rows_sqlite(repo: Repository, rows: list[dict[str, Any]],
+                        heads: dict[str, list[int]]) -> set[tuple[str, str]]:
+    """:func:`_insert_rows` on SQLite, where the writer holds the whole database's write lock:
+    the ids already stored are looked up first (indexed), so the other rows get their final
+    seqs at once and go in with one ``executemany`` (no ``RETURNING``, no moves)."""
+    wanted: dict[int, list[str]] = {}
+    for row in rows:
+        wanted.setdefault(row["agent_key"], []).append(row["client_id"])
+    stored = {(key, cid) for key, ids in wanted.items()
+              for cid in repo.events.stored_client_ids(key, ids)}
+    new = []
+    for row in rows:
+        if (row["agent_key"], row["client_id"]) not in stored:
+            h = heads[row["agent_id"]]
+            row["seq"] = h[0]
+            h[0] += 1
+            h[1] += 1
+            new.append(row)
+    with repo.core.translate(rows[0]["agent_id"]):
+        insert_rows(repo.session, new)
+    return {(r["agent_id"], r["client_id"]) for r in new}
 
 
 def _answers(requests: Sequence[tuple[str, list[dict[str, Any]]]],

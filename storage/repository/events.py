@@ -37,7 +37,7 @@ from agent.errors import check_text
 from storage import jsoncodec
 from storage.codec import encode
 from storage.errors import InputError
-from storage.models import EVENT_ID_LEN, Agent, Base, Event, agent_key_of, utcnow
+from storage.models import EVENT_ID_LEN, Agent, Base, Event, UTCMicros, agent_key_of, utcnow
 from storage.repository._base import Core, check_int, chunks
 from storage.repository.graph import VersionGraph
 
@@ -83,22 +83,24 @@ class AcceptedEvent:
         return out
 
 
-def _insert_events(dialect: str) -> Insert:
-    """``INSERT INTO events`` taking the payload as already-encoded JSON text.
-
-    SQLite keeps JSON as text, so the text is bound as is; elsewhere (PostgreSQL) it is cast
-    to ``JSON`` (a ``json`` value keeps its input text verbatim).
-    """
-    text = bindparam("payload_json", type_=Text())
+def _insert_events() -> Insert:
+    """``INSERT INTO events`` taking the payload as already-encoded JSON text, cast to ``JSON``
+    (PostgreSQL's ``json`` keeps its input text verbatim; SQLite: :data:`_SQLITE_INSERT`)."""
     return insert(_EVENTS).values(
         agent_key=bindparam("agent_key"), client_id=bindparam("client_id"),
         seq=bindparam("seq"), received_at=bindparam("received_at"),
-        payload=text if dialect == "sqlite" else cast(text, JSON()),
+        payload=cast(bindparam("payload_json", type_=Text()), JSON()),
         **{name: bindparam(name) for name in _NO_INPUT})
 
 
 _NOT_PAYLOAD = ("id", "embedding")
-_INSERTS = {"sqlite": _insert_events("sqlite"), "": _insert_events("")}
+_INSERT = _insert_events()
+# SQLite keeps JSON as text: the same insert as DBAPI tuples, the payload's text bound as is
+# (``rejected`` as the Core insert's column default writes it)
+_SQLITE_INSERT = ("INSERT INTO events (agent_key, client_id, seq, received_at, payload, "
+                  "input_data, input_dtype, input_dim, input_sha256, rejected) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)")
+_MICROS = UTCMicros()
 _COUNT_ACCEPTED = (update(_AGENTS).where(_AGENTS.c.id == bindparam("agent_id"))
                    .values(next_seq=bindparam("next_seq"),
                            events_received=bindparam("events_received")))
@@ -156,6 +158,26 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str
     return cid, payload, text, columns, arr
 
 
+def insert_rows(session: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert event rows (dicts of :func:`_insert_events`'s parameters, ``received_at`` a
+    datetime). On SQLite one ``executemany`` of tuples on the DBAPI cursor, the same column
+    values the Core statement writes (its per-row parameter processing cost twice the insert
+    itself: ``benchmarks.storage_append``); elsewhere the Core statement."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect
+    if dialect.name != "sqlite":
+        session.execute(_INSERT, rows)
+        return
+    stamps: dict[Any, Any] = {}  # a group's rows share one receipt time
+    for r in rows:
+        if r["received_at"] not in stamps:
+            stamps[r["received_at"]] = _MICROS.process_bind_param(r["received_at"], dialect)
+    session.connection().exec_driver_sql(_SQLITE_INSERT, [
+        (r["agent_key"], r["client_id"], r["seq"], stamps[r["received_at"]], r["payload_json"],
+         r["input_data"], r["input_dtype"], r["input_dim"], r["input_sha256"]) for r in rows])
+
+
 def pending_terms(agent_id: str) -> tuple[Any, ...]:
     """The WHERE terms of an agent's pending events (they use ``ix_events_pending``, a partial
     index of the rows with ``applied_version IS NULL``, which SQLite matches term for term)."""
@@ -207,7 +229,7 @@ class Events:
             raise InputError("events", f"at most {MAX_BATCH} events per batch")
         parsed = [_payload(ev, i) for i, ev in enumerate(events)]
         agent = self.core.lock_agent(agent_id)
-        existing = self._stored_client_ids(agent.key,
+        existing = self.stored_client_ids(agent.key,
                                            [p[0] for p in parsed if p[0] is not None])
         now = received_at or utcnow()
         accepted: list[AcceptedEvent] = []
@@ -233,16 +255,15 @@ class Events:
         """Insert the accepted rows (one executemany) and move the locked agent's counters."""
         agent_id = agent.id
         received = agent.events_received + len(rows)
-        stmt = _INSERTS.get(self.session.get_bind().dialect.name, _INSERTS[""])
         with self.core.translate(agent_id):
-            self.session.execute(stmt, rows)
+            insert_rows(self.session, rows)
             self.session.execute(_COUNT_ACCEPTED, {"agent_id": agent_id, "next_seq": next_seq,
                                                    "events_received": received})
         # the locked agent object now matches its row (without a pending change)
         set_committed_value(agent, "next_seq", next_seq)
         set_committed_value(agent, "events_received", received)
 
-    def _stored_client_ids(self, agent_key: int, ids: list[str]) -> set[str]:
+    def stored_client_ids(self, agent_key: int, ids: list[str]) -> set[str]:
         """Those of ``ids`` the agent (by its key) already has (one indexed ``IN`` query per
         chunk)."""
         found: set[str] = set()
