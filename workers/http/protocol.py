@@ -49,8 +49,60 @@ class JsonErrorsH11Protocol(H11Protocol):
         self.transport.close()
 
 
+class CoalescingTransport:
+    """A transport whose writes made in one turn of the event loop leave in one ``write`` of
+    the real transport, at the end of that turn: uvicorn writes a response's head and its
+    body separately, and on loopback each write is a syscall that also runs the receiver's
+    side of TCP (py-spy: the two were ~40 % of the HTTP thread's time per predict). Bytes keep
+    their order; ``close`` sends what is buffered first, ``abort`` drops it; the rest is the
+    real transport's."""
+
+    def __init__(self, transport: Any, loop: Any) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._buffer: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._buffer:
+            self._loop.call_soon(self._flush)
+        self._buffer.append(bytes(data))
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def _flush(self) -> None:
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(len(b) for b in self._buffer)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class JsonErrorsHttpToolsProtocol(HttpToolsProtocol):
-    """:class:`HttpToolsProtocol` answering unparseable requests with a JSON 4xx."""
+    """:class:`HttpToolsProtocol` answering unparseable requests with a JSON 4xx; a response's
+    writes leave together (:class:`CoalescingTransport`)."""
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
