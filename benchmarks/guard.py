@@ -123,7 +123,14 @@ def _accuracy(agent: Any, X: np.ndarray, y: list[str]) -> float:
     return float(np.mean([p["label"] == t for p, t in zip(agent.predict_many(X), y, strict=True)]))
 
 
-def _attacks(args: argparse.Namespace, rows: list[list[Any]]) -> None:
+Log = list[tuple[str, int, str, str]]  # (stream, at event, action, reason) per guard decision
+
+
+def _decisions(stream: str, r: dict[str, Any], log: Log) -> None:
+    log.extend((stream, at, a, why) for (a, at), why in zip(r["actions"], r["reasons"], strict=True))
+
+
+def _attacks(args: argparse.Namespace, rows: list[list[Any]], log: Log) -> None:
     config = {"kind": "classifier", "encoder": "none", "dim": DIM}
     Xt, yt = _clusters(np.random.default_rng(99), 2000)  # clean held-out set
     Xb = Xt + _trigger()  # triggered held-out inputs
@@ -131,6 +138,8 @@ def _attacks(args: argparse.Namespace, rows: list[list[Any]]) -> None:
         X, y, start = attack_stream(kind, args.events)
         for guard in (None, {"window": args.window, "drop": args.drop, "action": "rollback"}):
             r = run(X, y, config, guard, start)
+            if guard:
+                _decisions(kind, r, log)
             success = float(np.mean([p["label"] == "c0" for p in r["agent"].predict_many(Xb)]))
             acts = [a for a, at in r["actions"] if at >= start]
             rows.append([kind, "rollback" if guard else "none", r["delay"] if acts[:1] == ["rollback"] else None,
@@ -139,7 +148,7 @@ def _attacks(args: argparse.Namespace, rows: list[list[Any]]) -> None:
                          sum(1 for a, _ in r["actions"] if a == "alert"), r["preq"], r["held"]])
 
 
-def _elec2(args: argparse.Namespace, rows: list[list[Any]]) -> None:
+def _elec2(args: argparse.Namespace, rows: list[list[Any]], log: Log) -> None:
     from benchmarks.eval_elec2 import load
 
     X, y = load(False)
@@ -148,13 +157,15 @@ def _elec2(args: argparse.Namespace, rows: list[list[Any]]) -> None:
            "memory": {"lift_dim": 1024}}
     for guard in (None, {"window": args.window, "drop": args.drop, "action": "rollback"}):
         r = run(X, y, cfg, guard, dry=True)
+        if guard:
+            _decisions("Elec2", r, log)
         false = [f"{at:,}" for a, at in r["actions"] if a != "alert"]
         rows.append(["Elec2 (honest drift)", "rollback, dry" if guard else "none", None, None, None,
                      f"{len(false)} in {len(y):,} events" + (f" (at {', '.join(false)})" if false else ""),
                      sum(1 for a, _ in r["actions"] if a == "alert"), r["preq"], r["held"]])
 
 
-def _seeds(args: argparse.Namespace) -> None:
+def _seeds(args: argparse.Namespace, log: Log) -> None:
     config = {"kind": "classifier", "encoder": "none", "dim": DIM}
     guard = {"window": args.window, "drop": args.drop, "action": "rollback"}
     rows = []
@@ -163,6 +174,7 @@ def _seeds(args: argparse.Namespace) -> None:
         for seed in range(args.seeds):
             X, y, start = attack_stream(kind, args.events, seed)
             r = run(X, y, config, guard, start)
+            _decisions(f"{kind}, seed {seed}", r, log)
             first = next(((a, at - start) for a, at in r["actions"] if at >= start), None)
             got.append("-" if first is None else f"{first[1]}" if first[0] == "rollback" else f"alert@{first[1]}")
         rows.append([kind, sum(g[0].isdigit() for g in got), ", ".join(got)])
@@ -179,12 +191,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=int, default=500)
     ap.add_argument("--drop", type=float, default=0.1)
     ap.add_argument("--seeds", type=int, default=1, help="attack seeds for the detection table (1: none)")
+    ap.add_argument("--reasons", action="store_true",
+                    help="also print every guard decision with its reason (the check's figures)")
     args = ap.parse_args(argv)
     set_blas_threads(1)
     rows: list[list[Any]] = []
-    _attacks(args, rows)
+    log: Log = []
+    _attacks(args, rows, log)
     if args.elec2:
-        _elec2(args, rows)
+        _elec2(args, rows, log)
     print(f"The guard (window {args.window}, drop {args.drop}), micro-batches of {BATCH}")
     print(md_table(["stream", "guard", "detection delay (events)", "clean held-out acc at end",
                     "backdoor success", "false alarms (rollbacks)", "alerts", "prequential acc", "events held"],
@@ -192,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                      "-" if b is None else f"{b:.3f}", f, al, f"{p:.3f}", h]
                     for k, g, d, a, b, f, al, p, h in rows]))
     if args.seeds > 1:
-        _seeds(args)
+        _seeds(args, log)
+    if args.reasons:
+        print("\nEvery guard decision (the attacks' events counted from the stream's start)")
+        print(md_table(["stream", "at event", "action", "reason"], [list(d) for d in log]))
     return 0
 
 
