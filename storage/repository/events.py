@@ -162,7 +162,7 @@ def insert_rows(session: Any, rows: list[dict[str, Any]]) -> None:
     """Insert event rows (dicts of :func:`_insert_events`'s parameters, ``received_at`` a
     datetime). On SQLite one ``executemany`` of tuples on the DBAPI cursor, the same column
     values the Core statement writes (its per-row parameter processing cost twice the insert
-    itself: ``benchmarks.storage_append``); elsewhere the Core statement."""
+    itself, by cProfile of a group commit); elsewhere the Core statement."""
     if not rows:
         return
     dialect = session.get_bind().dialect
@@ -230,7 +230,7 @@ class Events:
         parsed = [_payload(ev, i) for i, ev in enumerate(events)]
         agent = self.core.lock_agent(agent_id)
         existing = self.stored_client_ids(agent.key,
-                                           [p[0] for p in parsed if p[0] is not None])
+                                          [p[0] for p in parsed if p[0] is not None])
         now = received_at or utcnow()
         accepted: list[AcceptedEvent] = []
         rows: list[dict[str, Any]] = []
