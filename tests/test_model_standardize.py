@@ -60,7 +60,10 @@ def test_micro_batch_boundaries_change_no_statistic():
         rows.learn_many(X[i:i + 1], y[i:i + 1])
     for other in (split, rows):
         assert np.array_equal(one._layers[STATS_LAYER], other._layers[STATS_LAYER])
-        assert_close(one._layers["S"], other._layers["S"], rtol=1e-10, name="S across boundaries")
+        # S to the lift's rounding: its float32 product rounds a row differently in batches of
+        # other sizes on some BLAS kernels (OpenBLAS's Haswell kernel: 3e-6 here; 1e-10 with
+        # its Prescott kernel, where a row's features do not depend on the batch)
+        assert_close(one._layers["S"], other._layers["S"], rtol=1e-5, name="S across boundaries")
 
 
 def test_rebuild_from_deltas_is_bit_identical_with_float16_deltas():
