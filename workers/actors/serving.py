@@ -86,10 +86,6 @@ class ServingActor:
         return learner
 
     # ---- messages --------------------------------------------------------------------
-    def publish(self, agent_id: str, parent: int | None, version: int, delta: Delta | None) -> None:
-        """A committed version (:meth:`publish_many` of one)."""
-        self.publish_many([(agent_id, parent, version, delta)])
-
     def publish_many(self, items: list[tuple[str, int | None, int, Delta | None]]) -> None:
         """Committed versions ``(agent id, parent, version, delta)``, in commit order (a
         learner's pass sends its versions in one message). Each is applied onto ``parent`` if
