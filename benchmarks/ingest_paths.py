@@ -332,9 +332,8 @@ def report(args: Any, s: Any, out: dict[str, Any]) -> None:
             rows.append([f"text e2e (MiniLM classifier), {args.texts} texts, 100/request, "
                          f"{clients} client{'s' if clients > 1 else ''}", f"{r:,.0f} events/s",
                          f"{100 * r / out['encoder']:.0f} % of the raw encoder", ""])
-        rows += [
-                 [f"raw encoder, {max(1, s.encoder_cpus)} torch thread(s), batches of 64",
-                  f"{out['encoder']:,.0f} texts/s", "in-process, no cache", ""]]
+        rows.append([f"raw encoder, {max(1, s.encoder_cpus)} torch thread(s), batches of 64",
+                     f"{out['encoder']:,.0f} texts/s", "in-process, no cache", ""])
     rows.append(["learn_many on (64, 384) arrays (reference)", f"{ref:,.0f} events/s",
                  "in-process", ""])
     if "storage" in out:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Text, bindparam, cast, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from storage.errors import AgentNotFound, InputError
@@ -36,6 +36,7 @@ from storage.repository.events import (
     _AGENTS,
     _EVENTS,
     _NO_INPUT,
+    INSERT_VALUES,
     MAX_BATCH,
     AcceptedEvent,
     _payload,
@@ -53,16 +54,11 @@ _COUNT = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
           .values(next_seq=bindparam("next_seq"), events_received=bindparam("received")))
 
 
-# PostgreSQL: INSERT INTO events ... ON CONFLICT (agent_key, client_id) DO NOTHING RETURNING
-# agent_key, client_id, the payload bound as JSON text cast to JSON as
-# storage.repository.events writes it (SQLite: _insert_rows_sqlite)
-_INSERT = (pg_insert(_EVENTS).values(
-    agent_key=bindparam("agent_key"), client_id=bindparam("client_id"), seq=bindparam("seq"),
-    received_at=bindparam("received_at"),
-    payload=cast(bindparam("payload_json", type_=Text()), JSON()),
-    **{name: bindparam(name) for name in _NO_INPUT})
-    .on_conflict_do_nothing(index_elements=["agent_key", "client_id"])
-    .returning(_EVENTS.c.agent_key, _EVENTS.c.client_id))
+# PostgreSQL: the event insert of storage.repository.events, ON CONFLICT (agent_key, client_id)
+# DO NOTHING RETURNING agent_key, client_id (SQLite: _insert_rows_sqlite)
+_INSERT = (pg_insert(_EVENTS).values(**INSERT_VALUES)
+           .on_conflict_do_nothing(index_elements=["agent_key", "client_id"])
+           .returning(_EVENTS.c.agent_key, _EVENTS.c.client_id))
 
 
 def _parse(events: Any) -> list[tuple[Any, ...]]:

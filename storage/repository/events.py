@@ -83,18 +83,17 @@ class AcceptedEvent:
         return out
 
 
-def _insert_events() -> Insert:
-    """``INSERT INTO events`` taking the payload as already-encoded JSON text, cast to ``JSON``
-    (PostgreSQL's ``json`` keeps its input text verbatim; SQLite: :data:`_SQLITE_INSERT`)."""
-    return insert(_EVENTS).values(
-        agent_key=bindparam("agent_key"), client_id=bindparam("client_id"),
-        seq=bindparam("seq"), received_at=bindparam("received_at"),
-        payload=cast(bindparam("payload_json", type_=Text()), JSON()),
-        **{name: bindparam(name) for name in _NO_INPUT})
+# the values of an event row insert, the payload bound as already-encoded JSON text and cast
+# to JSON (PostgreSQL's ``json`` keeps its input text verbatim; SQLite: _SQLITE_INSERT)
+INSERT_VALUES: dict[str, Any] = {
+    "agent_key": bindparam("agent_key"), "client_id": bindparam("client_id"),
+    "seq": bindparam("seq"), "received_at": bindparam("received_at"),
+    "payload": cast(bindparam("payload_json", type_=Text()), JSON()),
+    **{name: bindparam(name) for name in _NO_INPUT}}
 
 
 _NOT_PAYLOAD = ("id", "embedding")
-_INSERT = _insert_events()
+_INSERT: Insert = insert(_EVENTS).values(**INSERT_VALUES)
 # SQLite keeps JSON as text: the same insert as DBAPI tuples, the payload's text bound as is
 # (``rejected`` as the Core insert's column default writes it)
 _SQLITE_INSERT = ("INSERT INTO events (agent_key, client_id, seq, received_at, payload, "
@@ -159,7 +158,7 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str
 
 
 def insert_rows(session: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert event rows (dicts of :func:`_insert_events`'s parameters, ``received_at`` a
+    """Insert event rows (dicts of :data:`INSERT_VALUES`'s parameters, ``received_at`` a
     datetime). On SQLite one ``executemany`` of tuples on the DBAPI cursor, the same column
     values the Core statement writes (its per-row parameter processing cost twice the insert
     itself, by cProfile of a group commit); elsewhere the Core statement."""

@@ -40,13 +40,12 @@ from workers.actors.guard import Decision, Guard, check_release, record_action, 
 from workers.actors.inbox import Inbox
 from workers.actors.poison import copy_learner, find_poison, is_transient, learn_checked
 from workers.actors.quality import QualityHistogram, pretest
+from workers.actors.serving import Publication
 from workers.contract import ActorRef
 from workers.settings import Settings
 from workers.store import Store
 
 log = logging.getLogger("deltamem.learner")
-
-Publication = tuple[str, int | None, int, Delta | None]  # (agent id, parent, version, delta)
 
 
 class _Batch(NamedTuple):

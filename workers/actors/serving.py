@@ -31,6 +31,8 @@ from workers.contract import ServiceError, not_found
 from workers.settings import Settings
 from workers.store import Store
 
+Publication = tuple[str, int | None, int, Delta | None]  # (agent id, parent, version, delta)
+
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
 class ServingActor:
@@ -86,7 +88,7 @@ class ServingActor:
         return learner
 
     # ---- messages --------------------------------------------------------------------
-    def publish_many(self, items: list[tuple[str, int | None, int, Delta | None]]) -> None:
+    def publish_many(self, items: list[Publication]) -> None:
         """Committed versions ``(agent id, parent, version, delta)``, in commit order (a
         learner's pass sends its versions in one message). Each is applied onto ``parent`` if
         we hold exactly that; else the entry is dropped (rebuilt from the store on the next
