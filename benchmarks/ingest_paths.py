@@ -3,7 +3,7 @@ in JSON and Arrow bodies, one event per request from several clients, text throu
 actor against the raw encoder, ``learn_many`` on arrays in-process, and stored bytes per event.
 
     .venv/bin/python -m benchmarks.ingest_paths [--quick] [--agents 20] [--per-agent 2000]
-        [--request 1000] [--single 2000] [--clients 8] [--texts 2000]
+        [--request 1000] [--vector-clients 2] [--single 2000] [--clients 8] [--texts 2000]
         [--only json,arrow,single,text]
 
 Everything is real: ``deltamem serve``'s stack (``workers.runtime.start``: Ray on 127.0.0.1,
@@ -11,9 +11,9 @@ uvicorn, SQLite in a temporary directory), httpx clients, classifier agents (rul
 20 labels). End to end = first request sent → every event committed (``events_applied``).
 
 * vector JSON / Arrow: ``--agents`` agents, each sent ``--per-agent`` events in requests of
-  ``--request`` (bodies built before the clock starts), 2 client threads;
-* 1 event/request: ``--single`` events over ``--clients`` threads, one JSON request each (the
-  client threads in a process of their own, as a deployment's clients are);
+  ``--request`` (bodies built before the clock starts), ``--vector-clients`` client threads;
+* 1 event/request: ``--single`` events over ``--clients`` threads, one JSON request each;
+* clients (httpx) run as threads of a process of their own, as a deployment's clients do;
 * text: ``--texts`` distinct sentences to one MiniLM classifier in requests of 100, beside the
   raw encoder (``MiniLMEncoder``, no cache, batches of 64) on other sentences with the same
   number of torch threads as the encoder actor (``encoder_cpus``);
@@ -70,9 +70,26 @@ def _wait_applied(c: Any, agents: list[str], total: int, timeout: float = 3600) 
         time.sleep(0.02)
 
 
-def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int) -> None:
-    """POST every ``(agent, body, content type)`` from ``threads`` threads."""
-    _send_from(c.base_url, c.api_key, jobs, threads)
+def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int) -> float:
+    """POST every ``(agent, body, content type)`` from ``threads`` threads; returns the
+    ``perf_counter`` when the first was sent. The client threads run in a process of their
+    own, as a deployment's clients do: in this one they would take the GIL from the HTTP
+    server's event loop."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    ready, go = ctx.Event(), ctx.Event()
+    proc = ctx.Process(target=_send_from, args=(c.base_url, c.api_key, jobs, threads, ready, go))
+    proc.start()
+    if not ready.wait(120):
+        proc.kill()
+        raise RuntimeError("the client process did not start")
+    t0 = time.perf_counter()
+    go.set()
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"the client process failed (exit code {proc.exitcode})")
+    return t0
 
 
 def _send_from(base_url: str, api_key: str, jobs: list[tuple[str, bytes, str]],
@@ -105,7 +122,7 @@ def _send_from(base_url: str, api_key: str, jobs: list[tuple[str, bytes, str]],
 
 
 def vector_e2e(c: Any, fmt: str, n_agents: int, per_agent: int, request: int,
-               seed: int) -> dict[str, Any]:
+               seed: int, clients: int) -> dict[str, Any]:
     import orjson
 
     from client import ARROW_STREAM, arrow_body
@@ -124,8 +141,7 @@ def vector_e2e(c: Any, fmt: str, n_agents: int, per_agent: int, request: int,
             else:
                 body = {"events": [{**e, "input": e["input"].tolist()} for e in evs]}
                 jobs.append((a, orjson.dumps(body), "application/json"))
-    t0 = time.perf_counter()
-    _send_all(c, jobs, 2)
+    t0 = _send_all(c, jobs, clients)
     sent = time.perf_counter() - t0
     _wait_applied(c, agents, n_agents * per_agent)
     wall = time.perf_counter() - t0
@@ -142,22 +158,7 @@ def single_e2e(c: Any, n: int, clients: int, seed: int) -> dict[str, Any]:
     jobs = [(agents[i % clients], orjson.dumps({"events": [{"id": f"s{i}", "input": X[i].tolist(),
                                                             "target": y[i]}]}), "application/json")
             for i in range(n)]
-    # the client threads run in a process of their own, as a deployment's clients do: in
-    # this one they would take the GIL from the HTTP server's event loop
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")
-    ready, go = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_send_from, args=(c.base_url, c.api_key, jobs, clients, ready, go))
-    proc.start()
-    if not ready.wait(120):
-        proc.kill()
-        raise RuntimeError("the client process did not start")
-    t0 = time.perf_counter()
-    go.set()
-    proc.join()
-    if proc.exitcode != 0:
-        raise RuntimeError(f"the client process failed (exit code {proc.exitcode})")
+    t0 = _send_all(c, jobs, clients)
     _wait_applied(c, agents, n)
     return {"events": n, "wall": time.perf_counter() - t0}
 
@@ -248,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--agents", type=int, default=20)
     ap.add_argument("--per-agent", type=int, default=2000)
     ap.add_argument("--request", type=int, default=1000)
+    ap.add_argument("--vector-clients", type=int, default=2,
+                    help="client threads sending the JSON and Arrow vector requests")
     ap.add_argument("--single", type=int, default=2000, help="events sent one per request")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--texts", type=int, default=2000)
@@ -285,10 +288,11 @@ def main(argv: list[str] | None = None) -> int:
             key = admin.create_tenant("bench").api_key
         with Client(running.url, api_key=key, timeout=600) as c:
             if "json" in rows:
-                out["json"] = vector_e2e(c, "json", args.agents, args.per_agent, args.request, 1)
+                out["json"] = vector_e2e(c, "json", args.agents, args.per_agent, args.request, 1,
+                                         args.vector_clients)
             if "arrow" in rows:
                 out["arrow"] = vector_e2e(c, "arrow", args.agents, args.per_agent, args.request,
-                                          2)
+                                          2, args.vector_clients)
             if rows & {"json", "arrow"}:
                 out["storage"] = storage(db, s.database_url)
             if "single" in rows:
@@ -318,7 +322,8 @@ def report(args: Any, s: Any, out: dict[str, Any]) -> None:
     for fmt, name in (("json", "JSON"), ("arrow", "Arrow")):
         if fmt in out:
             rows.append([f"vector e2e, {name}, {args.agents} agents x {args.per_agent}, "
-                         f"{args.request}/request", f"{rate[fmt]:,.0f} events/s",
+                         f"{args.request}/request, {args.vector_clients} clients",
+                         f"{rate[fmt]:,.0f} events/s",
                          f"{100 * rate[fmt] / ref:.1f} % of learn_many",
                          f"{out[fmt]['body_bytes'] / out[fmt]['events']:,.0f} B/event sent"])
     if "single" in out:

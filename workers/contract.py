@@ -18,6 +18,8 @@ from agent.errors import PicklableError
 if TYPE_CHECKING:
     from ray import ObjectRef
 
+    from storage.repository.event_block import EventBlock
+
 
 class RemoteMethod(Protocol):
     """``handle.method`` of a Ray actor: ``.remote(...)`` runs it and gives an ``ObjectRef``."""
@@ -77,8 +79,9 @@ class ServiceAPI(Protocol):
     # events: each event is {"id"?: str, "input": str | list[float], "target"?: str,
     # "beta"?: float, "ts"?: datetime, "speaker"?: str} already schema-checked by the app;
     # agent-specific checks (dims, encoder kind, finite values) happen here and come back
-    # as rejected entries {"index", "error"} (422 unless partial).
-    def ingest(self, tenant_id: str, agent_id: str, events: list[dict[str, Any]],
+    # as rejected entries {"index", "error"} (422 unless partial). Vector events may come in
+    # columns instead (an EventBlock, storage/repository/event_block.py).
+    def ingest(self, tenant_id: str, agent_id: str, events: list[dict[str, Any]] | EventBlock,
                partial: bool) -> dict[str, Any]: ...  # {"accepted","duplicates","rejected"}
 
     def predict(self, tenant_id: str, agent_id: str, inputs: list[Any], *,

@@ -25,6 +25,7 @@ from agent.memory.delta import state_checksum
 from client.schema import Agent as AgentAnswer
 from storage.errors import NotFound
 from storage.models import Agent
+from storage.repository.event_block import EventBlock
 from workers.actors.encoder import RemoteEncoder, has_text_agents
 from workers.actors.factory import initial_state, state_nbytes
 from workers.actors.ingest import IngestActor
@@ -260,12 +261,16 @@ class Runtime:
         return hit[1]
 
     # ---- events and predictions ------------------------------------------------------
-    def ingest(self, tenant_id: str, agent_id: str, events: list[dict[str, Any]],
+    def ingest(self, tenant_id: str, agent_id: str, events: list[dict[str, Any]] | EventBlock,
                partial: bool) -> dict[str, Any]:
+        """Store checked events (a list, or vector events in columns: an :class:`EventBlock`)."""
         config = self._config(tenant_id, agent_id)
-        if not events:
+        if not len(events):
             return {"accepted": 0, "duplicates": 0, "duplicate_ids": [], "rejected": []}
-        events = with_arrays(config, events, self.text_encoder)  # vectors, texts' embeddings
+        if not isinstance(events, EventBlock):
+            events = with_arrays(config, events, self.text_encoder)  # vectors, embeddings
+            if config.get("encoder") == "none":  # one matrix, not an array per event
+                events = EventBlock.of_events(events) or events
         actor = self._ingest[next(self._rr) % len(self._ingest)]
         out = self._call(actor.ingest.remote(agent_id, events))
         out["rejected"] = []

@@ -26,6 +26,7 @@ agent.errors.InputError: input[1]: expected a finite number, got nan
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -141,15 +142,26 @@ def check_key_range(a: np.ndarray, agent: dict[str, Any], field: str) -> np.ndar
     ...
     agent.errors.InputError: input[0]: expected a magnitude of at most 1e+150 for an agent that standardises, scales or lifts its inputs, got 1e+200
     """
+    for e in key_range_errors(a.reshape(1, -1), agent, lambda _: field).values():
+        raise e
+    return a
+
+
+def key_range_errors(X: np.ndarray, agent: dict[str, Any],
+                     field: Callable[[int], str]) -> dict[int, InputError]:
+    """:func:`check_key_range` for the rows of ``X`` (n, dim) at once: the error of each row
+    out of range, by row (``field(i)``: the row's input field)."""
     lifted = (agent.get("memory") or {}).get("lift_dim") is not None
     bound = MAX_LIFTED if lifted else MAX_TRANSFORMED
-    if (lifted or agent.get("standardize") or agent.get("input_scale") is not None) and a.size:
-        j = int(np.argmax(np.abs(a)))
-        if abs(float(a[j])) > bound:
-            raise InputError(f"{field}[{j}]", f"expected a magnitude of at most {bound:g} for "
-                             f"an agent that standardises, scales or lifts its inputs, got "
-                             f"{float(a[j]):g}")
-    return a
+    if not (lifted or agent.get("standardize") or agent.get("input_scale") is not None) \
+            or not X.size:
+        return {}
+    J = np.argmax(np.abs(X), axis=1)  # (n,)
+    top = X[np.arange(len(X)), J]  # (n,) the entry of largest magnitude per row
+    return {int(i): InputError(f"{field(int(i))}[{int(J[i])}]", f"expected a magnitude of at "
+                               f"most {bound:g} for an agent that standardises, scales or lifts "
+                               f"its inputs, got {float(top[i]):g}")
+            for i in np.flatnonzero(np.abs(top.astype(np.float64)) > bound)}
 
 
 def check_vector(v: Any, dim: int, field: str) -> np.ndarray:

@@ -32,6 +32,7 @@ from storage.errors import AgentNotFound, InputError
 from storage.models import utcnow
 from storage.repository import Repository
 from storage.repository._base import chunks
+from storage.repository.event_block import EventBlock, parse_block
 from storage.repository.events import (
     _AGENTS,
     _EVENTS,
@@ -44,6 +45,7 @@ from storage.repository.events import (
 )
 
 Result = tuple[list[AcceptedEvent], list[str]]
+EventsIn = list[dict[str, Any]] | EventBlock
 
 _LOCK = (select(_AGENTS.c.id, _AGENTS.c.next_seq, _AGENTS.c.events_received, _AGENTS.c.key)
          .where(_AGENTS.c.id.in_(bindparam("ids", expanding=True)))
@@ -62,16 +64,19 @@ _INSERT = (pg_insert(_EVENTS).values(**INSERT_VALUES)
 
 
 def _parse(events: Any) -> list[tuple[Any, ...]]:
-    if not isinstance(events, list):
+    if not isinstance(events, list | EventBlock):
         raise InputError("events", "expected a list")
     if len(events) > MAX_BATCH:
         raise InputError("events", f"at most {MAX_BATCH} events per batch")
+    if isinstance(events, EventBlock):
+        return parse_block(events)
     return [_payload(ev, i) for i, ev in enumerate(events)]
 
 
-def append_groups(repo: Repository, requests: Sequence[tuple[str, list[dict[str, Any]]]], *,
+def append_groups(repo: Repository, requests: Sequence[tuple[str, EventsIn]], *,
                   received_at: datetime | None = None) -> list[Result | Exception]:
-    """Append ``[(agent id, events)]`` in one transaction (the caller's); returns, per request
+    """Append ``[(agent id, events)]`` in one transaction (the caller's); ``events``: a list of
+    event dicts, or an :class:`EventBlock` (vector events in columns). Returns, per request
     in order, ``(accepted, duplicate ids)`` as :meth:`Events.append_events` gives them, or
     the :class:`InputError` / :class:`AgentNotFound` of that request (nothing of it written).
 
@@ -98,7 +103,7 @@ def append_groups(repo: Repository, requests: Sequence[tuple[str, list[dict[str,
     return out
 
 
-def _parse_requests(requests: Sequence[tuple[str, list[dict[str, Any]]]],
+def _parse_requests(requests: Sequence[tuple[str, EventsIn]],
                     ) -> list[list[tuple[Any, ...]] | Exception]:
     """Per request: its parsed events, or its :class:`InputError` / :class:`AgentNotFound`."""
     parsed: list[list[tuple[Any, ...]] | Exception] = []
@@ -115,7 +120,7 @@ def _parse_requests(requests: Sequence[tuple[str, list[dict[str, Any]]]],
 Plan = list[list[tuple[Any, ...]] | Exception]  # per request: its events' tuples, or its error
 
 
-def _plan_rows(requests: Sequence[tuple[str, list[dict[str, Any]]]], parsed: Plan,
+def _plan_rows(requests: Sequence[tuple[str, EventsIn]], parsed: Plan,
                heads: dict[str, list[int]], keys: dict[str, int],
                now: datetime) -> tuple[list[dict[str, Any]], Plan]:
     """``(rows to insert, per request: its error or (cid, row or None, payload, rest) per
@@ -200,7 +205,7 @@ def _insert_rows_sqlite(repo: Repository, rows: list[dict[str, Any]],
     return {(r["agent_id"], r["client_id"]) for r in new}
 
 
-def _answers(requests: Sequence[tuple[str, list[dict[str, Any]]]],
+def _answers(requests: Sequence[tuple[str, EventsIn]],
              plan: list[list[tuple[Any, ...]] | Exception], inserted: set[tuple[str, str]],
              now: datetime) -> list[Result | Exception]:
     """Per request: its error, or ``(accepted events, duplicate ids)``."""

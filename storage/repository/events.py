@@ -126,6 +126,25 @@ def input_columns(arr: Any, field: str) -> dict[str, Any]:
             "input_sha256": hashlib.sha256(data).digest()}
 
 
+def check_event_id(cid: Any, field: str) -> str | None:
+    """The client's event id of ``events[i]`` (``field``), checked; None when not given."""
+    if cid is not None:
+        if not isinstance(cid, str) or not cid.strip():
+            raise InputError(f"{field}.id", "expected a non-empty string")
+        if len(cid) > EVENT_ID_LEN:
+            raise InputError(f"{field}.id", f"at most {EVENT_ID_LEN} characters")
+        check_text(cid, f"{field}.id")  # (the payload's text is checked by its JSON encoding)
+    return cid
+
+
+def payload_text(payload: dict[str, Any], field: str) -> str:
+    """The payload's stored JSON text (InputError naming ``field`` when JSON cannot hold it)."""
+    try:
+        return jsoncodec.dumps(payload)
+    except (TypeError, ValueError) as exc:
+        raise InputError(field, f"not storable as JSON: {exc}") from exc
+
+
 def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str, Any], Any]:
     """``(client id or None, payload, payload as JSON text, input columns, input array or
     None)`` of ``events[i]``.
@@ -136,21 +155,12 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str
     field = f"events[{i}]"
     if not isinstance(ev, dict):
         raise InputError(field, "expected an object")
-    cid = ev.get("id")
-    if cid is not None:
-        if not isinstance(cid, str) or not cid.strip():
-            raise InputError(f"{field}.id", "expected a non-empty string")
-        if len(cid) > EVENT_ID_LEN:
-            raise InputError(f"{field}.id", f"at most {EVENT_ID_LEN} characters")
-        check_text(cid, f"{field}.id")  # (the payload's text is checked by its JSON encoding)
+    cid = check_event_id(ev.get("id"), field)
     arr = ev.get("input")
     arr = arr if isinstance(arr, np.ndarray) else ev.get("embedding")
     payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in ev.items()
                if k not in _NOT_PAYLOAD and not isinstance(v, np.ndarray)}
-    try:
-        text = jsoncodec.dumps(payload)
-    except (TypeError, ValueError) as exc:
-        raise InputError(field, f"not storable as JSON: {exc}") from exc
+    text = payload_text(payload, field)
     columns = input_columns(arr, f"{field}.input")
     if arr is not None:  # as it reads back: 1-d, little-endian dtype of the stored bytes
         arr = np.frombuffer(columns["input_data"], dtype=np.dtype(columns["input_dtype"]))

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
+from storage.repository.event_block import EventBlock
 from storage.repository.event_groups import append_groups
 from workers.actors.group_commit import GroupCommitter
+from workers.actors.handover import pack
 from workers.actors.learner import shard_of
 from workers.contract import ActorRef, ServiceError
 from workers.settings import Settings
@@ -58,7 +60,7 @@ class IngestActor:
                 self._pending_refs.pop(shard, None)
         return self._backlog.get(shard, 0)
 
-    def ingest(self, agent_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    def ingest(self, agent_id: str, events: list[dict[str, Any]] | EventBlock) -> dict[str, Any]:
         shard = shard_of(agent_id, self._s.learner_shards)
         backlog = self._refresh_backlog(shard)
         if backlog + len(events) > self._s.queue_max_events:
@@ -69,7 +71,8 @@ class IngestActor:
         return {"accepted": len(accepted), "duplicates": len(duplicates),
                 "duplicate_ids": duplicates}
 
-    def _commit_group(self, requests: list[tuple[str, list[dict[str, Any]]]]) -> list[Any]:
+    def _commit_group(self, requests: list[tuple[str, list[dict[str, Any]] | EventBlock]]
+                      ) -> list[Any]:
         """One transaction for the group, then one notify per learner shard."""
         with self._store.tx() as repo:
             results = append_groups(repo, requests)
@@ -82,7 +85,7 @@ class IngestActor:
             n = sum(len(a) for a in accepted.values())
             # the accepted events go with the notification: the learner need not read them
             self._pending_refs[shard] = self._learner(shard).notify.remote(
-                sorted(accepted), n, {a: [e.as_replay() for e in evs] for a, evs in accepted.items()})
+                sorted(accepted), n, {a: pack(evs) for a, evs in accepted.items()})
             self._backlog[shard] = self._backlog.get(shard, 0) + n
         return results
 

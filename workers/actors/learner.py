@@ -37,6 +37,7 @@ from workers.actors.factory import (
     use_encoder,
 )
 from workers.actors.guard import Decision, Guard, check_release, record_action, set_quarantined
+from workers.actors.handover import Handed, unpack
 from workers.actors.inbox import Inbox
 from workers.actors.poison import copy_learner, find_poison, is_transient, learn_checked
 from workers.actors.quality import QualityHistogram, pretest
@@ -108,12 +109,14 @@ class LearnerActor:
 
     # ---- messages --------------------------------------------------------------------
     def notify(self, agent_ids: list[str], n_events: int = 0,
-               events: dict[str, list[dict[str, Any]]] | None = None) -> int:
+               events: dict[str, Handed] | None = None) -> int:
         """Agents that may have pending events, and (``events``) the events accepted for
-        them as ``Event.as_replay()`` gives them (:mod:`workers.actors.inbox`; an agent without
-        them is read from the store). Returns this shard's backlog (events)."""
+        them as ``Event.as_replay()`` gives them, or in columns (:mod:`workers.actors.handover`;
+        :mod:`workers.actors.inbox`; an agent without them is read from the store). Returns
+        this shard's backlog (events)."""
         for agent_id in agent_ids:
-            self._inbox.put(agent_id, (events or {}).get(agent_id))
+            handed = (events or {}).get(agent_id)
+            self._inbox.put(agent_id, None if handed is None else unpack(handed))
         with self._cv:
             self._dirty.update(agent_ids)
             self._backlog += n_events

@@ -28,6 +28,7 @@ import numpy as np
 
 from agent.errors import InputError
 from storage.models import as_utc
+from storage.repository.event_block import EventBlock
 from workers.http.event_batch import rejected_entry
 from workers.settings import Settings
 from workers.validation import (
@@ -39,6 +40,7 @@ from workers.validation import (
     check_input,
     check_str,
     check_ts,
+    key_range_errors,
 )
 
 ARROW_TYPES = ("application/vnd.apache.arrow.stream", "application/x-apache-arrow-stream")
@@ -190,23 +192,30 @@ def _check_types(table: Any, agent: dict[str, Any]) -> None:
 
 
 def arrow_events(data: bytes, agent: dict[str, Any], settings: Settings
-                 ) -> tuple[list[tuple[int, dict[str, Any]]], list[dict[str, Any]], str | None, int]:
-    """An Arrow ingest body → ``(valid (row, event) pairs, rejected entries, field of the first
-    problem, number of rows)``, as :func:`workers.http.event_batch.split_events` gives for JSON."""
+                 ) -> tuple[list[int], list[dict[str, Any]] | EventBlock, list[dict[str, Any]],
+                            str | None, int]:
+    """An Arrow ingest body → ``(rows of the valid events, the valid events, rejected entries,
+    field of the first problem, number of rows)``, as :func:`workers.http.event_batch.split_events`
+    checks JSON events. A vector agent's valid events come as one :class:`EventBlock` (their
+    inputs as one matrix, never split into an array per row); a text agent's as dicts."""
     table = read_table(data)
     _check_types(table, agent)
     n = table.num_rows
     check_event_count(n, settings)
+    vectors = agent.get("encoder") == "none"
     errors: dict[int, InputError] = {}
-    inputs: list[Any]
-    if agent.get("encoder") == "none":
-        X, errors = _vectors(table.column("input"), int(agent["dim"]))
-        inputs = list(X)  # check_input below narrows each row to float32 where exact
+    inputs: list[Any] = []
+    if vectors:
+        X, errors = _vectors(table.column("input"), int(agent["dim"]))  # (n, dim)
+        # what check_input checks beyond the column pass: the key's range (a lifting,
+        # scaling or standardising agent); the first problem of a row is the one reported
+        errors = {**key_range_errors(X, agent, lambda i: f"events[{i}].input"), **errors}
     else:
         inputs = table.column("input").to_pylist()
     labeled = agent.get("kind") in LABELED_KINDS
     cols = {name: _column(table, name) for name in ("target", *_OPTIONAL)}
-    valid: list[tuple[int, dict[str, Any]]] = []
+    rows: list[int] = []
+    valid: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
     first: str | None = None
     for i in range(n):
@@ -214,13 +223,12 @@ def arrow_events(data: bytes, agent: dict[str, Any], settings: Settings
         try:
             if i in errors:
                 raise errors[i]
-            x = inputs[i]
-            if x is None:
-                raise InputError(f"{f}.input", "required")
-            # every vector check of JSON too (one function: workers.validation.check_vector and
-            # what follows it); the column pass above already found the usual errors, fast
-            x = check_input(x, agent, settings, f"{f}.input")
-            ev: dict[str, Any] = {"input": x}
+            ev: dict[str, Any] = {}
+            if not vectors:
+                x = inputs[i]
+                if x is None:
+                    raise InputError(f"{f}.input", "required")
+                ev["input"] = check_input(x, agent, settings, f"{f}.input")
             got = {k: (c[i] if c is not None else None) for k, c in cols.items()}
             if labeled:
                 ev["target"] = check_str(got["target"], f"{f}.target", MAX_TARGET_CHARS)
@@ -235,8 +243,12 @@ def arrow_events(data: bytes, agent: dict[str, Any], settings: Settings
                 ev["beta"] = float(b)
             if got["ts"] is not None:
                 ev["ts"] = _ts(got["ts"], f"{f}.ts")
-            valid.append((i, ev))
+            rows.append(i)
+            valid.append(ev)
         except InputError as e:
             rejected.append(rejected_entry(i, None, str(e)))
             first = first or e.field
-    return valid, rejected, first, n
+    if vectors and rows:
+        ids = [ev.pop("id", None) for ev in valid]
+        return rows, EventBlock(X[rows], ids, valid), rejected, first, n
+    return rows, valid, rejected, first, n

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from storage.repository.event_block import EventBlock
 from workers.contract import ServiceError
 from workers.http import schemas as doc
 from workers.http.arrow import MalformedArrow, arrow_events, is_arrow
@@ -25,7 +26,8 @@ from workers.validation import check_event_count
 
 router = APIRouter(tags=["events"])
 Items = list[tuple[int | None, Any, str | None]]  # (NDJSON line, raw event, parse error)
-Valid = list[tuple[int, dict[str, Any]]]  # (index in the request, checked event)
+# (index in the request of each valid event, the checked events: dicts, or vectors in columns)
+Valid = tuple[list[int], list[dict[str, Any]] | EventBlock]
 
 
 async def read_events(request: Request, settings: Settings) -> Items:
@@ -53,19 +55,20 @@ async def read_arrow(request: Request, agent: dict[str, Any], settings: Settings
     rows (no line numbers)."""
     body = await request.body()
     try:
-        valid, rejected, first, n = await run_in_threadpool(arrow_events, body, agent, settings)
+        rows, events, rejected, first, n = await run_in_threadpool(arrow_events, body, agent,
+                                                                   settings)
     except MalformedArrow as e:
         raise ServiceError(400, "malformed_arrow", f"malformed Arrow body: {e}", e.field) from None
-    return valid, rejected, first, [(None, None, None)] * n
+    return (rows, events), rejected, first, [(None, None, None)] * n
 
 
 async def store_valid(service: Service, tenant: str, agent_id: str, valid: Valid, items: Items,
                       partial: bool) -> dict[str, Any]:
     """Ingest the valid events; the service's ``rejected`` indices mapped back to the request's."""
-    index_of = [i for i, _ in valid]
+    index_of, events = valid
     lines = [line for line, _, _ in items]
     try:
-        out = await call(service.ingest, tenant, agent_id, [ev for _, ev in valid], partial)
+        out = await call(service.ingest, tenant, agent_id, events, partial)
     except ServiceError as e:
         if "rejected" in e.extra:
             e.extra["rejected"] = remap_rejected(e.extra["rejected"], index_of, lines)
@@ -92,14 +95,15 @@ async def ingest(agent_id: str, request: Request, tenant: TenantId, service: Ser
         valid, rejected, first_field, items = await read_arrow(request, agent, settings)
     else:
         items = await read_events(request, settings)
-        valid, rejected, first_field = split_events(items, agent, settings)
+        checked, rejected, first_field = split_events(items, agent, settings)
+        valid = ([i for i, _ in checked], [ev for _, ev in checked])
     if rejected and not partial:
         raise ServiceError(422, "invalid_events",
                            f"{len(rejected)} of {len(items)} events are invalid, so none was "
                            f"accepted (send ?partial=true to accept the valid ones); first: "
                            f"{rejected[0]['error']}", first_field, {"rejected": rejected})
     result: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": []}
-    if valid:
+    if valid[0]:
         result = await store_valid(service, tenant, agent_id, valid, items, partial)
     result["rejected"] = sorted(rejected + result["rejected"], key=lambda r: r["index"])
     return JSONResponse(result, status_code=202)

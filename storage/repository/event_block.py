@@ -1,0 +1,145 @@
+"""Vector events in columns: one ingest request's inputs as one matrix, from the HTTP edge to
+the event rows, so no step handles (or sends between actors) one small array per event.
+
+An :class:`EventBlock` row ``i`` stands for the event ``{"input": inputs[i], **fields[i],
+"id": ids[i]}`` (no ``id`` when it is None). Each input is stored as float32 when its numbers
+are float32 exactly, else as float64: the rule of ``workers.validation.check_vector``, so a
+block stores the rows, byte for byte, that its :meth:`EventBlock.events` would.
+
+:func:`parse_block` is the block's form of ``[events._payload(ev, i) for ev in events]`` (the
+reference it is tested against: tests/test_event_block.py): the same checks in the same order
+per row, with the inputs' finiteness, narrowing and bytes taken for the whole matrix at once.
+
+>>> import numpy as np
+>>> b = EventBlock(np.array([[0.5, 1.0], [0.1, 2.0]]), ["a", None], [{"target": "x"}] * 2)
+>>> [(p[0], p[2], p[3]["input_dtype"]) for p in parse_block(b)]
+[('a', '{"target":"x"}', '<f4'), (None, '{"target":"x"}', '<f8')]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from storage.errors import InputError
+from storage.repository.events import check_event_id, payload_text
+
+_FLOATS = ("<f4", "<f8")
+
+
+class EventBlock:
+    """Events of one request in columns.
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (n, d)
+        The vector inputs, little-endian float32 or float64 (each row is narrowed to float32
+        where exact when stored).
+    ids : sequence of str or None, length n
+        The client's event ids (None: the service makes one).
+    fields : sequence of dict, length n
+        The rest of each event (``target``, ``beta``, ``ts``, ...): its stored payload.
+    """
+
+    __slots__ = ("inputs", "ids", "fields")
+
+    def __init__(self, inputs: np.ndarray, ids: Sequence[str | None],
+                 fields: Sequence[dict[str, Any]]) -> None:
+        X = np.ascontiguousarray(inputs)
+        if X.ndim != 2 or X.dtype.str not in _FLOATS:
+            raise ValueError(f"inputs: expected an (n, d) float32 or float64 array, got "
+                             f"{X.dtype} {X.shape}")
+        if len(ids) != len(X) or len(fields) != len(X):
+            raise ValueError(f"{len(X)} inputs, {len(ids)} ids, {len(fields)} fields")
+        self.inputs = X  # (n, d)
+        self.ids = list(ids)
+        self.fields = list(fields)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def of_events(cls, events: Sequence[Any]) -> EventBlock | None:
+        """``events`` in columns, when each is a dict whose ``input`` is a 1-d little-endian
+        float array, all of one size, and that holds no other array; else None (they are
+        stored one by one, as given).
+
+        >>> import numpy as np
+        >>> len(EventBlock.of_events([{"input": np.ones(3), "target": "a"}]))
+        1
+        >>> EventBlock.of_events([{"input": [1.0, 2.0], "target": "a"}]) is None
+        True
+        """
+        rows: list[np.ndarray] = []
+        ids: list[str | None] = []
+        fields: list[dict[str, Any]] = []
+        for ev in events:
+            x = ev.get("input") if isinstance(ev, dict) else None
+            if not isinstance(x, np.ndarray) or x.ndim != 1 or x.dtype.str not in _FLOATS:
+                return None
+            rest = {k: v for k, v in ev.items() if k != "input" and k != "id"}
+            if any(isinstance(v, np.ndarray) for v in rest.values()):
+                return None  # an embedding beside the input: the general path
+            rows.append(x)
+            ids.append(ev.get("id"))
+            fields.append(rest)
+        if not rows or len({x.shape for x in rows}) != 1:
+            return None
+        return cls(np.stack(rows), ids, fields)  # (n, d): float64 unless every row is float32
+
+    def events(self) -> list[dict[str, Any]]:
+        """The events one by one, each input narrowed as it is stored (the reference form)."""
+        out = []
+        for x, cid, rest in zip(self.inputs, self.ids, self.fields, strict=True):
+            ev = {"input": narrow(x), **rest}
+            if cid is not None:
+                ev["id"] = cid
+            out.append(ev)
+        return out
+
+
+def narrow(x: np.ndarray) -> np.ndarray:
+    """One input as it is stored: float32 when its numbers are float32 exactly, else as is."""
+    if x.dtype == np.float32 or not np.isfinite(x).all() or np.abs(x).max() > _F32_MAX:
+        return x
+    f = x.astype(np.float32)
+    return f if (f == x).all() else x
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def parse_block(block: EventBlock) -> list[tuple[Any, ...]]:
+    """Per row ``(client id or None, payload, payload JSON text, input columns, stored input
+    array)``: what ``events._payload`` gives for the row's event. Raises the
+    :class:`InputError` of the first bad row (its id, its payload, then its input)."""
+    X = block.inputs  # (n, d)
+    finite = np.isfinite(X).all(axis=1)  # (n,)
+    if X.dtype == np.float32:
+        F, exact = X, np.ones(len(X), dtype=bool)
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):
+            F = X.astype(np.float32)  # (n, d): beyond float32's range → inf ≠ the number
+        exact = (F == X).all(axis=1)  # (n,)
+    dim = X.shape[1]
+    out: list[tuple[Any, ...]] = []
+    for i, (cid, rest) in enumerate(zip(block.ids, block.fields, strict=True)):
+        field = f"events[{i}]"
+        if not isinstance(rest, dict):
+            raise InputError(field, "expected an object")
+        cid = check_event_id(cid, field)
+        payload = {k: (v.isoformat() if isinstance(v, datetime) else v)
+                   for k, v in rest.items() if k != "embedding"}
+        text = payload_text(payload, field)
+        if not finite[i]:
+            raise InputError(f"{field}.input", "has NaN or Inf values")
+        arr = F[i] if exact[i] else X[i]  # (d,) as stored
+        data = arr.tobytes()
+        columns = {"input_data": data, "input_dtype": arr.dtype.str, "input_dim": dim,
+                   "input_sha256": hashlib.sha256(data).digest()}
+        out.append((cid, payload, text, columns, arr))
+    return out

@@ -1,0 +1,79 @@
+"""Accepted events as an ingest actor hands them to a learner shard: in columns when they can be.
+
+A learner is told of the events ingest just stored (:mod:`workers.actors.inbox`) as
+``Event.as_replay()`` would read them back. Sent one dict per event, each input is a small
+array of its own, which Ray serialises (and the learner deserialises) one by one; by py-spy
+that was a fifth of both actors' time on vector ingest. So an agent's accepted events whose
+inputs all have one shape and dtype travel as :class:`AcceptedColumns`: their inputs as one
+matrix (one buffer), the rest as lists, and the learner unpacks them into the same dicts
+(:func:`unpack`). Anything else (texts without embeddings, chat turns, mixed dtypes) travels
+as the dicts themselves.
+
+>>> import numpy as np
+>>> from datetime import datetime, timezone
+>>> from storage.repository.events import AcceptedEvent
+>>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
+>>> evs = [AcceptedEvent(f"e{i}", i, {"target": "a"}, t, np.full(2, i, np.float32))
+...        for i in (1, 2)]
+>>> packed = pack(evs); type(packed).__name__
+'AcceptedColumns'
+>>> [(e["id"], e["seq"], e["input"].tolist()) for e in unpack(packed)]
+[('e1', 1, [1.0, 1.0]), ('e2', 2, [2.0, 2.0])]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from storage.repository.events import AcceptedEvent
+
+
+class AcceptedColumns:
+    """One agent's accepted events in columns: ``seqs``, ``ids``, ``payloads`` (lists of n)
+    and ``inputs`` (n, d), the stored input arrays stacked (one dtype)."""
+
+    __slots__ = ("seqs", "ids", "payloads", "inputs")
+
+    def __init__(self, seqs: list[int], ids: list[str], payloads: list[dict[str, Any]],
+                 inputs: np.ndarray) -> None:
+        self.seqs = seqs
+        self.ids = ids
+        self.payloads = payloads
+        self.inputs = inputs  # (n, d)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+
+Handed = AcceptedColumns | list[dict[str, Any]]
+
+
+def pack(events: Sequence[AcceptedEvent]) -> Handed:
+    """The events for a learner: columns when every input is an array of one shape and
+    dtype, else their ``as_replay()`` dicts."""
+    first = events[0].input if events else None
+    if not isinstance(first, np.ndarray) or first.ndim != 1 or any(
+            not isinstance(e.input, np.ndarray) or e.input.shape != first.shape
+            or e.input.dtype != first.dtype for e in events):
+        return [e.as_replay() for e in events]
+    return AcceptedColumns([e.seq for e in events], [e.client_id for e in events],
+                           [e.payload for e in events], np.stack([e.input for e in events]))
+
+
+def unpack(handed: Handed) -> list[dict[str, Any]]:
+    """The events as ``as_replay()`` dicts (each input a row of the matrix, same numbers and
+    dtype as stored)."""
+    if not isinstance(handed, AcceptedColumns):
+        return handed
+    out = []
+    for seq, cid, payload, x in zip(handed.seqs, handed.ids, handed.payloads, handed.inputs,
+                                    strict=True):
+        ev = {**payload, "id": cid, "seq": seq}
+        if "input" in ev:  # a text whose embedding is the stored input
+            ev["text"] = ev["input"]
+        ev["input"] = x
+        out.append(ev)
+    return out
