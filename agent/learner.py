@@ -95,6 +95,10 @@ class LabelLearner(Learner, Protocol):
 
     def predict_many(self, inputs: Inputs, /, top_k: int | None = None) -> list[dict[str, Any]]: ...
 
+    def predict_labels(self, inputs: Inputs, /) -> list[str | None]:
+        """``[p["label"] for p in predict_many(inputs)]``, without building the predictions."""
+        ...
+
 
 class ChatLearner(Learner, Protocol):
     """A learner of conversation turns: chat agents (no targets, no betas)."""

@@ -300,6 +300,14 @@ class MemoryAgent(StateView):
         check_top_k(top_k)
         return [decode_row(row, self._labels, top_k) for row in self.scores(inputs)]
 
+    def predict_labels(self, inputs: Sequence[Any] | np.ndarray) -> list[str | None]:
+        """The best label per input (None while nothing is learned): ``predict_many``'s
+        labels without its per-row dicts (the learner's test-then-train reads these)."""
+        Y = self.scores(inputs)  # (n, m)
+        if not self._labels:
+            return [None] * len(Y)
+        return [self._labels[j] for j in np.argmax(Y, axis=1).tolist()]
+
 
 def check_top_k(top_k: Any) -> None:
     """``top_k``: None or a positive integer."""

@@ -274,3 +274,17 @@ def test_online_standardizer_matches_numpy():
     with pytest.raises(InputError) as e:
         s.learn_many(np.array([[1.0, np.nan, 0.0]]))
     assert e.value.field == "inputs[0]"
+
+
+@pytest.mark.parametrize("rule", ["delta", "rls", "softmax"])
+@pytest.mark.parametrize("n", [1, 15, 63, 300])
+def test_predict_labels_are_predict_manys_labels(rule, n):
+    rng = np.random.default_rng(n)
+    agent = make(rule=rule)
+    X = rng.normal(size=(n, DIM))
+    assert agent.predict_labels(X) == [None] * n  # nothing learned yet
+    for _ in range(3):
+        agent.learn_many(rng.normal(size=(20, DIM)), [f"L{int(k)}" for k in rng.integers(7, size=20)])
+        want = [p["label"] for p in agent.predict_many(X)]
+        assert agent.predict_labels(X) == want
+        assert agent.predict_labels([list(x) for x in X]) == want

@@ -84,7 +84,7 @@ def event_inputs(events: Sequence[dict[str, Any]]) -> Inputs:
     if inputs and all(isinstance(x, np.ndarray) for x in inputs):
         dims = {x.shape for x in inputs}
         if len(dims) == 1 and next(iter(dims)) and len(next(iter(dims))) == 1:
-            return np.stack(inputs).astype(np.float64, copy=False)  # (n, dim), exact values
+            return np.array(inputs, dtype=np.float64)  # (n, dim), the same numbers
     return inputs
 
 

@@ -36,9 +36,8 @@ def pretest(learner: Learner, payloads: Sequence[dict[str, Any]],
     if not learns_labels(learner) or not payloads:
         return None
     try:
-        preds = learner.predict_many(event_inputs(payloads) if inputs is None else inputs)
-        return [p["label"] is not None and p["label"] == e["target"]
-                for p, e in zip(preds, payloads, strict=True)]
+        labels = learner.predict_labels(event_inputs(payloads) if inputs is None else inputs)
+        return [y is not None and y == e["target"] for y, e in zip(labels, payloads, strict=True)]
     except Exception:  # noqa: BLE001 - quality is a measurement: never block learning
         log.warning("pretest failed; the version is committed without quality", exc_info=True)
         return None
