@@ -103,5 +103,12 @@ def checksum(state: tuple[dict[str, np.ndarray], list[str]]) -> str:
     return state_checksum(*state)
 
 
+def empty_agents(repo: Any, tenant_id: str, prefix: str, n: int) -> list[str]:
+    """``n`` new agents of the tenant with the empty state, named ``prefix0``, ``prefix1``..."""
+    st0 = empty_state()
+    return [repo.create_agent(tenant_id, f"{prefix}{i}", {}, *st0, checksum(st0)).id
+            for i in range(n)]
+
+
 __all__ = ["apply_layer", "D_K", "empty_state", "same_state", "random_delta", "event_payload",
-           "event_delta", "replay", "batch_delta", "checksum"]
+           "event_delta", "replay", "batch_delta", "checksum", "empty_agents"]

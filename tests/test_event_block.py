@@ -28,7 +28,7 @@ from storage.repository.event_block import EventBlock, narrow, parse_block
 from storage.repository.event_groups import append_groups
 from storage.repository.events import AcceptedEvent, _payload
 from tests.db_fixtures import *  # noqa: F401,F403
-from tests.storage_helpers import checksum, empty_state
+from tests.storage_helpers import empty_agents
 from workers.actors.handover import AcceptedColumns, pack, unpack
 from workers.validation import check_key_range, check_vector, key_range_errors
 
@@ -137,12 +137,6 @@ def test_narrowing_is_check_vectors():
     assert kinds == {np.dtype(np.float32), np.dtype(np.float64)}
 
 
-def _agents(repo, tenant_id: str, prefix: str, n: int) -> list[str]:
-    st0 = empty_state()
-    return [repo.create_agent(tenant_id, f"{prefix}{i}", {}, *st0, checksum(st0)).id
-            for i in range(n)]
-
-
 def _stored(repo, agent_id: str) -> list[tuple[Any, ...]]:
     return [(e.client_id if not e.client_id.startswith("ev_") else "gen", e.seq, e.payload,
              e.input_data, e.input_dtype, e.input_dim, e.input_sha256)
@@ -154,7 +148,8 @@ def test_append_groups_stores_a_block_as_its_events(db, seed):
     rng = np.random.default_rng(seed)
     with unit_of_work(db) as repo:
         tenant, _ = repo.create_tenant("t")
-        cols, dicts = _agents(repo, tenant.id, "c", 3), _agents(repo, tenant.id, "d", 3)
+        cols = empty_agents(repo, tenant.id, "c", 3)
+        dicts = empty_agents(repo, tenant.id, "d", 3)
     for _ in range(4):  # later groups meet the ids earlier ones stored
         reqs = [(int(rng.integers(3)), _block(rng, int(rng.choice(SIZES)), 6,
                                               [np.float32, np.float64][int(rng.integers(2))]))

@@ -27,18 +27,12 @@ from storage.errors import AgentNotFound, InputError
 from storage.repository import unit_of_work
 from storage.repository.event_groups import append_groups
 from tests.db_fixtures import *  # noqa: F401,F403
-from tests.storage_helpers import checksum, empty_state
+from tests.storage_helpers import empty_agents
 from tests.workers_helpers import assert_same_predictions, reference, wait_for
 
 DIM = 4
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": DIM,
           "memory": {"rule": "delta", "beta": 0.5, "decay": 1.0}}
-
-
-def _agents(repo, tenant_id: str, prefix: str, n: int) -> list[str]:
-    st0 = empty_state()
-    return [repo.create_agent(tenant_id, f"{prefix}{i}", {}, *st0, checksum(st0)).id
-            for i in range(n)]
 
 
 def _random_requests(rng: np.random.Generator, n: int, pool: int) -> list[tuple[int, list[Any]]]:
@@ -69,7 +63,8 @@ def test_groups_answer_as_one_at_a_time(db, seed):
     rng = np.random.default_rng(seed)
     with unit_of_work(db) as repo:
         tenant, _ = repo.create_tenant("t")
-        grouped, single = _agents(repo, tenant.id, "g", 3), _agents(repo, tenant.id, "s", 3)
+        grouped = empty_agents(repo, tenant.id, "g", 3)
+        single = empty_agents(repo, tenant.id, "s", 3)
     statements: list[str] = []
 
     def record(conn, cursor, statement, *args):

@@ -22,15 +22,9 @@ from storage.models import Agent, Answer, DeltaRow, Version
 from storage.repository import unit_of_work
 from storage.repository.version_groups import commit_delta_group, prepare_delta
 from tests.db_fixtures import *  # noqa: F401,F403
-from tests.storage_helpers import checksum, empty_state, random_delta
+from tests.storage_helpers import empty_agents, random_delta
 
 N_AGENTS = 4
-
-
-def _agents(repo, tenant_id: str, prefix: str) -> list[str]:
-    st0 = empty_state()
-    return [repo.create_agent(tenant_id, f"{prefix}{i}", {}, *st0, checksum(st0)).id
-            for i in range(N_AGENTS)]
 
 
 def _plan(rng: np.random.Generator, labels: list[list[str]], pending: list[int]
@@ -92,7 +86,8 @@ def test_group_stores_what_commit_version_stores(db, seed):
     rng = np.random.default_rng(seed)
     with unit_of_work(db) as repo:
         tenant, _ = repo.create_tenant("t")
-        ref, grp = _agents(repo, tenant.id, "r"), _agents(repo, tenant.id, "g")
+        ref = empty_agents(repo, tenant.id, "r", N_AGENTS)
+        grp = empty_agents(repo, tenant.id, "g", N_AGENTS)
     labels: list[list[str]] = [[] for _ in range(N_AGENTS)]
     n_events = [0] * N_AGENTS
     for _ in range(8):
@@ -124,7 +119,7 @@ def test_stale_parent_or_skipped_seqs_raise_and_write_nothing(db):
     rng = np.random.default_rng(0)
     with unit_of_work(db) as repo:
         tenant, _ = repo.create_tenant("t")
-        ids = _agents(repo, tenant.id, "a")
+        ids = empty_agents(repo, tenant.id, "a", N_AGENTS)
         for a in ids:
             repo.append_events(a, [{"id": f"e{j}", "input": [1.0, 0, 0, 0], "target": "x"}
                                    for j in range(3)])
