@@ -12,8 +12,9 @@ Columns, one row per event (the fields of a JSON event, DESIGN §7):
 | ``speaker`` | ``string`` | optional (chat agents) |
 
 Vector inputs are checked for the whole column at once with NumPy (row lengths, nulls,
-finiteness, zero rows) and travel on as float arrays (float32 rows when every number is a
-float32 exactly, like :func:`workers.validation.check_vector`); the other columns are checked
+finiteness, zero rows, the key's range) and travel on as one matrix, an
+:class:`~storage.repository.event_block.EventBlock` (each row stored as float32 when its numbers
+are float32 exactly, like :func:`workers.validation.check_vector`); the other columns are checked
 row by row with the same functions as JSON events. Errors name the row and column the way JSON
 errors do (``events[3].input[7]``, ``index`` = row), so ``?partial=true`` and the answers are
 the same as for JSON. Other columns are ignored, like unknown JSON fields.
