@@ -21,6 +21,8 @@ uvicorn, SQLite in a temporary directory), httpx clients, classifier agents (rul
   micro-batch), in this process, timed just before and just after each vector row (whose
   ratio is to their mean: this machine's speed drifts by a third within minutes) and at the
   end;
+* CPU: µs of CPU per event of every process role (``benchmarks/proc_cpu.py``: ingest actor,
+  learner, HTTP app, raylet, ...) from the first vector request sent to the last event applied;
 * storage: bytes per event in the SQLite file after the vector runs (events, their input
   bytes, deltas, versions, indexes), and the columns alone (input bytes, payload JSON, delta data).
 
@@ -41,7 +43,9 @@ from typing import Any
 
 import numpy as np
 
-DIM, LABELS = 384, 20
+from benchmarks import proc_cpu
+from benchmarks.ingest_paths_report import DIM, LABELS, report
+
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": DIM,
           "memory": {"rule": "delta", "beta": 0.5, "decay": 1.0}}
 TEXT_CONFIG = {"kind": "classifier", "encoder": "minilm", "dim": DIM,
@@ -72,7 +76,8 @@ def _wait_applied(c: Any, agents: list[str], total: int, timeout: float = 3600) 
         time.sleep(0.02)
 
 
-def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int) -> float:
+def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int,
+              cpu: dict[str, Any] | None = None) -> float:
     """POST every ``(agent, body, content type)`` from ``threads`` threads; returns the
     ``perf_counter`` when the first was sent. The client threads run in a process of their
     own, as a deployment's clients do: in this one they would take the GIL from the HTTP
@@ -86,6 +91,8 @@ def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int) -> float
     if not ready.wait(120):
         proc.kill()
         raise RuntimeError("the client process did not start")
+    if cpu is not None:  # every process's CPU from here (benchmarks/proc_cpu.py)
+        cpu["before"] = proc_cpu.snapshot()
     t0 = time.perf_counter()
     go.set()
     proc.join()
@@ -143,12 +150,14 @@ def vector_e2e(c: Any, fmt: str, n_agents: int, per_agent: int, request: int,
             else:
                 body = {"events": [{**e, "input": e["input"].tolist()} for e in evs]}
                 jobs.append((a, orjson.dumps(body), "application/json"))
-    t0 = _send_all(c, jobs, clients)
+    cpu: dict[str, Any] = {}
+    t0 = _send_all(c, jobs, clients, cpu)
     sent = time.perf_counter() - t0
     _wait_applied(c, agents, n_agents * per_agent)
     wall = time.perf_counter() - t0
+    spent = proc_cpu.by_role(cpu["before"], proc_cpu.snapshot(), os.getpid())
     return {"events": n_agents * per_agent, "wall": wall, "send": sent,
-            "body_bytes": sum(len(b) for _, b, _ in jobs)}
+            "body_bytes": sum(len(b) for _, b, _ in jobs), "cpu": spent}
 
 
 def single_e2e(c: Any, n: int, clients: int, seed: int) -> dict[str, Any]:
@@ -313,51 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     refs.append(learn_many_rate(ref_n))
     out["learn_many"] = float(np.mean(refs))
     out["learn_many_range"] = (min(refs), max(refs))
-    report(args, s, out)
+    report(args, s, out)  # benchmarks/ingest_paths_report.py
     return 0
-
-
-def report(args: Any, s: Any, out: dict[str, Any]) -> None:
-    from benchmarks.eval_common import md_table
-
-    ref = out["learn_many"]
-    rate: dict[str, float] = {k: out[k]["events"] / out[k]["wall"]
-                              for k in ("json", "arrow", "single", "text") if k in out}
-    load = os.getloadavg()[0]
-    print(f"deltamem ingest paths: d = {DIM}, {LABELS} labels, rule delta, SQLite, HTTP, "
-          f"{os.cpu_count()} CPUs (1-min load {load:.1f}), encoder_cpus {s.encoder_cpus}\n")
-    rows: list[list[str]] = []
-    for fmt, name in (("json", "JSON"), ("arrow", "Arrow")):
-        if fmt in out:
-            rows.append([f"vector e2e, {name}, {args.agents} agents x {args.per_agent}, "
-                         f"{args.request}/request, {args.vector_clients} clients",
-                         f"{rate[fmt]:,.0f} events/s",
-                         f"{100 * rate[fmt] / out[fmt]['ref']:.1f} % of learn_many "
-                         f"({out[fmt]['ref']:,.0f}/s around it)",
-                         f"{out[fmt]['body_bytes'] / out[fmt]['events']:,.0f} B/event sent"])
-    if "single" in out:
-        rows.append([f"vector e2e, 1 event/request, {args.clients} clients",
-                     f"{rate['single']:,.0f} events/s",
-                     f"{100 * rate['single'] / ref:.2f} % of learn_many",
-                     f"{args.single} requests"])
-    if "text" in out:
-        for k, clients in (("text", 1), ("text_clients", args.text_clients)):
-            r = out[k]["events"] / out[k]["wall"]
-            rows.append([f"text e2e (MiniLM classifier), {args.texts} texts, 100/request, "
-                         f"{clients} client{'s' if clients > 1 else ''}", f"{r:,.0f} events/s",
-                         f"{100 * r / out['encoder']:.0f} % of the raw encoder", ""])
-        rows.append([f"raw encoder, {max(1, s.encoder_cpus)} torch thread(s), batches of 64",
-                     f"{out['encoder']:,.0f} texts/s", "in-process, no cache", ""])
-    lo, hi = out["learn_many_range"]
-    rows.append(["learn_many on (64, 384) arrays (reference)", f"{ref:,.0f} events/s",
-                 "in-process, mean of every measurement", f"{lo:,.0f} to {hi:,.0f}"])
-    if "storage" in out:
-        st = out["storage"]
-        rows.append(["storage per event at 384-d (after the vector runs)",
-                     f"{st['file']:,.0f} B (SQLite file)",
-                     f"input {st['input']:,.0f} B, payload {st['payload']:,.0f} B",
-                     f"deltas {st['deltas']:,.0f} B"])
-    print(md_table(["path", "rate", "against", "note"], rows))
 
 
 if __name__ == "__main__":
