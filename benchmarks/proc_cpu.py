@@ -1,10 +1,11 @@
 """CPU seconds per process role, from ``/proc`` (Linux): what each part of a deployment spends
 while a benchmark row runs, so a rate can be read as CPU per event per process.
 
->>> before = snapshot()
->>> sum(x * x for x in range(10_000)) > 0
-True
->>> "this process" in by_role(before, snapshot(), own_pid=os.getpid())
+>>> import time
+>>> before, t = snapshot(), time.process_time()
+>>> while time.process_time() - t < 0.05:  # 50 ms of CPU: a few of /proc's 10 ms ticks
+...     pass
+>>> by_role(before, snapshot(), own_pid=os.getpid())["this process"] >= 0.03
 True
 """
 

@@ -25,9 +25,14 @@ def test_a_busy_child_is_counted_under_its_role_and_an_idle_one_is_not():
     kids = [subprocess.Popen([sys.executable, "-c", code, "spawn_main"])  # role: client process
             for code in (busy, "import time; time.sleep(30)")]
     try:
-        time.sleep(1.5)  # the busy one has spun its 0.3 s of CPU, the idle one is asleep
-        after = proc_cpu.snapshot()
+        deadline = time.monotonic() + 30
+        while True:  # until the busy one has spun its 0.3 s of CPU (the idle one sleeps)
+            after = proc_cpu.snapshot()
+            if after[kids[0].pid][0] >= 0.28 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         assert after[kids[0].pid][0] - before.get(kids[0].pid, (0.0, ""))[0] >= 0.25
+        assert after[kids[1].pid][0] < 0.2  # started, imported nothing, asleep
         spent = proc_cpu.by_role(before, after, os.getpid())
         assert spent.get("client process", 0.0) >= 0.25
         mine = proc_cpu.by_role(before, after, kids[0].pid)  # the busy one as "this process"
