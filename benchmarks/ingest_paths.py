@@ -283,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
                  "TOKENIZERS_PARALLELISM": "false"}.items():
         os.environ.setdefault(k, v)
     from client import Client
+    from workers.gc_tuning import settle_gc
     from workers.runtime import free_port, start
     from workers.settings import Settings
 
@@ -296,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     ref_n = 640 if args.quick else 20_000
     refs: list[float] = []
     running = start(s, http=True)
+    settle_gc()  # as `deltamem serve` does (workers/runtime.py serve_forever)
     try:
         with Client(running.url, admin_key="bench-admin", timeout=600) as admin:
             key = admin.create_tenant("bench").api_key

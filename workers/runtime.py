@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from workers.gc_tuning import settle_gc
 from workers.service import Runtime
 from workers.settings import Settings
 
@@ -191,6 +192,7 @@ def serve_forever(settings: Settings | None = None) -> int:
     running = start(s)
     for sig in (signal.SIGTERM, signal.SIGINT):  # again: ray.init installed its own handler
         signal.signal(sig, lambda *_: stop.set())
+    settle_gc()  # the HTTP process lives as long as the actors (workers/gc_tuning.py)
     log.info("deltamem serving on %s (database %s)", running.url, _redact(s.database_url))
     print(f"deltamem serving on {running.url}", flush=True)
     try:

@@ -23,6 +23,7 @@ from workers.actors.group_commit import GroupCommitter
 from workers.actors.handover import pack
 from workers.actors.learner import shard_of
 from workers.contract import ActorRef, ServiceError
+from workers.gc_tuning import settle_gc
 from workers.settings import Settings
 from workers.store import Store
 
@@ -39,6 +40,7 @@ class IngestActor:
         self._pending_refs: dict[int, ObjectRef[Any]] = {}
         self._learners: dict[int, ActorRef] = {}
         self._groups = GroupCommitter(self._commit_group)
+        settle_gc()  # workers/gc_tuning.py
 
     def _learner(self, shard: int) -> ActorRef:
         """The shard's handle, looked up once (a restarted learner keeps its name and handle)."""

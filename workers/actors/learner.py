@@ -43,6 +43,7 @@ from workers.actors.poison import copy_learner, find_poison, is_transient, learn
 from workers.actors.quality import QualityHistogram, pretest
 from workers.actors.serving import Publication
 from workers.contract import ActorRef
+from workers.gc_tuning import settle_gc
 from workers.settings import Settings
 from workers.store import Store
 
@@ -104,6 +105,7 @@ class LearnerActor:
             pending = [a for a in repo.agents_with_pending_events()
                        if shard_of(a, self._n) == self._shard]
         self._dirty.update(pending)
+        settle_gc()  # workers/gc_tuning.py
         self._thread = threading.Thread(target=self._loop, name=f"learner-{shard}", daemon=True)
         self._thread.start()
 

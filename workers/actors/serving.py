@@ -28,6 +28,7 @@ from workers.actors.batch_predict import predict_many_agents
 from workers.actors.encoder import RemoteEncoder
 from workers.actors.factory import initial_state, make_learner, state_nbytes, use_encoder
 from workers.contract import ServiceError, not_found
+from workers.gc_tuning import settle_gc
 from workers.settings import Settings
 from workers.store import Store
 
@@ -49,6 +50,7 @@ class ServingActor:
         self._heads: dict[str, int] = {}  # newest version seen per agent
         self._cv = threading.Condition()
         self._stats = {"hits": 0, "misses": 0, "applied": 0, "predictions": 0}
+        settle_gc()  # workers/gc_tuning.py
 
     # ---- cache -----------------------------------------------------------------------
     def _put(self, key: tuple[str, int], learner: Learner) -> None:
