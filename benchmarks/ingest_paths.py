@@ -169,9 +169,12 @@ def single_e2e(c: Any, n: int, clients: int, seed: int) -> dict[str, Any]:
     jobs = [(agents[i % clients], orjson.dumps({"events": [{"id": f"s{i}", "input": X[i].tolist(),
                                                             "target": y[i]}]}), "application/json")
             for i in range(n)]
-    t0 = _send_all(c, jobs, clients)
+    cpu: dict[str, Any] = {}
+    t0 = _send_all(c, jobs, clients, cpu)
     _wait_applied(c, agents, n)
-    return {"events": n, "wall": time.perf_counter() - t0}
+    wall = time.perf_counter() - t0
+    return {"events": n, "wall": wall,
+            "cpu": proc_cpu.by_role(cpu["before"], proc_cpu.snapshot(), os.getpid())}
 
 
 def text_e2e(c: Any, n: int, clients: int = 1) -> dict[str, Any]:

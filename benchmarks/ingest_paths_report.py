@@ -50,7 +50,8 @@ def report(args: Any, s: Any, out: dict[str, Any]) -> None:
                      f"input {st['input']:,.0f} B, payload {st['payload']:,.0f} B",
                      f"deltas {st['deltas']:,.0f} B"])
     print(md_table(["path", "rate", "against", "note"], rows))
-    vec = [(fmt, name) for fmt, name in (("json", "JSON"), ("arrow", "Arrow")) if fmt in out]
+    vec = [(fmt, name) for fmt, name in (("json", "JSON"), ("arrow", "Arrow"),
+                                         ("single", "1 event/request")) if fmt in out]
     if vec:  # CPU per event of each process role during the vector rows (/proc)
         roles = sorted({r for fmt, _ in vec for r in out[fmt]["cpu"]},
                        key=lambda r: -max(out[f]["cpu"].get(r, 0.0) for f, _ in vec))

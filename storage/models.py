@@ -423,15 +423,22 @@ class Event(Base):
         """The event as replay functions receive it: the payload plus ``id`` and ``seq``; a
         stored input array (checksum verified) as ``"input"`` (a vector, or the embedding of
         the payload's text, which is then kept as ``"text"``)."""
-        out = {**self.payload, "id": self.client_id, "seq": self.seq}
-        if self.input_data is not None:
-            if "input" in out:
-                out["text"] = out["input"]
-            out["input"] = decode(self.input_data, str(self.input_dtype),
-                                  [(int(self.input_dim or 0),)],
-                                  bytes(self.input_sha256 or b"").hex(),
-                                  f"event {self.client_id} input")[0]
-        return out
+        arr = None if self.input_data is None else decode(
+            self.input_data, str(self.input_dtype), [(int(self.input_dim or 0),)],
+            bytes(self.input_sha256 or b"").hex(), f"event {self.client_id} input")[0]
+        return replay_dict(self.payload, self.client_id, self.seq, arr)
+
+
+def replay_dict(payload: dict[str, Any], client_id: str, seq: int, arr: Any) -> dict[str, Any]:
+    """An event as replay functions receive it (``Event.as_replay``): the payload plus ``id``
+    and ``seq``; a stored input array ``arr`` (when not None) as ``"input"``, the payload's
+    text input, if any, then kept as ``"text"`` (``arr`` is its embedding)."""
+    out = {**payload, "id": client_id, "seq": seq}
+    if arr is not None:
+        if "input" in out:
+            out["text"] = out["input"]
+        out["input"] = arr
+    return out
 
 
 class Answer(Base):

@@ -103,6 +103,14 @@ def checksum(state: tuple[dict[str, np.ndarray], list[str]]) -> str:
     return state_checksum(*state)
 
 
+def event_rows(repo: Any, agent_id: str, inputs: bool = False) -> list[tuple[Any, ...]]:
+    """The agent's stored events as ``(client id, seq, payload[, input columns])`` by seq, a
+    generated id (``ev_...``) as ``"gen"``."""
+    return [(e.client_id if not e.client_id.startswith("ev_") else "gen", e.seq, e.payload,
+             *((e.input_data, e.input_dtype, e.input_dim, e.input_sha256) if inputs else ()))
+            for e in repo.events_of(agent_id)]
+
+
 def empty_agents(repo: Any, tenant_id: str, prefix: str, n: int) -> list[str]:
     """``n`` new agents of the tenant with the empty state, named ``prefix0``, ``prefix1``..."""
     st0 = empty_state()
@@ -111,4 +119,4 @@ def empty_agents(repo: Any, tenant_id: str, prefix: str, n: int) -> list[str]:
 
 
 __all__ = ["apply_layer", "D_K", "empty_state", "same_state", "random_delta", "event_payload",
-           "event_delta", "replay", "batch_delta", "checksum", "empty_agents"]
+           "event_delta", "replay", "batch_delta", "checksum", "empty_agents", "event_rows"]

@@ -24,11 +24,11 @@ import pytest
 from agent.errors import InputError as AgentInputError
 from storage.errors import InputError
 from storage.repository import unit_of_work
-from storage.repository.event_block import EventBlock, narrow, parse_block
+from storage.repository.event_block import EventBlock, parse_block
 from storage.repository.event_groups import append_groups
 from storage.repository.events import AcceptedEvent, _payload
 from tests.db_fixtures import *  # noqa: F401,F403
-from tests.storage_helpers import empty_agents
+from tests.storage_helpers import empty_agents, event_rows
 from workers.actors.handover import AcceptedColumns, pack, unpack
 from workers.validation import check_key_range, check_vector, key_range_errors
 
@@ -99,27 +99,13 @@ def test_parse_block_raises_the_first_error_of_the_reference(n):
                 b.fields[i] = "not an object"  # type: ignore[call-overload]
             else:
                 b.fields[i] = {**b.fields[i], "note": float("nan")}
-        want = _error(partial(_payloads, _reference_events(b)))
+        want = _error(partial(_payloads, b.events()))
         assert want is not None
         assert _error(partial(parse_block, b)) == want
 
 
 def _payloads(events: list[Any]) -> list[tuple[Any, ...]]:
     return [_payload(ev, i) for i, ev in enumerate(events)]
-
-
-def _reference_events(b: EventBlock) -> list[Any]:
-    """:meth:`EventBlock.events` that keeps a row whose fields are not a dict as it is."""
-    out: list[Any] = []
-    for x, cid, rest in zip(b.inputs, b.ids, b.fields, strict=True):
-        if not isinstance(rest, dict):
-            out.append(rest)
-            continue
-        ev = {"input": narrow(x), **rest}
-        if cid is not None:
-            ev["id"] = cid
-        out.append(ev)
-    return out
 
 
 def test_narrowing_is_check_vectors():
@@ -135,12 +121,6 @@ def test_narrowing_is_check_vectors():
         assert p[4].dtype == want.dtype and np.array_equal(p[4], want)
         kinds.add(want.dtype)
     assert kinds == {np.dtype(np.float32), np.dtype(np.float64)}
-
-
-def _stored(repo, agent_id: str) -> list[tuple[Any, ...]]:
-    return [(e.client_id if not e.client_id.startswith("ev_") else "gen", e.seq, e.payload,
-             e.input_data, e.input_dtype, e.input_dim, e.input_sha256)
-            for e in repo.events_of(agent_id)]
 
 
 @pytest.mark.parametrize("seed", range(2))
@@ -165,8 +145,8 @@ def test_append_groups_stores_a_block_as_its_events(db, seed):
                 [(e.seq, e.payload, e.input.dtype, e.input.tobytes()) for e in w[0]]
     with unit_of_work(db, write=False) as repo:
         for c, d in zip(cols, dicts, strict=True):
-            assert _stored(repo, c) == _stored(repo, d)
-            assert len(_stored(repo, c)) > 0
+            assert event_rows(repo, c, inputs=True) == event_rows(repo, d, inputs=True)
+            assert len(event_rows(repo, c, inputs=True)) > 0
 
 
 def test_of_events_takes_only_what_it_carries_unchanged():

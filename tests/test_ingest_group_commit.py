@@ -27,7 +27,7 @@ from storage.errors import AgentNotFound, InputError
 from storage.repository import unit_of_work
 from storage.repository.event_groups import append_groups
 from tests.db_fixtures import *  # noqa: F401,F403
-from tests.storage_helpers import empty_agents
+from tests.storage_helpers import empty_agents, event_rows
 from tests.workers_helpers import assert_same_predictions, reference, wait_for
 
 DIM = 4
@@ -51,11 +51,6 @@ def _random_requests(rng: np.random.Generator, n: int, pool: int) -> list[tuple[
             events.append({"id": 7})  # invalid id: the whole request is refused
         out.append((-1 if rng.random() < 0.05 else int(rng.integers(3)), events))
     return out
-
-
-def _rows(repo, agent_id: str) -> list[tuple[Any, ...]]:
-    return [(e.client_id if not e.client_id.startswith("ev_") else "gen", e.seq, e.payload)
-            for e in repo.events_of(agent_id)]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -103,7 +98,7 @@ def test_groups_answer_as_one_at_a_time(db, seed):
         assert any(x.startswith("update events set seq") for x in statements)
     with unit_of_work(db, write=False) as repo:
         for g, s in zip(grouped, single, strict=True):
-            assert _rows(repo, g) == _rows(repo, s)
+            assert event_rows(repo, g) == event_rows(repo, s)
             ga, sa = repo.get_agent(g), repo.get_agent(s)
             assert (ga.next_seq, ga.events_received) == (sa.next_seq, sa.events_received)
             assert [e.seq for e in repo.events_of(g)] == list(range(1, ga.next_seq))

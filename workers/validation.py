@@ -34,6 +34,7 @@ import numpy as np
 
 from agent.errors import InputError, check_text
 from storage.models import as_utc
+from storage.repository.event_block import narrow
 from workers.settings import Settings
 
 MAX_ID_CHARS = 200
@@ -207,13 +208,7 @@ def check_vector(v: Any, dim: int, field: str) -> np.ndarray:
         raise InputError(f"{field}[{i}]", f"expected a finite number, got {float(a[i])!r}")
     if not a.any():
         raise InputError(field, "the vector is all zeros; it has no direction to use as a key")
-    if a.dtype == np.float32:
-        return a
-    a = a.astype(np.float64, copy=False)
-    if a.max() > _F32_MAX or a.min() < -_F32_MAX:  # (np.errstate costs more than the check)
-        return a
-    f = a.astype(np.float32)
-    return f if (f == a).all() else a
+    return a if a.dtype == np.float32 else narrow(a.astype(np.float64, copy=False))
 
 
 _NUMBER_TYPES = frozenset((int, float))
@@ -227,7 +222,6 @@ def _first_bad(v: list[Any], field: str) -> None:
         if abs(x) > _FLOAT_MAX or not math.isfinite(x):
             raise InputError(f"{field}[{i}]", f"expected a finite number, got {x!r}")
 _FLOAT_MAX = float(np.finfo(np.float64).max)
-_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def check_event(raw: Any, agent: dict[str, Any], settings: Settings, field: str = "") -> dict[str, Any]:

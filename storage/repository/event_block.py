@@ -18,15 +18,13 @@ per row, with the inputs' finiteness, narrowing and bytes taken for the whole ma
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from storage.errors import InputError
-from storage.repository.events import check_event_id, payload_text
+from storage.repository.events import check_event_id, raw_input_columns, stored_payload
 
 _FLOATS = ("<f4", "<f8")
 
@@ -91,10 +89,14 @@ class EventBlock:
             return None
         return cls(np.stack(rows), ids, fields)  # (n, d): float64 unless every row is float32
 
-    def events(self) -> list[dict[str, Any]]:
-        """The events one by one, each input narrowed as it is stored (the reference form)."""
-        out = []
+    def events(self) -> list[Any]:
+        """The events one by one, each input narrowed as it is stored (the reference form;
+        a row whose fields are not an object stands as it is, which the store refuses)."""
+        out: list[Any] = []
         for x, cid, rest in zip(self.inputs, self.ids, self.fields, strict=True):
+            if not isinstance(rest, dict):
+                out.append(rest)
+                continue
             ev = {"input": narrow(x), **rest}
             if cid is not None:
                 ev["id"] = cid
@@ -103,8 +105,9 @@ class EventBlock:
 
 
 def narrow(x: np.ndarray) -> np.ndarray:
-    """One input as it is stored: float32 when its numbers are float32 exactly, else as is."""
-    if x.dtype == np.float32 or not np.isfinite(x).all() or np.abs(x).max() > _F32_MAX:
+    """One float input as it is stored: float32 when its numbers are float32 exactly, else as
+    is (NaN never is; beyond float32's range is tested first: np.errstate costs more)."""
+    if x.dtype == np.float32 or x.max() > _F32_MAX or x.min() < -_F32_MAX:
         return x
     f = x.astype(np.float32)
     return f if (f == x).all() else x
@@ -125,21 +128,15 @@ def parse_block(block: EventBlock) -> list[tuple[Any, ...]]:
         with np.errstate(over="ignore", invalid="ignore"):
             F = X.astype(np.float32)  # (n, d): beyond float32's range → inf ≠ the number
         exact = (F == X).all(axis=1)  # (n,)
-    dim = X.shape[1]
     out: list[tuple[Any, ...]] = []
     for i, (cid, rest) in enumerate(zip(block.ids, block.fields, strict=True)):
         field = f"events[{i}]"
         if not isinstance(rest, dict):
             raise InputError(field, "expected an object")
         cid = check_event_id(cid, field)
-        payload = {k: (v.isoformat() if isinstance(v, datetime) else v)
-                   for k, v in rest.items() if k != "embedding"}
-        text = payload_text(payload, field)
+        payload, text = stored_payload(rest, field)
         if not finite[i]:
             raise InputError(f"{field}.input", "has NaN or Inf values")
         arr = F[i] if exact[i] else X[i]  # (d,) as stored
-        data = arr.tobytes()
-        columns = {"input_data": data, "input_dtype": arr.dtype.str, "input_dim": dim,
-                   "input_sha256": hashlib.sha256(data).digest()}
-        out.append((cid, payload, text, columns, arr))
+        out.append((cid, payload, text, raw_input_columns(arr), arr))
     return out

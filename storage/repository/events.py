@@ -37,7 +37,16 @@ from agent.errors import check_text
 from storage import jsoncodec
 from storage.codec import encode
 from storage.errors import InputError
-from storage.models import EVENT_ID_LEN, Agent, Base, Event, UTCMicros, agent_key_of, utcnow
+from storage.models import (
+    EVENT_ID_LEN,
+    Agent,
+    Base,
+    Event,
+    UTCMicros,
+    agent_key_of,
+    replay_dict,
+    utcnow,
+)
 from storage.repository._base import Core, check_int, chunks
 from storage.repository.graph import VersionGraph
 
@@ -75,12 +84,7 @@ class AcceptedEvent:
     def as_replay(self) -> dict[str, Any]:
         """What ``Event.as_replay()`` gives for this event once it is read back from the
         store (the same numbers, the same dtype): what the learner is notified with."""
-        out = {**self.payload, "id": self.client_id, "seq": self.seq}
-        if self.input is not None:
-            if "input" in out:
-                out["text"] = out["input"]
-            out["input"] = self.input
-        return out
+        return replay_dict(self.payload, self.client_id, self.seq, self.input)
 
 
 # the values of an event row insert, the payload bound as already-encoded JSON text and cast
@@ -121,7 +125,13 @@ def input_columns(arr: Any, field: str) -> dict[str, Any]:
                 "input_dim": blob.shapes[0][0], "input_sha256": bytes.fromhex(blob.sha256)}
     if not np.isfinite(a).all():
         raise InputError(field, "has NaN or Inf values")
-    data = a.tobytes()  # the bytes storage.codec.encode writes for the same array, faster
+    return raw_input_columns(a)
+
+
+def raw_input_columns(a: np.ndarray) -> dict[str, Any]:
+    """The input columns of a finite 1-d ``<f4``/``<f8`` array (checked by the caller): the
+    bytes :mod:`storage.codec` would write for it, and their SHA-256."""
+    data = a.tobytes()
     return {"input_data": data, "input_dtype": a.dtype.str, "input_dim": a.size,
             "input_sha256": hashlib.sha256(data).digest()}
 
@@ -137,10 +147,14 @@ def check_event_id(cid: Any, field: str) -> str | None:
     return cid
 
 
-def payload_text(payload: dict[str, Any], field: str) -> str:
-    """The payload's stored JSON text (InputError naming ``field`` when JSON cannot hold it)."""
+def stored_payload(ev: dict[str, Any], field: str) -> tuple[dict[str, Any], str]:
+    """``(payload, its JSON text)`` of event ``ev`` (``field``: ``events[i]``): everything but
+    its id and arrays (stored in the input columns), datetimes as ISO 8601 text; InputError
+    naming ``field`` when JSON cannot hold it."""
+    payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in ev.items()
+               if k not in _NOT_PAYLOAD and not isinstance(v, np.ndarray)}
     try:
-        return jsoncodec.dumps(payload)
+        return payload, jsoncodec.dumps(payload)
     except (TypeError, ValueError) as exc:
         raise InputError(field, f"not storable as JSON: {exc}") from exc
 
@@ -158,9 +172,7 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str
     cid = check_event_id(ev.get("id"), field)
     arr = ev.get("input")
     arr = arr if isinstance(arr, np.ndarray) else ev.get("embedding")
-    payload = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in ev.items()
-               if k not in _NOT_PAYLOAD and not isinstance(v, np.ndarray)}
-    text = payload_text(payload, field)
+    payload, text = stored_payload(ev, field)
     columns = input_columns(arr, f"{field}.input")
     if arr is not None:  # as it reads back: 1-d, little-endian dtype of the stored bytes
         arr = np.frombuffer(columns["input_data"], dtype=np.dtype(columns["input_dtype"]))

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from storage.models import replay_dict
 from storage.repository.events import AcceptedEvent
 
 
@@ -68,12 +69,5 @@ def unpack(handed: Handed) -> list[dict[str, Any]]:
     dtype as stored)."""
     if not isinstance(handed, AcceptedColumns):
         return handed
-    out = []
-    for seq, cid, payload, x in zip(handed.seqs, handed.ids, handed.payloads, handed.inputs,
-                                    strict=True):
-        ev = {**payload, "id": cid, "seq": seq}
-        if "input" in ev:  # a text whose embedding is the stored input
-            ev["text"] = ev["input"]
-        ev["input"] = x
-        out.append(ev)
-    return out
+    return [replay_dict(payload, cid, seq, x) for seq, cid, payload, x in
+            zip(handed.seqs, handed.ids, handed.payloads, handed.inputs, strict=True)]

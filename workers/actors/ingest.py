@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from storage.repository.event_block import EventBlock
-from storage.repository.event_groups import append_groups
+from storage.repository.event_groups import EventsIn, append_groups
 from workers.actors.group_commit import GroupCommitter
 from workers.actors.handover import pack
 from workers.actors.learner import shard_of
@@ -62,7 +61,7 @@ class IngestActor:
                 self._pending_refs.pop(shard, None)
         return self._backlog.get(shard, 0)
 
-    def ingest(self, agent_id: str, events: list[dict[str, Any]] | EventBlock) -> dict[str, Any]:
+    def ingest(self, agent_id: str, events: EventsIn) -> dict[str, Any]:
         shard = shard_of(agent_id, self._s.learner_shards)
         backlog = self._refresh_backlog(shard)
         if backlog + len(events) > self._s.queue_max_events:
@@ -73,8 +72,7 @@ class IngestActor:
         return {"accepted": len(accepted), "duplicates": len(duplicates),
                 "duplicate_ids": duplicates}
 
-    def _commit_group(self, requests: list[tuple[str, list[dict[str, Any]] | EventBlock]]
-                      ) -> list[Any]:
+    def _commit_group(self, requests: list[tuple[str, EventsIn]]) -> list[Any]:
         """One transaction for the group, then one notify per learner shard."""
         with self._store.tx() as repo:
             results = append_groups(repo, requests)
