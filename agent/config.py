@@ -179,12 +179,15 @@ class GuardPolicy:
     ``window`` events falls by more than ``drop`` against the ``window`` events before, confirmed
     by a Page-Hinkley test on the error stream, it takes ``action``. A rollback or quarantine
     is first checked on at most ``sample`` events read back around the change (default
-    ``2 × window``; 0: no check): learnable drift only alerts (workers/actors/guard_check.py)."""
+    ``2 × window``; 0: no check): learnable drift only alerts (workers/actors/guard_check.py).
+    A fall within ``z`` standard deviations of the stream's own window-to-window variation
+    only alerts too (workers/actors/guard_spread.py; 0: no such gate)."""
 
     window: int = 500
     drop: float = 0.1
     action: str = "alert"
     sample: int = 1000
+    z: float = 3.0
 
     @classmethod
     def from_dict(cls, d: Any) -> GuardPolicy | None:
@@ -192,10 +195,10 @@ class GuardPolicy:
             return None
         if not isinstance(d, dict):
             raise InputError("guard", "expected an object or null")
-        unknown = sorted(str(k) for k in set(d) - {"window", "drop", "action", "sample"})
+        unknown = sorted(str(k) for k in set(d) - {"window", "drop", "action", "sample", "z"})
         if unknown:
             raise InputError(f"guard.{check_text(unknown[0], 'guard', 'text in a setting name')}",
-                             'unknown setting; expected "window", "drop", "action" or "sample"')
+                             'unknown setting; expected "window", "drop", "action", "sample" or "z"')
         window = d.get("window", cls.window)
         if isinstance(window, bool) or not isinstance(window, int) or not 10 <= window <= MAX_GUARD_WINDOW:
             raise InputError("guard.window", f"expected an integer in [10, {MAX_GUARD_WINDOW}], got {window!r}")
@@ -208,7 +211,8 @@ class GuardPolicy:
             sample = min(2 * window, MAX_GUARD_SAMPLE)
         if isinstance(sample, bool) or not isinstance(sample, int) or not 0 <= sample <= MAX_GUARD_SAMPLE:
             raise InputError("guard.sample", f"expected an integer in [0, {MAX_GUARD_SAMPLE}], got {sample!r}")
-        return cls(window=window, drop=drop, action=action, sample=sample)
+        z = _number(d, "z", cls.z, 0.0, 10.0, lo_open=False, field_prefix="guard.")
+        return cls(window=window, drop=drop, action=action, sample=sample, z=z)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -130,13 +130,18 @@ def _decisions(stream: str, r: dict[str, Any], log: Log) -> None:
     log.extend((stream, at, a, why) for (a, at), why in zip(r["actions"], r["reasons"], strict=True))
 
 
+def _policy(args: argparse.Namespace) -> dict[str, Any]:
+    extra = {k: v for k, v in (("z", args.z), ("sample", args.sample)) if v is not None}
+    return {"window": args.window, "drop": args.drop, "action": "rollback", **extra}
+
+
 def _attacks(args: argparse.Namespace, rows: list[list[Any]], log: Log) -> None:
     config = {"kind": "classifier", "encoder": "none", "dim": DIM}
     Xt, yt = _clusters(np.random.default_rng(99), 2000)  # clean held-out set
     Xb = Xt + _trigger()  # triggered held-out inputs
     for kind in ("label flip", "backdoor"):
         X, y, start = attack_stream(kind, args.events)
-        for guard in (None, {"window": args.window, "drop": args.drop, "action": "rollback"}):
+        for guard in (None, _policy(args)):
             r = run(X, y, config, guard, start)
             if guard:
                 _decisions(kind, r, log)
@@ -155,7 +160,7 @@ def _elec2(args: argparse.Namespace, rows: list[list[Any]], log: Log) -> None:
     X, y = X[:args.elec2], y[:args.elec2]
     cfg = {"kind": "classifier", "encoder": "none", "dim": X.shape[1], "standardize": True,
            "memory": {"lift_dim": 1024}}
-    for guard in (None, {"window": args.window, "drop": args.drop, "action": "rollback"}):
+    for guard in (None, _policy(args)):
         r = run(X, y, cfg, guard, dry=True)
         if guard:
             _decisions("Elec2", r, log)
@@ -167,7 +172,7 @@ def _elec2(args: argparse.Namespace, rows: list[list[Any]], log: Log) -> None:
 
 def _seeds(args: argparse.Namespace, log: Log) -> None:
     config = {"kind": "classifier", "encoder": "none", "dim": DIM}
-    guard = {"window": args.window, "drop": args.drop, "action": "rollback"}
+    guard = _policy(args)
     rows = []
     for kind in ("label flip", "backdoor"):
         got = []
@@ -190,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--elec2", type=int, default=45312, help="Elec2 events (0: skip)")
     ap.add_argument("--window", type=int, default=500)
     ap.add_argument("--drop", type=float, default=0.1)
+    ap.add_argument("--z", type=float, default=None, help="the policy's z (default: the policy's default)")
+    ap.add_argument("--sample", type=int, default=None, help="the policy's sample (default: 2 × window)")
     ap.add_argument("--seeds", type=int, default=1, help="attack seeds for the detection table (1: none)")
     ap.add_argument("--reasons", action="store_true",
                     help="also print every guard decision with its reason (the check's figures)")
@@ -200,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     _attacks(args, rows, log)
     if args.elec2:
         _elec2(args, rows, log)
-    print(f"The guard (window {args.window}, drop {args.drop}), micro-batches of {BATCH}")
+    print(f"The guard ({_policy(args)}), micro-batches of {BATCH}")
     print(md_table(["stream", "guard", "detection delay (events)", "clean held-out acc at end",
                     "backdoor success", "false alarms (rollbacks)", "alerts", "prequential acc", "events held"],
                    [[k, g, "-" if d is None else d, "-" if a is None else f"{a:.3f}",

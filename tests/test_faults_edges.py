@@ -259,6 +259,9 @@ AGENT_BODIES = [  # (body, accepted): the service and the document must agree on
     ({"name": "a", "dim": 2, "guard": {"sample": None}}, True),
     ({"name": "a", "dim": 2, "guard": {"sample": 10001}}, False),
     ({"name": "a", "dim": 2, "guard": {"sample": -1}}, False),
+    ({"name": "a", "dim": 2, "guard": {"z": 0, "action": "rollback"}}, True),
+    ({"name": "a", "dim": 2, "guard": {"z": 10.5}}, False),
+    ({"name": "a", "dim": 2, "guard": {"z": None}}, True),
 ]
 
 

@@ -43,7 +43,8 @@ def test_page_hinkley_alarms_where_rivers_does(seed):
     ({"drop": 0}, "guard.drop"), ({"drop": 1.5}, "guard.drop"), ({"drop": "x"}, "guard.drop"),
     ({"action": "explode"}, "guard.action"), ({"windoww": 100}, "guard.windoww"), ([], "guard"),
     ({"sample": -1}, "guard.sample"), ({"sample": 10_001}, "guard.sample"), ({"sample": 1.5}, "guard.sample"),
-    ({"sample": False}, "guard.sample")])
+    ({"sample": False}, "guard.sample"), ({"z": -1}, "guard.z"), ({"z": 11}, "guard.z"), ({"z": "3"}, "guard.z"),
+    ({"z": float("nan")}, "guard.z")])
 def test_policy_is_validated_naming_the_field(guard, field):
     with pytest.raises(InputError) as e:
         AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3, "guard": guard})
@@ -52,7 +53,8 @@ def test_policy_is_validated_naming_the_field(guard, field):
 
 def test_policy_defaults_and_json():
     cfg = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3, "guard": {}})
-    assert cfg.to_dict()["guard"] == {"window": 500, "drop": 0.1, "action": "alert", "sample": 1000}
+    assert cfg.to_dict()["guard"] == {"window": 500, "drop": 0.1, "action": "alert", "sample": 1000,
+                                       "z": 3.0}
     small = AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3, "guard": {"window": 40}})
     assert small.guard is not None and small.guard.sample == 80  # 2 × window unless given
     assert "guard" not in AgentConfig.from_dict({"kind": "classifier", "encoder": "none", "dim": 3}).to_dict()
@@ -83,7 +85,7 @@ def _agent(raw, tenant, action: str, sample: int | None = None) -> str:
                                      "encoder": "none", "dim": DIM, "guard": guard},
                  headers=auth(tenant))
     assert r.status_code == 201, r.text
-    assert r.json()["guard"] == {"sample": 200, **guard} and r.json()["events_held"] == 0
+    assert r.json()["guard"] == {"sample": 200, "z": 3.0, **guard} and r.json()["events_held"] == 0
     return r.json()["id"]
 
 

@@ -1,6 +1,6 @@
 """The guard: an agent's policy against regressions of its prequential quality (issue 18 §3).
 
-Policy ``{"window": W, "drop": d, "action": "alert" | "quarantine" | "rollback", "sample": n}``
+Policy ``{"window": W, "drop": d, "action": "alert" | "quarantine" | "rollback", "sample": n, "z": z}``
 (:class:`agent.config.GuardPolicy`). After each committed micro-batch the learner feeds the
 batch's misses (1 = the prediction made before learning was wrong) to a Page-Hinkley test for an
 increase of the error rate (:class:`PageHinkley`: River's ``drift.PageHinkley`` in mode ``up``,
@@ -20,7 +20,10 @@ Actions, each a record in ``guard_actions`` with its reason (``GET /v1/agents/{i
   ends the reference window, at the change point), then quarantine. The versions after it stay readable, so a rollback to
   one of them undoes it; release resumes learning on the rolled-back state.
 
-A rollback or quarantine is checked first (:mod:`workers.actors.guard_check`, once half a
+A rollback or quarantine is gated first on the stream's own variation
+(:mod:`workers.actors.guard_spread`, policy ``z``): a fall within ``z`` standard deviations of
+the difference of two windows, measured on the stream's earlier windows, is an ``alert``.
+Beyond it, the decision is checked (:mod:`workers.actors.guard_check`, once half a
 window of events after the change is in): a regression that fresh learners explain as
 learnable drift (the events after the change about as consistent as those before, or learnt
 better than the version before the change knows them) is recorded as an ``alert`` with the
@@ -49,6 +52,7 @@ from sqlalchemy import select
 from storage.errors import InputError
 from storage.models import Agent, GuardAction, Version
 from workers.actors.guard_check import explain, needed
+from workers.actors.guard_spread import spread, tested_at, window_accuracies
 
 __all__ = ["PageHinkley", "Decision", "Guard", "record_action", "window_drop", "guard_json",
            "check_release", "set_quarantined", "detector"]
@@ -96,19 +100,10 @@ class Decision:
     check: tuple[int, int, int, int, int, float] | None = None
 
 
-def _base(repo: Any, agent_id: str, at_most: int) -> tuple[int, int, int] | None:
-    """``(tested_total, hits_total, version)`` of the latest tested version with at most
-    ``at_most`` events tested (one indexed lookup)."""
-    row = repo.session.execute(
-        select(Version.tested_total, Version.hits_total, Version.version).where(
-            Version.agent_id == agent_id, Version.tested_total.is_not(None),
-            Version.tested_total <= at_most).order_by(Version.tested_total.desc()).limit(1)).first()
-    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
-
-
 def window_drop(repo: Any, agent_id: str, version: int, window: int,
-                change: int | None = None) -> tuple[float, float, int] | None:
-    """``(reference accuracy, recent accuracy, last version of the reference window)``: the
+                change: int | None = None) -> tuple[float, float, int, int] | None:
+    """``(reference accuracy, recent accuracy, last version of the reference window, events
+    tested at its end)``: the
     recent window is the last ``window`` events, the reference the ``window`` events up to the
     change point ``change`` (events tested; default: just before the recent window). None while
     the stream has no whole reference window."""
@@ -116,18 +111,18 @@ def window_drop(repo: Any, agent_id: str, version: int, window: int,
         Version.agent_id == agent_id, Version.version == version)).one()
     if row.tested_total is None or row.hits_total is None:
         return None
-    recent = _base(repo, agent_id, row.tested_total - window)
+    recent = tested_at(repo, agent_id, row.tested_total - window)
     if recent is None:
         return None
-    end = recent if change is None else _base(repo, agent_id, change)
+    end = recent if change is None else tested_at(repo, agent_id, change)
     if end is None:
         return None
-    ref = _base(repo, agent_id, end[0] - window)
+    ref = tested_at(repo, agent_id, end[0] - window)
     t0, h0 = (ref[0], ref[1]) if ref is not None else (0, 0)
     if end[0] - t0 < window:
         return None
     acc_recent = (row.hits_total - recent[1]) / (row.tested_total - recent[0])
-    return (end[1] - h0) / (end[0] - t0), acc_recent, end[2]
+    return (end[1] - h0) / (end[0] - t0), acc_recent, end[2], end[0]
 
 
 @dataclass
@@ -204,12 +199,20 @@ class Guard:
             st.suspect = None  # no drop at all: an earlier alarm was noise
         if got is None or got[0] - got[1] <= policy.drop:
             return None
-        ref, recent, good = got
+        ref, recent, good, end = got
         at = st.suspect if st.suspect is not None else change
         reason = (f"prequential accuracy fell from {ref:.3f} to {recent:.3f} over the last "
                   f"{policy.window} events (drop > {policy.drop}; Page-Hinkley alarm at version "
                   f"{version}, change after event {at})")
-        if policy.action == "alert" or policy.sample == 0:
+        if policy.action == "alert":
+            return Decision(policy.action, reason, good)
+        if policy.z > 0:  # the noise gate (workers/actors/guard_spread.py)
+            sp = spread(window_accuracies(repo, agent_id, end, policy.window, st.floor),
+                        ref, policy.window, policy.z)
+            if ref - recent <= sp.need:
+                return Decision("alert", f"{reason}; not a {policy.action}: "
+                                f"{sp.describe(ref - recent, policy.z)}", None)
+        if policy.sample == 0:
             return Decision(policy.action, reason, good)
         need = needed(policy.window)
         if before + len(hits) - at < need:

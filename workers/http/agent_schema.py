@@ -130,6 +130,9 @@ class Guard(BaseModel):
     sample: int | None = Field(None, ge=0, le=C.MAX_GUARD_SAMPLE, description="events read back to "
                                "tell an attack from learnable drift before a rollback or quarantine "
                                "(null: 2 × window; 0: no check)")
+    z: float | None = Field(None, ge=0, le=10, description="a rollback or quarantine needs a fall "
+                            "beyond z standard deviations of the stream's own window-to-window "
+                            "variation; within it, an alert (null: 3; 0: no such gate)")
 
 
 class _Base(BaseModel):
