@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.storage_breakdown [--agents 20] [--per-agent 2000]
         [--request 1000] [--batch 512] [--pg URL] [--sqlite-only] [--page-size N] [--reads N]
+        [--rounds N]
 
 Builds each database the way ``benchmarks.ingest_paths`` fills it, through the repository
 without HTTP or Ray: ``--agents`` classifier agents (rule delta, d = 384, 20 labels), each sent
@@ -13,7 +14,9 @@ the events applied as the learner does. Then it prints, per event, the space of 
 index (SQLite: the ``dbstat`` virtual table, pages and their unused bytes; PostgreSQL:
 ``pg_table_size``/``pg_relation_size``), and the event row's columns alone; then the median
 time of one event read by its client id (``--reads``; ``--page-size`` builds the SQLite file
-with other pages, to compare).
+with other pages, to compare). ``--rounds N`` fills it N times and prints what each round added
+per event, PostgreSQL vacuumed between rounds as autovacuum would: the steady state of a
+service left running, where the dead copies the learner's update leaves are reused.
 
 PostgreSQL is measured when ``--pg`` or ``DELTAMEM_TEST_POSTGRES_URL`` is given (a scratch
 database is created in it and dropped). :func:`sqlite_breakdown` also reads any deltamem SQLite
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,8 +45,10 @@ _COLUMNS = {"input_data": "length(input_data)", "payload": "length(payload)",
             "client_id": "length(client_id)"}
 
 
-def build(db: Database, agents: int, per_agent: int, request: int, batch: int) -> int:
-    """Fill ``db`` as the service would; returns the number of events stored."""
+def build(db: Database, agents: int, per_agent: int, request: int, batch: int,
+          rounds: int = 1, after_round: Callable[[int], None] | None = None) -> int:
+    """Fill ``db`` as the service would, ``rounds`` times ``per_agent`` events an agent
+    (``after_round(r)`` after each); returns the number of events stored."""
     from agent.config import AgentConfig
     from agent.memory.delta import state_checksum
     from agent.model import MemoryAgent
@@ -61,18 +67,21 @@ def build(db: Database, agents: int, per_agent: int, request: int, batch: int) -
                                      state_checksum(layers, labels))
             learners[made.id], heads[made.id] = m, 0
     rng = np.random.default_rng(1)
-    for start in range(0, per_agent, request):
-        reqs = []
-        for a in learners:
-            X, y = vectors(rng, min(request, per_agent - start))
-            reqs.append((a, [{"id": f"{a}-{start + i}", "input": X[i], "target": y[i]}
-                             for i in range(len(y))]))
-        with unit_of_work(db) as repo:
-            for res in append_groups(repo, reqs):
-                assert not isinstance(res, Exception), res
-        for aid, m in learners.items():
-            _learn_pending(db, aid, m, heads, batch)
-    return agents * per_agent
+    for r in range(rounds):
+        for start in range(r * per_agent, (r + 1) * per_agent, request):
+            reqs = []
+            for a in learners:
+                X, y = vectors(rng, min(request, (r + 1) * per_agent - start))
+                reqs.append((a, [{"id": f"{a}-{start + i}", "input": X[i], "target": y[i]}
+                                 for i in range(len(y))]))
+            with unit_of_work(db) as repo:
+                for res in append_groups(repo, reqs):
+                    assert not isinstance(res, Exception), res
+            for aid, m in learners.items():
+                _learn_pending(db, aid, m, heads, batch)
+        if after_round is not None:
+            after_round(r)
+    return agents * per_agent * rounds
 
 
 def _learn_pending(db: Database, agent_id: str, m: Any, heads: dict[str, int],
@@ -148,6 +157,25 @@ def pg_breakdown(db: Database) -> tuple[list[tuple[str, int, int]], dict[str, fl
     return rows, facts
 
 
+def used_bytes(db: Database) -> int:
+    """Bytes the database's tables and indexes take: SQLite, its pages in use (the file less
+    its free pages); PostgreSQL, after a plain ``VACUUM`` (dead rows' space made reusable, as
+    autovacuum does in a running service; the files do not shrink)."""
+    if db.engine.dialect.name == "sqlite":
+        with db.engine.connect() as c:
+            c.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            pages = c.exec_driver_sql("PRAGMA page_count").scalar() or 0
+            free = c.exec_driver_sql("PRAGMA freelist_count").scalar() or 0
+            return int((pages - free) * (c.exec_driver_sql("PRAGMA page_size").scalar() or 0))
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
+        c.exec_driver_sql("VACUUM")
+        return int(c.execute(text(
+            "SELECT sum(CASE WHEN c.relkind = 'r' THEN pg_table_size(c.oid) "
+            "ELSE pg_relation_size(c.oid) END) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')")).scalar() or 0)
+
+
 def table(rows: list[tuple[str, int, int]], n: float, top: int = 12) -> list[list[str]]:
     """Markdown rows: name, bytes per event, unused per event, share; the rest summed."""
     total = sum(s for _, s, _ in rows) or 1
@@ -201,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--page-size", type=int, default=None,
                     help="SQLite page size of the new file (default: storage.engine's)")
     ap.add_argument("--sqlite-only", action="store_true")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="fill this many times, measuring the growth of each round (PostgreSQL "
+                    "vacuumed between rounds): the steady state of a service left running")
     ap.add_argument("--reads", type=int, default=2000,
                     help="random point reads of one event by id to time (0: none)")
     args = ap.parse_args(argv)
@@ -223,8 +254,15 @@ def _run(args: Any) -> None:
         db = Database(url)
         try:
             t = time.perf_counter()
-            build(db, args.agents, args.per_agent, args.request, args.batch)
+            sizes = [used_bytes(db)]
+            build(db, args.agents, args.per_agent, args.request, args.batch, args.rounds,
+                  lambda r, db=db, sizes=sizes: sizes.append(used_bytes(db)))
             built = time.perf_counter() - t
+            if args.rounds > 1:
+                each = args.agents * args.per_agent
+                print(f"{name}: growth per event of each round of {each:,} events: " + ", ".join(
+                    f"{(b - a) / each:,.0f} B" for a, b in zip(sizes, sizes[1:], strict=False))
+                    + " (tables and indexes)\n")
             if name == "sqlite":
                 print_sqlite(db, url.removeprefix("sqlite:///"))
             else:
