@@ -66,15 +66,22 @@ def test_window_accuracies_match_the_raw_hits(db, window, max_batch):
             assert len(got) <= 8
 
 
-def test_spread_is_the_sample_sd_or_the_binomial_floor():
+def test_spread_is_the_robust_sd_or_the_binomial_floor():
     acc = [0.9, 0.8, 0.85, 0.7]
     sp = spread(acc, 0.9, 500, 3.0)
-    assert sp.sigma == pytest.approx(float(np.std(acc, ddof=1))) and sp.windows == 4
+    mad = float(np.median(np.abs(np.asarray(acc) - np.median(acc))))
+    assert sp.sigma == pytest.approx(1.4826 * mad) and sp.windows == 4
+    normal = np.random.default_rng(0).normal(0.8, 0.05, 4001).tolist()  # σ of a normal sample
+    assert spread(normal, 0.5, 10**9, 1.0).sigma == pytest.approx(0.05, rel=0.05)
     assert sp.need == pytest.approx(3 * sp.sigma * math.sqrt(2))
     steady = spread([1.0, 1.0, 1.0], 0.99, 100, 2.0)  # no spread: binomial noise at the reference
     assert steady.sigma == pytest.approx(math.sqrt(0.99 * 0.01 / 100))
     few = spread(acc[:MIN_WINDOWS - 1], 0.5, 100, 3.0)  # too few windows: binomial alone
     assert few.windows == 0 and few.sigma == pytest.approx(0.05)
+    # one anomalous window among steady ones (an earlier burst) does not widen the gate
+    windows = [0.99, 1.0, 0.99, 0.7, 1.0, 0.99, 1.0, 0.99]
+    once = spread(windows, 0.99, 500, 3.0)
+    assert once.sigma == pytest.approx(1.4826 * 0.005) and once.need < 0.05 < float(np.std(windows, ddof=1))
 
 
 def wandering_stream(n: int, seed: int = 0, block: int = 100) -> tuple[np.ndarray, list[str]]:

@@ -6,10 +6,12 @@ difficulty wanders (Elec2's 500-event windows range over 0.75–0.93). A fixed `
 standard deviations on the first kind and about two on the second, where it fires on stretches
 the stream has shown before. So before a rollback or a quarantine the guard asks whether the
 fall is beyond ``z`` standard deviations of a difference of two windows (``z·σ·√2``), with σ
-the larger of the binomial noise at the reference accuracy and the spread (sample standard
-deviation) of the stream's own earlier window accuracies: the reference window and up to
-:data:`WINDOWS` − 1 whole windows before it, back to where the guard's watch began, never the
-agent's first window (a cold learner's warm-up is not variation). Fewer than
+the larger of the binomial noise at the reference accuracy and the spread of the stream's own
+earlier window accuracies: the reference window and up to :data:`WINDOWS` − 1 whole windows
+before it, back to where the guard's watch began, never the agent's first window (a cold
+learner's warm-up is not variation). The spread is robust, the median absolute deviation
+(× :data:`MAD_SIGMA`): one earlier anomaly (an attack that was only alerted on, say) does not
+widen the gate for the next ones; it would take most of the last windows. Fewer than
 :data:`MIN_WINDOWS` windows: the binomial noise alone. Within it, the regression is recorded as
 an ``alert`` with the figures; beyond it, the guard goes on to its check
 (:mod:`workers.actors.guard_check`).
@@ -23,6 +25,7 @@ indexed lookup a boundary): at most ``WINDOWS + 1`` lookups at a confirmed alarm
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +33,11 @@ from sqlalchemy import select
 
 from storage.models import Version
 
-__all__ = ["tested_at", "window_accuracies", "Spread", "spread", "WINDOWS", "MIN_WINDOWS"]
+__all__ = ["tested_at", "window_accuracies", "Spread", "spread", "WINDOWS", "MIN_WINDOWS", "MAD_SIGMA"]
 
 WINDOWS = 8  # windows the spread is measured on, the reference window included
 MIN_WINDOWS = 3  # fewer: the binomial noise alone
+MAD_SIGMA = 1.4826  # the median absolute deviation times this estimates σ of a normal sample
 
 
 def tested_at(repo: Any, agent_id: str, at_most: int) -> tuple[int, int, int] | None:
@@ -77,11 +81,12 @@ class Spread:
 
 
 def spread(accuracies: list[float], ref: float, window: int, z: float) -> Spread:
-    """σ: the larger of the binomial noise at ``ref`` and the sample standard deviation of
-    ``accuracies`` (when there are at least :data:`MIN_WINDOWS`)."""
+    """σ: the larger of the binomial noise at ``ref`` and the robust spread of ``accuracies``
+    (``MAD_SIGMA`` × their median absolute deviation, when there are at least
+    :data:`MIN_WINDOWS`)."""
     sigma = math.sqrt(max(ref * (1 - ref), 0.0) / window)
     n = len(accuracies) if len(accuracies) >= MIN_WINDOWS else 0
     if n:
-        mean = sum(accuracies) / n
-        sigma = max(sigma, math.sqrt(sum((a - mean) ** 2 for a in accuracies) / (n - 1)))
+        med = statistics.median(accuracies)
+        sigma = max(sigma, MAD_SIGMA * statistics.median(abs(a - med) for a in accuracies))
     return Spread(sigma, n, z * sigma * math.sqrt(2))
