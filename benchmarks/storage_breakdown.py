@@ -255,8 +255,11 @@ def _run(args: Any) -> None:
         try:
             t = time.perf_counter()
             sizes = [used_bytes(db)]
-            build(db, args.agents, args.per_agent, args.request, args.batch, args.rounds,
-                  lambda r, db=db, sizes=sizes: sizes.append(used_bytes(db)))
+
+            def measure(_round: int, db: Database = db, sizes: list[int] = sizes) -> None:
+                sizes.append(used_bytes(db))
+
+            build(db, args.agents, args.per_agent, args.request, args.batch, args.rounds, measure)
             built = time.perf_counter() - t
             if args.rounds > 1:
                 each = args.agents * args.per_agent
