@@ -40,6 +40,11 @@ from storage.repository import unit_of_work
 
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": 384,
           "memory": {"rule": "delta", "beta": 0.5, "decay": 1.0}}
+# every table (heap + TOAST) and index of the schema, with its bytes (PostgreSQL)
+_PG_SIZES = ("SELECT c.relname AS name, CASE WHEN c.relkind = 'r' THEN pg_table_size(c.oid) "
+             "ELSE pg_relation_size(c.oid) END AS size FROM pg_class c "
+             "JOIN pg_namespace n ON n.oid = c.relnamespace "
+             "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')")
 # the events table's columns other than the input array, summed per event (SQLite)
 _COLUMNS = {"input_data": "length(input_data)", "payload": "length(payload)",
             "client_id": "length(client_id)"}
@@ -145,11 +150,7 @@ def pg_breakdown(db: Database) -> tuple[list[tuple[str, int, int]], dict[str, fl
     index, from ``pg_class`` (unused bytes are not counted: 0)."""
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.exec_driver_sql("VACUUM ANALYZE")
-        rows = [(str(n), int(s), 0) for n, s in c.execute(text(
-            "SELECT c.relname, CASE WHEN c.relkind = 'r' THEN pg_table_size(c.oid) "
-            "ELSE pg_relation_size(c.oid) END FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i') ORDER BY 2 DESC"))]
+        rows = [(str(n), int(s), 0) for n, s in c.execute(text(f"{_PG_SIZES} ORDER BY 2 DESC"))]
         facts: dict[str, float] = {
             "events": c.execute(text("SELECT count(*) FROM events")).scalar() or 0,
             "database": c.execute(text("SELECT pg_database_size(current_database())")).scalar()
@@ -169,11 +170,7 @@ def used_bytes(db: Database) -> int:
             return int((pages - free) * (c.exec_driver_sql("PRAGMA page_size").scalar() or 0))
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as c:
         c.exec_driver_sql("VACUUM")
-        return int(c.execute(text(
-            "SELECT sum(CASE WHEN c.relkind = 'r' THEN pg_table_size(c.oid) "
-            "ELSE pg_relation_size(c.oid) END) FROM pg_class c "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')")).scalar() or 0)
+        return int(c.execute(text(f"SELECT sum(size) FROM ({_PG_SIZES}) AS sizes")).scalar() or 0)
 
 
 def table(rows: list[tuple[str, int, int]], n: float, top: int = 12) -> list[list[str]]:

@@ -156,6 +156,7 @@ class Repository:
     ping = Via("queries", ServiceQueries.ping)
     record_quality = Via("quality", Quality.record_quality)
     quality_points = Via("quality", Quality.quality_points)
+    tested_at = Via("quality", Quality.tested_at)
     write_snapshot = Via("states", States.write_snapshot)
     get_version = Via("states", States.get_version)
     load_state = Via("states", States.load_state)

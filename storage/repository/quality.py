@@ -70,6 +70,16 @@ class Quality:
         self.session.flush()
         return row
 
+    def tested_at(self, agent_id: str, at_most: int) -> tuple[int, int, int] | None:
+        """``(tested_total, hits_total, version)`` of the latest tested version with at most
+        ``at_most`` events tested: one step down the ``(agent_id, tested_total)`` index (the
+        start of a window that ends ``W`` events later)."""
+        row = self.session.execute(
+            select(Version.tested_total, Version.hits_total, Version.version).where(
+                Version.agent_id == agent_id, Version.tested_total.is_not(None),
+                Version.tested_total <= at_most).order_by(Version.tested_total.desc()).limit(1)).first()
+        return None if row is None else (int(row[0] or 0), int(row[1] or 0), int(row[2]))
+
     def quality_points(self, agent_id: str, window: int, limit: int = 100,
                        before: int | None = None) -> list[dict[str, Any]]:
         """Tested versions newest first (``before`` excludes that version and later), each with
@@ -85,14 +95,9 @@ class Quality:
         out = []
         for r in rows:
             assert r.tested_total is not None and r.hits_total is not None
-            base = self.session.execute(
-                select(Version.tested_total, Version.hits_total).where(
-                    Version.agent_id == agent_id, Version.tested_total.is_not(None),
-                    Version.tested_total <= r.tested_total - window)
-                .order_by(Version.tested_total.desc()).limit(1)).first()
+            base = self.tested_at(agent_id, r.tested_total - window)
             acc = window_accuracy(r.tested_total, r.hits_total,
-                                  (int(base[0] or 0), int(base[1] or 0)) if base is not None
-                                  else None)
+                                  None if base is None else (base[0], base[1]))
             out.append({"version": r.version, "created_at": r.created_at,
                         "events": r.event_count, "hits": r.hits, "accuracy": acc})
         return out

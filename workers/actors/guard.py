@@ -52,7 +52,7 @@ from sqlalchemy import select
 from storage.errors import InputError
 from storage.models import Agent, GuardAction, Version
 from workers.actors.guard_check import explain, needed
-from workers.actors.guard_spread import spread, tested_at, window_accuracies
+from workers.actors.guard_spread import spread, window_accuracies
 
 __all__ = ["PageHinkley", "Decision", "Guard", "record_action", "window_drop", "guard_json",
            "check_release", "set_quarantined", "detector"]
@@ -111,13 +111,13 @@ def window_drop(repo: Any, agent_id: str, version: int, window: int,
         Version.agent_id == agent_id, Version.version == version)).one()
     if row.tested_total is None or row.hits_total is None:
         return None
-    recent = tested_at(repo, agent_id, row.tested_total - window)
+    recent = repo.tested_at(agent_id, row.tested_total - window)
     if recent is None:
         return None
-    end = recent if change is None else tested_at(repo, agent_id, change)
+    end = recent if change is None else repo.tested_at(agent_id, change)
     if end is None:
         return None
-    ref = tested_at(repo, agent_id, end[0] - window)
+    ref = repo.tested_at(agent_id, end[0] - window)
     t0, h0 = (ref[0], ref[1]) if ref is not None else (0, 0)
     if end[0] - t0 < window:
         return None

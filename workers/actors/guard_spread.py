@@ -16,8 +16,9 @@ widen the gate for the next ones; it would take most of the last windows. Fewer 
 an ``alert`` with the figures; beyond it, the guard goes on to its check
 (:mod:`workers.actors.guard_check`).
 
-Every window's accuracy comes from the per-version running totals (:func:`tested_at`, one
-indexed lookup a boundary): at most ``WINDOWS + 1`` lookups at a confirmed alarm, never a scan.
+Every window's accuracy comes from the per-version running totals
+(:meth:`storage.repository.quality.Quality.tested_at`, one indexed lookup a boundary): at most
+``WINDOWS + 1`` lookups at a confirmed alarm, never a scan.
 :func:`window_accuracies` is checked against the accuracies of the raw hits
 (tests/test_guard_spread.py).
 """
@@ -29,25 +30,13 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from storage.repository.quality import window_accuracy
 
-from storage.models import Version
-
-__all__ = ["tested_at", "window_accuracies", "Spread", "spread", "WINDOWS", "MIN_WINDOWS", "MAD_SIGMA"]
+__all__ = ["window_accuracies", "Spread", "spread", "WINDOWS", "MIN_WINDOWS", "MAD_SIGMA"]
 
 WINDOWS = 8  # windows the spread is measured on, the reference window included
 MIN_WINDOWS = 3  # fewer: the binomial noise alone
 MAD_SIGMA = 1.4826  # the median absolute deviation times this estimates σ of a normal sample
-
-
-def tested_at(repo: Any, agent_id: str, at_most: int) -> tuple[int, int, int] | None:
-    """``(tested_total, hits_total, version)`` of the latest tested version with at most
-    ``at_most`` events tested (one indexed lookup)."""
-    row = repo.session.execute(
-        select(Version.tested_total, Version.hits_total, Version.version).where(
-            Version.agent_id == agent_id, Version.tested_total.is_not(None),
-            Version.tested_total <= at_most).order_by(Version.tested_total.desc()).limit(1)).first()
-    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
 
 
 def window_accuracies(repo: Any, agent_id: str, end: int, window: int, floor: int,
@@ -56,13 +45,14 @@ def window_accuracies(repo: Any, agent_id: str, end: int, window: int, floor: in
     ``end`` (newest first; whole versions: each boundary is the last version at or before it),
     none starting before ``max(floor, window)``."""
     out: list[float] = []
-    hi = tested_at(repo, agent_id, end)
+    hi = repo.tested_at(agent_id, end)
     start = max(floor, window)
     while hi is not None and len(out) < count and hi[0] - window >= start:
-        lo = tested_at(repo, agent_id, hi[0] - window)
-        if lo is None or lo[0] < start or lo[0] >= hi[0]:
+        lo = repo.tested_at(agent_id, hi[0] - window)
+        acc = None if lo is None or lo[0] < start else window_accuracy(hi[0], hi[1], (lo[0], lo[1]))
+        if acc is None:  # no whole window left (or no event between the two)
             break
-        out.append((hi[1] - lo[1]) / (hi[0] - lo[0]))
+        out.append(acc)
         hi = lo
     return out
 
