@@ -4,16 +4,19 @@ actor against the raw encoder, ``learn_many`` on arrays in-process, and stored b
 
     .venv/bin/python -m benchmarks.ingest_paths [--quick] [--agents 20] [--per-agent 2000]
         [--request 1000] [--vector-clients 2] [--single 2000] [--clients 8] [--texts 2000]
-        [--only json,arrow,single,text]
+        [--only json,arrow,single,text] [--client raw|httpx]
 
 Everything is real: ``deltamem serve``'s stack (``workers.runtime.start``: Ray on 127.0.0.1,
-uvicorn, SQLite in a temporary directory), httpx clients, classifier agents (rule delta, d = 384,
+uvicorn, SQLite in a temporary directory), HTTP clients, classifier agents (rule delta, d = 384,
 20 labels). End to end = first request sent → every event committed (``events_applied``).
 
 * vector JSON / Arrow: ``--agents`` agents, each sent ``--per-agent`` events in requests of
   ``--request`` (bodies built before the clock starts), ``--vector-clients`` client threads;
 * 1 event/request: ``--single`` events over ``--clients`` threads, one JSON request each;
-* clients (httpx) run as threads of a process of their own, as a deployment's clients do;
+* clients run as threads of a process of their own, as a deployment's clients do; the
+  vector rows' load generator is ``--client``: ``raw`` (bytes on a kept-alive socket,
+  ``benchmarks/raw_http.py``; the default) or ``httpx`` (the project's client), which takes
+  about as much CPU per one-event request as the server's HTTP process;
 * text: ``--texts`` distinct sentences to one MiniLM classifier in requests of 100, beside the
   raw encoder (``MiniLMEncoder``, no cache, batches of 64) on other sentences with the same
   number of torch threads as the encoder actor (``encoder_cpus``);
@@ -45,6 +48,7 @@ import numpy as np
 
 from benchmarks import proc_cpu
 from benchmarks.ingest_paths_report import DIM, LABELS, report
+from benchmarks.raw_http import RawClient
 
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": DIM,
           "memory": {"rule": "delta", "beta": 0.5, "decay": 1.0}}
@@ -77,7 +81,7 @@ def _wait_applied(c: Any, agents: list[str], total: int, timeout: float = 3600) 
 
 
 def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int,
-              cpu: dict[str, Any] | None = None) -> float:
+              cpu: dict[str, Any] | None = None, kind: str = "raw") -> float:
     """POST every ``(agent, body, content type)`` from ``threads`` threads; returns the
     ``perf_counter`` when the first was sent. The client threads run in a process of their
     own, as a deployment's clients do: in this one they would take the GIL from the HTTP
@@ -86,7 +90,8 @@ def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int,
 
     ctx = multiprocessing.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
-    proc = ctx.Process(target=_send_from, args=(c.base_url, c.api_key, jobs, threads, ready, go))
+    proc = ctx.Process(target=_send_from, args=(c.base_url, c.api_key, jobs, threads, ready, go,
+                                                kind))
     proc.start()
     if not ready.wait(120):
         proc.kill()
@@ -102,11 +107,14 @@ def _send_all(c: Any, jobs: list[tuple[str, bytes, str]], threads: int,
 
 
 def _send_from(base_url: str, api_key: str, jobs: list[tuple[str, bytes, str]],
-               threads: int, ready: Any = None, go: Any = None) -> None:
+               threads: int, ready: Any = None, go: Any = None, kind: str = "raw") -> None:
     """:func:`_send_all`'s work; in a client process, ``ready``/``go`` (events) start the
-    sending after the imports, when the caller's clock starts."""
+    sending after the imports, when the caller's clock starts. ``kind``: the load generator,
+    ``raw`` (:mod:`benchmarks.raw_http`) or ``httpx`` (the project's client)."""
     from client import Client
 
+    if kind not in ("raw", "httpx"):
+        raise ValueError(f"client: expected raw or httpx, got {kind!r}")
     if ready is not None:
         ready.set()
         go.wait()
@@ -114,14 +122,21 @@ def _send_from(base_url: str, api_key: str, jobs: list[tuple[str, bytes, str]],
     todo = list(jobs)
 
     def run() -> None:
+        if kind == "raw":
+            raw = RawClient(base_url, {"Authorization": f"Bearer {api_key}"}, timeout=600)
         with Client(base_url, api_key=api_key, timeout=600) as mine:
             while True:
                 with lock:
                     if not todo:
-                        return
+                        break
                     agent, body, ctype = todo.pop(0)
-                mine._request("POST", mine._agent_path(agent, "/events"), key=api_key,
-                              content=body, content_type=ctype)
+                path = mine._agent_path(agent, "/events")
+                if kind == "raw":
+                    raw.post(path, content=body, content_type=ctype).raise_for_status()
+                else:
+                    mine._request("POST", path, key=api_key, content=body, content_type=ctype)
+        if kind == "raw":
+            raw.close()
 
     ts = [threading.Thread(target=run) for _ in range(threads)]
     for t in ts:
@@ -131,7 +146,7 @@ def _send_from(base_url: str, api_key: str, jobs: list[tuple[str, bytes, str]],
 
 
 def vector_e2e(c: Any, fmt: str, n_agents: int, per_agent: int, request: int,
-               seed: int, clients: int) -> dict[str, Any]:
+               seed: int, clients: int, kind: str = "raw") -> dict[str, Any]:
     import orjson
 
     from client import ARROW_STREAM, arrow_body
@@ -151,7 +166,7 @@ def vector_e2e(c: Any, fmt: str, n_agents: int, per_agent: int, request: int,
                 body = {"events": [{**e, "input": e["input"].tolist()} for e in evs]}
                 jobs.append((a, orjson.dumps(body), "application/json"))
     cpu: dict[str, Any] = {}
-    t0 = _send_all(c, jobs, clients, cpu)
+    t0 = _send_all(c, jobs, clients, cpu, kind)
     sent = time.perf_counter() - t0
     _wait_applied(c, agents, n_agents * per_agent)
     wall = time.perf_counter() - t0
@@ -160,7 +175,7 @@ def vector_e2e(c: Any, fmt: str, n_agents: int, per_agent: int, request: int,
             "body_bytes": sum(len(b) for _, b, _ in jobs), "cpu": spent}
 
 
-def single_e2e(c: Any, n: int, clients: int, seed: int) -> dict[str, Any]:
+def single_e2e(c: Any, n: int, clients: int, seed: int, kind: str = "raw") -> dict[str, Any]:
     import orjson
 
     agents = [c.create_agent(f"one-{uuid.uuid4().hex[:6]}", kind="classifier", encoder="none",
@@ -170,7 +185,7 @@ def single_e2e(c: Any, n: int, clients: int, seed: int) -> dict[str, Any]:
                                                             "target": y[i]}]}), "application/json")
             for i in range(n)]
     cpu: dict[str, Any] = {}
-    t0 = _send_all(c, jobs, clients, cpu)
+    t0 = _send_all(c, jobs, clients, cpu, kind)
     _wait_applied(c, agents, n)
     wall = time.perf_counter() - t0
     return {"events": n, "wall": wall,
@@ -267,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="client threads sending the JSON and Arrow vector requests")
     ap.add_argument("--single", type=int, default=2000, help="events sent one per request")
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--client", default="raw", choices=("raw", "httpx"),
+                    help="load generator of the vector rows: raw (bytes on a kept-alive socket, "
+                         "benchmarks/raw_http.py) or httpx (the project's client)")
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--text-clients", type=int, default=2,
                     help="the text row again with this many concurrent clients")
@@ -309,14 +327,14 @@ def main(argv: list[str] | None = None) -> int:
                 if fmt in rows:  # the reference just before and just after, in this process
                     before = learn_many_rate(ref_n)
                     out[fmt] = vector_e2e(c, fmt, args.agents, args.per_agent, args.request,
-                                          seed, args.vector_clients)
+                                          seed, args.vector_clients, args.client)
                     after = learn_many_rate(ref_n)
                     out[fmt]["ref"] = (before + after) / 2
                     refs += [before, after]
             if rows & {"json", "arrow"}:
                 out["storage"] = storage(db, s.database_url)
             if "single" in rows:
-                out["single"] = single_e2e(c, args.single, args.clients, 3)
+                out["single"] = single_e2e(c, args.single, args.clients, 3, args.client)
             if "text" in rows:
                 out["text"] = text_e2e(c, args.texts)
                 out["text_clients"] = text_e2e(c, args.texts, args.text_clients)

@@ -11,7 +11,10 @@ once the learner is idle, predicts only (the head holds: the HTTP process's warm
 Then, on the cached app, single-input predicts from 1 and from ``--clients`` client threads
 for ``--seconds`` each: requests per second and their ratio. The client threads run in a process
 of their own (spawned; one connection each, all warm before the clock starts), so the load
-generator does not share the service's interpreter and takes at most one core of its own.
+generator does not share the service's interpreter and takes at most one core of its own;
+``--client`` picks the load generator, ``raw`` (bytes on a kept-alive socket,
+``benchmarks/raw_http.py``) and/or ``httpx``, which takes about as much CPU per request as the
+server (both printed).
 
 With ``--text N`` it first times N single-text predicts over HTTP on a MiniLM classifier agent,
 once per ``--text-head`` mode (setting ``text_head_encoder``, ``workers/text_head.py``: the HTTP
@@ -19,7 +22,7 @@ process's own MiniLM, the encoder actor, or the serving actor), beside the in-pr
 one text (the encoder actor's torch threads), and their ratio.
 
 Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32] [--clients 8] [--text 0]
-[--text-head local,actor,off]``.
+[--text-head local,actor,off] [--client raw,httpx]``.
 """
 
 from __future__ import annotations
@@ -36,17 +39,28 @@ import httpx
 import numpy as np
 
 from benchmarks.eval_common import p50_p99
+from benchmarks.raw_http import RawClient
+
+
+def http_client(kind: str, url: str, head: dict[str, str]) -> Any:
+    """A load generator's connection: ``raw`` (:class:`benchmarks.raw_http.RawClient`, bytes on
+    one kept-alive socket) or ``httpx``."""
+    if kind == "raw":
+        return RawClient(url, head, timeout=60)
+    if kind == "httpx":
+        return httpx.Client(base_url=url, headers=head, timeout=60)
+    raise ValueError(f"client: expected raw or httpx, got {kind!r}")
 
 
 def _clients(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
-             seconds: float, ready: Any, go: Any, counts: Any, cpu: Any) -> None:
+             seconds: float, ready: Any, go: Any, counts: Any, cpu: Any, kind: str) -> None:
     """The load generator's process: ``clients`` threads, one connection each; each warms up,
     then all send predicts for ``seconds`` from ``go``."""
     import threading
 
     def one(k: int) -> None:
         rng = np.random.default_rng(k)
-        with httpx.Client(base_url=url, headers=head, timeout=60) as c:
+        with http_client(kind, url, head) as c:
             for _ in range(20):
                 c.post(f"/v1/agents/{agent}/predict",
                        json={"inputs": [rng.normal(size=dim).tolist()]}).raise_for_status()
@@ -70,7 +84,7 @@ def _clients(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
 
 
 def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
-                 seconds: float) -> tuple[float, float, float]:
+                 seconds: float, kind: str = "raw") -> tuple[float, float, float]:
     """Single-input predicts per second from ``clients`` threads of one client process, and
     the CPU ms per predict that this process (the service's HTTP server) and the client
     process spent meanwhile."""
@@ -78,7 +92,7 @@ def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: 
     ready, go, counts = ctx.Semaphore(0), ctx.Event(), ctx.Array("q", clients)
     client_cpu = ctx.Value("d", 0.0)
     proc = ctx.Process(target=_clients, args=(url, head, agent, dim, clients, seconds, ready,
-                                              go, counts, client_cpu))
+                                              go, counts, client_cpu, kind))
     proc.start()
     for _ in range(clients):
         if not ready.acquire(timeout=120):
@@ -138,8 +152,8 @@ def _head_held(clients: dict[str, httpx.Client], agent: str, dim: int, requests:
 
 
 def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
-        rates: dict[int, tuple[float, float, float]] | None = None,
-        heads: dict[str, int] | None = None
+        rates: dict[tuple[str, int], tuple[float, float, float]] | None = None,
+        heads: dict[str, int] | None = None, kinds: tuple[str, ...] = ("raw",)
         ) -> dict[str, dict[str, tuple[float, float]]]:
     from workers.http.app import build_app
     from workers.runtime import _HttpServer, free_port, start
@@ -172,8 +186,9 @@ def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
         for c in clients.values():
             c.close()
         if rates is not None:
-            for n in (1, n_clients):
-                rates[n] = predict_rate(running.url, head, agent, dim, n, seconds)
+            for kind in kinds:
+                for n in (1, n_clients):
+                    rates[(kind, n)] = predict_rate(running.url, head, agent, dim, n, seconds, kind)
         if heads is not None:
             heads.update(running.service.heads.stats)
     finally:
@@ -250,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--clients", type=int, default=8, help="concurrent predict clients")
     p.add_argument("--seconds", type=float, default=10.0, help="per predict-rate measurement")
+    p.add_argument("--client", default="raw,httpx",
+                   help="load generators for the predict rates, comma-separated: raw "
+                        "(benchmarks/raw_http.py) and/or httpx")
     p.add_argument("--text", type=int, default=0,
                    help="also time this many single-text predicts (MiniLM agent) against the "
                         "in-process encode of one text; 0 (default) skips them")
@@ -263,16 +281,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  text_head_encoder={m:<6} HTTP p50 {h50:.2f} p99 {h99:.2f}; in-process "
                   f"encode p50 {e50:.2f} p99 {e99:.2f}; ratio {h50 / e50:.2f}")
         print()
-    rates: dict[int, tuple[float, float, float]] = {}
+    rates: dict[tuple[str, int], tuple[float, float, float]] = {}
     heads: dict[str, int] = {}
-    print_table(run(a.requests, a.dim, a.clients, a.seconds, rates, heads))
-    (one, cpu1, ccpu1), (many, cpu_n, ccpu_n) = rates[1], rates[a.clients]
-    print(f"\npredict, 1 input, cached app: 1 client {one:,.0f}/s, {a.clients} clients "
-          f"{many:,.0f}/s ({many / one:.2f}x)")
-    print(f"HTTP process CPU per predict: {cpu1:.2f} ms with 1 client, {cpu_n:.2f} ms with "
-          f"{a.clients} (one interpreter: at most {1e3 / cpu_n:,.0f}/s at that cost); client "
-          f"process CPU per predict: {ccpu1:.2f} ms with 1 client, {ccpu_n:.2f} ms with "
-          f"{a.clients}")
+    kinds = tuple(k for k in a.client.split(",") if k)
+    print_table(run(a.requests, a.dim, a.clients, a.seconds, rates, heads, kinds))
+    for kind in kinds:
+        (one, cpu1, ccpu1), (many, cpu_n, ccpu_n) = rates[(kind, 1)], rates[(kind, a.clients)]
+        print(f"\npredict, 1 input, cached app, {kind} clients: 1 client {one:,.0f}/s, "
+              f"{a.clients} clients {many:,.0f}/s ({many / one:.2f}x)")
+        print(f"HTTP process CPU per predict: {cpu1:.2f} ms with 1 client, {cpu_n:.2f} ms with "
+              f"{a.clients} (one interpreter: at most {1e3 / cpu_n:,.0f}/s at that cost); client "
+              f"process CPU per predict: {ccpu1:.2f} ms with 1 client, {ccpu_n:.2f} ms with "
+              f"{a.clients}")
     print(f"predicts answered in the HTTP process (workers/head_cache.py): "
           f"{heads.get('hits', 0):,} of {heads.get('hits', 0) + heads.get('misses', 0):,} "
           f"lookups ({heads.get('warmed', 0):,} states copied from the serving actor)")

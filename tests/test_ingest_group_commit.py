@@ -7,7 +7,7 @@
    nothing; ``seq`` stays dense.
 2. Through the real service over HTTP, many threads sending at once (ids repeated across
    concurrent requests): every event is stored exactly once, ``seq`` is dense, the counts add
-   up, requests were merged, and the agent predicts as an agent fed the same events one
+   up, requests were merged (into transactions, and into the HTTP process's actor calls), and the agent predicts as an agent fed the same events one
    request at a time in the acknowledged order, and as the in-process reference learner.
 """
 
@@ -149,13 +149,17 @@ def test_concurrent_http_requests_are_stored_once_in_order(ray_cluster, db_url, 
         assert sum(a["duplicates"] for _, a in answers) == sent - len(events)
         stats = [ray.get(a.stats.remote()) for a in running.service.ingest_handles()]
         assert sum(x["groups"] for x in stats) < sum(x["requests"] for x in stats)  # merged
+        calls = running.service.edge_stats()  # and the HTTP process merged its actor calls
+        assert sum(x["requests"] for x in calls) == len(answers) + 1
+        assert sum(x["groups"] for x in calls) < len(answers) + 1
         text = httpx.get(f"{running.url}/metrics", timeout=60).text
         shown: dict[str, float] = {}
         for ln in text.splitlines():
-            if ln.startswith("deltamem_ingest_group"):
+            if ln.startswith("deltamem_ingest_"):
                 name = ln.split("{")[0]
                 shown[name] = shown.get(name, 0.0) + float(ln.split()[-1])
         assert shown["deltamem_ingest_groups_total"] < shown["deltamem_ingest_grouped_requests_total"]
+        assert shown["deltamem_ingest_calls_total"] < shown["deltamem_ingest_call_requests_total"]
         with running.service.store.read() as repo:
             rows = repo.events_of(conc["id"])
         assert [e.seq for e in rows] == list(range(1, len(events) + 2))
@@ -175,5 +179,54 @@ def test_concurrent_http_requests_are_stored_once_in_order(ray_cluster, db_url, 
         for a in (conc["id"], seq1["id"]):
             assert_same_predictions(running.service, tenant, a, ref, probes)
         http.close()
+    finally:
+        running.stop()
+
+
+def test_one_call_of_many_requests_answers_each_as_one_call_each(ray_cluster, db_url):
+    """``IngestActor.ingest_many`` (the HTTP process's merged calls) against ``ingest`` called
+    once per request on twin agents: the same answers and errors (backpressure 429, invalid
+    event, unknown agent) request by request, and the same stored events."""
+    from workers.contract import ServiceError
+    from workers.runtime import free_port, start
+    from workers.settings import Settings
+
+    s = Settings(database_url=db_url, port=free_port(), queue_max_events=1000,
+                 ray_namespace=f"im-{uuid.uuid4().hex[:8]}", scheduler_enabled=False)
+    running = start(s)
+    try:
+        tenant = running.service.create_tenant("t")["id"]
+        many, one = ([running.service.create_agent(tenant, f"{p}{i}", CONFIG)["id"]
+                      for i in range(2)] for p in "mo")
+        actor = running.service.ingest_handles()[0]
+        rng = np.random.default_rng(5)
+        reqs = [(a if a < 2 else 1, evs) for a, evs in _random_requests(rng, 14, pool=6)]
+        reqs.insert(3, (0, [{"id": f"big{i}", "input": [1.0] * DIM, "target": "L0"}
+                            for i in range(1001)]))  # more than a shard may queue: 429
+
+        def agent(names: list[str], a: int) -> str:
+            return names[a] if a >= 0 else "ag_missing"
+
+        got = ray.get(actor.ingest_many.remote([(agent(many, a), evs) for a, evs in reqs]))
+        want: list[Any] = []
+        for a, evs in reqs:
+            try:
+                want.append(ray.get(actor.ingest.remote(agent(one, a), evs)))
+            except ray.exceptions.RayTaskError as e:
+                want.append(e.cause)
+        assert any(isinstance(w, ServiceError) and w.status == 429 for w in want)
+        assert any(isinstance(w, (InputError, AgentNotFound)) for w in want)
+        assert len(got) == len(want) == len(reqs)
+        for g, w in zip(got, want, strict=True):
+            assert type(g) is type(w)
+            if isinstance(w, ServiceError):  # its message names the backlog at that moment
+                assert (g.status, g.code, g.field) == (w.status, w.code, w.field)
+            elif isinstance(w, Exception):
+                assert (str(g), getattr(g, "field", None)) == (str(w), getattr(w, "field", None))
+            else:
+                assert g == w
+        with running.service.store.read() as repo:
+            for m, o in zip(many, one, strict=True):
+                assert event_rows(repo, m) == event_rows(repo, o)
     finally:
         running.stop()

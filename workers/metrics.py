@@ -101,3 +101,10 @@ def _ingest_groups(out: list[str], rt: Any) -> None:
     _line(out, "deltamem_ingest_grouped_requests_total", "counter",
           "Ingest requests committed in those transactions, by ingest actor.",
           [({"actor": str(i)}, g["requests"]) for i, g in enumerate(groups)])
+    edges = rt.edge_stats()  # workers/ingest_edge.py: this HTTP process's calls
+    _line(out, "deltamem_ingest_calls_total", "counter",
+          "Calls from this HTTP process to an ingest actor (each carries its concurrent requests).",
+          [({"actor": str(i)}, g["groups"]) for i, g in enumerate(edges)])
+    _line(out, "deltamem_ingest_call_requests_total", "counter",
+          "Ingest requests those calls carried.",
+          [({"actor": str(i)}, g["requests"]) for i, g in enumerate(edges)])

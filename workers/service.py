@@ -36,6 +36,7 @@ from workers.contract import ActorRef, ServiceError, not_found
 from workers.event_arrays import with_arrays
 from workers.head_cache import HeadCache
 from workers.head_read import MISSING, HeadReader
+from workers.ingest_edge import IngestEdge
 from workers.metrics import render_metrics
 from workers.readiness import WriteProbe
 from workers.settings import Settings
@@ -93,6 +94,7 @@ class Runtime:
         self._learners: list[ActorRef] = []
         self._servers: list[ActorRef] = []
         self._ingest: list[ActorRef] = []
+        self._edges: list[IngestEdge] = []  # concurrent requests merged per actor call
         self._rr = itertools.count()
         self._encoder: RemoteEncoder | None = None
         self._configs = ConfigCache(settings.agent_cache_entries)
@@ -118,6 +120,7 @@ class Runtime:
                           for i in range(self.s.learner_shards)]
         self._ingest = [IngestActor.options(name=f"ingest-{i}", **opts).remote(js)
                         for i in range(max(1, self.s.learner_shards))]
+        self._edges = [IngestEdge(a, self._call) for a in self._ingest]
         ray.get([a.ping.remote() for a in self._learners] +
                 [a.stats.remote() for a in self._servers], timeout=self.s.startup_timeout_s)
         with self.store.read() as repo:
@@ -140,6 +143,7 @@ class Runtime:
                           for i in range(self.s.learner_shards)]
         self._ingest = [ray.get_actor(f"ingest-{i}", namespace=ns)
                         for i in range(max(1, self.s.learner_shards))]
+        self._edges = [IngestEdge(a, self._call) for a in self._ingest]
         self._owner = False
         if self.text_head.mode == "local":
             with self.store.read() as repo:
@@ -172,6 +176,10 @@ class Runtime:
     def serving_handles(self) -> list[ActorRef]:
         """Every serving replica's actor handle, by replica (a copy)."""
         return list(self._servers)
+
+    def edge_stats(self) -> list[dict[str, int]]:
+        """Per ingest actor, this process's calls to it and the requests they carried."""
+        return [e.stats() for e in self._edges]
 
     def ingest_handles(self) -> list[ActorRef]:
         """Every ingest actor's handle (a copy)."""
@@ -271,8 +279,7 @@ class Runtime:
             events = with_arrays(config, events, self.text_encoder)  # vectors, embeddings
             if config.get("encoder") == "none":  # one matrix, not an array per event
                 events = EventBlock.of_events(events) or events
-        actor = self._ingest[next(self._rr) % len(self._ingest)]
-        out = self._call(actor.ingest.remote(agent_id, events))
+        out = self._edges[next(self._rr) % len(self._edges)].submit(agent_id, events)
         out["rejected"] = []
         return out
 

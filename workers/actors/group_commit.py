@@ -55,9 +55,24 @@ class GroupCommitter:
     def submit(self, item: Any, size: int = 1) -> Any:
         """``item``'s result, once the group holding it is committed (``size``: its events)."""
         req = _Request(item, size)
+        self._wait([req])
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def submit_many(self, items: Sequence[tuple[Any, int]]) -> list[Any]:
+        """Each ``(item, size)``'s result or its error (returned, not raised), in order, once
+        every one is committed; they join the queue together, so one group holds them unless
+        the group's bounds split them."""
+        reqs = [_Request(item, size) for item, size in items]
+        if reqs:
+            self._wait(reqs)
+        return [r.error if r.error is not None else r.result for r in reqs]
+
+    def _wait(self, reqs: list[_Request]) -> None:
         with self._cv:
-            self._queue.append(req)
-            while not req.done:
+            self._queue.extend(reqs)
+            while not all(r.done for r in reqs):
                 if self._leading:
                     self._cv.wait()
                     continue
@@ -70,9 +85,6 @@ class GroupCommitter:
                     self._cv.acquire()
                     self._leading = False
                     self._cv.notify_all()
-        if req.error is not None:
-            raise req.error
-        return req.result
 
     def _take(self) -> list[_Request]:
         group = [self._queue.popleft()]

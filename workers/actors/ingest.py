@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 
-from storage.repository.event_groups import EventsIn, append_groups
+from storage.repository.event_groups import EventsIn, Result, append_groups
 from workers.actors.group_commit import GroupCommitter
 from workers.actors.handover import pack
 from workers.actors.learner import shard_of
@@ -62,15 +62,34 @@ class IngestActor:
         return self._backlog.get(shard, 0)
 
     def ingest(self, agent_id: str, events: EventsIn) -> dict[str, Any]:
+        self._admit(agent_id, len(events))
+        return _answer(self._groups.submit((agent_id, events), len(events)))
+
+    def ingest_many(self, requests: list[tuple[str, EventsIn]]) -> list[Any]:
+        """Several requests in one call (an HTTP process merges its concurrent requests:
+        :mod:`workers.ingest_edge`): each one's answer, or the error it alone raised, in order;
+        each request is admitted, stored and answered as :meth:`ingest` would."""
+        out: list[Any] = [None] * len(requests)
+        admitted: list[int] = []
+        for i, (agent_id, events) in enumerate(requests):
+            try:
+                self._admit(agent_id, len(events))
+                admitted.append(i)
+            except ServiceError as e:
+                out[i] = e
+        results = self._groups.submit_many([(requests[i], len(requests[i][1])) for i in admitted])
+        for i, res in zip(admitted, results, strict=True):
+            out[i] = res if isinstance(res, BaseException) else _answer(res)
+        return out
+
+    def _admit(self, agent_id: str, n: int) -> None:
+        """Backpressure: 429 while the agent's learner shard has too many events queued."""
         shard = shard_of(agent_id, self._s.learner_shards)
         backlog = self._refresh_backlog(shard)
-        if backlog + len(events) > self._s.queue_max_events:
+        if backlog + n > self._s.queue_max_events:
             raise ServiceError(429, "backpressure", f"learner shard {shard} has {backlog} events "
                                "queued; slow down and retry", None,
                                {"retry_after_ms": self._s.retry_after_ms})
-        accepted, duplicates = self._groups.submit((agent_id, events), len(events))
-        return {"accepted": len(accepted), "duplicates": len(duplicates),
-                "duplicate_ids": duplicates}
 
     def _commit_group(self, requests: list[tuple[str, EventsIn]]) -> list[Any]:
         """One transaction for the group, then one notify per learner shard."""
@@ -92,3 +111,8 @@ class IngestActor:
     def stats(self) -> dict[str, int]:
         """Group commit counters: groups, requests, largest group."""
         return self._groups.stats()
+
+
+def _answer(res: Result) -> dict[str, Any]:
+    accepted, duplicates = res
+    return {"accepted": len(accepted), "duplicates": len(duplicates), "duplicate_ids": duplicates}

@@ -1,0 +1,50 @@
+"""Concurrent ingest requests of one HTTP process merged into one call of an ingest actor.
+
+Each request thread of the HTTP app hands its checked events to the :class:`IngestEdge` of the
+ingest actor it picked and waits. As in the ingest actor's group commit
+(:mod:`workers.actors.group_commit`, the same class), the first waiting thread that finds no
+call in flight sends every queued request at once (``IngestActor.ingest_many``) and hands each
+thread its own answer or error; requests that arrive meanwhile go in the next call. One request
+alone is sent at once, as a plain ``ingest`` call: no timer, no added latency. Under load a Ray
+call (its submission here, its task and thread in the actor) carries many requests instead of
+one, which is most of a one-event request's CPU (``benchmarks.ingest_paths --only single``).
+
+Every request is still admitted (backpressure), stored and answered on its own, after its
+transaction committed; the actor puts a call's requests in one group commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ray import ObjectRef
+
+from storage.repository.event_groups import EventsIn
+from workers.actors.group_commit import GroupCommitter
+from workers.contract import ActorRef
+
+
+class IngestEdge:
+    """``submit(agent_id, events)`` → the ingest actor's answer for that request.
+
+    ``call(ref)`` waits for an actor call's result, raising its error (``actor_result``).
+    """
+
+    def __init__(self, actor: ActorRef, call: Callable[[ObjectRef[Any]], Any],
+                 max_requests: int = 256, max_events: int = 20_000) -> None:
+        self._actor = actor
+        self._call = call
+        self._groups = GroupCommitter(self._send, max_requests=max_requests, max_events=max_events)
+
+    def submit(self, agent_id: str, events: EventsIn) -> dict[str, Any]:
+        return dict(self._groups.submit((agent_id, events), len(events)))
+
+    def _send(self, requests: list[tuple[str, EventsIn]]) -> list[Any]:
+        if len(requests) == 1:
+            return [self._call(self._actor.ingest.remote(*requests[0]))]
+        return list(self._call(self._actor.ingest_many.remote(requests)))
+
+    def stats(self) -> dict[str, int]:
+        """Actor calls made (``groups``), requests they carried, the largest call."""
+        return self._groups.stats()
