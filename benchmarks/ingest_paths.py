@@ -4,7 +4,7 @@ actor against the raw encoder, ``learn_many`` on arrays in-process, and stored b
 
     .venv/bin/python -m benchmarks.ingest_paths [--quick] [--agents 20] [--per-agent 2000]
         [--request 1000] [--vector-clients 2] [--single 2000] [--clients 8] [--texts 2000]
-        [--only json,arrow,single,text] [--client raw|httpx]
+        [--only json,arrow,single,text] [--client raw|httpx] [--http-workers 1]
 
 Everything is real: ``deltamem serve``'s stack (``workers.runtime.start``: Ray on 127.0.0.1,
 uvicorn, SQLite in a temporary directory), HTTP clients, classifier agents (rule delta, d = 384,
@@ -282,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="client threads sending the JSON and Arrow vector requests")
     ap.add_argument("--single", type=int, default=2000, help="events sent one per request")
     ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--http-workers", type=int, default=1,
+                    help="HTTP server processes (setting http_workers, workers/http_workers.py)")
     ap.add_argument("--client", default="raw", choices=("raw", "httpx"),
                     help="load generator of the vector rows: raw (bytes on a kept-alive socket, "
                          "benchmarks/raw_http.py) or httpx (the project's client)")
@@ -313,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     s = Settings(database_url=f"sqlite:///{db}", scheduler_enabled=False, port=free_port(),
                  ray_namespace=f"bench-{uuid.uuid4().hex[:8]}", admin_key="bench-admin",
                  ray_num_cpus=2, ray_object_store_mb=256,
-                 max_events_per_request=max(10_000, args.request))
+                 max_events_per_request=max(10_000, args.request), http_workers=args.http_workers)
     out: dict[str, Any] = {}
     ref_n = 640 if args.quick else 20_000
     refs: list[float] = []

@@ -18,7 +18,7 @@ def report(args: Any, s: Any, out: dict[str, Any]) -> None:
     load = os.getloadavg()[0]
     print(f"deltamem ingest paths: d = {DIM}, {LABELS} labels, rule delta, SQLite, HTTP, "
           f"{os.cpu_count()} CPUs (1-min load {load:.1f}), encoder_cpus {s.encoder_cpus}, "
-          f"{args.client} clients for the vector rows\n")
+          f"{args.client} clients for the vector rows, {args.http_workers} HTTP process(es)\n")
     rows: list[list[str]] = []
     for fmt, name in (("json", "JSON"), ("arrow", "Arrow")):
         if fmt in out:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 
 # (role, what its command line starts with or holds), first match wins
-ROLES = (("ingest actor", "ray::IngestActor"), ("learner", "ray::LearnerActor"),
+ROLES = (("HTTP workers", "workers.http_workers"), ("ingest actor", "ray::IngestActor"), ("learner", "ray::LearnerActor"),
          ("serving actor", "ray::ServingActor"), ("encoder actor", "ray::EncoderActor"),
          ("raylet", "/raylet"), ("gcs_server", "/gcs_server"), ("client process", "spawn_main"),
          ("other Ray", "ray"))

@@ -22,13 +22,14 @@ process's own MiniLM, the encoder actor, or the serving actor), beside the in-pr
 one text (the encoder actor's torch threads), and their ratio.
 
 Run: ``python -m benchmarks.request_path [--requests 500] [--dim 32] [--clients 8] [--text 0]
-[--text-head local,actor,off] [--client raw,httpx]``.
+[--text-head local,actor,off] [--client raw,httpx] [--http-workers 1]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import secrets
 import tempfile
 import time
@@ -38,6 +39,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from benchmarks import proc_cpu
 from benchmarks.eval_common import p50_p99
 from benchmarks.raw_http import RawClient
 
@@ -86,8 +88,8 @@ def _clients(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
 def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: int,
                  seconds: float, kind: str = "raw") -> tuple[float, float, float]:
     """Single-input predicts per second from ``clients`` threads of one client process, and
-    the CPU ms per predict that this process (the service's HTTP server) and the client
-    process spent meanwhile."""
+    the CPU ms per predict that the service's HTTP processes (this one and its HTTP workers)
+    and the client process spent meanwhile."""
     ctx = mp.get_context("spawn")  # not fork: this process runs Ray's threads
     ready, go, counts = ctx.Semaphore(0), ctx.Event(), ctx.Array("q", clients)
     client_cpu = ctx.Value("d", 0.0)
@@ -97,10 +99,12 @@ def predict_rate(url: str, head: dict[str, str], agent: str, dim: int, clients: 
     for _ in range(clients):
         if not ready.acquire(timeout=120):
             raise RuntimeError("the client process did not start")
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), proc_cpu.snapshot()
     go.set()
     proc.join()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall = time.perf_counter() - t0
+    spent = proc_cpu.by_role(c0, proc_cpu.snapshot(), os.getpid())
+    cpu = spent.get("this process", 0.0) + spent.get("HTTP workers", 0.0)
     if proc.exitcode != 0:
         raise RuntimeError("the client process failed")
     n = max(1, sum(counts[:]))
@@ -153,19 +157,21 @@ def _head_held(clients: dict[str, httpx.Client], agent: str, dim: int, requests:
 
 def run(requests: int, dim: int, n_clients: int = 8, seconds: float = 10.0,
         rates: dict[tuple[str, int], tuple[float, float, float]] | None = None,
-        heads: dict[str, int] | None = None, kinds: tuple[str, ...] = ("raw",)
-        ) -> dict[str, dict[str, tuple[float, float]]]:
+        heads: dict[str, int] | None = None, kinds: tuple[str, ...] = ("raw",),
+        http_workers: int = 1) -> dict[str, dict[str, tuple[float, float]]]:
     from workers.http.app import build_app
-    from workers.runtime import _HttpServer, free_port, start
+    from workers.http_server import HttpServer
+    from workers.runtime import free_port, start
     from workers.settings import Settings
 
     tmp = tempfile.mkdtemp(prefix="request-path-")
     admin = secrets.token_urlsafe(12)
     s = Settings(database_url=f"sqlite:///{Path(tmp) / 'rp.db'}", port=free_port(),
-                 admin_key=admin, ray_namespace=f"rp-{time.time_ns()}", scheduler_enabled=False)
+                 admin_key=admin, ray_namespace=f"rp-{time.time_ns()}", scheduler_enabled=False,
+                 http_workers=http_workers)
     running = start(s)
-    sock = _HttpServer.bind(s.host, 0)
-    plain = _HttpServer(build_app(running.service, s.model_copy(update={"auth_cache_s": 0.0})),
+    sock = HttpServer.bind(s.host, 0)
+    plain = HttpServer(build_app(running.service, s.model_copy(update={"auth_cache_s": 0.0})),
                         sock)
     plain.start()
     urls = {"no key cache": f"http://{s.host}:{sock.getsockname()[1]}",
@@ -265,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dim", type=int, default=32)
     p.add_argument("--clients", type=int, default=8, help="concurrent predict clients")
     p.add_argument("--seconds", type=float, default=10.0, help="per predict-rate measurement")
+    p.add_argument("--http-workers", type=int, default=1,
+                   help="HTTP server processes of the cached app (setting http_workers)")
     p.add_argument("--client", default="raw,httpx",
                    help="load generators for the predict rates, comma-separated: raw "
                         "(benchmarks/raw_http.py) and/or httpx")
@@ -284,13 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     rates: dict[tuple[str, int], tuple[float, float, float]] = {}
     heads: dict[str, int] = {}
     kinds = tuple(k for k in a.client.split(",") if k)
-    print_table(run(a.requests, a.dim, a.clients, a.seconds, rates, heads, kinds))
+    print_table(run(a.requests, a.dim, a.clients, a.seconds, rates, heads, kinds, a.http_workers))
     for kind in kinds:
         (one, cpu1, ccpu1), (many, cpu_n, ccpu_n) = rates[(kind, 1)], rates[(kind, a.clients)]
         print(f"\npredict, 1 input, cached app, {kind} clients: 1 client {one:,.0f}/s, "
               f"{a.clients} clients {many:,.0f}/s ({many / one:.2f}x)")
-        print(f"HTTP process CPU per predict: {cpu1:.2f} ms with 1 client, {cpu_n:.2f} ms with "
-              f"{a.clients} (one interpreter: at most {1e3 / cpu_n:,.0f}/s at that cost); client "
+        print(f"HTTP process CPU per predict ({a.http_workers} process(es)): {cpu1:.2f} ms with 1 "
+              f"client, {cpu_n:.2f} ms with {a.clients} (one interpreter: at most "
+              f"{1e3 / cpu_n:,.0f}/s at that cost); client "
               f"process CPU per predict: {ccpu1:.2f} ms with 1 client, {ccpu_n:.2f} ms with "
               f"{a.clients}")
     print(f"predicts answered in the HTTP process (workers/head_cache.py): "

@@ -6,7 +6,8 @@ import socket
 
 import pytest
 
-from workers.runtime import _HttpServer, start
+from workers.http_server import HttpServer
+from workers.runtime import start
 from workers.settings import Settings
 
 
@@ -21,11 +22,11 @@ def test_a_taken_port_is_refused_before_anything_starts(tmp_path):
 
 
 def test_the_bound_socket_listens_on_the_asked_port_and_is_not_inherited():
-    sock = _HttpServer.bind("127.0.0.1", 0)
+    sock = HttpServer.bind("127.0.0.1", 0)
     try:
         port = sock.getsockname()[1]
         assert port > 0 and not sock.get_inheritable()
         with pytest.raises(RuntimeError, match="port taken"):
-            _HttpServer.bind("127.0.0.1", port)
+            HttpServer.bind("127.0.0.1", port)
     finally:
         sock.close()

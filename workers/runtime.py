@@ -12,11 +12,12 @@ import os
 import signal
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 from workers.gc_tuning import settle_gc
+from workers.http_server import HttpServer
+from workers.http_workers import HttpWorkers
 from workers.service import Runtime
 from workers.settings import Settings
 
@@ -61,61 +62,19 @@ def port_is_free(host: str, port: int) -> bool:
         return True
 
 
-class _HttpServer:
-    """uvicorn in a thread of this process, serving the FastAPI app."""
-
-    def __init__(self, app: Any, sock: socket.socket) -> None:
-        import uvicorn
-
-        from workers.http.protocol import protocol_class
-
-        cfg = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                             timeout_graceful_shutdown=5,
-                             http=protocol_class())  # unparseable requests: JSON 4xx
-        self.server = uvicorn.Server(cfg)
-        self.sock = sock
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
-                                       name="http", daemon=True)
-
-    @staticmethod
-    def bind(host: str, port: int) -> socket.socket:
-        """The listening socket, bound before Ray starts: Ray's processes open ports of their
-        own, so a port chosen free earlier may be taken by the time uvicorn would bind it."""
-        import uvicorn
-
-        try:
-            sock = uvicorn.Config("deltamem", host=host, port=port,
-                                  log_level="warning").bind_socket()
-        except SystemExit as e:  # uvicorn exits when the address is in use
-            raise RuntimeError(f"cannot listen on {host}:{port} (port taken?)") from e
-        sock.set_inheritable(False)  # not into the processes Ray starts
-        sock.listen(2048)  # holds the port from now on, whoever else binds with SO_REUSEADDR
-        return sock
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + timeout
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the HTTP server did not start (port taken?)")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
 @dataclass
 class RunningService:
     settings: Settings
     service: Runtime
     url: str
-    _http: _HttpServer | None
+    _http: HttpServer | None
     _scheduler: Any
     _owns_ray: bool
+    http_workers: HttpWorkers | None = None  # the other HTTP processes (settings.http_workers)
 
     def stop(self) -> None:
+        if self.http_workers is not None:
+            self.http_workers.stop()
         if self._http is not None:
             self._http.stop()
         if self.settings.http_backend == "serve":
@@ -143,7 +102,7 @@ def start(settings: Settings | None = None, http: bool = True) -> RunningService
 
     s = settings or Settings()
     upgrade(s.database_url)
-    sock = _HttpServer.bind(s.host, s.port) if http and s.http_backend != "serve" else None
+    sock = HttpServer.bind(s.host, s.port) if http and s.http_backend != "serve" else None
     try:
         return _start_on(s, http, sock)
     except BaseException:
@@ -170,7 +129,7 @@ def _start_on(s: Settings, http: bool, sock: socket.socket | None) -> RunningSer
     elif sock is not None:
         from workers.http.app import build_app
 
-        server = _HttpServer(build_app(service, s), sock)
+        server = HttpServer(build_app(service, s), sock)
         try:
             server.start()
         except Exception:
@@ -179,7 +138,14 @@ def _start_on(s: Settings, http: bool, sock: socket.socket | None) -> RunningSer
             service.shutdown()
             raise
         url = f"http://{s.host}:{sock.getsockname()[1]}"
-    return RunningService(s, service, url, server, scheduler, owns_ray)
+    running = RunningService(s, service, url, server, scheduler, owns_ray)
+    if server is not None and s.http_workers > 1:
+        try:
+            running.http_workers = HttpWorkers(s, server.sock, s.http_workers - 1)
+        except BaseException:
+            running.stop()
+            raise
+    return running
 
 
 def serve_forever(settings: Settings | None = None) -> int:

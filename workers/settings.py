@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     learner_shards: int = Field(1, ge=1, le=64)
     serving_replicas: int = Field(1, ge=1, le=64)
     http_backend: str = Field("uvicorn", pattern="^(uvicorn|serve)$")
+    # HTTP server processes of the uvicorn backend, on one socket (workers/http_workers.py)
+    http_workers: int = Field(1, ge=1, le=64)
 
     # learner micro-batching and backpressure
     batch_max_events: int = Field(64, ge=1, le=100_000)  # a batch this full commits at once

@@ -99,12 +99,15 @@ def _hold_lease(rt: Any) -> bool:
     until = now + timedelta(seconds=LEASE_S)
     with rt.store.db.write_session() as session:  # SQLite: take the write lock at BEGIN
         conn = session.connection()
-        row = conn.execute(text("SELECT holder, expires_at FROM scheduler_lease "
-                                "WHERE name = 'scheduler'")).first()
-        if row is None:
-            conn.execute(text("INSERT INTO scheduler_lease (name, holder, expires_at) "
-                              "VALUES ('scheduler', :h, :t)"), {"h": rt.scheduler_id, "t": until})
+        # no row yet: one insert wins, the others (jobs starting together, another deployment)
+        # find its row; PostgreSQL locks no absent row, so a plain INSERT would raise for them
+        res = conn.execute(text("INSERT INTO scheduler_lease (name, holder, expires_at) "
+                                "VALUES ('scheduler', :h, :t) ON CONFLICT (name) DO NOTHING"),
+                           {"h": rt.scheduler_id, "t": until})
+        if res.rowcount == 1:
             return True
+        row = conn.execute(text("SELECT holder, expires_at FROM scheduler_lease "
+                                "WHERE name = 'scheduler'")).one()
         expires = row.expires_at if isinstance(row.expires_at, datetime) \
             else datetime.fromisoformat(str(row.expires_at))
         if row.holder != rt.scheduler_id and expires > now:

@@ -72,7 +72,8 @@ def user_error_line(e: BaseException) -> str | None:
 # ---- service ------------------------------------------------------------------------------
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings(host=args.host, port=args.port, database_url=args.db)
+    settings = _settings(host=args.host, port=args.port, database_url=args.db,
+                         http_workers=args.http_workers)
     from workers.runtime import serve_forever
 
     return serve_forever(settings)

@@ -73,6 +73,8 @@ def _add_service(subs: Any, db: argparse.ArgumentParser) -> None:
              "SIGTERM/SIGINT", "deltamem serve --port 8000 --db sqlite:///deltamem.db", [db])
     p.add_argument("--host", help="address to listen on (env DELTAMEM_HOST; default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (env DELTAMEM_PORT; default 8000)")
+    p.add_argument("--http-workers", type=int, help="HTTP server processes on the port (env "
+                   "DELTAMEM_HTTP_WORKERS; default 1): more answer more clients at once")
 
     p = _sub(subs, "demo", "start the service on embedded defaults and show it learning, "
              "correcting, rolling back", "deltamem demo", [db])
