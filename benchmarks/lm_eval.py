@@ -173,6 +173,13 @@ def _table(title: str, scores: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(rows)
 
 
+def _non_negative(text: str) -> int:
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {n}")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="deltamem eval lm", description=__doc__.split("\n")[0])
     a = p.add_argument
@@ -190,6 +197,8 @@ def _parser() -> argparse.ArgumentParser:
     a("--speed-only", action="store_true", help="only the tokens/s figures")
     a("--speed-repeats", type=int, default=3)
     a("--threads", type=int, default=0)
+    a("--recent", type=_non_negative, default=None,
+      help="the chat agent's recent window (ChatSettings.recent; default its own, 4)")
     a("--out", default=None, help="write the figures as JSON here")
     return p
 
@@ -236,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"backbone {lm.bb.name}; adapter: {json.dumps(lm.card)[:300]}", flush=True)
     conds = [c for c in args.conditions.split(",") if c]
     settings = ChatSettings(max_new_tokens=24,
-                            max_prompt_tokens=min(ChatSettings.max_prompt_tokens, lm.bb.max_positions // 2))
+                            max_prompt_tokens=min(ChatSettings.max_prompt_tokens, lm.bb.max_positions // 2),
+                            **({} if args.recent is None else {"recent": args.recent}))
+    if args.recent is not None:
+        print(f"recent window: {settings.recent} turns", flush=True)
     figures: dict[str, Any] = {"adapter_card": lm.card, "conditions": conds}
     if not args.speed_only:
         words = int(args.filler_tokens / 1.3)

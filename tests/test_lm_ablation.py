@@ -88,3 +88,30 @@ def test_missing_adapter_file_is_one_clear_line_naming_it(tmp_path, capsys):
     with pytest.raises(FileNotFoundError) as raw:  # a library's error without errno/filename
         safe_open(str(missing), framework="pt")
     assert user_error_line(raw.value) == f"No such file or directory: {missing}"
+
+
+def test_recent_window_flag_and_retrieved_only_prompt():
+    """``deltamem eval lm --recent 0``: the prompt holds the retrieved turns alone, in
+    conversation order (the misses after 10k tokens copied a name from the recent window)."""
+    from benchmarks.lm_eval import _parser
+
+    assert _parser().parse_args(["--recent", "0"]).recent == 0
+    assert _parser().parse_args([]).recent is None
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--recent", "-1"])
+    bb = tiny_llama(seed=0)
+    lm = MemLM(bb, DeltaMem(DeltaMemConfig.for_backbone(bb), seed=4))
+    ep = synthetic_episodes(1, seed=6, filler_words=60)[0]
+    for recent in (0, 4):
+        a = _agent(lm, ep, ChatSettings(max_new_tokens=6, max_prompt_tokens=400, recent=recent),
+                   write_state=False)
+        lines, hits = a.context(ep.question, 2)
+        labels = a.labels
+        idx = sorted({i for i, _ in hits} | set(range(len(labels) - recent, len(labels))))
+        want: list[str] = []
+        for i in reversed(idx):  # a turn said twice is shown once, at its latest place
+            if labels[i] not in want:
+                want.insert(0, labels[i])
+        assert lines == want
+        if recent == 0:
+            assert set(lines) == {labels[i] for i, _ in hits}
