@@ -43,6 +43,7 @@ import threading
 import time
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -122,21 +123,20 @@ def _send_from(base_url: str, api_key: str, jobs: list[tuple[str, bytes, str]],
     todo = list(jobs)
 
     def run() -> None:
-        if kind == "raw":
-            raw = RawClient(base_url, {"Authorization": f"Bearer {api_key}"}, timeout=600)
-        with Client(base_url, api_key=api_key, timeout=600) as mine:
+        raw = kind == "raw"
+        conn: Any = (RawClient(base_url, {"Authorization": f"Bearer {api_key}"}, timeout=600)
+                     if raw else Client(base_url, api_key=api_key, timeout=600))
+        with conn:
             while True:
                 with lock:
                     if not todo:
-                        break
+                        return
                     agent, body, ctype = todo.pop(0)
-                path = mine._agent_path(agent, "/events")
-                if kind == "raw":
-                    raw.post(path, content=body, content_type=ctype).raise_for_status()
+                path = f"/v1/agents/{quote(agent, safe='')}/events"
+                if raw:
+                    conn.post(path, content=body, content_type=ctype).raise_for_status()
                 else:
-                    mine._request("POST", path, key=api_key, content=body, content_type=ctype)
-        if kind == "raw":
-            raw.close()
+                    conn._request("POST", path, key=api_key, content=body, content_type=ctype)
 
     ts = [threading.Thread(target=run) for _ in range(threads)]
     for t in ts:

@@ -11,6 +11,7 @@ import numpy as np
 
 from benchmarks.raw_http import RawClient
 from client import ARROW_STREAM, arrow_body
+from tests.workers_helpers import wait_for
 
 
 def test_raw_client_answers_as_httpx(ray_cluster, tmp_path):
@@ -40,8 +41,8 @@ def test_raw_client_answers_as_httpx(ray_cluster, tmp_path):
             r = raw.post(f"/v1/agents/{agent}/events", content=block, content_type=ARROW_STREAM)
             assert r.status_code == 202 and r.json()["accepted"] == 10
             sock = raw._sock
-            while ref.get(f"/v1/agents/{agent}").json()["events_applied"] < 30:
-                pass
+            wait_for(lambda: ref.get(f"/v1/agents/{agent}").json()["events_applied"] == 30,
+                     what="30 events applied")
             probes = {"inputs": rng.normal(size=(1000, dim)).tolist(), "top_k": 3}  # > 64 KiB back
             cases = [("GET", f"/v1/agents/{agent}", None),
                      ("POST", f"/v1/agents/{agent}/predict", probes),

@@ -81,6 +81,16 @@ def test_workers_answer_on_the_port_and_stop_with_the_service(tmp_path):
             t.join()
         assert not errors, errors[:3]
         assert _cpu(workers[0]) - before > 0.05  # the worker answered some of them
+        open_ = [httpx.Client(base_url=svc.url, timeout=60) for _ in range(32)]
+        try:  # 32 kept-alive connections: the worker holds some of them itself
+            for c in open_:
+                assert c.get("/healthz").status_code == 200
+            held = [k for k in workers[0].net_connections(kind="tcp")
+                    if k.laddr and k.laddr.port == svc.port and k.status == psutil.CONN_ESTABLISHED]
+            assert held, "the worker accepted none of 32 connections"
+        finally:
+            for c in open_:
+                c.close()
         for key in keys:  # every tenant and agent is seen from every process
             for _ in range(4):
                 r = httpx.get(f"{svc.url}/v1/agents", timeout=60,

@@ -135,13 +135,6 @@ class HttpWorkers:
             self.stop()
             raise
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs]
-
-    def alive(self) -> int:
-        return sum(p.poll() is None for p in self._procs)
-
     def stop(self, timeout: float = 15.0) -> None:
         for p in self._procs:
             if p.poll() is None:

@@ -38,7 +38,7 @@ class IngestEdge:
         self._groups = GroupCommitter(self._send, max_requests=max_requests, max_events=max_events)
 
     def submit(self, agent_id: str, events: EventsIn) -> dict[str, Any]:
-        return dict(self._groups.submit((agent_id, events), len(events)))
+        return self._groups.submit((agent_id, events), len(events))  # type: ignore[no-any-return]
 
     def _send(self, requests: list[tuple[str, EventsIn]]) -> list[Any]:
         if len(requests) == 1:

@@ -95,16 +95,14 @@ def _ingest_groups(out: list[str], rt: Any) -> None:
         groups = ray.get([a.stats.remote() for a in rt.ingest_handles()], timeout=rt.s.probe_timeout_s)
     except Exception:
         groups = []
-    _line(out, "deltamem_ingest_groups_total", "counter",
-          "Ingest transactions (each commits a group of concurrent requests), by ingest actor.",
-          [({"actor": str(i)}, g["groups"]) for i, g in enumerate(groups)])
-    _line(out, "deltamem_ingest_grouped_requests_total", "counter",
-          "Ingest requests committed in those transactions, by ingest actor.",
-          [({"actor": str(i)}, g["requests"]) for i, g in enumerate(groups)])
     edges = rt.edge_stats()  # workers/ingest_edge.py: this HTTP process's calls
-    _line(out, "deltamem_ingest_calls_total", "counter",
-          "Calls from this HTTP process to an ingest actor (each carries its concurrent requests).",
-          [({"actor": str(i)}, g["groups"]) for i, g in enumerate(edges)])
-    _line(out, "deltamem_ingest_call_requests_total", "counter",
-          "Ingest requests those calls carried.",
-          [({"actor": str(i)}, g["requests"]) for i, g in enumerate(edges)])
+    for name, help_, stats, key in (
+            ("deltamem_ingest_groups_total", "Ingest transactions (each commits a group of "
+             "concurrent requests), by ingest actor.", groups, "groups"),
+            ("deltamem_ingest_grouped_requests_total", "Ingest requests committed in those "
+             "transactions, by ingest actor.", groups, "requests"),
+            ("deltamem_ingest_calls_total", "Calls from this HTTP process to an ingest actor "
+             "(each carries its concurrent requests).", edges, "groups"),
+            ("deltamem_ingest_call_requests_total", "Ingest requests those calls carried.",
+             edges, "requests")):
+        _line(out, name, "counter", help_, [({"actor": str(i)}, g[key]) for i, g in enumerate(stats)])
