@@ -12,7 +12,11 @@ Conditions (each question answered greedily by the LM):
 - ``agent-other`` — the same prompt with **another conversation's** states (the next distinct
   history of the set): the control that isolates what the state carries;
 - ``agent-zero``  — the same prompt with all-zero states (the adapter reads nothing: by
-  construction the ``retrieval`` replies; a check that the adapter adds nothing on its own).
+  construction the ``retrieval`` replies; a check that the adapter adds nothing on its own);
+- ``agent-norecent`` — the agent with no recent window (the retrieved turns alone);
+- ``agent-hitslast`` — the agent with the recent window first and the retrieved turns nearest
+  the question (``ChatSettings.hits_last``). The two prompt variants are paired with ``agent``:
+  same agents, same questions.
 
 Figures: recall (the normalised answer appears in the reply) and SQuAD token F1 per condition
 and category, each with n and its standard error, on synthetic episodes (a fact told before
@@ -30,6 +34,7 @@ import statistics
 import string
 import time
 from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -42,8 +47,10 @@ from agent.lm.speed import speed
 __all__ = ["token_f1", "is_hit", "synthetic_recall", "run_condition", "evaluate_episodes",
            "speed", "main", "CONDITIONS"]
 
-CONDITIONS = ("none", "full", "retrieval", "state", "agent", "agent-other", "agent-zero")
-STATE_CONDITIONS = {"state", "agent", "agent-other"}  # the conditions that need written states
+CONDITIONS = ("none", "full", "retrieval", "state", "agent", "agent-other", "agent-zero",
+              "agent-norecent", "agent-hitslast")
+PROMPT_VARIANTS = {"agent-norecent": {"recent": 0}, "agent-hitslast": {"hits_last": True}}
+STATE_CONDITIONS = {"state", "agent", "agent-other", *PROMPT_VARIANTS}  # need written states
 METRICS = ("recall", "f1")
 
 
@@ -103,6 +110,13 @@ def run_condition(lm: Any, agent: ChatAgent, ep: Episode, cond: str, max_new_tok
         return lm.answer(ep.question, agent._states(), None, max_new_tokens)
     if cond == "agent":
         return str(agent.predict_many([ep.question])[0]["text"])
+    if cond in PROMPT_VARIANTS:
+        kept = agent.settings
+        agent.settings = replace(kept, **PROMPT_VARIANTS[cond])
+        try:
+            return str(agent.predict_many([ep.question])[0]["text"])
+        finally:
+            agent.settings = kept
     states = {"retrieval": None, "agent-other": other, "agent-zero": lm.mem.zero_states()}
     if cond not in states:
         raise ValueError(f"unknown condition {cond!r}; expected one of {CONDITIONS}")

@@ -115,3 +115,71 @@ def test_recent_window_flag_and_retrieved_only_prompt():
         assert lines == want
         if recent == 0:
             assert set(lines) == {labels[i] for i, _ in hits}
+
+
+def test_hits_last_puts_the_retrieved_turns_nearest_the_question():
+    """``ChatSettings.hits_last``: the recent turns that are not hits, in order, then the hits
+    in conversation order; a text said twice is shown once, nearest the question; a tight budget
+    drops the lines farthest from the question. Against a plain reference on random episodes."""
+    from dataclasses import replace
+
+    bb = tiny_llama(seed=0)
+    lm = MemLM(bb, DeltaMem(DeltaMemConfig.for_backbone(bb), seed=4))
+    differs = 0
+    for seed in range(6):
+        ep = synthetic_episodes(1, seed=seed, filler_words=40 + 30 * seed)[0]
+        base = ChatSettings(max_new_tokens=6, max_prompt_tokens=400, recent=1 + seed % 4,
+                            hits_last=True)
+        a = _agent(lm, ep, base, write_state=False)
+        labels = a.labels
+        for k in (1, 2, 3):
+            for budget in (400, 40, 12):
+                a.settings = replace(base, max_prompt_tokens=budget)
+                lines, hits = a.context(ep.question, k)
+                hit = sorted(i for i, _ in hits)
+                order = [i for i in range(len(labels) - base.recent, len(labels)) if i not in hit] + hit
+                want: list[str] = []
+                left = budget
+                for i in reversed(order):
+                    if labels[i] in want:
+                        continue
+                    n = len(bb.encode(labels[i])) + 1
+                    if n > left:
+                        break
+                    left -= n
+                    want.insert(0, labels[i])
+                assert lines == want, (seed, k, budget)
+                a.settings = replace(a.settings, hits_last=False)
+                differs += a.context(ep.question, k)[0] != lines
+    assert differs  # the order is not the conversation order everywhere
+
+
+def test_prompt_variant_conditions_are_the_agent_with_those_settings():
+    """``agent-norecent`` and ``agent-hitslast`` build their prompts as an agent with ``recent=0``
+    or ``hits_last=True`` does, and leave the agent's own settings as they were. (The tiny
+    model's replies do not depend on the prompt, so the prompts are what is compared.)"""
+    from agent.lm.chat import ChatAgent
+
+    class Recording(ChatAgent):
+        seen: list
+
+        def context(self, question, k):
+            out = super().context(question, k)
+            self.seen.append(out[0])
+            return out
+
+    bb = tiny_llama(seed=0)
+    lm = MemLM(bb, DeltaMem(DeltaMemConfig.for_backbone(bb, delta_init=0.3), seed=4))
+    settings = ChatSettings(max_new_tokens=6, max_prompt_tokens=300, recent=3)
+    ep = synthetic_episodes(1, seed=2, filler_words=80)[0]
+    a = _agent(lm, ep, settings)
+    a.__class__, a.seen = Recording, []
+    prompts = {}
+    for cond, kw in (("agent", {}), ("agent-norecent", {"recent": 0}),
+                     ("agent-hitslast", {"hits_last": True})):
+        b = _agent(lm, ep, ChatSettings(max_new_tokens=6, max_prompt_tokens=300, **{"recent": 3, **kw}))
+        assert run_condition(lm, a, ep, cond, 6) == b.predict_many([ep.question])[0]["text"]
+        prompts[cond] = a.seen[-1]
+        assert prompts[cond] == b.context(ep.question, settings.top_k)[0]
+        assert a.settings == settings
+    assert len({tuple(p) for p in prompts.values()}) == 3  # three different prompts

@@ -40,11 +40,14 @@ SMOLLM2_SHAPE = (30, 8, 8)  # layers, d_v, d_k of the default adapter
 
 @dataclass(frozen=True)
 class ChatSettings:
-    """top_k: retrieved turns; recent: last turns always in the prompt; max_new_tokens: reply
-    bound; max_turn_chars / max_question_chars: input bounds; max_prompt_tokens: context budget."""
+    """top_k: retrieved turns; recent: last turns always in the prompt; hits_last: the recent
+    window first, then the retrieved turns (in conversation order) nearest the question, instead
+    of all in conversation order; max_new_tokens: reply bound; max_turn_chars /
+    max_question_chars: input bounds; max_prompt_tokens: context budget."""
 
     top_k: int = 2
     recent: int = 4
+    hits_last: bool = False
     max_new_tokens: int = 48
     max_turn_chars: int = 4000
     max_question_chars: int = 2000
@@ -207,16 +210,21 @@ class ChatAgent(StateView):
         return [(int(i), float(cos[i])) for i in order]
 
     def context(self, question: str, k: int) -> tuple[list[str], list[tuple[int, float]]]:
-        """Prompt lines: retrieved turns and the recent window, in conversation order, each text
-        once, within the token budget (older turns dropped first)."""
+        """Prompt lines: retrieved turns and the recent window, in conversation order (or, with
+        ``hits_last``, the recent turns that are not hits, then the hits), each text once, within
+        the token budget (the lines farthest from the question dropped first)."""
         m = len(self._labels)
         recent = list(range(max(0, m - self.settings.recent), m))
         hits = self.retrieve(question, k)
-        idx = sorted({i for i, _ in hits} | set(recent))
+        hit_idx = {i for i, _ in hits}
+        if self.settings.hits_last:
+            idx = [i for i in recent if i not in hit_idx] + sorted(hit_idx)
+        else:
+            idx = sorted(hit_idx | set(recent))
         budget = self.settings.max_prompt_tokens
         lines: list[str] = []
-        for i in reversed(idx):  # newest first until the budget is spent
-            if self._labels[i] in lines:  # a turn said again is shown once, at its latest place
+        for i in reversed(idx):  # nearest the question first until the budget is spent
+            if self._labels[i] in lines:  # a turn said again is shown once, nearest the question
                 continue
             n = len(self.lm.bb.encode(self._labels[i])) + 1
             if n > budget:
