@@ -49,7 +49,7 @@ __all__ = ["token_f1", "is_hit", "synthetic_recall", "run_condition", "evaluate_
 
 CONDITIONS = ("none", "full", "retrieval", "state", "agent", "agent-other", "agent-zero",
               "agent-norecent", "agent-hitslast")
-PROMPT_VARIANTS = {"agent-norecent": {"recent": 0}, "agent-hitslast": {"hits_last": True}}
+PROMPT_VARIANTS: dict[str, dict[str, Any]] = {"agent-norecent": {"recent": 0}, "agent-hitslast": {"hits_last": True}}
 STATE_CONDITIONS = {"state", "agent", "agent-other", *PROMPT_VARIANTS}  # need written states
 METRICS = ("recall", "f1")
 
