@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -225,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         n_proc, rss, pss = _memory()
     finally:
         running.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     _report(args, tp, lat, n_proc, rss, pss)
     return 0
 
