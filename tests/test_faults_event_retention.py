@@ -27,7 +27,7 @@ from tests.workers_helpers import (
     vector_events,
     wait_for,
 )
-from workers.actors.scheduler import prune_events
+from workers.actors.retention_run import prune_events
 from workers.http.errors import error_answer
 
 CONFIG = {"kind": "classifier", "encoder": "none", "dim": 6,
@@ -143,7 +143,7 @@ def test_scheduled_event_retention_prunes_covered_events_and_forget_stays_exact(
                                received_at=utcnow() - timedelta(hours=1))
         runs = jobs.runs
         wait_for(lambda: jobs.runs >= runs + 2, timeout=30, what="retention running again")
-        prune_events(svc, [agent], 0.0, utcnow())
+        prune_events(svc.store, [agent], 0.0, utcnow())
         assert "held" in _ids(svc, agent)
         assert not jobs.errors, jobs.errors
 
@@ -179,7 +179,7 @@ def _stream(tmp_path, prune: bool, rounds: int = 8, per_round: int = 160) -> lis
             with svc.store.tx() as repo:
                 repo.apply_retention(agent, 0.0, now)
             if prune:
-                prune_events(svc, [agent], 0.0, now)
+                prune_events(svc.store, [agent], 0.0, now)
             pages.append(_live_bytes(path))
     return pages
 

@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import ray
@@ -41,6 +42,7 @@ from workers.actors.handover import Handed, unpack
 from workers.actors.inbox import Inbox
 from workers.actors.poison import copy_learner, find_poison, is_transient, learn_checked
 from workers.actors.quality import QualityHistogram, pretest
+from workers.actors.retention_run import run_retention
 from workers.actors.serving import Publication
 from workers.contract import ActorRef
 from workers.gc_tuning import settle_gc
@@ -193,6 +195,14 @@ class LearnerActor:
                 repo.write_snapshot(agent_id, version, layers, labels)
                 return 1
         return 0
+
+    def retention(self, agent_ids: list[str], now_iso: str) -> dict[str, int]:
+        """The retention job's work for ``agent_ids`` (this shard's) at ``now_iso``, with this
+        deployment's settings (workers/actors/retention_run.py)."""
+        s = self._s
+        return run_retention(self._store, agent_ids, s.retention_window_s,
+                             s.retention_snapshot_spacing_s, s.event_retention_s,
+                             datetime.fromisoformat(now_iso))
 
     def stop(self) -> None:
         with self._cv:

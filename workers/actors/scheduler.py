@@ -24,6 +24,8 @@ from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import datetime_to_utc_timestamp
 from sqlalchemy import text
 
+from workers.actors.learner import shard_of
+
 log = logging.getLogger("deltamem.scheduler")
 LEASE_S = 60.0
 _RUNTIMES: dict[str, Any] = {}  # namespace -> Runtime, in the driver process only
@@ -129,40 +131,27 @@ def snapshot_job(namespace: str) -> None:
 
 
 def retention_job(namespace: str) -> None:
+    """List the agents and have each learner shard run retention for the ones it owns
+    (workers/actors/retention_run.py: not in this process, which answers HTTP requests)."""
     rt = _RUNTIMES.get(namespace)
     if rt is None or not _hold_lease(rt):
         return
     now = datetime.now(UTC)
-    with rt.store.tx() as repo:
+    with rt.store.read() as repo:
         ids = repo.all_agent_ids()
-    dropped = thinned = freed = 0
+    learners = rt.learner_handles()
+    parts: list[list[str]] = [[] for _ in learners]
     for agent_id in ids:
-        with rt.store.tx() as repo:
-            report = repo.apply_retention(agent_id, rt.s.retention_window_s, now,
-                                          rt.s.retention_snapshot_spacing_s)
-        dropped += len(report.dropped)
-        thinned += len(report.thinned)
-        freed += report.bytes_freed
-    if dropped:
+        parts[shard_of(agent_id, len(learners))].append(agent_id)
+    reports = ray.get([h.retention.remote(part, now.isoformat())
+                       for h, part in zip(learners, parts, strict=True) if part],
+                      timeout=rt.s.actor_call_timeout_s)
+    total = {k: sum(r[k] for r in reports) for k in ("dropped", "thinned", "bytes_freed", "events")}
+    if total["dropped"]:
         log.info("retention dropped the deltas of %d versions (%d thinned, %d bytes freed)",
-                 dropped, thinned, freed)
-    if rt.s.event_retention_s is not None:
-        prune_events(rt, ids, rt.s.event_retention_s, now)
-
-
-def prune_events(rt: Any, ids: list[str], keep_s: float, now: datetime) -> int:
-    """Event retention for every agent, a bounded chunk per transaction (the write lock is
-    never held long); returns how many events were deleted."""
-    n = 0
-    for agent_id in ids:
-        more = True
-        while more:
-            with rt.store.tx() as repo:
-                k, more = repo.prune_events(agent_id, keep_s, now)
-            n += k
-    if n:
-        log.info("event retention deleted %d events", n)
-    return n
+                 total["dropped"], total["thinned"], total["bytes_freed"])
+    if total["events"]:
+        log.info("event retention deleted %d events", total["events"])
 
 
 def health_job(namespace: str) -> None:

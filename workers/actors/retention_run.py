@@ -1,0 +1,47 @@
+"""The retention job's work (version retention, then event retention) for a set of agents.
+
+The scheduled job (workers/actors/scheduler.py) runs in the serve process, whose interpreter
+also answers HTTP requests; it only lists the agents and hands each learner shard the ones it
+owns (:meth:`LearnerActor.retention`), which run this in a thread of their own process. Run in
+the serve process, its Python work took the HTTP process's GIL and its writes queued behind
+(and ahead of) ingest commits: the soak's ingest p99 rose in the minutes retention ran
+(benchmarks/EVAL.md, "soak"). Each agent's work is its own short transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+log = logging.getLogger("deltamem.scheduler")
+
+
+def run_retention(store: Any, ids: list[str], window_s: float, spacing_s: float | None,
+                  keep_s: float | None, now: datetime) -> dict[str, int]:
+    """Version retention for every agent of ``ids`` (one transaction each), then event
+    retention when ``keep_s`` is set; returns the counts ``{"dropped", "thinned",
+    "bytes_freed", "events"}``."""
+    out = {"dropped": 0, "thinned": 0, "bytes_freed": 0, "events": 0}
+    for agent_id in ids:
+        with store.tx() as repo:
+            report = repo.apply_retention(agent_id, window_s, now, spacing_s)
+        out["dropped"] += len(report.dropped)
+        out["thinned"] += len(report.thinned)
+        out["bytes_freed"] += report.bytes_freed
+    if keep_s is not None:
+        out["events"] = prune_events(store, ids, keep_s, now)
+    return out
+
+
+def prune_events(store: Any, ids: list[str], keep_s: float, now: datetime) -> int:
+    """Event retention for every agent, a bounded chunk per transaction (the write lock is
+    never held long); returns how many events were deleted."""
+    n = 0
+    for agent_id in ids:
+        more = True
+        while more:
+            with store.tx() as repo:
+                k, more = repo.prune_events(agent_id, keep_s, now)
+            n += k
+    return n
