@@ -44,6 +44,8 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_PAGE_SIZE = 32_768
 # a writer waiting for SQLite's write lock tries again after 0.5 ms, then every 2 ms at most
 SQLITE_WRITE_POLL_S = (0.0005, 0.002)
+# background work pauses this long between its write transactions (Database.yield_write_lock)
+SQLITE_YIELD_S = 2 * SQLITE_WRITE_POLL_S[1]
 
 
 def normalize_url(url: str) -> str:
@@ -159,6 +161,15 @@ class Database:
         """Like :meth:`session`, but takes SQLite's write lock at BEGIN."""
         with self.WriteSession.begin() as s:
             yield s
+
+    def yield_write_lock(self) -> None:
+        """SQLite: pause long enough for a writer polling for the write lock (every
+        :data:`SQLITE_WRITE_POLL_S` at most, :func:`_begin_immediate`) to take it. Background
+        loops of write transactions (snapshots, retention) call this between two of theirs:
+        a loop that begins its next transaction microseconds after a commit otherwise holds
+        an ingest commit back for the whole loop. PostgreSQL (row locks): nothing."""
+        if self.is_sqlite:
+            time.sleep(SQLITE_YIELD_S)
 
     def ping(self) -> bool:
         try:

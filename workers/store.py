@@ -25,6 +25,15 @@ class Store:
         with unit_of_work(self.db, write=write) as repo:
             yield repo
 
+    @contextmanager
+    def background_tx(self) -> Iterator[Repository]:
+        """A write transaction of background work done in a loop (snapshots, retention),
+        followed on SQLite by a pause in which a writer waiting for the lock (an ingest
+        commit) takes it (:meth:`storage.engine.Database.yield_write_lock`)."""
+        with self.tx() as repo:
+            yield repo
+        self.db.yield_write_lock()
+
     def read(self) -> AbstractContextManager[Repository]:
         return self.tx(write=False)
 

@@ -189,7 +189,7 @@ class LearnerActor:
         with self._store.read() as repo:  # the usual answer, no, without the write lock
             if not repo.snapshot_due(agent_id, version, every_versions, every_s):
                 return 0
-        with self._store.tx() as repo:
+        with self._store.background_tx() as repo:
             if repo.snapshot_due(agent_id, version, every_versions, every_s):
                 layers, labels = learner.state
                 repo.write_snapshot(agent_id, version, layers, labels)

@@ -5,7 +5,8 @@ also answers HTTP requests; it only lists the agents and hands each learner shar
 owns (:meth:`LearnerActor.retention`), which run this in a thread of their own process. Run in
 the serve process, its Python work took the HTTP process's GIL and its writes queued behind
 (and ahead of) ingest commits: the soak's ingest p99 rose in the minutes retention ran
-(benchmarks/EVAL.md, "soak"). Each agent's work is its own short transactions.
+(benchmarks/EVAL.md, "soak"). Each agent's work is its own short transactions, with a pause
+after each for a waiting writer (``Store.background_tx``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def run_retention(store: Any, ids: list[str], window_s: float, spacing_s: float 
     "bytes_freed", "events"}``."""
     out = {"dropped": 0, "thinned": 0, "bytes_freed": 0, "events": 0}
     for agent_id in ids:
-        with store.tx() as repo:
+        with store.background_tx() as repo:
             report = repo.apply_retention(agent_id, window_s, now, spacing_s)
         out["dropped"] += len(report.dropped)
         out["thinned"] += len(report.thinned)
@@ -41,7 +42,7 @@ def prune_events(store: Any, ids: list[str], keep_s: float, now: datetime) -> in
     for agent_id in ids:
         more = True
         while more:
-            with store.tx() as repo:
+            with store.background_tx() as repo:
                 k, more = repo.prune_events(agent_id, keep_s, now)
             n += k
     return n
