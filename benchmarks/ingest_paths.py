@@ -44,7 +44,6 @@ import threading
 import time
 import uuid
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 
@@ -114,6 +113,7 @@ def _send_from(base_url: str, api_key: str, jobs: list[tuple[str, bytes, str]],
     sending after the imports, when the caller's clock starts. ``kind``: the load generator,
     ``raw`` (:mod:`benchmarks.raw_http`) or ``httpx`` (the project's client)."""
     from client import Client
+    from client.http import agent_path
 
     if kind not in ("raw", "httpx"):
         raise ValueError(f"client: expected raw or httpx, got {kind!r}")
@@ -133,7 +133,7 @@ def _send_from(base_url: str, api_key: str, jobs: list[tuple[str, bytes, str]],
                     if not todo:
                         return
                     agent, body, ctype = todo.pop(0)
-                path = f"/v1/agents/{quote(agent, safe='')}/events"
+                path = agent_path(agent, "/events")
                 if raw:
                     conn.post(path, content=body, content_type=ctype).raise_for_status()
                 else:

@@ -49,8 +49,10 @@ __all__ = ["token_f1", "is_hit", "synthetic_recall", "run_condition", "evaluate_
 
 CONDITIONS = ("none", "full", "retrieval", "state", "agent", "agent-other", "agent-zero",
               "agent-norecent", "agent-hitslast")
-PROMPT_VARIANTS: dict[str, dict[str, Any]] = {"agent-norecent": {"recent": 0}, "agent-hitslast": {"hits_last": True}}
-STATE_CONDITIONS = {"state", "agent", "agent-other", *PROMPT_VARIANTS}  # need written states
+# the agent's own prompt, and the settings the paired prompt variants change
+PROMPT_VARIANTS: dict[str, dict[str, Any]] = {
+    "agent": {}, "agent-norecent": {"recent": 0}, "agent-hitslast": {"hits_last": True}}
+STATE_CONDITIONS = {"state", "agent-other", *PROMPT_VARIANTS}  # need written states
 METRICS = ("recall", "f1")
 
 
@@ -108,8 +110,6 @@ def run_condition(lm: Any, agent: ChatAgent, ep: Episode, cond: str, max_new_tok
         return lm.answer(ep.question, None, agent.labels, max_new_tokens)
     if cond == "state":
         return lm.answer(ep.question, agent._states(), None, max_new_tokens)
-    if cond == "agent":
-        return str(agent.predict_many([ep.question])[0]["text"])
     if cond in PROMPT_VARIANTS:
         kept = agent.settings
         agent.settings = replace(kept, **PROMPT_VARIANTS[cond])

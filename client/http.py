@@ -36,6 +36,11 @@ def _jsonable_event(ev: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def agent_path(agent_id: str, tail: str = "") -> str:
+    """``/v1/agents/{id}{tail}`` with the id escaped."""
+    return f"/v1/agents/{quote(agent_id, safe='')}{tail}"
+
+
 class Client:
     """The whole HTTP API, over one ``httpx.Client``; a context manager that closes it."""
 
@@ -90,8 +95,7 @@ class Client:
                                 "api_key")
         return self.api_key
 
-    def _agent_path(self, agent_id: str, tail: str = "") -> str:
-        return f"/v1/agents/{quote(agent_id, safe='')}{tail}"
+    _agent_path = staticmethod(agent_path)
 
     # ---- tenants and agents ---------------------------------------------------------------
 

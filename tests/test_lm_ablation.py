@@ -90,6 +90,21 @@ def test_missing_adapter_file_is_one_clear_line_naming_it(tmp_path, capsys):
     assert user_error_line(raw.value) == f"No such file or directory: {missing}"
 
 
+def _reference_lines(bb, labels: list[str], order: list[int], budget: int) -> list[str]:
+    """The prompt lines, plainly: from the end of ``order`` (nearest the question) back, each
+    text once, until one does not fit the token budget."""
+    want: list[str] = []
+    for i in reversed(order):
+        if labels[i] in want:
+            continue
+        n = len(bb.encode(labels[i])) + 1
+        if n > budget:
+            break
+        budget -= n
+        want.insert(0, labels[i])
+    return want
+
+
 def test_recent_window_flag_and_retrieved_only_prompt():
     """``deltamem eval lm --recent 0``: the prompt holds the retrieved turns alone, in
     conversation order (the misses after 10k tokens copied a name from the recent window)."""
@@ -108,11 +123,7 @@ def test_recent_window_flag_and_retrieved_only_prompt():
         lines, hits = a.context(ep.question, 2)
         labels = a.labels
         idx = sorted({i for i, _ in hits} | set(range(len(labels) - recent, len(labels))))
-        want: list[str] = []
-        for i in reversed(idx):  # a turn said twice is shown once, at its latest place
-            if labels[i] not in want:
-                want.insert(0, labels[i])
-        assert lines == want
+        assert lines == _reference_lines(bb, labels, idx, 400)
         if recent == 0:
             assert set(lines) == {labels[i] for i, _ in hits}
 
@@ -138,17 +149,7 @@ def test_hits_last_puts_the_retrieved_turns_nearest_the_question():
                 lines, hits = a.context(ep.question, k)
                 hit = sorted(i for i, _ in hits)
                 order = [i for i in range(len(labels) - base.recent, len(labels)) if i not in hit] + hit
-                want: list[str] = []
-                left = budget
-                for i in reversed(order):
-                    if labels[i] in want:
-                        continue
-                    n = len(bb.encode(labels[i])) + 1
-                    if n > left:
-                        break
-                    left -= n
-                    want.insert(0, labels[i])
-                assert lines == want, (seed, k, budget)
+                assert lines == _reference_lines(bb, labels, order, budget), (seed, k, budget)
                 a.settings = replace(a.settings, hits_last=False)
                 differs += a.context(ep.question, k)[0] != lines
     assert differs  # the order is not the conversation order everywhere

@@ -180,8 +180,11 @@ class LearnerActor:
             with self._lock(agent_id):
                 if agent_id not in self._heads:
                     continue
-                n += self._snapshot_if_due(agent_id, *self._heads[agent_id],
-                                           every_versions, every_s)
+                wrote = self._snapshot_if_due(agent_id, *self._heads[agent_id],
+                                              every_versions, every_s)
+            if wrote:  # outside the agent's lock: a waiting ingest commit goes first
+                self._store.db.yield_write_lock()
+            n += wrote
         return n
 
     def _snapshot_if_due(self, agent_id: str, version: int, learner: Learner,
@@ -189,7 +192,7 @@ class LearnerActor:
         with self._store.read() as repo:  # the usual answer, no, without the write lock
             if not repo.snapshot_due(agent_id, version, every_versions, every_s):
                 return 0
-        with self._store.background_tx() as repo:
+        with self._store.tx() as repo:
             if repo.snapshot_due(agent_id, version, every_versions, every_s):
                 layers, labels = learner.state
                 repo.write_snapshot(agent_id, version, layers, labels)

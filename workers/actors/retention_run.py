@@ -1,21 +1,15 @@
 """The retention job's work (version retention, then event retention) for a set of agents.
 
-The scheduled job (workers/actors/scheduler.py) runs in the serve process, whose interpreter
-also answers HTTP requests; it only lists the agents and hands each learner shard the ones it
-owns (:meth:`LearnerActor.retention`), which run this in a thread of their own process. Run in
-the serve process, its Python work took the HTTP process's GIL and its writes queued behind
-(and ahead of) ingest commits: the soak's ingest p99 rose in the minutes retention ran
-(benchmarks/EVAL.md, "soak"). Each agent's work is its own short transactions, with a pause
-after each for a waiting writer (``Store.background_tx``).
+The scheduled job (workers/actors/scheduler.py) lists the agents and hands each learner shard
+the ones it owns (:meth:`LearnerActor.retention`), which runs this in its own process, not in
+the serve process that answers HTTP requests. Each agent's work is its own short
+transactions, with a pause after each for a waiting writer (``Store.background_tx``).
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import Any
-
-log = logging.getLogger("deltamem.scheduler")
 
 
 def run_retention(store: Any, ids: list[str], window_s: float, spacing_s: float | None,
