@@ -64,6 +64,10 @@ MAX_RESERVOIR = 65536
 STATE_DTYPES = ("float64", "float32")
 DEFAULT_STATE_DTYPE = "float64"
 DEFAULT_SOFTMAX_DTYPE = "float32"  # rule softmax: as accurate as float64 (benchmarks/EVAL.md)
+# a chat agent's prompt (PromptConfig): turns retrieved, last turns always in; bounds of both
+DEFAULT_PROMPT_TOP_K = 2
+DEFAULT_PROMPT_RECENT = 4
+MAX_PROMPT_TURNS = 32
 
 
 def _number(d: dict[str, Any], name: str, default: float, lo: float, hi: float,
@@ -219,6 +223,43 @@ class GuardPolicy:
 
 
 @dataclass(frozen=True)
+class PromptConfig:
+    """What a chat agent puts in its prompt before the question (``agent.lm.chat``): the
+    ``top_k`` turns that MiniLM finds nearest the question, and the last ``recent`` turns, each
+    turn once; in conversation order, or with ``hits_last`` the recent turns first and the
+    retrieved ones nearest the question."""
+
+    top_k: int = DEFAULT_PROMPT_TOP_K
+    recent: int = DEFAULT_PROMPT_RECENT
+    hits_last: bool = False
+
+    @classmethod
+    def from_dict(cls, d: Any) -> PromptConfig:
+        if d is None:
+            return cls()
+        if not isinstance(d, dict):
+            raise InputError("prompt", "expected an object or null")
+        unknown = sorted(str(k) for k in set(d) - {"top_k", "recent", "hits_last"})
+        if unknown:
+            raise InputError(f"prompt.{check_text(unknown[0], 'prompt', 'text in a setting name')}",
+                             'unknown setting; expected "top_k", "recent" or "hits_last"')
+        got: dict[str, Any] = {}
+        for name in ("top_k", "recent"):
+            v = d.get(name, getattr(cls, name))
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_PROMPT_TURNS:
+                raise InputError(f"prompt.{name}",
+                                 f"expected an integer in [0, {MAX_PROMPT_TURNS}], got {v!r}")
+            got[name] = v
+        hits_last = d.get("hits_last", False)
+        if not isinstance(hits_last, bool):
+            raise InputError("prompt.hits_last", f"expected true or false, got {hits_last!r}")
+        return cls(hits_last=hits_last, **got)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     """What an agent is. ``dim`` is the input dimension (the encoder's for ``minilm``)."""
 
@@ -232,6 +273,7 @@ class AgentConfig:
     standardize: bool = False
     input_scale: tuple[float, ...] | None = None
     guard: GuardPolicy | None = None  # classifier and recall agents (workers/actors/guard.py)
+    prompt: PromptConfig | None = None  # chat agents (None: the defaults)
 
     @property
     def key_dim(self) -> int:
@@ -285,9 +327,12 @@ class AgentConfig:
         guard = GuardPolicy.from_dict(d.get("guard"))
         if guard is not None and kind == "chat":
             raise InputError("guard", "chat agents have no targets to be tested against")
+        if kind != "chat" and d.get("prompt") is not None:
+            raise InputError("prompt", f"only chat agents build prompts, not {kind!r} agents")
+        prompt = PromptConfig.from_dict(d.get("prompt")) if kind == "chat" else None
         return cls(kind=kind, encoder=encoder, dim=int(dim),
                    memory=mem, standardize=standardize,
-                   input_scale=scale, guard=guard)
+                   input_scale=scale, guard=guard, prompt=prompt)
 
     def to_dict(self) -> dict[str, Any]:
         """The stored config; the vector-input settings appear only when set."""
@@ -299,4 +344,6 @@ class AgentConfig:
             out["input_scale"] = list(self.input_scale)
         if self.guard is not None:
             out["guard"] = self.guard.to_dict()
+        if self.kind == "chat":
+            out["prompt"] = (self.prompt or PromptConfig()).to_dict()
         return out

@@ -67,6 +67,8 @@ class Agent(Answer):
     guard: dict[str, Any] | None = Field(None, description="the guard policy in force (null: none)")
     standardize: bool | None = Field(None, description="vector agents: inputs standardised online")
     input_scale: list[float] | None = Field(None, description="vector agents: per-feature scale")
+    prompt: dict[str, Any] | None = Field(None, description="chat agents: what the prompt holds "
+                                          "(top_k retrieved turns, recent turns, hits_last)")
 
 
 class AgentList(Answer):

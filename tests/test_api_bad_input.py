@@ -220,6 +220,10 @@ def test_bad_version_bodies(raw, tenant_a, agent, path, body, field):
     ({"name": "x", "encoder": "minilm", "memory": {"rule": "adam"}}, "memory.rule"),
     ({"name": "x", "encoder": "minilm", "memory": {"beta": 0}}, "memory.beta"),
     ({"name": "x", "encoder": "minilm", "memory": []}, "memory"),
+    ({"name": "x", "kind": "chat", "prompt": {"recent": -1}}, "prompt.recent"),
+    ({"name": "x", "kind": "chat", "prompt": {"top_k": "2"}}, "prompt.top_k"),
+    ({"name": "x", "kind": "chat", "prompt": {"recnt": 2}}, "prompt.recnt"),
+    ({"name": "x", "encoder": "none", "dim": 4, "prompt": {"recent": 2}}, "prompt"),
 ])
 def test_bad_agent_bodies(raw, tenant_a, body, field):
     n = len(tenant_a.list_agents())

@@ -18,7 +18,7 @@ import ray
 from ray import ObjectRef
 from sqlalchemy import bindparam, select
 
-from agent.config import AgentConfig
+from agent.config import AgentConfig, PromptConfig
 from agent.errors import InputError, PicklableError
 from agent.learner import Learner
 from agent.memory.delta import state_checksum
@@ -63,7 +63,8 @@ def actor_result(ref: ObjectRef[Any], timeout: float) -> Any:
 def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
     """The agent answer of DESIGN §7, built with its one model (``client.schema.Agent``, which
     the client parses with and the OpenAPI document states); ``standardize`` and
-    ``input_scale`` only where the config has them."""
+    ``input_scale`` only where the config has them, ``prompt`` for chat agents (the defaults
+    for one stored before agents had it)."""
     cfg = agent.config
     fields = {"id": agent.id, "name": agent.name, "kind": cfg["kind"], "encoder": cfg["encoder"],
               "dim": cfg["dim"], "memory": cfg["memory"], "head_version": agent.head_version,
@@ -73,6 +74,8 @@ def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
               "base": None if agent.base_agent_id is None else
               {"agent_id": agent.base_agent_id, "version": agent.base_version},
               **{k: cfg[k] for k in ("standardize", "input_scale") if k in cfg},
+              **({"prompt": cfg.get("prompt") or PromptConfig().to_dict()}
+                 if cfg["kind"] == "chat" else {}),
               **_guard_fields(agent)}
     return AgentAnswer.model_validate(fields).model_dump(exclude_unset=True)
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.config import AgentConfig
+from agent.config import DEFAULT_PROMPT_RECENT, DEFAULT_PROMPT_TOP_K, AgentConfig, PromptConfig
 from agent.errors import InputError
 from agent.memory.delta import Delta, LayerDelta, StateView, apply_delta
 
@@ -42,16 +42,27 @@ SMOLLM2_SHAPE = (30, 8, 8)  # layers, d_v, d_k of the default adapter
 class ChatSettings:
     """top_k: retrieved turns; recent: last turns always in the prompt; hits_last: the recent
     window first, then the retrieved turns (in conversation order) nearest the question, instead
-    of all in conversation order; max_new_tokens: reply bound; max_turn_chars /
+    of all in conversation order (these three: the agent's ``prompt`` config,
+    :class:`agent.config.PromptConfig`); max_new_tokens: reply bound; max_turn_chars /
     max_question_chars: input bounds; max_prompt_tokens: context budget."""
 
-    top_k: int = 2
-    recent: int = 4
+    top_k: int = DEFAULT_PROMPT_TOP_K
+    recent: int = DEFAULT_PROMPT_RECENT
     hits_last: bool = False
     max_new_tokens: int = 48
     max_turn_chars: int = 4000
     max_question_chars: int = 2000
     max_prompt_tokens: int = 1536
+
+    @classmethod
+    def of(cls, config: AgentConfig) -> ChatSettings:
+        """The settings an agent's config asks for (its ``prompt``), the others their defaults.
+
+        >>> ChatSettings.of(AgentConfig.from_dict({"kind": "chat", "prompt": {"recent": 0}})).recent
+        0
+        """
+        p = config.prompt or PromptConfig()
+        return cls(top_k=p.top_k, recent=p.recent, hits_last=p.hits_last)
 
 
 def layer_names(n: int) -> list[str]:
@@ -78,7 +89,7 @@ class ChatAgent(StateView):
     lm : a :class:`agent.lm.runtime.MemLM`; default: SmolLM2 + the shipped adapter, loaded on
         first use and shared by the process.
     encoder : the retrieval encoder (``encode(list[str]) -> (n, 384)``); default: shared MiniLM.
-    settings : :class:`ChatSettings`.
+    settings : :class:`ChatSettings`; default: those of ``config`` (:meth:`ChatSettings.of`).
     dtype : the state's dtype (float32 or float64).
     """
 
@@ -89,7 +100,7 @@ class ChatAgent(StateView):
         if config.kind != "chat":
             raise InputError("kind", f'ChatAgent serves "chat", not {config.kind!r}')
         self.config = config
-        self.settings = settings or ChatSettings()
+        self.settings = settings or ChatSettings.of(config)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise InputError("dtype", f"expected float32 or float64, got {self.dtype}")

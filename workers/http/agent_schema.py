@@ -13,6 +13,7 @@ round (the schemathesis run in ``tests/test_schemathesis.py`` checks both direct
   rule (plus the default) and per kind. Unknown memory settings are refused.
 - rule ``rls`` keeps a d_k × d_k matrix, d_k (``lift_dim``, else ``dim``) at most
   ``agent.model.MAX_RLS_KEY_DIM``: vector agents wider than that take ``rls`` only with a lift.
+- ``prompt`` (``top_k``, ``recent``, ``hits_last``) is for chat agents only.
 - ``standardize: true`` and ``input_scale`` are for vector (``none``) classifiers and recall
   agents; ``input_scale`` must hold ``dim`` numbers, a relation JSON Schema cannot state (the
   description says it).
@@ -135,6 +136,19 @@ class Guard(BaseModel):
                             "variation; within it, an alert (null: 3; 0: no such gate)")
 
 
+class Prompt(BaseModel):
+    """A chat agent's prompt (``agent.config.PromptConfig``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(C.DEFAULT_PROMPT_TOP_K, ge=0, le=C.MAX_PROMPT_TURNS,
+                       description="turns retrieved by MiniLM, nearest the question")
+    recent: int = Field(C.DEFAULT_PROMPT_RECENT, ge=0, le=C.MAX_PROMPT_TURNS,
+                        description="last turns always in the prompt")
+    hits_last: bool = Field(False, description="the recent turns first, then the retrieved "
+                            "ones (nearest the question), instead of conversation order")
+
+
 class _Base(BaseModel):
     name: str = text_field()
     guard: Guard | None = None
@@ -147,6 +161,7 @@ class _Vector(_Base):
     input_scale: list[Annotated[float, Field(gt=0, le=1e6)]] | None = Field(
         None, min_length=1, max_length=C.MAX_DIM,
         description="per-feature scale: exactly dim numbers in (0, 1e6]")
+    prompt: None = Field(None, description="chat agents only")
 
 
 class _Text(_Base):
@@ -154,6 +169,7 @@ class _Text(_Base):
     dim: Literal[384] | None = Field(None, description="absent, or the encoder's 384")
     standardize: Literal[False] = Field(False, description="vector agents only")
     input_scale: None = Field(None, description="vector agents only")
+    prompt: None = Field(None, description="chat agents only")
 
 
 class ClassifierVector(_Vector):
@@ -200,6 +216,7 @@ class ChatText(_Base):
     encoder: Literal["minilm"] = Field("minilm", description="chat agents read text")
     dim: Literal[384] | None = None
     memory: ChatMemory = None
+    prompt: Prompt | None = None
     standardize: Literal[False] = False
     input_scale: None = None
 
@@ -210,6 +227,7 @@ class ChatVector(_Base):
     encoder: Literal["none"]
     dim: int = Field(ge=1, le=C.MAX_DIM)
     memory: ChatMemory = None
+    prompt: Prompt | None = None
     standardize: Literal[False] = False
     input_scale: None = None
 

@@ -122,7 +122,7 @@ def _drop_chat(schemas: dict[str, Any]) -> None:
     body["description"] = (body.get("description", "") + " Chat agents are not available in "
                            "this deployment (the optional causal LM is not installed).")
     for name in ("ChatText", "ChatVector", "ChatMemoryDelta", "ChatMemoryRls",
-                 "ChatMemoryDefault"):
+                 "ChatMemoryDefault", "Prompt"):
         schemas.pop(name, None)
 
 
