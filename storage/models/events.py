@@ -1,0 +1,134 @@
+"""The event log: one row per accepted event, its input as raw bytes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    select,
+    text,
+)
+from sqlalchemy.ext.hybrid import Comparator, hybrid_property
+from sqlalchemy.orm import Mapped, mapped_column, object_session
+
+from storage.codec import decode
+from storage.models.agents import Agent, agent_key_of
+from storage.models.columns import (
+    DTYPE_LEN,
+    EVENT_ID_LEN,
+    Base,
+    BigId,
+    UTCMicros,
+    VersionNum,
+    utcnow,
+)
+
+
+class _ByAgentId(Comparator[int]):
+    """``Event.agent_id == id`` and ``Event.agent_id.in_(ids)`` in queries: the agent's events
+    by their ``agent_key`` (an indexed comparison, no join)."""
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        return self.__clause_element__() == agent_key_of(other)
+
+    def in_(self, other: Any) -> Any:
+        key: Any = self.__clause_element__()
+        return key.in_(select(Agent.key).where(Agent.id.in_(other)))
+
+
+class Event(Base):
+    """An accepted event. ``agent_key``: its agent's :attr:`Agent.key` (an integer: the
+    table and its two unique indexes hold it for every event, migration 0011); ``seq``: the
+    per-agent order of acknowledgement (apply order); ``origin_event_id``: the source row of
+    an event a fork inherited; ``received_at``: integer microseconds on SQLite
+    (:class:`UTCMicros`).
+
+    ``input_*``: the event's key input as raw bytes (:mod:`storage.codec`, one array of
+    ``input_dim`` numbers): a vector input itself (then ``payload`` has no ``"input"``), or the
+    encoder's embedding of a text input (the text stays in ``payload``), so learning, forget and
+    rebuild neither parse JSON floats nor re-encode. NULL for events without one (chat turns,
+    erased payloads)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("agent_key", "client_id", name="uq_events_agent_client_id"),
+        UniqueConstraint("agent_key", "seq", name="uq_events_agent_seq"),
+        # partial: only the rows the pending and rejected lookups find (migration 0010)
+        Index("ix_events_pending", "agent_key", "seq",
+              sqlite_where=text("applied_version IS NULL"),
+              postgresql_where=text("applied_version IS NULL")),
+        Index("ix_events_rejected", "agent_key", "seq", sqlite_where=text("rejected IS 1"),
+              postgresql_where=text("rejected IS true")),
+        # the rows forks inherited (deleting a pruned event checks its FK by this index)
+        Index("ix_events_origin_event_id", "origin_event_id",
+              sqlite_where=text("origin_event_id IS NOT NULL"),
+              postgresql_where=text("origin_event_id IS NOT NULL")),
+        CheckConstraint("seq >= 1", name="seq_pos"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_key: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("agents.key", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(EVENT_ID_LEN))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = mapped_column(UTCMicros(), default=utcnow)
+    applied_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
+    forgotten_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
+    # rejected: the learner could not apply it (a non-finite result; reason says why): it
+    # is never applied or replayed. Erased by forget: payload {} (id and seq stay).
+    rejected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    reject_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    origin_event_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), ForeignKey("events.id"), default=None)
+    input_data: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    input_dtype: Mapped[str | None] = mapped_column(String(DTYPE_LEN), default=None)
+    input_dim: Mapped[int | None] = mapped_column(Integer, default=None)
+    input_sha256: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # 32 bytes
+
+    @hybrid_property
+    def agent_id(self) -> str:
+        """The public id of the event's agent (one primary-key read of ``agents``); in queries
+        ``Event.agent_id == id`` compares ``agent_key`` with that agent's key."""
+        session = object_session(self)
+        if session is None:
+            raise AttributeError("agent_id: the event is not in a session")
+        return str(session.scalar(select(Agent.id).where(Agent.key == self.agent_key)))
+
+    @agent_id.inplace.comparator
+    @classmethod
+    def _agent_id_comparator(cls) -> Comparator[str]:
+        return cast(Comparator[str], _ByAgentId(cls.agent_key))
+
+    def as_replay(self) -> dict[str, Any]:
+        """The event as replay functions receive it: the payload plus ``id`` and ``seq``; a
+        stored input array (checksum verified) as ``"input"`` (a vector, or the embedding of
+        the payload's text, which is then kept as ``"text"``)."""
+        arr = None if self.input_data is None else decode(
+            self.input_data, str(self.input_dtype), [(int(self.input_dim or 0),)],
+            bytes(self.input_sha256 or b"").hex(), f"event {self.client_id} input")[0]
+        return replay_dict(self.payload, self.client_id, self.seq, arr)
+
+
+def replay_dict(payload: dict[str, Any], client_id: str, seq: int, arr: Any) -> dict[str, Any]:
+    """An event as replay functions receive it (``Event.as_replay``): the payload plus ``id``
+    and ``seq``; a stored input array ``arr`` (when not None) as ``"input"``, the payload's
+    text input, if any, then kept as ``"text"`` (``arr`` is its embedding)."""
+    out = {**payload, "id": client_id, "seq": seq}
+    if arr is not None:
+        if "input" in out:
+            out["text"] = out["input"]
+        out["input"] = arr
+    return out
