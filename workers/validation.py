@@ -311,7 +311,7 @@ def check_agent_body(body: Any) -> tuple[str, dict[str, Any]]:
 
 
 AGENT_INT_FIELDS = ("dim", "memory.lift_dim", "memory.replay", "memory.reservoir", "guard.window",
-                    "guard.sample")
+                    "guard.sample", "prompt.top_k", "prompt.recent")
 
 
 def integral_ints(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
