@@ -108,8 +108,11 @@ class Client:
                                             json_body={"name": name}))
 
     def create_agent(self, name: str, kind: str = "classifier", encoder: str = "minilm",
-                     dim: int | None = None, memory: dict[str, Any] | None = None) -> Agent:
-        body: dict[str, Any] = {"name": name, "kind": kind, "encoder": encoder}
+                     dim: int | None = None, memory: dict[str, Any] | None = None,
+                     **settings: Any) -> Agent:
+        """``settings``: the config's other fields as DESIGN §7 names them (``guard``,
+        ``standardize``, ``input_scale``, a chat agent's ``prompt``), sent as given."""
+        body: dict[str, Any] = {"name": name, "kind": kind, "encoder": encoder, **settings}
         if dim is not None:
             body["dim"] = dim
         if memory is not None:

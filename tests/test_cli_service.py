@@ -38,6 +38,25 @@ def test_agents_create_list_show(env, capsys):
     assert code == 1 and err.strip() == 'error: dim: required (a positive integer) when encoder is "none" (HTTP 422)'
 
 
+def test_agents_create_takes_more_settings_as_json(env, capsys):
+    """``--config``: the settings without flags of their own (guard, standardize, ...)."""
+    code, out, _ = run(capsys, "agents", "create", "guarded", "--encoder", "none", "--dim", "4",
+                       "--config", '{"guard": {"window": 50, "action": "rollback"}, '
+                       '"standardize": true}', "--json")
+    assert code == 0, out
+    agent = json.loads(out)
+    assert agent["guard"]["window"] == 50 and agent["guard"]["action"] == "rollback"
+    assert agent["standardize"] is True
+    for bad, said in [("{", "error: --config: not JSON"), ("[1]", "error: --config: expected a "
+                      "JSON object"), ('{"dim": 3}', "error: --config: 'dim' has its own flag"),
+                      ('{"guard": {"window": 2}}', "error: guard.window: expected an integer")]:
+        code, _, err = run(capsys, "agents", "create", "bad-config", "--encoder", "none", "--dim",
+                           "4", "--config", bad)
+        assert code == 1 and err.startswith(said), err
+    code, out, _ = run(capsys, "agents", "list")
+    assert "guarded" in out and "bad-config" not in out
+
+
 def test_ingest_is_resumable_and_names_bad_lines(env, capsys, tmp_path):
     agent = env.create_agent("cli-ingest", kind="classifier", encoder="none", dim=4)
     events = [{k: v for k, v in e.items() if k != "id"} for e in vec_events(9)]

@@ -257,12 +257,29 @@ def cmd_agents(args: argparse.Namespace) -> int:
         memory = {k: getattr(args, k) for k in ("rule", "beta", "decay", "ridge", "forget",
                                                 "lift_dim", "replay") if getattr(args, k) is not None}
         a = c.create_agent(args.name, kind=args.kind, encoder=args.encoder, dim=args.dim,
-                           memory=memory or None)
+                           memory=memory or None, **_config_option(args.config))
     if args.json:
         _print_json(a.__dict__)
     else:
         print(f"{a.id}  {a.name}  ({a.kind}, encoder {a.encoder}, dim {a.dim})")
     return 0
+
+
+def _config_option(text: str | None) -> dict[str, Any]:
+    """``agents create --config JSON``: an object of settings (not name, kind, encoder, dim
+    or memory, which have their own flags)."""
+    if text is None:
+        return {}
+    try:
+        extra = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise CliError(f"not JSON: {e}", "--config") from None
+    if not isinstance(extra, dict):
+        raise CliError("expected a JSON object", "--config")
+    own = sorted(set(extra) & {"name", "kind", "encoder", "dim", "memory"})
+    if own:
+        raise CliError(f"{own[0]!r} has its own flag", "--config")
+    return extra
 
 
 def cmd_tenants(args: argparse.Namespace) -> int:

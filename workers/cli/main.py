@@ -155,6 +155,9 @@ def _add_agents(subs: Any, client: argparse.ArgumentParser) -> None:
         a.add_argument(f"--{name}", type=float, help=f"memory.{name}")
     a.add_argument("--lift-dim", type=int, help="memory.lift_dim")
     a.add_argument("--replay", type=int, help="memory.replay (rule softmax)")
+    a.add_argument("--config", metavar="JSON", help="more settings, a JSON object merged into "
+                   'the body: e.g. \'{"guard": {"action": "rollback"}}\', \'{"prompt": '
+                   '{"recent": 0}}\' (chat), \'{"standardize": true}\'')
     a.add_argument("--json", action="store_true", help="print the raw JSON answer")
 
 
