@@ -64,9 +64,12 @@ MAX_RESERVOIR = 65536
 STATE_DTYPES = ("float64", "float32")
 DEFAULT_STATE_DTYPE = "float64"
 DEFAULT_SOFTMAX_DTYPE = "float32"  # rule softmax: as accurate as float64 (benchmarks/EVAL.md)
-# a chat agent's prompt (PromptConfig): turns retrieved, last turns always in; bounds of both
+# a chat agent's prompt (PromptConfig): turns retrieved, last turns always in; bounds of both.
+# No recent window by default: paired on the same agents and questions, the retrieved turns
+# alone answer better after 10k tokens of small talk and on LoCoMo (benchmarks/EVAL.md,
+# "Prompt settings"); agents that want the last turns set "prompt": {"recent": n}
 DEFAULT_PROMPT_TOP_K = 2
-DEFAULT_PROMPT_RECENT = 4
+DEFAULT_PROMPT_RECENT = 0
 MAX_PROMPT_TURNS = 32
 
 

@@ -13,7 +13,9 @@ Conditions (each question answered greedily by the LM):
   history of the set): the control that isolates what the state carries;
 - ``agent-zero``  — the same prompt with all-zero states (the adapter reads nothing: by
   construction the ``retrieval`` replies; a check that the adapter adds nothing on its own);
-- ``agent-norecent`` — the agent with no recent window (the retrieved turns alone);
+- ``agent-norecent`` — the agent with no recent window (the retrieved turns alone; the
+  default since session 14);
+- ``agent-recent4`` — the agent with the last 4 turns always in the prompt (the old default);
 - ``agent-hitslast`` — the agent with the recent window first and the retrieved turns nearest
   the question (``ChatSettings.hits_last``). The two prompt variants are paired with ``agent``:
   same agents, same questions.
@@ -48,10 +50,11 @@ __all__ = ["token_f1", "is_hit", "synthetic_recall", "run_condition", "evaluate_
            "speed", "main", "CONDITIONS"]
 
 CONDITIONS = ("none", "full", "retrieval", "state", "agent", "agent-other", "agent-zero",
-              "agent-norecent", "agent-hitslast")
+              "agent-norecent", "agent-recent4", "agent-hitslast")
 # the agent's own prompt, and the settings the paired prompt variants change
 PROMPT_VARIANTS: dict[str, dict[str, Any]] = {
-    "agent": {}, "agent-norecent": {"recent": 0}, "agent-hitslast": {"hits_last": True}}
+    "agent": {}, "agent-norecent": {"recent": 0}, "agent-recent4": {"recent": 4},
+    "agent-hitslast": {"hits_last": True}}
 STATE_CONDITIONS = {"state", "agent-other", *PROMPT_VARIANTS}  # need written states
 METRICS = ("recall", "f1")
 
@@ -212,7 +215,7 @@ def _parser() -> argparse.ArgumentParser:
     a("--speed-repeats", type=int, default=3)
     a("--threads", type=int, default=0)
     a("--recent", type=_non_negative, default=None,
-      help="the chat agent's recent window (ChatSettings.recent; default its own, 4)")
+      help="the chat agent's recent window (ChatSettings.recent; default its own, 0)")
     a("--out", default=None, help="write the figures as JSON here")
     return p
 

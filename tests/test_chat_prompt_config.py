@@ -10,7 +10,7 @@ from agent.config import AgentConfig, PromptConfig
 from agent.errors import InputError
 
 CHAT = {"kind": "chat", "encoder": "minilm"}
-DEFAULTS = {"top_k": 2, "recent": 4, "hits_last": False}
+DEFAULTS = {"top_k": 2, "recent": 0, "hits_last": False}
 
 
 @pytest.mark.parametrize("prompt,field", [

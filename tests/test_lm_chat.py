@@ -89,6 +89,10 @@ def test_load_state_and_predict_returns_text(lm):
     assert other.predict_many(["Where does Maya live?"])[0]["text"] == out[0]["text"]  # greedy
     lines, hits = other.context("Where does Maya live?", 1)
     assert hits[0][0] == 1  # MiniLM finds the turn that says it
+    assert lines == [other.labels[1]]  # the default prompt: the retrieved turn alone
+    windowed = ChatAgent(CFG, lm=lm, settings=ChatSettings(max_new_tokens=5, recent=4))
+    windowed.load_state(*agent.state)
+    lines = windowed.context("Where does Maya live?", 1)[0]  # with the last 4 turns too
     assert lines[0] == other.labels[1] and lines[-1] == other.labels[-1]
 
 

@@ -20,10 +20,10 @@ def test_chat_agent_end_to_end(ray_cluster, tmp_path):
         tenant = svc.create_tenant("t")["id"]
         agent = svc.create_agent(tenant, "c", {"name": "c", "kind": "chat"})
         assert agent["kind"] == "chat" and agent["encoder"] == "minilm"
-        assert agent["prompt"] == {"top_k": 2, "recent": 4, "hits_last": False}
+        assert agent["prompt"] == {"top_k": 2, "recent": 0, "hits_last": False}
         other = svc.create_agent(tenant, "c2", {"name": "c2", "kind": "chat",
-                                                "prompt": {"recent": 0, "hits_last": True}})
-        assert svc.get_agent(tenant, other["id"])["prompt"] == {"top_k": 2, "recent": 0,
+                                                "prompt": {"recent": 4, "hits_last": True}})
+        assert svc.get_agent(tenant, other["id"])["prompt"] == {"top_k": 2, "recent": 4,
                                                                 "hits_last": True}
         aid = agent["id"]
         turns = [{"id": "t1", "input": "My sister Maya moved to Lisbon last spring.",
