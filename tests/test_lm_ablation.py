@@ -156,9 +156,10 @@ def test_hits_last_puts_the_retrieved_turns_nearest_the_question():
 
 
 def test_prompt_variant_conditions_are_the_agent_with_those_settings():
-    """``agent-norecent`` and ``agent-hitslast`` build their prompts as an agent with ``recent=0``
-    or ``hits_last=True`` does, and leave the agent's own settings as they were. (The tiny
-    model's replies do not depend on the prompt, so the prompts are what is compared.)"""
+    """``agent-norecent``, ``agent-recent4`` and ``agent-hitslast`` build their prompts as an agent
+    with ``recent=0``, ``recent=4`` or ``hits_last=True`` does, and leave the agent's own
+    settings as they were. (The tiny model's replies do not depend on the prompt, so the
+    prompts are what is compared.)"""
     from agent.lm.chat import ChatAgent
 
     class Recording(ChatAgent):
@@ -177,10 +178,10 @@ def test_prompt_variant_conditions_are_the_agent_with_those_settings():
     a.__class__, a.seen = Recording, []
     prompts = {}
     for cond, kw in (("agent", {}), ("agent-norecent", {"recent": 0}),
-                     ("agent-hitslast", {"hits_last": True})):
+                     ("agent-recent4", {"recent": 4}), ("agent-hitslast", {"hits_last": True})):
         b = _agent(lm, ep, ChatSettings(max_new_tokens=6, max_prompt_tokens=300, **{"recent": 3, **kw}))
         assert run_condition(lm, a, ep, cond, 6) == b.predict_many([ep.question])[0]["text"]
         prompts[cond] = a.seen[-1]
         assert prompts[cond] == b.context(ep.question, settings.top_k)[0]
         assert a.settings == settings
-    assert len({tuple(p) for p in prompts.values()}) == 3  # three different prompts
+    assert len({tuple(p) for p in prompts.values()}) == 4  # four different prompts
