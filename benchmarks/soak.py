@@ -132,6 +132,21 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"p99": p99, "db_plateau": db, "rss": rss, "steady": p99 and db and rss}
 
 
+def db_growth(rows: list[dict[str, Any]], minute_s: float) -> float | None:
+    """The database's growth over the second half of the run, in MB a day if it went on at
+    that rate (the plateau test above can pass in ten minutes while a slow linear growth, e.g.
+    of version rows, would fill a disk in a month); None with fewer than 3 minutes.
+
+    >>> db_growth([{"db_bytes": b} for b in (0, 10 * 2**20, 10 * 2**20, 11 * 2**20)], 60.0)
+    1440.0
+    """
+    if len(rows) < 3:
+        return None
+    half, last = len(rows) // 2, len(rows) - 1
+    per_s = (rows[last]["db_bytes"] - rows[half]["db_bytes"]) / ((last - half) * minute_s)
+    return per_s * 86400 / 2**20
+
+
 def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float = 20.0,
         clients: int = 4, db: str | None = None, retention_s: float = 60.0,
         snapshot_every: int = 20, say: Any = print) -> dict[str, Any]:
@@ -187,7 +202,8 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
     finally:
         svc.stop()
         tmp.cleanup()
-    out = {"rows": rows, "processes": procs, "verdict": verdict(rows)}
+    out = {"rows": rows, "processes": procs, "verdict": verdict(rows),
+           "db_growth_mb_per_day": db_growth(rows, minute_s)}
     _print_end(out, say)
     return out
 
@@ -228,6 +244,10 @@ def _print_end(out: dict[str, Any], say: Any) -> None:
     say("RSS by process (MB): " + ", ".join(
         f"{name} {v[1] if len(v) > 1 else v[0]:.0f}->{v[-1]:.0f}"
         for name, v in sorted(out["processes"].items())))
+    growth = out.get("db_growth_mb_per_day")
+    if growth is not None:
+        say(f"database growth over the second half: {growth:,.0f} MB a day "
+            f"(~{growth * 30 / 1024:,.1f} GB a month if it stays linear)")
     v = out["verdict"]
     if v["steady"] is None:
         say("steady state: needs at least 3 minutes")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from benchmarks.soak import run, verdict
 
 
@@ -28,7 +30,9 @@ def test_soak_computes_every_column():
     assert all(len(v) == 3 for v in out["processes"].values())
     assert set(out["verdict"]) == {"p99", "db_plateau", "rss", "steady"}
     assert all(isinstance(v, bool) for v in out["verdict"].values())
-    assert lines[0].split()[:3] == ["min", "ingest", "p50"] and len(lines) == 1 + 3 + 2
+    assert lines[0].split()[:3] == ["min", "ingest", "p50"] and len(lines) == 1 + 3 + 3
+    assert lines[-2].startswith("database growth over the second half: ")
+    assert math.isfinite(out["db_growth_mb_per_day"])
     assert lines[-1].startswith("steady state: ")
 
 
@@ -43,3 +47,14 @@ def test_verdict_follows_its_rules():
     fat = steady[:3] + [{**row, "rss_total": 1101}]
     assert verdict(fat)["rss"] is False
     assert verdict(steady[:2])["steady"] is None
+
+
+def test_db_growth_is_the_second_half_rate_per_day():
+    from benchmarks.soak import db_growth
+
+    rows = [{"db_bytes": b * 2**20} for b in (40, 60, 62, 62, 63, 64)]  # MB; half = row 3
+    assert db_growth(rows, 60.0) == pytest.approx(2 / 2 / 60 * 86400)  # 2 MB in 2 minutes
+    assert db_growth(rows, 30.0) == pytest.approx(2 / 1 / 60 * 86400)
+    assert db_growth(rows[:3], 60.0) == pytest.approx(2 / 60 * 86400)  # half = row 1
+    assert db_growth(rows[2:5], 60.0) == pytest.approx(1 / 60 * 86400)
+    assert db_growth(rows[:2], 60.0) is None
