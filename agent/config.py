@@ -276,7 +276,7 @@ class AgentConfig:
     standardize: bool = False
     input_scale: tuple[float, ...] | None = None
     guard: GuardPolicy | None = None  # classifier and recall agents (workers/actors/guard.py)
-    prompt: PromptConfig | None = None  # chat agents (None: the defaults)
+    prompt: PromptConfig = field(default_factory=PromptConfig)  # chat agents only
 
     @property
     def key_dim(self) -> int:
@@ -332,7 +332,7 @@ class AgentConfig:
             raise InputError("guard", "chat agents have no targets to be tested against")
         if kind != "chat" and d.get("prompt") is not None:
             raise InputError("prompt", f"only chat agents build prompts, not {kind!r} agents")
-        prompt = PromptConfig.from_dict(d.get("prompt")) if kind == "chat" else None
+        prompt = PromptConfig.from_dict(d.get("prompt"))
         return cls(kind=kind, encoder=encoder, dim=int(dim),
                    memory=mem, standardize=standardize,
                    input_scale=scale, guard=guard, prompt=prompt)
@@ -348,5 +348,5 @@ class AgentConfig:
         if self.guard is not None:
             out["guard"] = self.guard.to_dict()
         if self.kind == "chat":
-            out["prompt"] = (self.prompt or PromptConfig()).to_dict()
+            out["prompt"] = self.prompt.to_dict()
         return out

@@ -74,7 +74,7 @@ def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:
               "base": None if agent.base_agent_id is None else
               {"agent_id": agent.base_agent_id, "version": agent.base_version},
               **{k: cfg[k] for k in ("standardize", "input_scale") if k in cfg},
-              **({"prompt": cfg.get("prompt") or PromptConfig().to_dict()}
+              **({"prompt": PromptConfig.from_dict(cfg.get("prompt")).to_dict()}
                  if cfg["kind"] == "chat" else {}),
               **_guard_fields(agent)}
     return AgentAnswer.model_validate(fields).model_dump(exclude_unset=True)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.config import DEFAULT_PROMPT_RECENT, DEFAULT_PROMPT_TOP_K, AgentConfig, PromptConfig
+from agent.config import DEFAULT_PROMPT_RECENT, DEFAULT_PROMPT_TOP_K, AgentConfig
 from agent.errors import InputError
 from agent.memory.delta import Delta, LayerDelta, StateView, apply_delta
 
@@ -61,7 +61,7 @@ class ChatSettings:
         >>> ChatSettings.of(AgentConfig.from_dict({"kind": "chat", "prompt": {"recent": 0}})).recent
         0
         """
-        p = config.prompt or PromptConfig()
+        p = config.prompt
         return cls(top_k=p.top_k, recent=p.recent, hits_last=p.hits_last)
 
 

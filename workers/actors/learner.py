@@ -10,7 +10,7 @@ Rollback and forget for an agent go through its learner shard too, so the head o
 has a single writer: pending events acknowledged before a rollback are applied first (and
 are undone by it); events acknowledged after it are applied on the rolled-back state.
 
-The actor is composed of: the heads it holds (:mod:`workers.actors.head_cache`), the inbox of
+The actor is composed of: the heads it holds (:mod:`workers.actors.held_heads`), the inbox of
 accepted events (:mod:`workers.actors.inbox`), one micro-batch's learning and commit
 (:mod:`workers.actors.micro_batch`) and the guard's side (:mod:`workers.actors.shard_guard`);
 here are its messages, the loop that groups agents into rounds, and the operations.
@@ -29,12 +29,9 @@ import ray
 
 from agent.learner import Learner
 from workers.actors.encoder import RemoteEncoder
-from workers.actors.factory import (
-    make_replay,
-    use_encoder,
-)
+from workers.actors.factory import make_replay, use_encoder
 from workers.actors.handover import Handed, unpack
-from workers.actors.head_cache import HeadCache
+from workers.actors.held_heads import HeldHeads
 from workers.actors.inbox import Inbox
 from workers.actors.micro_batch import Batch, MicroBatches
 from workers.actors.retention_run import run_retention
@@ -63,8 +60,8 @@ class LearnerActor:
         self._shard, self._n = shard, n_shards
         use_encoder(RemoteEncoder(self._s.ray_namespace, self._s.encoder_cpus))  # texts: one model
         self._store = Store(self._s.database_url)
-        # heads held, within learner_cache_bytes (workers/actors/head_cache.py)
-        self._cache = HeadCache(self._store, self._s.learner_cache_bytes, self._evict)
+        # heads held, within learner_cache_bytes (workers/actors/held_heads.py)
+        self._cache = HeldHeads(self._store, self._s.learner_cache_bytes, self._evict)
         self._dirty: set[str] = set()
         self._inbox = Inbox(self._s.queue_max_events)  # accepted events, given with notify
         self._servers: dict[int, ActorRef] = {}  # serving replica -> handle
@@ -152,6 +149,12 @@ class LearnerActor:
             self._reset(agent_id)
             return out
 
+    def release(self, agent_id: str, event_ids: list[str] | None) -> dict[str, Any]:
+        """Lift the quarantine and apply the held events (workers/actors/shard_guard.py)."""
+        with self._cache.lock(agent_id):
+            released = self._guard.release(agent_id, event_ids, lambda: self._drain(agent_id))
+            return {"released": released, "version": self._cache.get(agent_id)[0]}
+
     def snapshot_due(self, every_versions: int, every_s: float) -> int:
         """Write snapshots of held heads that are due; returns how many were written."""
         n = 0
@@ -193,7 +196,7 @@ class LearnerActor:
 
     # ---- internals -------------------------------------------------------------------
     def _evict(self, agent_id: str, version: int, learner: Learner) -> None:
-        """An idle head leaves the cache (workers/actors/head_cache.py); it is committed
+        """An idle head leaves the cache (workers/actors/held_heads.py); it is committed
         already, and a snapshot, when due, keeps its reload short."""
         self._snapshot_if_due(agent_id, version, learner, self._s.snapshot_every_versions,
                               self._s.snapshot_every_s)
@@ -307,12 +310,6 @@ class LearnerActor:
         self._stats["errors"] += 1
         log.exception("learner %s: applying events of %s failed", self._shard, agent_id)
         self._drop(agent_id)
-
-    def release(self, agent_id: str, event_ids: list[str] | None) -> dict[str, Any]:
-        """Lift the quarantine and apply the held events (workers/actors/shard_guard.py)."""
-        with self._cache.lock(agent_id):
-            released = self._guard.release(agent_id, event_ids, lambda: self._drain(agent_id))
-            return {"released": released, "version": self._cache.get(agent_id)[0]}
 
     def _adjust_backlog(self, n: int) -> None:
         """Move the shard's backlog (events) by ``n``, never below 0."""

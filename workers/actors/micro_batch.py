@@ -28,7 +28,7 @@ from storage.models import Event
 from storage.repository.events import pending_terms
 from storage.repository.version_groups import commit_delta_group, prepare_delta
 from workers.actors.factory import event_inputs
-from workers.actors.head_cache import HeadCache
+from workers.actors.held_heads import HeldHeads
 from workers.actors.inbox import Inbox
 from workers.actors.poison import copy_learner, find_poison, is_transient, learn_checked
 from workers.actors.quality import QualityHistogram, pretest
@@ -65,7 +65,7 @@ class MicroBatches:
     adjust_backlog : ``adjust_backlog(n)`` moves the shard's backlog by ``n`` events.
     """
 
-    def __init__(self, store: Store, settings: Settings, shard: int, cache: HeadCache,
+    def __init__(self, store: Store, settings: Settings, shard: int, cache: HeldHeads,
                  inbox: Inbox, guard: ShardGuard, stats: dict[str, Any],
                  drop: Callable[[str], None], adjust_backlog: Callable[[int], None]) -> None:
         self._store, self._s, self._shard = store, settings, shard
@@ -143,7 +143,7 @@ class MicroBatches:
 
     def finish(self, b: Batch, row: Any) -> Publication:
         """After the commit: the inbox, the held head, the backlog; returns what the replicas
-        are told (:meth:`_publish`)."""
+        are told (``LearnerActor._publish``)."""
         tf = time.perf_counter()
         self._inbox.committed(b.agent_id, b.seqs[-1], b.complete)
         self._cache.hold(b.agent_id, row.version, b.learner)

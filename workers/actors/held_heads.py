@@ -8,9 +8,9 @@ it knows of the agent); an evicted head is reloaded from the store on its next e
 eviction changes no result, only the next read's cost. A head busy in another thread (its lock
 taken) is never evicted.
 
-Invalidation: a head is committed before it is held (:meth:`HeadCache.hold` after the
+Invalidation: a head is committed before it is held (:meth:`HeldHeads.hold` after the
 version's transaction), so what is held is always a committed version; rollback, forget and
-the guard's actions drop it (:meth:`HeadCache.drop`) and the next use reloads it.
+the guard's actions drop it (:meth:`HeldHeads.drop`) and the next use reloads it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from workers.actors.factory import make_learner, state_nbytes
 from workers.store import Store
 
 
-class HeadCache:
+class HeldHeads:
     """Heads of a learner shard, least recently used first, and one lock per agent.
 
     Parameters
