@@ -79,7 +79,7 @@ def test_workers_answer_on_the_port_and_stop_with_the_service(tmp_path):
             t.start()
         for t in threads:
             t.join()
-        assert not errors, errors[:3]
+        assert not errors, (errors[:3], svc.log_tail())
         assert _cpu(workers[0]) - before > 0.05  # the worker answered some of them
         open_ = [httpx.Client(base_url=svc.url, timeout=60) for _ in range(32)]
         try:  # 32 kept-alive connections: the worker holds some of them itself

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from contextlib import ExitStack
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from agent.memory.delta import Delta
 from workers.actors.batch_predict import predict_many_agents
 from workers.actors.encoder import RemoteEncoder
 from workers.actors.factory import initial_state, make_learner, state_nbytes, use_encoder
+from workers.actors.state_cache import StateCache
 from workers.contract import ServiceError, not_found
 from workers.gc_tuning import settle_gc
 from workers.settings import Settings
@@ -45,49 +47,26 @@ class ServingActor:
         self._replica = replica
         use_encoder(RemoteEncoder(self._s.ray_namespace, self._s.encoder_cpus))  # texts: one model
         self._store = Store(self._s.database_url)
-        self._cache: OrderedDict[tuple[str, int], tuple[Learner, int]] = OrderedDict()
-        self._bytes = 0
+        self._cache = StateCache(self._s.cache_max_bytes, state_nbytes)  # state_cache.py
         self._heads: dict[str, int] = {}  # newest version seen per agent
         self._cv = threading.Condition()
-        self._stats = {"hits": 0, "misses": 0, "applied": 0, "predictions": 0}
+        self._predictions = 0
         settle_gc()  # workers/gc_tuning.py
 
     # ---- cache -----------------------------------------------------------------------
-    def _put(self, key: tuple[str, int], learner: Learner) -> None:
-        size = state_nbytes(learner)
-        old = self._cache.pop(key, None)
-        if old is not None:
-            self._bytes -= old[1]
-        self._cache[key] = (learner, size)
-        self._bytes += size
-        while self._bytes > self._s.cache_max_bytes and len(self._cache) > 1:
-            _, (_, sz) = self._cache.popitem(last=False)
-            self._bytes -= sz
+    def _reading(self, agent_id: str, version: int, config: dict[str, Any]) -> Any:
+        """The learner of ``(agent_id, version)``, unchanged while the block runs (a miss
+        rebuilds it from the store: snapshot + deltas, checksum verified)."""
 
-    def _pop(self, key: tuple[str, int]) -> Learner | None:
-        item = self._cache.pop(key, None)
-        if item is None:
-            return None
-        self._bytes -= item[1]
-        return item[0]
+        def load() -> Learner:
+            with self._store.read() as repo:
+                layers, labels = repo.load_state(agent_id, version)
+            learner = make_learner(config)
+            learner.load_state(layers, labels)
+            learner.keep_reads_only()  # predictions need S, not rls's P
+            return learner
 
-    def _get(self, agent_id: str, version: int, config: dict[str, Any]) -> Learner:
-        key = (agent_id, version)
-        with self._cv:
-            item = self._cache.get(key)
-            if item is not None:
-                self._cache.move_to_end(key)
-                self._stats["hits"] += 1
-                return item[0]
-        self._stats["misses"] += 1
-        with self._store.read() as repo:
-            layers, labels = repo.load_state(agent_id, version)
-        learner = make_learner(config)
-        learner.load_state(layers, labels)
-        learner.keep_reads_only()  # predictions need S, not rls's P: memory and CPU not spent
-        with self._cv:
-            self._put(key, learner)
-        return learner
+        return self._cache.reading((agent_id, version), load)
 
     # ---- messages --------------------------------------------------------------------
     def publish_many(self, items: list[Publication]) -> None:
@@ -99,14 +78,9 @@ class ServingActor:
             for agent_id, parent, version, delta in items:
                 self._heads[agent_id] = max(self._heads.get(agent_id, -1), version)
                 if parent is None and delta is None:  # a rollback or forget: drop the agent's
-                    for key in [k for k in self._cache if k[0] == agent_id]:  # (erased) states
-                        self._pop(key)
-                if parent is not None and delta is not None:
-                    learner = self._pop((agent_id, parent))
-                    if learner is not None:
-                        learner.apply(delta)
-                        self._put((agent_id, version), learner)
-                        self._stats["applied"] += 1
+                    self._cache.drop_agent(agent_id)    # (erased) states
+                if parent is not None and delta is not None:  # once no predict reads it
+                    self._cache.apply(agent_id, parent, version, partial(_apply, delta))
             self._cv.notify_all()
 
     def pid(self) -> int:
@@ -115,8 +89,8 @@ class ServingActor:
         return os.getpid()
 
     def stats(self) -> dict[str, Any]:
-        return {"replica": self._replica, "entries": len(self._cache), "bytes": self._bytes,
-                **self._stats}
+        return {"replica": self._replica, "entries": len(self._cache),
+                "bytes": self._cache.nbytes, **self._cache.stats, "predictions": self._predictions}
 
     def predict(self, agent_id: str, config: dict[str, Any], inputs: list[Any],
                 version: int | None = None, min_version: int | None = None,
@@ -127,15 +101,16 @@ class ServingActor:
         ``with_state``: the answer also carries ``"state"``, the reads-only ``(layers, labels)``
         it was computed from (the HTTP process's warm copy: :mod:`workers.head_cache`)."""
         v = self._resolve(agent_id, version, min_version, as_of, wait_ms, head)
-        learner = self._get(agent_id, v, config)
-        preds = learner.predict_many(inputs, top_k=top_k)
-        self._stats["predictions"] += len(inputs)
+        with self._reading(agent_id, v, config) as learner:
+            preds = learner.predict_many(inputs, top_k=top_k)
+            state = learner.state if with_state else None  # arrays never changed in place
+        self._predictions += len(inputs)
         out = [jsonable(p) for p in preds]
         if config.get("kind") == "chat":  # DESIGN §7: {"text": reply, "version"} per input
             out = [{**p, "version": v} for p in out]
         answer: dict[str, Any] = {"version": v, "predictions": out}
-        if with_state:
-            answer["state"] = learner.state
+        if state is not None:
+            answer["state"] = state
         return answer
 
     def predict_batch(self, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -154,13 +129,14 @@ class ServingActor:
         versions = self._batch_versions(requests)
         learners: dict[tuple[str, int], Learner] = {}
         batch = []
-        for req, v in zip(requests, versions, strict=True):
-            key = (req["agent_id"], v)
-            if key not in learners:
-                learners[key] = self._get(req["agent_id"], v, req["config"])
-            batch.append((learners[key], req["inputs"], req.get("top_k")))
-        preds = predict_many_agents(batch)
-        self._stats["predictions"] += sum(len(p) for p in preds)
+        with ExitStack() as held:  # every learner unchanged until all are answered
+            for req, v in zip(requests, versions, strict=True):
+                key = (req["agent_id"], v)
+                if key not in learners:
+                    learners[key] = held.enter_context(self._reading(*key, req["config"]))
+                batch.append((learners[key], req["inputs"], req.get("top_k")))
+            preds = predict_many_agents(batch)
+        self._predictions += sum(len(p) for p in preds)
         return [{"version": v, "predictions": [jsonable(x) for x in p]}
                 for v, p in zip(versions, preds, strict=True)]
 
@@ -228,6 +204,10 @@ class ServingActor:
                 with self._store.read() as repo:
                     head = repo.get_agent(agent_id).head_version
         return head
+
+
+def _apply(delta: Delta, learner: Learner) -> None:
+    learner.apply(delta)
 
 
 def _erased(agent_id: str, version: int, field: str, head: int) -> ServiceError:
