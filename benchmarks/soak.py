@@ -1,8 +1,8 @@
 """``deltamem bench soak``: is the service in a steady state after N minutes of streaming?
 
 Starts ``deltamem serve`` as a subprocess (its own Ray; SQLite in a temporary directory, or
-``--db``) with retention (versions and events: ``event_retention_s`` = the window) and
-snapshots on short settings, creates ``--agents`` vector classifiers, and for ``--minutes`` sends at a fixed rate (open loop: each client thread keeps
+``--db``) with retention (versions, events and the version horizon: ``event_retention_s`` =
+``version_history_s`` = the window) and snapshots on short settings, creates ``--agents`` vector classifiers, and for ``--minutes`` sends at a fixed rate (open loop: each client thread keeps
 its own schedule, so a slow answer does not lower the offered load): ingest requests of 1 and
 of 64 events in turn, and single-input predicts interleaved. It prints, per minute: p50/p99
 of ingest and predict (ms), events/s applied (from the agents' counters), database size (file
@@ -11,7 +11,8 @@ every process of the deployment (the serve process, Ray's GCS, raylet and worker
 it says whether steady state holds:
 
 - the last minute's p99 (ingest and predict) is within 1.2x of the second minute's;
-- the database size plateaus under retention: it grows < 10% over the second half;
+- the database plateaus under retention: its size and its count of version rows grow < 10%
+  over the second half (the file alone hides rows while SQLite reuses freed pages);
 - the total RSS grows < 10% after warm-up (the second minute to the last).
 
     deltamem bench soak                                  # 50 agents, 10 minutes
@@ -105,6 +106,20 @@ def db_bytes(url: str) -> int:
         engine.dispose()
 
 
+def version_rows(url: str) -> int:
+    """Rows in the ``versions`` table (what the version horizon bounds)."""
+    from sqlalchemy import text
+
+    from storage.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM versions")).scalar() or 0)
+    finally:
+        engine.dispose()
+
+
 def _applied(c: httpx.Client) -> int:
     return sum(int(a["events_applied"]) for a in c.get("/v1/agents").json()["agents"])
 
@@ -127,7 +142,8 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return {"p99": None, "db_plateau": None, "rss": None, "steady": None}
     base, last, half = rows[1], rows[-1], rows[len(rows) // 2]
     p99 = all(last[f"{op}_p99"] <= 1.2 * base[f"{op}_p99"] for op in ("ingest", "predict"))
-    db = last["db_bytes"] <= 1.1 * half["db_bytes"]
+    db = last["db_bytes"] <= 1.1 * half["db_bytes"] \
+        and last.get("version_rows", 0) <= 1.1 * half.get("version_rows", 0)
     rss = last["rss_total"] <= 1.1 * base["rss_total"]
     return {"p99": p99, "db_plateau": db, "rss": rss, "steady": p99 and db and rss}
 
@@ -156,6 +172,7 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
     admin = secrets.token_urlsafe(12)
     svc = ServeProcess(url, Path(tmp.name) / "serve.log", admin_key=admin,
                        retention_window_s=retention_s, event_retention_s=retention_s,
+                       version_history_s=retention_s,
                        retention_snapshot_spacing_s=86400.0,
                        retention_interval_s=max(1.0, retention_s / 4),
                        snapshot_every_versions=snapshot_every, snapshot_every_s=retention_s / 2)
@@ -177,8 +194,8 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
         for t in threads:
             t.start()
         say(f"{'min':>3} {'ingest p50':>10} {'p99':>7} {'predict p50':>11} {'p99':>7} "
-            f"{'applied/s':>9} {'commit ms':>9} {'versions/s':>10} {'db MB':>7} {'RSS MB':>7} "
-            f"{'errors':>6}")
+            f"{'applied/s':>9} {'commit ms':>9} {'versions/s':>10} {'db MB':>7} {'ver rows':>8} "
+            f"{'RSS MB':>7} {'errors':>6}")
         for m in range(1, minutes + 1):
             time.sleep(max(0.0, t0 + m * minute_s - time.monotonic()))
             seen, current[0] = current[0], Minute()
@@ -193,7 +210,7 @@ def run(minutes: int = 10, minute_s: float = 60.0, agents: int = 50, rate: float
             say(f"{m:>3} {row['ingest_p50']:>10.1f} {row['ingest_p99']:>7.1f} "
                 f"{row['predict_p50']:>11.1f} {row['predict_p99']:>7.1f} "
                 f"{row['applied_per_s']:>9.1f} {row['commit_ms']:>9.2f} {row['versions_per_s']:>10.1f} "
-                f"{row['db_bytes'] / 2**20:>7.1f} "
+                f"{row['db_bytes'] / 2**20:>7.1f} {row['version_rows']:>8} "
                 f"{row['rss_total'] / 2**20:>7.0f} {row['errors']:>6}")
         stop.set()
         for t in threads:
@@ -236,6 +253,7 @@ def _minute_row(m: int, seen: Minute, applied_per_s: float, url: str,
     return {"minute": m, "ingest_p50": i50, "ingest_p99": i99,
             "predict_p50": p50, "predict_p99": p99,
             "applied_per_s": applied_per_s, "db_bytes": db_bytes(url),
+            "version_rows": version_rows(url),
             "rss_total": sum(b for _, b in rss.values()), "processes": len(rss),
             "errors": seen.errors}
 

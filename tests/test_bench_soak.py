@@ -21,7 +21,7 @@ def test_soak_computes_every_column():
     for r in rows:
         for k in ("ingest_p50", "ingest_p99", "predict_p50", "predict_p99"):
             assert math.isfinite(r[k]) and 0 < r[k] <= r[k.replace("p50", "p99")] + 1e-9, (k, r)
-        assert r["applied_per_s"] >= 0 and r["db_bytes"] > 0
+        assert r["applied_per_s"] >= 0 and r["db_bytes"] > 0 and r["version_rows"] >= 3
         assert r["commit_ms"] >= 0 and r["versions_per_s"] >= 0
         assert r["rss_total"] > 0 and r["processes"] >= 3 and r["errors"] == 0
     assert sum(r["applied_per_s"] for r in rows) > 0  # the learner applied events
@@ -37,13 +37,16 @@ def test_soak_computes_every_column():
 
 
 def test_verdict_follows_its_rules():
-    row = {"ingest_p99": 10.0, "predict_p99": 5.0, "db_bytes": 100, "rss_total": 1000}
+    row = {"ingest_p99": 10.0, "predict_p99": 5.0, "db_bytes": 100, "version_rows": 50,
+           "rss_total": 1000}
     steady = [dict(row) for _ in range(4)]
     assert verdict(steady) == {"p99": True, "db_plateau": True, "rss": True, "steady": True}
     slow = steady[:3] + [{**row, "predict_p99": 6.1}]
     assert verdict(slow)["p99"] is False and verdict(slow)["steady"] is False
     grows = steady[:3] + [{**row, "db_bytes": 111}]
     assert verdict(grows)["db_plateau"] is False
+    rows_grow = steady[:3] + [{**row, "version_rows": 56}]  # the file alone can hide them
+    assert verdict(rows_grow)["db_plateau"] is False
     fat = steady[:3] + [{**row, "rss_total": 1101}]
     assert verdict(fat)["rss"] is False
     assert verdict(steady[:2])["steady"] is None

@@ -23,7 +23,7 @@ from agent.errors import InputError, PicklableError
 from agent.learner import Learner
 from agent.memory.delta import state_checksum
 from client.schema import Agent as AgentAnswer
-from storage.errors import NotFound
+from storage.errors import NotFound, VersionThinned
 from storage.models import Agent
 from storage.repository.event_block import EventBlock
 from workers.actors.encoder import RemoteEncoder, has_text_agents
@@ -425,6 +425,8 @@ class Runtime:
         with self.store.read() as repo:
             a = self._agent(repo, tenant_id, agent_id)
             if not repo.version_exists(agent_id, version):
+                if repo.version_status(agent_id, version) == "thinned":  # the version horizon
+                    raise VersionThinned(agent_id, version)               # deleted its row: 410
                 raise ServiceError(404, "unknown_version", f"version {version} does not exist "
                                    f"(head is {a.head_version})", "version")
 

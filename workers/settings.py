@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     # events older than this that a kept snapshot covers are deleted by the retention job
     # (None: every event is kept forever; storage/repository/event_retention.py)
     event_retention_s: float | None = Field(None, ge=0)
+    # versions older than this are deleted, rows and all, once a snapshot on the head's path
+    # covers them (None: every version's row is kept; storage/repository/horizon.py)
+    version_history_s: float | None = Field(None, ge=0)
     health_interval_s: float = Field(30.0, gt=0)  # how often the health probe job runs
 
     # timeouts and retries of the workers (one place; DESIGN asks for one settings object)

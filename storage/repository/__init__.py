@@ -42,6 +42,7 @@ from storage.repository.event_status import EventPages
 from storage.repository.events import Events
 from storage.repository.forget import ForgetResult, Forgetting, Replay
 from storage.repository.graph import VersionGraph
+from storage.repository.horizon import VersionHorizon
 from storage.repository.quality import Quality
 from storage.repository.retention import Retention, RetentionReport
 from storage.repository.service import ServiceQueries
@@ -139,6 +140,10 @@ class Repository:
     def event_retention(self) -> EventRetention:
         return EventRetention(self.core, self.graph)
 
+    @cached_property
+    def horizon(self) -> VersionHorizon:
+        return VersionHorizon(self.core, self.graph)
+
     # -- the methods callers use ----------------------------------------------------------
     create_tenant = Via("tenants", Tenants.create_tenant)
     create_key = Via("tenants", Tenants.create_key)
@@ -189,6 +194,7 @@ class Repository:
     pruned_versions = Via("forgetting", Forgetting.pruned_versions)
     apply_retention = Via("retention", Retention.apply_retention)
     prune_events = Via("event_retention", EventRetention.prune_events)
+    fold_history = Via("horizon", VersionHorizon.fold_history)
 
 
 @contextmanager

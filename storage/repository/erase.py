@@ -55,7 +55,7 @@ class Erasure:
             info = vmap[v]
             mine = frozenset(s for s in applied.get(v, ()) if s in gone)
             src = info.source
-            if info.kind in ("create", "fork") or src is None:
+            if info.is_root or src is None:
                 holds[v] = mine
             elif info.kind == "forget":
                 holds[v] = (holds.get(src, frozenset()) - forgotten.get(v, set())) | mine

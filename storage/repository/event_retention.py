@@ -19,15 +19,14 @@ until nothing is left, so the write lock is never held long.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, or_, select, update
 
-from storage.errors import CorruptData, InputError
+from storage.errors import InputError
 from storage.models import Agent, Event, Version, agent_key_of, as_utc, utcnow
 from storage.repository._base import Core, check_int, chunks
-from storage.repository.graph import VersionGraph, VInfo
+from storage.repository.graph import VersionGraph
 
 PRUNE_LIMIT = 2000
 
@@ -81,7 +80,7 @@ class EventRetention:
         An event is in the covering snapshot ``S``'s history (storage/repository/graph.py)
         exactly when it was applied in ``S`` or a version on ``S``'s path back to its root,
         and not forgotten by a forget version on that path."""
-        walk = self._walk(agent_id, head)
+        walk = (i.version for i in self.graph.walk(agent_id, head))  # read on lazily
         snap = next((v for v in walk if v in old_snaps), None)
         if snap is None:
             return []
@@ -110,27 +109,3 @@ class EventRetention:
         return [i for i, seq, av, fv, rej, at in rows
                 if seq <= upto and as_utc(at) < cutoff
                 and ((fv is None and held(av, fv)) or fv is not None or rej)]
-
-    def _walk(self, agent_id: str, start: int, window: int = 256) -> Iterator[int]:
-        """``start``, then each version's source back to the root, reading the versions in
-        indexed ranges of ``window`` numbers (:class:`CorruptData` on a broken link)."""
-        infos: dict[int, VInfo] = {}
-        cur = start
-        while True:
-            if cur not in infos:
-                infos.update((r[0], VInfo(*r)) for r in self.session.execute(select(
-                    Version.version, Version.parent, Version.kind, Version.state_of,
-                    Version.has_snapshot, Version.status, Version.checksum).where(
-                    Version.agent_id == agent_id,
-                    Version.version.between(max(0, cur - window + 1), cur))))
-            info = infos.get(cur)
-            if info is None:
-                raise CorruptData(f"agent {agent_id!r} version {cur}", "missing on a path")
-            yield cur
-            if info.kind in ("create", "fork"):
-                return
-            src = info.source
-            if src is None or src >= cur:
-                raise CorruptData(f"agent {agent_id!r} version {cur}",
-                                  f"{info.kind} version with bad source {src!r}")
-            cur = src

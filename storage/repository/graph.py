@@ -3,9 +3,12 @@
 Every version has a *source* it derives from: ``delta`` and ``snapshot`` versions their
 ``parent``; ``rollback`` versions their ``state_of``; ``forget`` versions their ``parent``
 (for the event history; their state is a stored snapshot). ``create`` and ``fork`` versions
-are roots. A version's *event history* is, walking from the root along sources:
+are roots, and so is the *history root* of an agent whose older versions the version horizon
+deleted (storage/repository/horizon.py): a snapshot version with no source. A version's
+*event history* is, walking from the root along sources:
 
 - create/fork: the events applied in it (a fork's inherited events; none for create);
+- a history root: the events of its state (the horizon re-attributed them to it);
 - delta/snapshot: history(parent) + the events it applied (in ``seq`` order);
 - rollback: history(state_of);
 - forget: history(parent) minus the events it forgot.
@@ -19,10 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from storage.errors import CorruptData, VersionNotFound
+from storage.errors import CorruptData, VersionNotFound, VersionThinned
 from storage.models import Event, Version, agent_key_of
 
 #: (version → seqs applied in it, in order; version → seqs forgotten by it)
@@ -44,6 +47,12 @@ class VInfo:
     @property
     def source(self) -> int | None:
         return self.state_of if self.kind == "rollback" else self.parent
+
+    @property
+    def is_root(self) -> bool:
+        """create and fork versions, and a history root (a snapshot the version horizon
+        left without a source); any other version without a source is corrupt."""
+        return self.kind in ("create", "fork") or (self.source is None and self.has_snapshot)
 
 
 class VersionGraph:
@@ -81,24 +90,62 @@ class VersionGraph:
                     return vmap
             info = vmap[cur]
             src = info.source
-            if info.has_snapshot or info.kind in ("create", "fork") or src is None or src >= cur:
+            if info.has_snapshot or info.is_root or src is None or src >= cur:
                 return vmap
             cur = src
 
-    @staticmethod
-    def vinfo(agent_id: str, version: Any, vmap: dict[int, VInfo],
+    def walk(self, agent_id: str, start: int, window: int = 256) -> Iterator[VInfo]:
+        """``start``'s row, then each source's back to the root, reading the versions in
+        indexed ranges of ``window`` numbers (:class:`CorruptData` on a broken link)."""
+        infos: dict[int, VInfo] = {}
+        cur = start
+        while True:
+            if cur not in infos:
+                infos.update((r[0], VInfo(*r)) for r in self.session.execute(select(
+                    Version.version, Version.parent, Version.kind, Version.state_of,
+                    Version.has_snapshot, Version.status, Version.checksum).where(
+                    Version.agent_id == agent_id,
+                    Version.version.between(max(0, cur - window + 1), cur))))
+            info = infos.get(cur)
+            if info is None:
+                raise CorruptData(f"agent {agent_id!r} version {cur}", "missing on a path")
+            yield info
+            if info.is_root:  # create, fork, or the history root (horizon.py)
+                return
+            src = info.source
+            if src is None or src >= cur:
+                raise CorruptData(f"agent {agent_id!r} version {cur}",
+                                  f"{info.kind} version with bad source {src!r}")
+            cur = src
+
+    def vinfo(self, agent_id: str, version: Any, vmap: dict[int, VInfo],
               field: str = "version") -> VInfo:
-        """``vmap[version]``, else :class:`VersionNotFound` naming ``field``."""
+        """``vmap[version]``, else :meth:`missing`'s error naming ``field``."""
         if isinstance(version, bool) or not isinstance(version, int) or version not in vmap:
-            raise VersionNotFound(agent_id, version, field)
+            raise self.missing(agent_id, version, field)
         return vmap[version]
+
+    def missing(self, agent_id: str, version: Any, field: str = "version") -> Exception:
+        """The error for a version with no row: :class:`VersionThinned` when the version
+        horizon deleted it (below the agent's history root), else :class:`VersionNotFound`."""
+        if isinstance(version, int) and not isinstance(version, bool) \
+                and 0 < version < self.history_start(agent_id):
+            return VersionThinned(agent_id, version)
+        return VersionNotFound(agent_id, version, field)
+
+    def history_start(self, agent_id: str) -> int:
+        """The oldest version after version 0 that has a row: 1, or the history root once
+        the version horizon deleted the versions before it (one indexed read)."""
+        v = self.session.scalar(select(func.min(Version.version)).where(
+            Version.agent_id == agent_id, Version.version > 0))
+        return 1 if v is None else int(v)
 
     @staticmethod
     def path(agent_id: str, vmap: dict[int, VInfo], version: int) -> list[int]:
         """Versions from ``version`` back to its root (create/fork) along sources."""
         path = [version]
         cur = vmap[version]
-        while cur.kind not in ("create", "fork"):
+        while not cur.is_root:
             src = cur.source
             if src is None or src not in vmap or src >= cur.version:
                 raise CorruptData(f"agent {agent_id!r} version {cur.version}",
@@ -131,7 +178,7 @@ class VersionGraph:
         hist: list[int] = []
         for v in reversed(self.path(agent_id, vmap, version)):
             info = vmap[v]
-            if info.kind in ("create", "fork"):
+            if info.is_root:
                 hist = list(applied.get(v, []))
             elif info.kind == "forget":
                 gone = forgotten.get(v, set())

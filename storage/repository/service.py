@@ -23,9 +23,16 @@ class ServiceQueries:
             Version.agent_id == agent_id, Version.version == version)) == 1
 
     def version_status(self, agent_id: str, version: int) -> str | None:
-        """``ok``, ``thinned`` or ``erased`` (held a forgotten event); None if unknown."""
-        return self.session.scalar(select(Version.status).where(
+        """``ok``, ``thinned`` (also when the version horizon deleted its row) or ``erased``
+        (held a forgotten event); None if unknown."""
+        status = self.session.scalar(select(Version.status).where(
             Version.agent_id == agent_id, Version.version == version))
+        if status is None and isinstance(version, int) and version > 0:
+            first = self.session.scalar(select(func.min(Version.version)).where(
+                Version.agent_id == agent_id, Version.version > 0))
+            if first is not None and version < first:
+                return "thinned"
+        return status
 
     def agents_with_pending_events(self) -> list[str]:
         """Agents that have acknowledged events not yet applied (a learner's recovery scan)."""

@@ -19,7 +19,6 @@ from storage.errors import (
     CorruptData,
     ForgottenEvents,
     InputError,
-    VersionNotFound,
     VersionThinned,
 )
 from storage.models import LAYER_LEN, DeltaRow, Snapshot, SnapshotLayer, Version
@@ -125,7 +124,7 @@ class States:
             row = self.session.execute(select(Version).where(
                 Version.agent_id == agent_id, Version.version == version)).scalar_one_or_none()
         if row is None:
-            raise VersionNotFound(agent_id, version)
+            raise self.graph.missing(agent_id, version)
         return row
 
     # -- reading -----------------------------------------------------------------------

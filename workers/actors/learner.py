@@ -187,7 +187,7 @@ class LearnerActor:
         s = self._s
         return run_retention(self._store, agent_ids, s.retention_window_s,
                              s.retention_snapshot_spacing_s, s.event_retention_s,
-                             datetime.fromisoformat(now_iso))
+                             datetime.fromisoformat(now_iso), s.version_history_s)
 
     def stop(self) -> None:
         with self._cv:

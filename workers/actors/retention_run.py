@@ -1,4 +1,5 @@
-"""The retention job's work (version retention, then event retention) for a set of agents.
+"""The retention job's work (version retention, event retention, then the version horizon)
+for a set of agents.
 
 The scheduled job (workers/actors/scheduler.py) lists the agents and hands each learner shard
 the ones it owns (:meth:`LearnerActor.retention`), which runs this in its own process, not in
@@ -13,11 +14,13 @@ from typing import Any
 
 
 def run_retention(store: Any, ids: list[str], window_s: float, spacing_s: float | None,
-                  keep_s: float | None, now: datetime) -> dict[str, int]:
+                  keep_s: float | None, now: datetime,
+                  history_s: float | None = None) -> dict[str, int]:
     """Version retention for every agent of ``ids`` (one transaction each), then event
-    retention when ``keep_s`` is set; returns the counts ``{"dropped", "thinned",
-    "bytes_freed", "events"}``."""
-    out = {"dropped": 0, "thinned": 0, "bytes_freed": 0, "events": 0}
+    retention when ``keep_s`` is set, then the version horizon when ``history_s`` is set;
+    returns the counts ``{"dropped", "thinned", "bytes_freed", "events",
+    "versions_deleted"}``."""
+    out = {"dropped": 0, "thinned": 0, "bytes_freed": 0, "events": 0, "versions_deleted": 0}
     for agent_id in ids:
         with store.background_tx() as repo:
             report = repo.apply_retention(agent_id, window_s, now, spacing_s)
@@ -26,7 +29,22 @@ def run_retention(store: Any, ids: list[str], window_s: float, spacing_s: float 
         out["bytes_freed"] += report.bytes_freed
     if keep_s is not None:
         out["events"] = prune_events(store, ids, keep_s, now)
+    if history_s is not None:
+        out["versions_deleted"] = fold_history(store, ids, history_s, now)
     return out
+
+
+def fold_history(store: Any, ids: list[str], history_s: float, now: datetime) -> int:
+    """The version horizon for every agent, a bounded chunk per transaction; returns how many
+    versions were deleted (storage/repository/horizon.py)."""
+    n = 0
+    for agent_id in ids:
+        more = True
+        while more:
+            with store.background_tx() as repo:
+                k, more = repo.fold_history(agent_id, history_s, now)
+            n += k
+    return n
 
 
 def prune_events(store: Any, ids: list[str], keep_s: float, now: datetime) -> int:

@@ -146,12 +146,15 @@ def retention_job(namespace: str) -> None:
     reports = ray.get([h.retention.remote(part, now.isoformat())
                        for h, part in zip(learners, parts, strict=True) if part],
                       timeout=rt.s.actor_call_timeout_s)
-    total = {k: sum(r[k] for r in reports) for k in ("dropped", "thinned", "bytes_freed", "events")}
+    total = {k: sum(r[k] for r in reports)
+             for k in ("dropped", "thinned", "bytes_freed", "events", "versions_deleted")}
     if total["dropped"]:
         log.info("retention dropped the deltas of %d versions (%d thinned, %d bytes freed)",
                  total["dropped"], total["thinned"], total["bytes_freed"])
     if total["events"]:
         log.info("event retention deleted %d events", total["events"])
+    if total["versions_deleted"]:
+        log.info("the version horizon deleted %d versions", total["versions_deleted"])
 
 
 def health_job(namespace: str) -> None:
