@@ -37,6 +37,7 @@ def test_scheduled_horizon_bounds_version_rows_and_keeps_answers_exact(
     with database(backend, tmp_path) as url, deployment(
             url, scheduler_enabled=True, retention_interval_s=1.0, retention_window_s=1.0,
             version_history_s=HORIZON_S, event_retention_s=HORIZON_S, health_interval_s=1.0,
+            retention_snapshot_spacing_s=86400.0,
             snapshot_every_versions=3, snapshot_every_s=1.0, batch_max_events=4,
             batch_burst_events=4) as dep:
         jobs = Errors()
@@ -69,8 +70,15 @@ def test_scheduled_horizon_bounds_version_rows_and_keeps_answers_exact(
         listed = [v["version"] for v in svc.versions(tenant, agent, 1000, None)["versions"]]
         assert min(v for v in listed if v > 0) >= first  # (the job may have run on since)
 
-        recent = sent[-3]["id"]  # forget after the fold: exact
-        svc.forget(tenant, agent, [recent])
-        assert_same_predictions(svc, tenant, agent, reference(
-            CONFIG, [e for e in sent if e["id"] != recent], batch=4), probes)
+        fresh = vector_events(rng, 8, 6, 3, "fresh-")  # (older events may be pruned by now)
+        _send(svc, tenant, agent, fresh)
+        sent += fresh
+        gone: set[str] = set()
+        for recent in (fresh[5]["id"], fresh[2]["id"]):  # forgets after the fold: exact
+            svc.forget(tenant, agent, [recent])
+            gone.add(recent)
+            assert_same_predictions(svc, tenant, agent, reference(
+                CONFIG, [e for e in sent if e["id"] not in gone], batch=4), probes)
+        runs = jobs.runs
+        wait_for(lambda: jobs.runs >= runs + 2, timeout=30, what="retention running again")
         assert not jobs.errors, jobs.errors

@@ -91,9 +91,16 @@ def test_folded_histories_load_and_forget_as_before(db, seed):
             gone = hist[len(hist) // 2]
             payload = {e.client_id: e.payload for e in repo.session.scalars(select(Event).where(
                 Event.agent_key == agent_key_of(aid)))}
+            kept = [c for c in hist if c != gone]
             got = repo.forget(aid, [gone], replay).version
-            want = replay(*empty_state(), [payload[c] for c in hist if c != gone])
-            assert got.checksum == checksum(want)
+            assert got.checksum == checksum(replay(*empty_state(), [payload[c] for c in kept]))
+        if len(kept) > 1:  # again, through the root the first forget may have erased
+            with unit_of_work(db) as repo:
+                again = kept[len(kept) // 3]
+                got = repo.forget(aid, [again], replay).version
+                want = replay(*empty_state(), [payload[c] for c in kept if c != again])
+                assert got.checksum == checksum(want)
+                assert [i.version for i in repo.graph.walk(aid, got.version)][-1] in (0, roots[-1])
     assert max(roots) > 1  # some history was folded
 
 
@@ -141,9 +148,16 @@ def test_pins_forks_and_branches_hold_the_root_back(db):
     assert _root_after_fold(db, aid) == 1
     state = _commit(db, aid, state, rng, snapshot=True)  # version 11 covers the branch
     assert _root_after_fold(db, aid) == 11
+    for snap in (True, False):  # versions 12 (a snapshot) and 13
+        state = _commit(db, aid, state, rng, snapshot=snap)
+    with unit_of_work(db) as repo:  # old snapshots thinned to one a day: the root's stays
+        later = repo.get_version(aid, 11).created_at + timedelta(days=2)
+        repo.apply_retention(aid, 0.0, later, snapshot_spacing_s=86400.0)
+        assert repo.get_version(aid, 11).has_snapshot
     with unit_of_work(db) as repo:
         with pytest.raises(VersionThinned):
             repo.rollback(aid, 9)
-        assert _load(repo, aid, 11) == checksum(state)
-        v = repo.rollback(aid, 11).version
+        assert _load(repo, aid, 13) == checksum(state)
+        v = repo.rollback(aid, 13).version
         assert _load(repo, aid, v) == checksum(state)
+        assert [i.version for i in repo.graph.walk(aid, v)] == [v, 13, 12, 11]

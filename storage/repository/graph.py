@@ -4,7 +4,8 @@ Every version has a *source* it derives from: ``delta`` and ``snapshot`` version
 ``parent``; ``rollback`` versions their ``state_of``; ``forget`` versions their ``parent``
 (for the event history; their state is a stored snapshot). ``create`` and ``fork`` versions
 are roots, and so is the *history root* of an agent whose older versions the version horizon
-deleted (storage/repository/horizon.py): a snapshot version with no source. A version's
+deleted (storage/repository/horizon.py): a version with no source (a snapshot when it was
+made; a later forget may erase it, and it stays the root). A version's
 *event history* is, walking from the root along sources:
 
 - create/fork: the events applied in it (a fork's inherited events; none for create);
@@ -51,8 +52,8 @@ class VInfo:
     @property
     def is_root(self) -> bool:
         """create and fork versions, and a history root (a snapshot the version horizon
-        left without a source); any other version without a source is corrupt."""
-        return self.kind in ("create", "fork") or (self.source is None and self.has_snapshot)
+        left without a source, which a forget may have erased since)."""
+        return self.kind in ("create", "fork") or self.source is None
 
 
 class VersionGraph:

@@ -9,7 +9,7 @@ snapshot of a ``delta`` version on the head's path committed before the horizon.
 1. the events of ``C``'s state (its event history, graph.py) are re-attributed to ``C``
    (``applied_version = C``) and ``C.event_count`` counts them, so forget, erasure and event
    retention, which read histories from the root, see the same histories as before;
-2. ``C`` loses its source (``parent`` NULL): a snapshot with no source is a root;
+2. ``C`` loses its source (``parent`` NULL): a version with no source is a root;
 3. every version ``0 < v < C`` is marked ``thinned`` at once, then deleted (rows, deltas and
    snapshots) in bounded chunks, one short transaction each.
 

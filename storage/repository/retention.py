@@ -194,7 +194,9 @@ class Retention:
             if created[v] >= cutoff or v in base or kept_anyway(v):
                 continue
             slot = int(created[v].timestamp() // spacing_s)
-            if slot in slots and v != 0:  # version 0 (the empty state) is where replays start
+            # roots stay: version 0 (the empty state, where replays start) and the history
+            # root the version horizon left (the walks from the head end there: horizon.py)
+            if slot in slots and v != 0 and vmap[v].source is not None:
                 drop.add(v)
             else:
                 slots.add(slot)

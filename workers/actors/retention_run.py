@@ -9,28 +9,39 @@ transactions, with a pause after each for a waiting writer (``Store.background_t
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
+
+log = logging.getLogger("deltamem.retention")
 
 
 def run_retention(store: Any, ids: list[str], window_s: float, spacing_s: float | None,
                   keep_s: float | None, now: datetime,
                   history_s: float | None = None) -> dict[str, int]:
-    """Version retention for every agent of ``ids`` (one transaction each), then event
-    retention when ``keep_s`` is set, then the version horizon when ``history_s`` is set;
-    returns the counts ``{"dropped", "thinned", "bytes_freed", "events",
-    "versions_deleted"}``."""
+    """Per agent of ``ids``: version retention (one transaction), then event retention when
+    ``keep_s`` is set, then the version horizon when ``history_s`` is set; returns the counts
+    ``{"dropped", "thinned", "bytes_freed", "events", "versions_deleted"}``. An agent whose
+    retention fails is logged and the others still run; the first error is raised at the end
+    (the scheduler reports the job as failed)."""
     out = {"dropped": 0, "thinned": 0, "bytes_freed": 0, "events": 0, "versions_deleted": 0}
+    failed: list[Exception] = []
     for agent_id in ids:
-        with store.background_tx() as repo:
-            report = repo.apply_retention(agent_id, window_s, now, spacing_s)
-        out["dropped"] += len(report.dropped)
-        out["thinned"] += len(report.thinned)
-        out["bytes_freed"] += report.bytes_freed
-    if keep_s is not None:
-        out["events"] = prune_events(store, ids, keep_s, now)
-    if history_s is not None:
-        out["versions_deleted"] = fold_history(store, ids, history_s, now)
+        try:
+            with store.background_tx() as repo:
+                report = repo.apply_retention(agent_id, window_s, now, spacing_s)
+            out["dropped"] += len(report.dropped)
+            out["thinned"] += len(report.thinned)
+            out["bytes_freed"] += report.bytes_freed
+            if keep_s is not None:
+                out["events"] += prune_events(store, [agent_id], keep_s, now)
+            if history_s is not None:
+                out["versions_deleted"] += fold_history(store, [agent_id], history_s, now)
+        except Exception as e:  # noqa: BLE001 - raised below, once every agent had its turn
+            log.exception("retention of agent %s failed", agent_id)
+            failed.append(e)
+    if failed:
+        raise failed[0]
     return out
 
 
