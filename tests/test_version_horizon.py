@@ -148,6 +148,9 @@ def test_pins_forks_and_branches_hold_the_root_back(db):
     assert _root_after_fold(db, aid) == 1
     state = _commit(db, aid, state, rng, snapshot=True)  # version 11 covers the branch
     assert _root_after_fold(db, aid) == 11
+    with unit_of_work(db, write=False) as repo:  # /metrics' versions committed: 0..11 still
+        assert repo.session.scalar(select(func.count()).select_from(Version)) == 2
+        assert repo.totals()["versions"] == 12
     for snap in (True, False):  # versions 12 (a snapshot) and 13
         state = _commit(db, aid, state, rng, snapshot=snap)
     with unit_of_work(db) as repo:  # old snapshots thinned to one a day: the root's stays
