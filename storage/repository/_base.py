@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, undefer
 
@@ -20,7 +20,7 @@ from storage.errors import (
     StoreBusy,
     VersionConflict,
 )
-from storage.models import AGENT_KEYS, Agent
+from storage.models import AGENT_KEYS, Agent, DeltaRow, Snapshot
 
 SQLITE_BUSY_SNAPSHOT = 517
 CHUNK = 500
@@ -44,6 +44,15 @@ def new_agent_key(session: Session) -> int:
     if session.get_bind().dialect.name == "sqlite":
         return int(session.scalar(select(func.coalesce(func.max(Agent.key), 0) + 1)) or 1)
     return int(session.scalar(select(AGENT_KEYS.next_value())) or 0)
+
+
+def delete_arrays(session: Session, agent_id: str, versions: Sequence[int]) -> None:
+    """Delete the deltas and snapshots of ``versions`` (one chunk); snapshot layers go with
+    their snapshot (ON DELETE CASCADE)."""
+    session.execute(delete(DeltaRow).where(DeltaRow.agent_id == agent_id,
+                                           DeltaRow.version.in_(versions)))
+    session.execute(delete(Snapshot).where(Snapshot.agent_id == agent_id,
+                                           Snapshot.version.in_(versions)))
 
 
 def chunks(seq: Sequence[Any], n: int = CHUNK) -> Iterator[Sequence[Any]]:

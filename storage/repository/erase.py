@@ -21,8 +21,8 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from storage.models import Answer, Base, DeltaRow, Event, Snapshot, Version, agent_key_of
-from storage.repository._base import Core, chunks
+from storage.models import Answer, Base, Event, Snapshot, Version, agent_key_of
+from storage.repository._base import Core, chunks, delete_arrays
 from storage.repository.graph import VersionGraph, VInfo
 
 _EVENTS = Base.metadata.tables[Event.__tablename__]
@@ -73,10 +73,7 @@ class Erasure:
         vmap = self.graph.vmap(agent_id)
         erased = self._holding_forgotten(agent_id, vmap)
         for part in chunks(erased):
-            self.session.execute(delete(DeltaRow).where(
-                DeltaRow.agent_id == agent_id, DeltaRow.version.in_(part)))
-            self.session.execute(delete(Snapshot).where(  # layers go by ON DELETE CASCADE
-                Snapshot.agent_id == agent_id, Snapshot.version.in_(part)))
+            delete_arrays(self.session, agent_id, part)
             self.session.execute(update(Version).where(
                 Version.agent_id == agent_id, Version.version.in_(part)).values(
                 status="erased", has_snapshot=False, labels_added=[]))

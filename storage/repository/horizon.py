@@ -35,8 +35,8 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from storage.errors import InputError
-from storage.models import Agent, DeltaRow, Event, Snapshot, Version, agent_key_of, utcnow
-from storage.repository._base import Core, check_int, chunks
+from storage.models import Agent, Event, Version, agent_key_of, utcnow
+from storage.repository._base import Core, check_int, chunks, delete_arrays
 from storage.repository.graph import VersionGraph, VInfo
 
 HORIZON_LIMIT = 2000  # versions deleted per call (one short transaction)
@@ -124,10 +124,7 @@ class VersionHorizon:
             .order_by(Version.version).limit(limit + 1)))
         todo, more = todo[:limit], len(todo) > limit
         for part in chunks(todo):
-            self.session.execute(delete(DeltaRow).where(
-                DeltaRow.agent_id == agent_id, DeltaRow.version.in_(part)))
-            self.session.execute(delete(Snapshot).where(  # layers go by ON DELETE CASCADE
-                Snapshot.agent_id == agent_id, Snapshot.version.in_(part)))
+            delete_arrays(self.session, agent_id, part)
             self.session.execute(delete(Version).where(
                 Version.agent_id == agent_id, Version.version.in_(part)))
         self.session.flush()

@@ -10,6 +10,7 @@ transactions, with a pause after each for a waiting writer (``Store.background_t
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -48,24 +49,23 @@ def run_retention(store: Any, ids: list[str], window_s: float, spacing_s: float 
 def fold_history(store: Any, ids: list[str], history_s: float, now: datetime) -> int:
     """The version horizon for every agent, a bounded chunk per transaction; returns how many
     versions were deleted (storage/repository/horizon.py)."""
-    n = 0
-    for agent_id in ids:
-        more = True
-        while more:
-            with store.background_tx() as repo:
-                k, more = repo.fold_history(agent_id, history_s, now)
-            n += k
-    return n
+    return _in_chunks(store, ids, lambda repo, a: repo.fold_history(a, history_s, now))
 
 
 def prune_events(store: Any, ids: list[str], keep_s: float, now: datetime) -> int:
     """Event retention for every agent, a bounded chunk per transaction (the write lock is
     never held long); returns how many events were deleted."""
+    return _in_chunks(store, ids, lambda repo, a: repo.prune_events(a, keep_s, now))
+
+
+def _in_chunks(store: Any, ids: list[str], step: Callable[[Any, str], tuple[int, bool]]) -> int:
+    """``step(repo, agent) -> (deleted, more)`` in short transactions until nothing is left,
+    for every agent; returns the total deleted."""
     n = 0
     for agent_id in ids:
         more = True
         while more:
             with store.background_tx() as repo:
-                k, more = repo.prune_events(agent_id, keep_s, now)
+                k, more = step(repo, agent_id)
             n += k
     return n
