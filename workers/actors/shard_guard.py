@@ -104,12 +104,16 @@ class ShardGuard:
         with self._store.tx() as repo:
             if d.action == "alert":
                 record_action(repo, agent_id, "alert", version, d.reason)
-            elif d.action == "rollback" and d.good_version is not None:
+            elif d.action == "rollback" and d.good_version is not None \
+                    and repo.version_status(agent_id, d.good_version) == "ok":
                 row = repo.rollback(agent_id, d.good_version)
                 record_action(repo, agent_id, "rollback", row.version,
                               f"{d.reason}; rolled back to version {d.good_version}, new events held")
                 set_quarantined(repo, agent_id, True)
-            else:
+            else:  # a quarantine, or a rollback whose target retention or a forget took since
+                if d.action == "rollback" and d.good_version is not None:
+                    d = Decision("quarantine", f"{d.reason}; version {d.good_version} can no "
+                                 "longer be loaded (retention or a forget): no rollback", None)
                 record_action(repo, agent_id, "quarantine", version, f"{d.reason}; new events held")
                 set_quarantined(repo, agent_id, True)
         self.detectors.counts[d.action] = self.detectors.counts.get(d.action, 0) + 1
