@@ -2,8 +2,9 @@
 
 Starts ``deltamem serve`` as a subprocess (its own Ray; SQLite in a temporary directory, or
 ``--db``) with retention (versions, events and the version horizon: ``event_retention_s`` =
-``version_history_s`` = the window) and snapshots on short settings, creates ``--agents`` vector classifiers, and for ``--minutes`` sends at a fixed rate (open loop: each client thread keeps
-its own schedule, so a slow answer does not lower the offered load): ingest requests of 1 and
+``version_history_s`` = the window) and snapshots on short settings, creates ``--agents``
+vector classifiers, and for ``--minutes`` sends at a fixed rate (open loop: each client thread
+keeps its own schedule, so a slow answer does not lower the offered load): ingest requests of 1 and
 of 64 events in turn, and single-input predicts interleaved. It prints, per minute: p50/p99
 of ingest and predict (ms), events/s applied (from the agents' counters), database size (file
 + WAL + SHM for SQLite; ``pg_database_size`` for PostgreSQL) and the resident memory (RSS) of
@@ -93,21 +94,16 @@ def db_bytes(url: str) -> int:
         path = Path(url[len("sqlite:///"):])
         return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"))
                    if p.exists())
-    from sqlalchemy import text
-
-    from storage.engine import make_engine
-
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar()
-                       or 0)
-    finally:
-        engine.dispose()
+    return _scalar(url, "SELECT pg_database_size(current_database())")
 
 
 def version_rows(url: str) -> int:
     """Rows in the ``versions`` table (what the version horizon bounds)."""
+    return _scalar(url, "SELECT count(*) FROM versions")
+
+
+def _scalar(url: str, sql: str) -> int:
+    """One integer read from the database at ``url`` (a short-lived engine)."""
     from sqlalchemy import text
 
     from storage.engine import make_engine
@@ -115,7 +111,7 @@ def version_rows(url: str) -> int:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(text("SELECT count(*) FROM versions")).scalar() or 0)
+            return int(conn.execute(text(sql)).scalar() or 0)
     finally:
         engine.dispose()
 
@@ -143,7 +139,7 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     base, last, half = rows[1], rows[-1], rows[len(rows) // 2]
     p99 = all(last[f"{op}_p99"] <= 1.2 * base[f"{op}_p99"] for op in ("ingest", "predict"))
     db = last["db_bytes"] <= 1.1 * half["db_bytes"] \
-        and last.get("version_rows", 0) <= 1.1 * half.get("version_rows", 0)
+        and last["version_rows"] <= 1.1 * half["version_rows"]
     rss = last["rss_total"] <= 1.1 * base["rss_total"]
     return {"p99": p99, "db_plateau": db, "rss": rss, "steady": p99 and db and rss}
 

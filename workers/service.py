@@ -23,7 +23,7 @@ from agent.errors import InputError, PicklableError
 from agent.learner import Learner
 from agent.memory.delta import state_checksum
 from client.schema import Agent as AgentAnswer
-from storage.errors import NotFound, VersionThinned
+from storage.errors import NotFound
 from storage.models import Agent
 from storage.repository.event_block import EventBlock
 from workers.actors.encoder import RemoteEncoder, has_text_agents
@@ -424,9 +424,9 @@ class Runtime:
     def _check_version(self, tenant_id: str, agent_id: str, version: int) -> None:
         with self.store.read() as repo:
             a = self._agent(repo, tenant_id, agent_id)
-            if not repo.version_exists(agent_id, version):
-                if repo.version_status(agent_id, version) == "thinned":  # the version horizon
-                    raise VersionThinned(agent_id, version)               # deleted its row: 410
+            # None: unknown (a version the horizon deleted is "thinned"; the operation then
+            # answers 410 through the store's graph.missing)
+            if repo.version_status(agent_id, version) is None:
                 raise ServiceError(404, "unknown_version", f"version {version} does not exist "
                                    f"(head is {a.head_version})", "version")
 

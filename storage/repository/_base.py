@@ -8,6 +8,7 @@ import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, func, select, update
@@ -20,7 +21,7 @@ from storage.errors import (
     StoreBusy,
     VersionConflict,
 )
-from storage.models import AGENT_KEYS, Agent, DeltaRow, Snapshot
+from storage.models import AGENT_KEYS, Agent, DeltaRow, Snapshot, utcnow
 
 SQLITE_BUSY_SNAPSHOT = 517
 CHUNK = 500
@@ -44,6 +45,16 @@ def new_agent_key(session: Session) -> int:
     if session.get_bind().dialect.name == "sqlite":
         return int(session.scalar(select(func.coalesce(func.max(Agent.key), 0) + 1)) or 1)
     return int(session.scalar(select(AGENT_KEYS.next_value())) or 0)
+
+
+def cutoff_before(keep_s: Any, now: datetime | None, field: str) -> datetime:
+    """``now`` (default: the current time, naive = UTC) less ``keep_s`` seconds, checked
+    (a number >= 0, else :class:`InputError` naming ``field``): what retention keeps is newer.
+    """
+    if isinstance(keep_s, bool) or not isinstance(keep_s, (int, float)) or not keep_s >= 0:
+        raise InputError(field, "expected a number of seconds >= 0")
+    cutoff = (now or utcnow()) - timedelta(seconds=float(keep_s))
+    return cutoff if cutoff.tzinfo is not None else cutoff.replace(tzinfo=UTC)
 
 
 def delete_arrays(session: Session, agent_id: str, versions: Sequence[int]) -> None:

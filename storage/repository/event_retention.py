@@ -19,13 +19,12 @@ until nothing is left, so the write lock is never held long.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import delete, or_, select, update
 
-from storage.errors import InputError
-from storage.models import Agent, Event, Version, agent_key_of, as_utc, utcnow
-from storage.repository._base import Core, check_int, chunks
+from storage.models import Agent, Event, Version, agent_key_of, as_utc
+from storage.repository._base import Core, check_int, chunks, cutoff_before
 from storage.repository.graph import VersionGraph
 
 PRUNE_LIMIT = 2000
@@ -43,13 +42,9 @@ class EventRetention:
                      limit: int = PRUNE_LIMIT) -> tuple[int, bool]:
         """Delete up to ``limit`` of the agent's prunable events (module doc); returns
         ``(deleted, more)`` where ``more`` says prunable events are left for another call."""
-        if isinstance(keep_s, bool) or not isinstance(keep_s, (int, float)) or not keep_s >= 0:
-            raise InputError("event_retention_s", "expected a number of seconds >= 0")
+        cutoff = cutoff_before(keep_s, now, "event_retention_s")
         check_int(limit, "limit", 1)
         agent = self.core.lock_agent(agent_id)
-        cutoff = (now or utcnow()) - timedelta(seconds=float(keep_s))
-        if cutoff.tzinfo is None:
-            cutoff = cutoff.replace(tzinfo=UTC)
         old_snaps = set(self.session.scalars(select(Version.version).where(
             Version.agent_id == agent_id, Version.has_snapshot.is_(True),
             Version.status == "ok", Version.created_at < cutoff)))

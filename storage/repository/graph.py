@@ -129,10 +129,15 @@ class VersionGraph:
     def missing(self, agent_id: str, version: Any, field: str = "version") -> Exception:
         """The error for a version with no row: :class:`VersionThinned` when the version
         horizon deleted it (below the agent's history root), else :class:`VersionNotFound`."""
-        if isinstance(version, int) and not isinstance(version, bool) \
-                and 0 < version < self.history_start(agent_id):
+        if self.deleted(agent_id, version):
             return VersionThinned(agent_id, version)
         return VersionNotFound(agent_id, version, field)
+
+    def deleted(self, agent_id: str, version: Any) -> bool:
+        """Whether ``version`` (one with no row) was deleted by the version horizon: version
+        numbers are dense, so a number between 0 and the history root was."""
+        return isinstance(version, int) and not isinstance(version, bool) \
+            and 0 < version < self.history_start(agent_id)
 
     def history_start(self, agent_id: str) -> int:
         """The oldest version after version 0 that has a row: 1, or the history root once

@@ -29,14 +29,13 @@ outgrow version rows (~0.4 KB per micro-batch) anyway.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 
-from storage.errors import InputError
-from storage.models import Agent, Event, Version, agent_key_of, utcnow
-from storage.repository._base import Core, check_int, chunks, delete_arrays
+from storage.models import Agent, Event, Version, agent_key_of
+from storage.repository._base import Core, check_int, chunks, cutoff_before, delete_arrays
 from storage.repository.graph import VersionGraph, VInfo
 
 HORIZON_LIMIT = 2000  # versions deleted per call (one short transaction)
@@ -54,18 +53,14 @@ class VersionHorizon:
                      limit: int = HORIZON_LIMIT) -> tuple[int, bool]:
         """Move the history root up (when it can) and delete up to ``limit`` versions below
         it; returns ``(deleted, more)``, ``more`` saying versions are left for another call."""
-        if isinstance(keep_s, bool) or not isinstance(keep_s, (int, float)) or not keep_s >= 0:
-            raise InputError("version_history_s", "expected a number of seconds >= 0")
+        cutoff = cutoff_before(keep_s, now, "version_history_s")
         check_int(limit, "limit", 1)
         agent = self.core.lock_agent(agent_id)
-        cutoff = (now or utcnow()) - timedelta(seconds=float(keep_s))
-        if cutoff.tzinfo is None:
-            cutoff = cutoff.replace(tzinfo=UTC)
         path = list(self.graph.walk(agent_id, agent.head_version))  # head back to the root
         root = path[-1].version  # 0 (create or fork) or the history root
         new = self._covering(agent_id, path, cutoff)
         if new is not None and self._movable(agent_id, new):
-            self._reroot(agent_id, new)
+            self._reroot(agent_id, new, {i.version: i for i in path if i.version <= new})
             root = new
         return self._delete_below(agent_id, root, limit)
 
@@ -99,9 +94,9 @@ class VersionHorizon:
                 return False
         return True
 
-    def _reroot(self, agent_id: str, c: int) -> None:
-        """Re-attribute ``c``'s event history to it and make it a root (module doc)."""
-        vmap = {info.version: info for info in self.graph.walk(agent_id, c)}
+    def _reroot(self, agent_id: str, c: int, vmap: dict[int, VInfo]) -> None:
+        """Re-attribute ``c``'s event history to it and make it a root (module doc);
+        ``vmap``: ``c``'s path back to the current root."""
         hist = self.graph.history(agent_id, vmap, c)
         for part in chunks(hist):
             self.session.execute(update(Event).where(

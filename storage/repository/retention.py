@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select, update
 
 from storage.errors import InputError
-from storage.models import DeltaRow, Snapshot, Version, utcnow
-from storage.repository._base import Core, chunks
+from storage.models import DeltaRow, Snapshot, Version
+from storage.repository._base import Core, chunks, cutoff_before
 from storage.repository.graph import VersionGraph, VInfo
 
 
@@ -64,9 +64,7 @@ class Retention:
         """Thin the agent's history (see the module doc); returns what was dropped."""
         _check_seconds(keep_window_s, snapshot_spacing_s)
         agent = self.core.lock_agent(agent_id)
-        cutoff = (now or utcnow()) - timedelta(seconds=float(keep_window_s))
-        if cutoff.tzinfo is None:
-            cutoff = cutoff.replace(tzinfo=UTC)
+        cutoff = cutoff_before(keep_window_s, now, "keep_window_s")
         vmap, rows = self._versions(agent_id)
         created = {v: c for v, c, _ in rows}
         pinned = {v for v, _, p in rows if p}
@@ -196,7 +194,7 @@ class Retention:
             slot = int(created[v].timestamp() // spacing_s)
             # roots stay: version 0 (the empty state, where replays start) and the history
             # root the version horizon left (the walks from the head end there: horizon.py)
-            if slot in slots and v != 0 and vmap[v].source is not None:
+            if slot in slots and not vmap[v].is_root:
                 drop.add(v)
             else:
                 slots.add(slot)

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from storage.models import Agent, Event, Snapshot, Version, agent_key_of
+from storage.repository.graph import VersionGraph
 
 
 class ServiceQueries:
@@ -27,11 +28,8 @@ class ServiceQueries:
         (held a forgotten event); None if unknown."""
         status = self.session.scalar(select(Version.status).where(
             Version.agent_id == agent_id, Version.version == version))
-        if status is None and isinstance(version, int) and version > 0:
-            first = self.session.scalar(select(func.min(Version.version)).where(
-                Version.agent_id == agent_id, Version.version > 0))
-            if first is not None and version < first:
-                return "thinned"
+        if status is None and VersionGraph(self.session).deleted(agent_id, version):
+            return "thinned"
         return status
 
     def agents_with_pending_events(self) -> list[str]:

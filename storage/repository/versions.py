@@ -285,9 +285,8 @@ class Versions:
             Version.agent_id == agent_id, Version.created_at <= ts))
         if v is None:
             raise VersionNotFound(agent_id, ts.isoformat(), "as_of")
-        start = self.graph.history_start(agent_id)
-        if int(v) < start - 1:  # the version horizon deleted the versions after v, and
-            raise VersionThinned(agent_id, start - 1)  # which of them held ts is not kept
+        if v == 0 and self.graph.deleted(agent_id, 1):  # the version horizon deleted the
+            raise VersionThinned(agent_id, 1)  # versions after 0: which one held ts is not kept
         return int(v)
 
     def pin_version(self, agent_id: str, version: int, pinned: bool = True) -> Version:
