@@ -263,7 +263,8 @@ def storage(db_path: str, url: str) -> dict[str, float]:
             def total(sql: str) -> float:
                 return float(conn.execute(text(sql)).scalar() or 0)
 
-            inp = total("SELECT sum(length(input_data)) FROM events")
+            inp = total("SELECT coalesce(sum(length(input_data)), 0) FROM events") + total(
+                "SELECT coalesce(sum(length(data)), 0) FROM event_inputs")
             pay = total("SELECT sum(length(payload)) FROM events")
             dd = total("SELECT sum(length(data)) FROM deltas")
             conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))

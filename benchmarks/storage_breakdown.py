@@ -45,9 +45,12 @@ _PG_SIZES = ("SELECT c.relname AS name, CASE WHEN c.relkind = 'r' THEN pg_table_
              "ELSE pg_relation_size(c.oid) END AS size FROM pg_class c "
              "JOIN pg_namespace n ON n.oid = c.relnamespace "
              "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'i')")
-# the events table's columns other than the input array, summed per event (SQLite)
-_COLUMNS = {"input_data": "length(input_data)", "payload": "length(payload)",
-            "client_id": "length(client_id)"}
+# byte sums per event (SQLite): the inputs (in blocks, or inline in rows before 0012), and two
+# of the events table's columns
+_COLUMNS = {"input_data": "(SELECT coalesce(sum(length(input_data)), 0) FROM events) + "
+                          "(SELECT coalesce(sum(length(data)), 0) FROM event_inputs)",
+            "payload": "(SELECT sum(length(payload)) FROM events)",
+            "client_id": "(SELECT sum(length(client_id)) FROM events)"}
 
 
 def build(db: Database, agents: int, per_agent: int, request: int, batch: int,
@@ -141,7 +144,7 @@ def sqlite_breakdown(db: Database) -> tuple[list[tuple[str, int, int]], dict[str
             "free_pages": c.exec_driver_sql("PRAGMA freelist_count").scalar() or 0,
             "events": c.exec_driver_sql("SELECT count(*) FROM events").scalar() or 0}
         for name, expr in _COLUMNS.items():
-            facts[name] = c.exec_driver_sql(f"SELECT sum({expr}) FROM events").scalar() or 0
+            facts[name] = c.exec_driver_sql(f"SELECT {expr}").scalar() or 0
     return rows, facts
 
 

@@ -104,11 +104,15 @@ def checksum(state: tuple[dict[str, np.ndarray], list[str]]) -> str:
 
 
 def event_rows(repo: Any, agent_id: str, inputs: bool = False) -> list[tuple[Any, ...]]:
-    """The agent's stored events as ``(client id, seq, payload[, input columns])`` by seq, a
-    generated id (``ev_...``) as ``"gen"``."""
+    """The agent's stored events as ``(client id, seq, payload[, (input dtype, its bytes)])``
+    by seq, a generated id (``ev_...``) as ``"gen"``."""
     return [(e.client_id if not e.client_id.startswith("ev_") else "gen", e.seq, e.payload,
-             *((e.input_data, e.input_dtype, e.input_dim, e.input_sha256) if inputs else ()))
-            for e in repo.events_of(agent_id)]
+             *((_stored_input(e),) if inputs else ())) for e in repo.events_of(agent_id)]
+
+
+def _stored_input(e: Any) -> tuple[str, bytes] | None:
+    x = e.as_replay().get("input")
+    return (x.dtype.str, x.tobytes()) if isinstance(x, np.ndarray) else None
 
 
 def empty_agents(repo: Any, tenant_id: str, prefix: str, n: int) -> list[str]:

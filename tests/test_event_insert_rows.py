@@ -1,6 +1,7 @@
 """``storage.repository.events.insert_rows`` (on SQLite one DBAPI ``executemany`` of tuples)
 stores every column exactly as the Core insert statement with SQLAlchemy's parameter
-processing (the reference) does, on random events: vectors of both float dtypes, texts with
+processing (the reference) does, the inputs packed into blocks the same way
+(``event_inputs.pack_inputs``), on random events: vectors of both float dtypes, texts with
 their embedding, inputs that are neither, unicode payloads, timestamps, one or many rows."""
 
 from __future__ import annotations
@@ -14,13 +15,18 @@ from sqlalchemy import JSON, Text, bindparam, cast, insert, text
 
 from storage.models import Event, utcnow
 from storage.repository import unit_of_work
+from storage.repository.event_inputs import pack_inputs
 from storage.repository.events import _NO_INPUT, _payload, insert_rows
 from tests.db_fixtures import *  # noqa: F401,F403
 from tests.storage_helpers import checksum, empty_state
 
 COLUMNS = ("client_id, seq, received_at, payload, input_data, input_dtype, input_dim, "
-           "input_sha256, rejected, applied_version, forgotten_version, reject_reason, "
-           "origin_event_id")
+           "input_sha256, input_row, rejected, applied_version, forgotten_version, "
+           "reject_reason, origin_event_id")
+# each row's input block, by content (the two agents' blocks have their own ids)
+BLOCKS = ("SELECT b.first_seq, b.last_seq, b.rows, b.dtype, b.dim, b.data, b.sha256 FROM events "
+          "e LEFT JOIN event_inputs b ON b.id = e.input_block_id WHERE e.agent_key = :k "
+          "ORDER BY e.seq")
 
 
 def _reference_insert(sqlite: bool) -> Any:
@@ -54,9 +60,9 @@ def _event(rng: np.random.Generator, i: int) -> dict[str, Any]:
 def _rows(key: int, events: list[dict[str, Any]], at: datetime) -> list[dict[str, Any]]:
     out = []
     for seq, ev in enumerate(events, 1):
-        cid, _, payload_json, columns, _ = _payload(ev, seq - 1)
+        cid, _, payload_json, arr = _payload(ev, seq - 1)
         out.append({"agent_key": key, "client_id": cid, "seq": seq, "payload_json": payload_json,
-                    "received_at": at, **_NO_INPUT, **columns})
+                    "received_at": at, **_NO_INPUT, "input": arr})
     return out
 
 
@@ -72,7 +78,9 @@ def test_insert_rows_stores_what_the_core_statement_stores(db, n):
         keys = (a.key, b.key)
     with unit_of_work(db) as repo:
         insert_rows(repo.session, _rows(keys[0], events, at))
-        repo.session.execute(_reference_insert(db.is_sqlite), _rows(keys[1], events, at))
+        ref = _rows(keys[1], events, at)
+        pack_inputs(repo.session, ref)
+        repo.session.execute(_reference_insert(db.is_sqlite), ref)
     with db.engine.connect() as c:
         got, want = (c.execute(text(f"SELECT {COLUMNS} FROM events WHERE agent_key = :k "
                                     "ORDER BY seq"), {"k": k}).all() for k in keys)
@@ -81,7 +89,9 @@ def test_insert_rows_stores_what_the_core_statement_stores(db, n):
                      "events WHERE agent_key = :k ORDER BY seq")
             assert c.execute(text(types), {"k": keys[0]}).all() == \
                 c.execute(text(types), {"k": keys[1]}).all()
+        blocks = [c.execute(text(BLOCKS), {"k": k}).all() for k in keys]
     assert len(got) == n and got == want
+    assert blocks[0] == blocks[1] and any(b[0] is not None for b in blocks[0])
     with unit_of_work(db, write=False) as repo:  # and they read back as the events sent
         for ev, row in zip(events, repo.events_of(a.id), strict=True):
             replay = row.as_replay()

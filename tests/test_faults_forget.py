@@ -17,7 +17,16 @@ from sqlalchemy import select
 
 from agent.memory.lift import unit_rows
 from storage.engine import Database
-from storage.models import Answer, DeltaRow, Event, Snapshot, SnapshotLayer, Version, agent_key_of
+from storage.models import (
+    Answer,
+    DeltaRow,
+    Event,
+    EventInputs,
+    Snapshot,
+    SnapshotLayer,
+    Version,
+    agent_key_of,
+)
 from storage.repository import unit_of_work
 from tests.faults_http import Svc, fault_service  # noqa: F401 - the fixture `svc`
 
@@ -53,6 +62,7 @@ def _stored_arrays(url: str) -> bytes:
             blobs = list(s.scalars(select(DeltaRow.data))) + \
                 list(s.scalars(select(SnapshotLayer.data)))
             blobs += [b for b in s.scalars(select(Event.input_data)) if b is not None]
+            blobs += list(s.scalars(select(EventInputs.data)))
         return b"\0".join(bytes(b) for b in blobs)
     finally:
         db.dispose()
@@ -107,7 +117,7 @@ def test_forget_erases_the_event(svc: Svc, rule: str) -> None:
             ev = s.scalars(select(Event).where(Event.agent_key == agent_key_of(aid),
                                                Event.client_id == "s")).one()
             assert ev.payload == {} and ev.forgotten_version == new and ev.seq == 3
-            assert getattr(ev, "input_data", None) is None
+            assert ev.input_data is None and ev.input_block_id is None
             erased = dict(s.execute(select(Version.version, Version.status).where(
                 Version.agent_id == aid, Version.version >= held,
                 Version.version <= after)).all())

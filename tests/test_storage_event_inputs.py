@@ -1,5 +1,5 @@
-"""Event inputs stored as raw bytes (migration 0007): the append path, the replay form, forks,
-and the backfill of JSON payload inputs (upgrade) and its undoing (downgrade), on SQLite and
+"""Event inputs stored as raw bytes (migration 0007; in blocks since 0012): the append path,
+the replay form, forks, and the backfill of JSON payload inputs (upgrade) and its undoing (downgrade), on SQLite and
 PostgreSQL."""
 
 from __future__ import annotations
@@ -38,12 +38,16 @@ def test_array_inputs_are_stored_as_bytes_and_replayed_as_arrays(db):
                                       {"id": "d", "input": [1.0, 2.0, 3.0], "target": "s"}])
     with unit_of_work(db, write=False) as repo:
         rows = {e.client_id: e for e in repo.events_of(agent_id)}
-        assert rows["a"].payload == {"target": "p"} and rows["a"].input_dtype == "<f4"
-        assert rows["a"].input_data == x32.tobytes() and rows["a"].input_dim == 3
-        assert rows["b"].payload == {"target": "q", "beta": 0.5} and rows["b"].input_dtype == "<f8"
+        a, b = rows["a"].input_block, rows["b"].input_block
+        assert rows["a"].payload == {"target": "p"} and a.dtype == "<f4" and a.dim == 3
+        assert a.data[rows["a"].input_row * 12:][:12] == x32.tobytes()
+        assert a.sha256 == hashlib.sha256(a.data).digest()
+        assert rows["b"].payload == {"target": "q", "beta": 0.5} and b.dtype == "<f8"
         assert rows["c"].payload == {"input": "hello", "target": "r"}
+        assert rows["c"].input_block_id == rows["a"].input_block_id  # one block per dtype
         assert rows["d"].payload == {"input": [1.0, 2.0, 3.0], "target": "s"}
-        assert rows["d"].input_data is None
+        assert rows["d"].input_block_id is None and rows["d"].input_data is None
+        assert all(e.input_data is None for e in rows.values())
         replay = {e.client_id: e.as_replay() for e in repo.events_of(agent_id)}
     assert replay["a"]["input"].dtype == np.float32
     assert replay["a"]["input"].tolist() == x32.tolist()
@@ -106,24 +110,24 @@ def test_migration_0007_moves_vector_inputs_into_bytes_and_back(empty_db_url):
     assert back == payloads
 
 
-def test_input_columns_write_what_the_codec_writes():
+def test_stored_inputs_are_what_the_codec_writes():
     """The append path's own encoding of an input (fast) against storage.codec.encode (the
     reference) on random arrays of every accepted dtype and byte order; NaN/Inf refused."""
     import pytest
 
     from storage.codec import encode
     from storage.errors import InputError
-    from storage.repository.events import input_columns
+    from storage.repository.events import stored_input
 
     rng = np.random.default_rng(4)
     for trial in range(200):
         n = int(rng.integers(1, 50))
         dt = [np.float32, np.float64, ">f4", ">f8", np.float16][trial % 5]
         a = (rng.normal(size=n) * 10.0 ** rng.integers(-5, 5)).astype(dt)
-        got = input_columns(a, "events[0].input")
+        got = stored_input(a, "events[0].input")
         blob = encode([a.reshape(-1)], "x")
-        assert (got["input_data"], got["input_dtype"], got["input_dim"], got["input_sha256"]) \
-            == (blob.data, blob.dtype, blob.shapes[0][0], bytes.fromhex(blob.sha256))
+        assert (got.tobytes(), got.dtype.str, (got.size,)) == \
+            (blob.data, blob.dtype, blob.shapes[0])
     for bad in (np.array([1.0, np.nan]), np.array([np.inf], dtype=np.float32)):
         with pytest.raises(InputError):
-            input_columns(bad, "events[0].input")
+            stored_input(bad, "events[0].input")

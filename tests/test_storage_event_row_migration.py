@@ -30,9 +30,18 @@ TIMES = [datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
 
 def _rows(repo: Any, agent_id: str) -> list[tuple[Any, ...]]:
     return [(e.client_id, e.seq, e.payload, e.received_at, e.applied_version,
-             e.forgotten_version, e.origin_event_id, e.rejected, e.reject_reason,
-             e.input_data, e.input_dtype, e.input_dim, e.input_sha256)
+             e.forgotten_version, e.origin_event_id, e.rejected, e.reject_reason, *_input(e))
             for e in repo.events_of(agent_id)]
+
+
+def _input(e: Any) -> tuple[Any, ...]:
+    """An event's input as 0011's columns hold it (bytes, dtype, size, SHA-256), wherever it
+    is stored (a block's row since 0012, whose downgrade writes these columns)."""
+    x = e.as_replay().get("input")
+    if not isinstance(x, np.ndarray):
+        return (None, None, None, None)
+    data = x.tobytes()
+    return (data, x.dtype.str, x.size, hashlib.sha256(data).digest())
 
 
 def _history(db: Database) -> tuple[str, str, dict[str, list[tuple[Any, ...]]]]:

@@ -38,14 +38,14 @@ from storage.models.columns import (
     as_utc,
     utcnow,
 )
-from storage.models.events import Event, replay_dict
+from storage.models.events import Event, EventInputs, replay_dict
 from storage.models.jobs import SchedulerJob, SchedulerLease
 from storage.models.versions import Answer, DeltaRow, Snapshot, SnapshotLayer, Version
 
 __all__ = [
     "AGENT_KEYS", "DELTA_FORMS", "DTYPE_LEN", "EVENT_ID_LEN", "ID_LEN", "KIND_LEN", "LAYER_LEN",
     "NAME_LEN", "NAMING", "SHA_LEN", "VERSION_KINDS", "VERSION_STATUSES", "Agent", "Answer",
-    "ApiKey", "Base", "BigId", "DeltaRow", "Event", "GuardAction", "SchedulerJob",
+    "ApiKey", "Base", "BigId", "DeltaRow", "Event", "EventInputs", "GuardAction", "SchedulerJob",
     "SchedulerLease", "Snapshot", "SnapshotLayer", "Tenant", "UTCDateTime", "UTCMicros",
     "Version", "VersionNum", "agent_key_of", "as_utc", "replay_dict", "utcnow",
 ]

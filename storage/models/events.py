@@ -1,10 +1,12 @@
-"""The event log: one row per accepted event, its input as raw bytes."""
+"""The event log: one row per accepted event; the inputs of the events stored together in one
+block of raw bytes (:class:`EventInputs`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any, cast
 
+import numpy as np
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -21,9 +23,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.ext.hybrid import Comparator, hybrid_property
-from sqlalchemy.orm import Mapped, mapped_column, object_session
+from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
 from storage.codec import decode
+from storage.errors import CorruptData
 from storage.models.agents import Agent, agent_key_of
 from storage.models.columns import (
     DTYPE_LEN,
@@ -55,11 +58,12 @@ class Event(Base):
     an event a fork inherited; ``received_at``: integer microseconds on SQLite
     (:class:`UTCMicros`).
 
-    ``input_*``: the event's key input as raw bytes (:mod:`storage.codec`, one array of
-    ``input_dim`` numbers): a vector input itself (then ``payload`` has no ``"input"``), or the
-    encoder's embedding of a text input (the text stays in ``payload``), so learning, forget and
-    rebuild neither parse JSON floats nor re-encode. NULL for events without one (chat turns,
-    erased payloads)."""
+    The event's key input (a vector input itself, then ``payload`` has no ``"input"``; or the
+    encoder's embedding of a text input, the text staying in ``payload``) is row
+    ``input_row`` of the block ``input_block_id`` (:class:`EventInputs`, migration 0012), so
+    learning, forget and rebuild neither parse JSON floats nor re-encode. Rows written before
+    0012 hold it in ``input_*`` instead (raw bytes of one array of ``input_dim`` numbers,
+    :mod:`storage.codec`). Both NULL for events without one (chat turns, erased payloads)."""
 
     __tablename__ = "events"
     __table_args__ = (
@@ -97,6 +101,13 @@ class Event(Base):
     input_dtype: Mapped[str | None] = mapped_column(String(DTYPE_LEN), default=None)
     input_dim: Mapped[int | None] = mapped_column(Integer, default=None)
     input_sha256: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)  # 32 bytes
+    # no FK (an FK would need an index on every event for the blocks' deletes): the
+    # repository deletes a block only once no event in its seq range refers to it
+    input_block_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(
+        Integer, "sqlite"), default=None)
+    input_row: Mapped[int | None] = mapped_column(Integer, default=None)
+    input_block: Mapped[EventInputs | None] = relationship(
+        primaryjoin="foreign(Event.input_block_id) == EventInputs.id", viewonly=True)
 
     @hybrid_property
     def agent_id(self) -> str:
@@ -116,10 +127,52 @@ class Event(Base):
         """The event as replay functions receive it: the payload plus ``id`` and ``seq``; a
         stored input array (checksum verified) as ``"input"`` (a vector, or the embedding of
         the payload's text, which is then kept as ``"text"``)."""
-        arr = None if self.input_data is None else decode(
-            self.input_data, str(self.input_dtype), [(int(self.input_dim or 0),)],
-            bytes(self.input_sha256 or b"").hex(), f"event {self.client_id} input")[0]
+        what = f"event {self.client_id} input"
+        arr = None
+        if self.input_block_id is not None:
+            block = self.input_block
+            if block is None:
+                raise CorruptData(what, f"its block {self.input_block_id} is missing")
+            arr = block.matrix(what)[int(self.input_row or 0)].copy()  # (dim,)
+        elif self.input_data is not None:
+            arr = decode(self.input_data, str(self.input_dtype), [(int(self.input_dim or 0),)],
+                         bytes(self.input_sha256 or b"").hex(), what)[0]
         return replay_dict(self.payload, self.client_id, self.seq, arr)
+
+
+class EventInputs(Base):
+    """The inputs of events stored together (migration 0012): one agent's events of one
+    group commit whose inputs have one dtype and size, as one ``(rows, dim)`` array of raw
+    bytes (:mod:`storage.codec`), so a request's events cost one blob, not one each.
+
+    ``first_seq``..``last_seq``: the range of ``seq`` of the agent's events that refer to a
+    row of it (``Event.input_block_id``/``input_row``); a block is deleted once none is left
+    there (event retention, forget). An erased event's row is zeroed (forget erases)."""
+
+    __tablename__ = "event_inputs"
+    __table_args__ = (Index("ix_event_inputs_agent_seq", "agent_key", "first_seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    agent_key: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("agents.key", ondelete="CASCADE"))
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(Integer)
+    dtype: Mapped[str] = mapped_column(String(DTYPE_LEN))
+    dim: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[bytes] = mapped_column(LargeBinary)  # 32 bytes
+
+    def matrix(self, what: str) -> np.ndarray:
+        """The block's ``(rows, dim)`` array, checksum verified; decoded once per stored
+        content (kept with the object, keyed by its checksum: an erasure changes it)."""
+        cached = self.__dict__.get("_matrix")
+        if cached is None or cached[0] != self.sha256:
+            m = decode(self.data, self.dtype, [(self.rows, self.dim)], bytes(self.sha256).hex(),
+                       what)[0]
+            m.flags.writeable = False
+            cached = self.__dict__["_matrix"] = (self.sha256, m)
+        return cached[1]
 
 
 def replay_dict(payload: dict[str, Any], client_id: str, seq: int, arr: Any) -> dict[str, Any]:

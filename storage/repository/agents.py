@@ -23,6 +23,7 @@ from storage.errors import (
 )
 from storage.models import Agent, Event, Tenant, Version, agent_key_of
 from storage.repository._base import Core, check_checksum, chunks, new_agent_key
+from storage.repository.event_inputs import copy_for_fork
 from storage.repository.events import Events
 from storage.repository.graph import VersionGraph
 from storage.repository.state import States, check_state
@@ -162,12 +163,14 @@ class Agents:
                                           created_at=created_at)
         self.states.put_snapshot(fork.id, 0, layers, labels)
         v0.has_snapshot = True
+        refs = copy_for_fork(self.session, fork.key, history,
+                             list(range(1, len(history) + 1)))
         self.session.add_all([
             Event(agent_key=fork.key, client_id=e.client_id, seq=i + 1, payload=dict(e.payload),
                   received_at=e.received_at, applied_version=0, origin_event_id=e.id,
                   input_data=e.input_data, input_dtype=e.input_dtype, input_dim=e.input_dim,
-                  input_sha256=e.input_sha256)
-            for i, e in enumerate(history)])
+                  input_sha256=e.input_sha256, input_block_id=bid, input_row=row)
+            for i, (e, (bid, row)) in enumerate(zip(history, refs, strict=True))])
         answers = [a.text for a in self.versions.answers(agent_id)]
         self.versions.record_answers(fork.id, 0, answers + labels)
         self.session.flush()

@@ -1,8 +1,9 @@
 """Erasure after a forget: nothing stored may still encode a forgotten event.
 
 - The events' payloads (input, target, meta, and the raw input columns where present) are
-  emptied; ``client_id`` and ``seq`` stay as tombstones (ids stay known to ``forget`` and
-  duplicate detection, the order stays exact).
+  emptied and their rows of input blocks zeroed (a block no event refers to any more is
+  deleted: :mod:`.event_inputs`); ``client_id`` and ``seq`` stay as tombstones (ids stay known
+  to ``forget`` and duplicate detection, the order stays exact).
 - Every version whose state holds a forgotten event is marked ``erased``: its deltas and its
   snapshot are deleted (a delta after the event is computed from a state that held it, and a
   ``softmax`` agent's ``rows`` deltas hold the key itself), its ``labels_added`` cleared.
@@ -23,12 +24,13 @@ from sqlalchemy import delete, select, update
 
 from storage.models import Answer, Base, Event, Snapshot, Version, agent_key_of
 from storage.repository._base import Core, chunks, delete_arrays
+from storage.repository.event_inputs import drop_unreferenced, zero_rows
 from storage.repository.graph import VersionGraph, VInfo
 
 _EVENTS = Base.metadata.tables[Event.__tablename__]
-# the raw input columns (issue 16) where the schema has them
-_INPUT_COLUMNS = [c for c in ("input_data", "input_dtype", "input_dim", "input_sha256")
-                  if c in _EVENTS.c]
+# the input columns (issue 16: inline before 0012, a block's row since) where the schema has them
+_INPUT_COLUMNS = [c for c in ("input_data", "input_dtype", "input_dim", "input_sha256",
+                              "input_block_id", "input_row") if c in _EVENTS.c]
 
 
 class Erasure:
@@ -41,10 +43,16 @@ class Erasure:
 
     def _erase_payloads(self, agent_id: str, seqs: list[int]) -> None:
         values: dict[str, Any] = {"payload": {}, **{c: None for c in _INPUT_COLUMNS}}
+        key = agent_key_of(agent_id)
+        refs: list[tuple[int, int]] = []
         for part in chunks(sorted(seqs)):
+            refs.extend((int(b), int(r)) for b, r in self.session.execute(select(
+                _EVENTS.c.input_block_id, _EVENTS.c.input_row).where(
+                _EVENTS.c.agent_key == key, _EVENTS.c.seq.in_(part),
+                _EVENTS.c.input_block_id.is_not(None))))
             self.session.execute(update(_EVENTS).where(
-                _EVENTS.c.agent_key == agent_key_of(agent_id), _EVENTS.c.seq.in_(part))
-                .values(**values))
+                _EVENTS.c.agent_key == key, _EVENTS.c.seq.in_(part)).values(**values))
+        drop_unreferenced(self.session, zero_rows(self.session, refs))
 
     def _holding_forgotten(self, agent_id: str, vmap: dict[int, VInfo]) -> list[int]:
         """Versions (not yet erased) whose state holds a forgotten event."""

@@ -12,7 +12,7 @@ per row, with the inputs' finiteness, narrowing and bytes taken for the whole ma
 
 >>> import numpy as np
 >>> b = EventBlock(np.array([[0.5, 1.0], [0.1, 2.0]]), ["a", None], [{"target": "x"}] * 2)
->>> [(p[0], p[2], p[3]["input_dtype"]) for p in parse_block(b)]
+>>> [(p[0], p[2], p[3].dtype.str) for p in parse_block(b)]
 [('a', '{"target":"x"}', '<f4'), (None, '{"target":"x"}', '<f8')]
 """
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from storage.errors import InputError
-from storage.repository.events import check_event_id, raw_input_columns, stored_payload
+from storage.repository.events import check_event_id, stored_payload
 
 _FLOATS = ("<f4", "<f8")
 
@@ -117,8 +117,8 @@ _F32_MAX = float(np.finfo(np.float32).max)
 
 
 def parse_block(block: EventBlock) -> list[tuple[Any, ...]]:
-    """Per row ``(client id or None, payload, payload JSON text, input columns, stored input
-    array)``: what ``events._payload`` gives for the row's event. Raises the
+    """Per row ``(client id or None, payload, payload JSON text, stored input array)``: what
+    ``events._payload`` gives for the row's event. Raises the
     :class:`InputError` of the first bad row (its id, its payload, then its input)."""
     X = block.inputs  # (n, d)
     finite = np.isfinite(X).all(axis=1)  # (n,)
@@ -138,5 +138,5 @@ def parse_block(block: EventBlock) -> list[tuple[Any, ...]]:
         if not finite[i]:
             raise InputError(f"{field}.input", "has NaN or Inf values")
         arr = F[i] if exact[i] else X[i]  # (d,) as stored
-        out.append((cid, payload, text, raw_input_columns(arr), arr))
+        out.append((cid, payload, text, arr))
     return out

@@ -33,10 +33,10 @@ from storage.models import utcnow
 from storage.repository import Repository
 from storage.repository._base import chunks
 from storage.repository.event_block import EventBlock, parse_block
+from storage.repository.event_inputs import pack_inputs, settle_blocks
 from storage.repository.events import (
     _AGENTS,
     _EVENTS,
-    _NO_INPUT,
     INSERT_VALUES,
     MAX_BATCH,
     AcceptedEvent,
@@ -123,7 +123,7 @@ Plan = list[list[tuple[Any, ...]] | Exception]  # per request: its events' tuple
 def _plan_rows(requests: Sequence[tuple[str, EventsIn]], parsed: Plan,
                heads: dict[str, list[int]], keys: dict[str, int],
                now: datetime) -> tuple[list[dict[str, Any]], Plan]:
-    """``(rows to insert, per request: its error or (cid, row or None, payload, rest) per
+    """``(rows to insert, per request: its error or (cid, row or None, payload, input) per
     event)``; an id repeated within the group gets no row (a duplicate)."""
     seen: set[tuple[str, str]] = set()
     rows: list[dict[str, Any]] = []
@@ -133,17 +133,17 @@ def _plan_rows(requests: Sequence[tuple[str, EventsIn]], parsed: Plan,
             plan.append(ps if isinstance(ps, Exception) else AgentNotFound(agent_id))
             continue
         mine: list[tuple[Any, ...]] = []
-        for cid, payload, text, columns, *rest in ps:
+        for cid, payload, text, arr in ps:
             if cid is not None and (agent_id, cid) in seen:
-                mine.append((cid, None, payload, rest))  # repeated within the group
+                mine.append((cid, None, payload, arr))  # repeated within the group
                 continue
             cid = cid or "ev_" + uuid.uuid4().hex
             seen.add((agent_id, cid))
             row = {"agent_id": agent_id, "agent_key": keys[agent_id], "client_id": cid,
                    "seq": 0, "payload_json": text,
-                   "received_at": now, **_NO_INPUT, **columns}
+                   "received_at": now, "input": arr}
             rows.append(row)
-            mine.append((cid, row, payload, rest))
+            mine.append((cid, row, payload, arr))
         plan.append(mine)
     return rows, plan
 
@@ -164,6 +164,7 @@ def _insert_rows(repo: Repository, rows: list[dict[str, Any]], heads: dict[str, 
         nxt[row["agent_id"]] += 1
     inserted: set[tuple[str, str]] = set()
     if rows:
+        pack_inputs(s, rows)  # blocks first: the rows refer to them (settled below)
         with repo.core.translate(rows[0]["agent_id"]):
             for part in chunks(rows, 1000):
                 inserted.update((ids[r[0]], r[1]) for r in s.execute(_INSERT, list(part)))
@@ -179,6 +180,9 @@ def _insert_rows(repo: Repository, rows: list[dict[str, Any]], heads: dict[str, 
             h[1] += 1
     if moves:  # ascending per agent: each new seq is free when its row moves there
         s.execute(_MOVE, moves)
+    if rows and (moves or len(inserted) < len(rows)):
+        settle_blocks(s, rows, {id(r) for r in rows
+                                if (r["agent_id"], r["client_id"]) in inserted})
     return inserted
 
 
@@ -216,10 +220,10 @@ def _answers(requests: Sequence[tuple[str, EventsIn]],
             continue
         accepted: list[AcceptedEvent] = []
         duplicates: list[str] = []
-        for cid, row, payload, rest in planned:
+        for cid, row, payload, arr in planned:
             if row is None or (agent_id, cid) not in inserted:
                 duplicates.append(cid)
             else:
-                accepted.append(AcceptedEvent(cid, row["seq"], payload, now, *rest))
+                accepted.append(AcceptedEvent(cid, row["seq"], payload, now, arr))
         out.append((accepted, duplicates))
     return out

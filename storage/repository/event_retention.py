@@ -1,6 +1,6 @@
 """Event retention (opt-in, ``event_retention_s``): delete old events a snapshot covers.
 
-An event is pruned (its row, payload and input bytes deleted) when it was received before the
+An event is pruned (its row and payload deleted, its input block once no event refers to it) when it was received before the
 cutoff and is either in the history of the *covering snapshot* (the newest ``ok`` snapshot
 version on the head's path committed before the cutoff), or rejected or forgotten with a
 ``seq`` at most the last one that snapshot holds. Pending (and held) events are never pruned,
@@ -25,6 +25,7 @@ from sqlalchemy import delete, or_, select, update
 
 from storage.models import Agent, Event, Version, agent_key_of, as_utc
 from storage.repository._base import Core, check_int, chunks, cutoff_before
+from storage.repository.event_inputs import block_refs, drop_unreferenced
 from storage.repository.graph import VersionGraph
 
 PRUNE_LIMIT = 2000
@@ -56,12 +57,14 @@ class EventRetention:
         # origin_event_id: the agent_key term keeps the update on the forks' rows)
         forks = list(self.session.scalars(select(Agent.key).where(
             Agent.base_agent_id == agent_id)))
+        blocks = block_refs(self.session, todo)
         for part in chunks(todo):
             if forks:
                 self.session.execute(update(Event).where(
                     Event.agent_key.in_(forks), Event.origin_event_id.in_(part))
                     .values(origin_event_id=None))
             self.session.execute(delete(Event).where(Event.id.in_(part)))
+        drop_unreferenced(self.session, blocks)  # the input blocks no event refers to now
         self.session.flush()
         return len(todo), more
 

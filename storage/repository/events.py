@@ -11,7 +11,6 @@ that same function.
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,6 +47,7 @@ from storage.models import (
     utcnow,
 )
 from storage.repository._base import Core, check_int, chunks
+from storage.repository.event_inputs import pack_inputs
 from storage.repository.graph import VersionGraph
 
 MAX_BATCH = 100_000
@@ -55,8 +55,7 @@ MAX_REASON = 2000
 
 _EVENTS: Table = Base.metadata.tables[Event.__tablename__]
 _AGENTS: Table = Base.metadata.tables[Agent.__tablename__]
-_NO_INPUT: dict[str, Any] = {"input_data": None, "input_dtype": None, "input_dim": None,
-                             "input_sha256": None}
+_NO_INPUT: dict[str, Any] = {"input_block_id": None, "input_row": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +87,8 @@ class AcceptedEvent:
 
 
 # the values of an event row insert, the payload bound as already-encoded JSON text and cast
-# to JSON (PostgreSQL's ``json`` keeps its input text verbatim; SQLite: _SQLITE_INSERT)
+# to JSON (PostgreSQL's ``json`` keeps its input text verbatim; SQLite: _SQLITE_INSERT); the
+# input as a row of a block (storage/repository/event_inputs.py)
 INSERT_VALUES: dict[str, Any] = {
     "agent_key": bindparam("agent_key"), "client_id": bindparam("client_id"),
     "seq": bindparam("seq"), "received_at": bindparam("received_at"),
@@ -101,8 +101,7 @@ _INSERT: Insert = insert(_EVENTS).values(**INSERT_VALUES)
 # SQLite keeps JSON as text: the same insert as DBAPI tuples, the payload's text bound as is
 # (``rejected`` as the Core insert's column default writes it)
 _SQLITE_INSERT = ("INSERT INTO events (agent_key, client_id, seq, received_at, payload, "
-                  "input_data, input_dtype, input_dim, input_sha256, rejected) "
-                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)")
+                  "input_block_id, input_row, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, 0)")
 _MICROS = UTCMicros()
 _COUNT_ACCEPTED = (update(_AGENTS).where(_AGENTS.c.id == bindparam("agent_id"))
                    .values(next_seq=bindparam("next_seq"),
@@ -112,28 +111,18 @@ _STORED_IDS = select(_EVENTS.c.client_id).where(
     _EVENTS.c.client_id.in_(bindparam("ids", expanding=True)))
 
 
-def input_columns(arr: Any, field: str) -> dict[str, Any]:
-    """The ``events.input_*`` columns of an input array (a vector, or a text's embedding):
-    raw little-endian bytes of one float dtype (:mod:`storage.codec`); their SHA-256 is
-    stored as its 32 bytes."""
+def stored_input(arr: Any, field: str) -> np.ndarray | None:
+    """An input array (a vector, or a text's embedding) as it is stored and reads back: 1-d,
+    one little-endian float dtype (:mod:`storage.codec`'s rule), finite; None for None."""
     if arr is None:
-        return _NO_INPUT
+        return None
     a = np.asarray(arr).reshape(-1)
     if a.dtype.str not in ("<f4", "<f8"):  # the general path (and its errors): storage.codec
         blob = encode([a], field)
-        return {"input_data": blob.data, "input_dtype": blob.dtype,
-                "input_dim": blob.shapes[0][0], "input_sha256": bytes.fromhex(blob.sha256)}
+        return np.frombuffer(blob.data, dtype=np.dtype(blob.dtype))
     if not np.isfinite(a).all():
         raise InputError(field, "has NaN or Inf values")
-    return raw_input_columns(a)
-
-
-def raw_input_columns(a: np.ndarray) -> dict[str, Any]:
-    """The input columns of a finite 1-d ``<f4``/``<f8`` array (checked by the caller): the
-    bytes :mod:`storage.codec` would write for it, and their SHA-256."""
-    data = a.tobytes()
-    return {"input_data": data, "input_dtype": a.dtype.str, "input_dim": a.size,
-            "input_sha256": hashlib.sha256(data).digest()}
+    return a
 
 
 def check_event_id(cid: Any, field: str) -> str | None:
@@ -159,12 +148,12 @@ def stored_payload(ev: dict[str, Any], field: str) -> tuple[dict[str, Any], str]
         raise InputError(field, f"not storable as JSON: {exc}") from exc
 
 
-def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str, Any], Any]:
-    """``(client id or None, payload, payload as JSON text, input columns, input array or
-    None)`` of ``events[i]``.
+def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, Any]:
+    """``(client id or None, payload, payload as JSON text, stored input array or None)`` of
+    ``events[i]``.
 
-    An array ``input`` (a vector) goes into the input columns instead of the payload; an
-    ``embedding`` array beside a text ``input`` goes there too (the text stays in the payload).
+    An array ``input`` (a vector) is stored as the event's input instead of in the payload;
+    an ``embedding`` array beside a text ``input`` is too (the text stays in the payload).
     """
     field = f"events[{i}]"
     if not isinstance(ev, dict):
@@ -173,19 +162,19 @@ def _payload(ev: Any, i: int) -> tuple[str | None, dict[str, Any], str, dict[str
     arr = ev.get("input")
     arr = arr if isinstance(arr, np.ndarray) else ev.get("embedding")
     payload, text = stored_payload(ev, field)
-    columns = input_columns(arr, f"{field}.input")
-    if arr is not None:  # as it reads back: 1-d, little-endian dtype of the stored bytes
-        arr = np.frombuffer(columns["input_data"], dtype=np.dtype(columns["input_dtype"]))
-    return cid, payload, text, columns, arr
+    return cid, payload, text, stored_input(arr, f"{field}.input")
 
 
 def insert_rows(session: Any, rows: list[dict[str, Any]]) -> None:
-    """Insert event rows (dicts of :data:`INSERT_VALUES`'s parameters, ``received_at`` a
-    datetime). On SQLite one ``executemany`` of tuples on the DBAPI cursor, the same column
-    values the Core statement writes (its per-row parameter processing cost twice the insert
-    itself, by cProfile of a group commit); elsewhere the Core statement."""
+    """Insert event rows (dicts of :data:`INSERT_VALUES`'s parameters but the input's block
+    and row, plus ``input``: the stored input array or None, ``received_at`` a datetime,
+    ``seq`` final), their inputs first as blocks (:func:`event_inputs.pack_inputs`). On
+    SQLite one ``executemany`` of tuples on the DBAPI cursor, the same column values the Core
+    statement writes (its per-row parameter processing cost twice the insert itself, by
+    cProfile of a group commit); elsewhere the Core statement."""
     if not rows:
         return
+    pack_inputs(session, rows)
     dialect = session.get_bind().dialect
     if dialect.name != "sqlite":
         session.execute(_INSERT, rows)
@@ -196,7 +185,7 @@ def insert_rows(session: Any, rows: list[dict[str, Any]]) -> None:
             stamps[r["received_at"]] = _MICROS.process_bind_param(r["received_at"], dialect)
     session.connection().exec_driver_sql(_SQLITE_INSERT, [
         (r["agent_key"], r["client_id"], r["seq"], stamps[r["received_at"]], r["payload_json"],
-         r["input_data"], r["input_dtype"], r["input_dim"], r["input_sha256"]) for r in rows])
+         r["input_block_id"], r["input_row"]) for r in rows])
 
 
 def pending_terms(agent_id: str) -> tuple[Any, ...]:
@@ -258,7 +247,7 @@ class Events:
         duplicates: list[str] = []
         seen: set[str] = set()
         seq = agent.next_seq
-        for cid, payload, text, columns, arr in parsed:
+        for cid, payload, text, arr in parsed:
             if cid is not None and (cid in existing or cid in seen):
                 duplicates.append(cid)
                 continue
@@ -266,7 +255,7 @@ class Events:
             seen.add(cid)
             accepted.append(AcceptedEvent(cid, seq, payload, now, arr))
             rows.append({"agent_key": agent.key, "client_id": cid, "seq": seq,
-                         "payload_json": text, "received_at": now, **columns})
+                         "payload_json": text, "received_at": now, "input": arr})
             seq += 1
         if rows:
             self._write_accepted(agent, rows, seq)
