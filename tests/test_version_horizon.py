@@ -164,3 +164,37 @@ def test_pins_forks_and_branches_hold_the_root_back(db):
         v = repo.rollback(aid, 13).version
         assert _load(repo, aid, v) == checksum(state)
         assert [i.version for i in repo.graph.walk(aid, v)] == [v, 13, 12, 11]
+
+
+def test_events_of_a_branch_below_the_root_are_pruned(db):
+    """A rollback leaves a branch; once the horizon deletes its versions, its events are in
+    no state that is left, and event retention deletes their rows (before: kept forever)."""
+    rng = np.random.default_rng(3)
+    with unit_of_work(db) as repo:
+        tenant = repo.create_tenant("t")[0].id
+        state = empty_state()
+        aid = repo.create_agent(tenant, "a", {}, *state, checksum(state)).id
+    states = {0: state}
+    for v in range(1, 5):  # 1..4; the branch 3, 4 is left by the rollback to 2 (version 5)
+        state = states[v] = _commit(db, aid, state, rng, snapshot=v == 2)
+    with unit_of_work(db) as repo:
+        repo.rollback(aid, 2)
+    state = states[2]
+    for _ in range(3):  # 6, 7, 8 (8 a snapshot: the covering one)
+        state = _commit(db, aid, state, rng, snapshot=_ == 2)
+    with unit_of_work(db, write=False) as repo:
+        branch = {e.client_id for e in repo.events_of(aid) if e.applied_version in (3, 4)}
+    assert len(branch) == 2
+    assert _root_after_fold(db, aid) == 8
+    with unit_of_work(db) as repo:
+        later = repo.get_version(aid, 8).created_at + timedelta(days=1)
+        kept_before = {e.client_id for e in repo.events_of(aid)} - branch
+        pruned, _ = repo.prune_events(aid, 60.0, later)
+        left = {e.client_id for e in repo.events_of(aid)}
+        start = repo.graph.history_start(aid)
+        assert not any(0 < (e.applied_version or 0) < start for e in repo.events_of(aid))
+    assert not branch & left and pruned >= len(branch)
+    assert left <= kept_before
+    state = _commit(db, aid, state, rng, snapshot=False)  # 9: learning goes on
+    with unit_of_work(db, write=False) as repo:
+        assert _load(repo, aid, 9) == checksum(state)

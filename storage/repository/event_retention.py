@@ -1,10 +1,11 @@
 """Event retention (opt-in, ``event_retention_s``): delete old events a snapshot covers.
 
-An event is pruned (its row and payload deleted, its input block once no event refers to it) when it was received before the
-cutoff and is either in the history of the *covering snapshot* (the newest ``ok`` snapshot
-version on the head's path committed before the cutoff), or rejected or forgotten with a
-``seq`` at most the last one that snapshot holds. Pending (and held) events are never pruned,
-nor events applied on a branch the head's path left (a rollback can still come back to them).
+An event is pruned (its row and payload deleted, its input's block once no event refers to
+it) when it was received before the cutoff and is either in the history of the *covering
+snapshot* (the newest ``ok`` snapshot version on the head's path committed before the cutoff),
+or rejected or forgotten with a ``seq`` at most the last one that snapshot holds. Pending (and held) events are never pruned,
+nor events applied on a branch the head's path left (a rollback can still come back to them),
+unless the version horizon deleted the version they were applied in.
 
 After pruning, a pruned id is unknown: ``forget`` answers 404 for it and a re-sent id is a new
 event (the duplicate window is the event retention). Versions, predict and rollback use
@@ -19,7 +20,9 @@ until nothing is left, so the write lock is never held long.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, or_, select, update
 
@@ -78,16 +81,28 @@ class EventRetention:
         An event is in the covering snapshot ``S``'s history (storage/repository/graph.py)
         exactly when it was applied in ``S`` or a version on ``S``'s path back to its root,
         and not forgotten by a forget version on that path."""
-        walk = (i.version for i in self.graph.walk(agent_id, head))  # read on lazily
-        snap = next((v for v in walk if v in old_snaps), None)
-        if snap is None:
-            return []
         rows = self.session.execute(select(
             Event.id, Event.seq, Event.applied_version, Event.forgotten_version,
             Event.rejected, Event.received_at).where(
             Event.agent_key == agent_key_of(agent_id),
             or_(Event.applied_version.is_not(None), Event.forgotten_version.is_not(None),
                 Event.rejected.is_(True))).order_by(Event.seq)).all()
+        # applied in a version the version horizon deleted: not in any state that is left
+        # (the root's own history was re-attributed to the root), so nothing can need it
+        start = self.graph.history_start(agent_id)
+        dead = [i for i, _, av, _, _, at in rows
+                if av is not None and 0 < av < start and as_utc(at) < cutoff]
+        return sorted({*dead, *self._covered(agent_id, head, old_snaps, cutoff, rows)},
+                      key={i: seq for i, seq, *_ in rows}.__getitem__)
+
+    def _covered(self, agent_id: str, head: int, old_snaps: set[int], cutoff: datetime,
+                 rows: Sequence[Any]) -> list[int]:
+        """The prunable events ``rows`` holds that the covering snapshot holds or that are
+        rejected or forgotten at or before its last event."""
+        walk = (i.version for i in self.graph.walk(agent_id, head))  # read on lazily
+        snap = next((v for v in walk if v in old_snaps), None)
+        if snap is None:
+            return []
         applied = [r[2] for r in rows if r[2] is not None and r[2] <= snap]
         if not applied:
             return []
