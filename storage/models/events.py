@@ -106,8 +106,11 @@ class Event(Base):
     input_block_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(
         Integer, "sqlite"), default=None)
     input_row: Mapped[int | None] = mapped_column(Integer, default=None)
+    # loaded with the events (one IN query per load): callers replay events after their
+    # session has ended
     input_block: Mapped[EventInputs | None] = relationship(
-        primaryjoin="foreign(Event.input_block_id) == EventInputs.id", viewonly=True)
+        primaryjoin="foreign(Event.input_block_id) == EventInputs.id", viewonly=True,
+        lazy="selectin")
 
     @hybrid_property
     def agent_id(self) -> str:
