@@ -217,18 +217,24 @@ def test_blocks_hold_every_accepted_input_and_nothing_else(db):
 
 def test_a_large_request_is_stored_in_bounded_blocks(db):
     """Reading one event reads its block: a request of many events is split into blocks of
-    at most BLOCK_ROWS rows, each row replaying its own event's input."""
-    from storage.repository.event_inputs import BLOCK_ROWS
+    at most BLOCK_BYTES, each row replaying its own event's input."""
+    from storage.repository import event_inputs
 
-    n = 2 * BLOCK_ROWS + 88
+    monkey = event_inputs.BLOCK_BYTES
+    event_inputs.BLOCK_BYTES = 7 * 4 * 256 + 5  # 256 rows of 7 float32 numbers a block
+    n = 2 * 256 + 88
     X = np.random.default_rng(5).normal(size=(n, 7)).astype(np.float32)
     with unit_of_work(db) as repo:
         tenant, _ = repo.create_tenant("t")
         st0 = empty_state()
         a = repo.create_agent(tenant.id, "a", {"kind": "classifier"}, *st0, checksum(st0)).id
-        repo.append_events(a, [{"id": f"x{i}", "input": X[i], "target": "y"} for i in range(n)])
+        try:
+            repo.append_events(a, [{"id": f"x{i}", "input": X[i], "target": "y"}
+                                   for i in range(n)])
+        finally:
+            event_inputs.BLOCK_BYTES = monkey
     with unit_of_work(db, write=False) as repo:
         sizes = sorted(b.rows for b in repo.session.scalars(select(EventInputs)))
-        assert sizes == [88, BLOCK_ROWS, BLOCK_ROWS]
+        assert sizes == [88, 256, 256]
         for e in repo.events_of(a):
             np.testing.assert_array_equal(e.as_replay()["input"], X[int(e.client_id[1:])])

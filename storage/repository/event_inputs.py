@@ -33,9 +33,16 @@ from storage.repository._base import chunks
 _BLOCKS: Table = Base.metadata.tables[EventInputs.__tablename__]
 _EVENTS: Table = Base.metadata.tables[Event.__tablename__]
 _INSERT = insert(_BLOCKS).returning(_BLOCKS.c.id)
-#: rows a block holds at most: reading one event reads its whole block (and checks its
-#: SHA-256), so a request of 100,000 events becomes blocks of ~0.4 MB at 384-d, not one of 150
-BLOCK_ROWS = 256
+#: bytes a block holds at most (one row at least): reading one event reads its whole block
+#: and checks its SHA-256, so a request of 100,000 events at 384-d is blocks of 682 rows
+#: (1 MiB), not one of 150 MB. Smaller blocks read faster one at a time but store more:
+#: SQLite's overflow pages and PostgreSQL's TOAST chunks each waste part of a page per blob
+BLOCK_BYTES = 1 << 20
+
+
+def block_rows(row_bytes: int) -> int:
+    """Rows of ``row_bytes`` bytes a block holds at most."""
+    return max(1, BLOCK_BYTES // max(1, row_bytes))
 
 
 def _block_values(agent_key: int, seqs: Sequence[int], m: np.ndarray) -> dict[str, Any]:
@@ -48,7 +55,7 @@ def _block_values(agent_key: int, seqs: Sequence[int], m: np.ndarray) -> dict[st
 def pack_inputs(session: Any, rows: Iterable[dict[str, Any]]) -> list[int]:
     """Store the inputs of event rows about to be inserted (dicts with ``agent_key``,
     ``seq`` and ``input``: a 1-d little-endian float array or None) as blocks, one per
-    (agent, dtype, size) and :data:`BLOCK_ROWS` rows, and set each row's ``input_block_id``
+    (agent, dtype, size) and :data:`BLOCK_BYTES`, and set each row's ``input_block_id``
     and ``input_row``. Returns the new blocks' ids."""
     groups: dict[tuple[int, str, int], list[dict[str, Any]]] = {}
     for r in rows:
@@ -58,8 +65,8 @@ def pack_inputs(session: Any, rows: Iterable[dict[str, Any]]) -> list[int]:
             continue
         groups.setdefault((r["agent_key"], a.dtype.str, a.size), []).append(r)
     ids: list[int] = []
-    for (key, _, _), group in groups.items():
-        for rs in chunks(group, BLOCK_ROWS):
+    for (key, dtype, dim), group in groups.items():
+        for rs in chunks(group, block_rows(dim * np.dtype(dtype).itemsize)):
             m = np.stack([r["input"] for r in rs])  # (rows, dim)
             bid = int(session.execute(_INSERT, _block_values(
                 key, [r["seq"] for r in rs], m)).scalar_one())
@@ -145,7 +152,7 @@ def copy_for_fork(session: Any, fork_key: int, events: Sequence[Event],
     for i, e in enumerate(events):
         if e.input_block_id is not None:
             per.setdefault(e.input_block_id, []).append(i)
-    for bid, idx in per.items():  # (a source block has at most BLOCK_ROWS rows)
+    for bid, idx in per.items():  # (a source block is within BLOCK_BYTES)
         block = events[idx[0]].input_block
         if block is None:
             continue
