@@ -52,21 +52,24 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     conn = op.get_bind()
-    blocks = conn.execute(sa.text(
-        "SELECT id, rows, dtype, dim, data FROM event_inputs")).all()
-    for bid, rows, dtype, dim, data in blocks:
-        m = np.frombuffer(bytes(data), dtype=np.dtype(dtype)).reshape(rows, dim)
-        refs = conn.execute(sa.text("SELECT id, input_row FROM events WHERE input_block_id = :b"),
-                            {"b": bid}).all()
+    # one read of the references (events.input_block_id has no index), then each block once
+    refs: dict[int, list[tuple[int, int]]] = {}
+    for eid, bid, row in conn.execute(sa.text(
+            "SELECT id, input_block_id, input_row FROM events "
+            "WHERE input_block_id IS NOT NULL")):
+        refs.setdefault(bid, []).append((eid, row))
+    for bid, rows_of in refs.items():
+        b = conn.execute(sa.text("SELECT rows, dtype, dim, data FROM event_inputs WHERE id = :b"),
+                         {"b": bid}).one()
+        m = np.frombuffer(bytes(b.data), dtype=np.dtype(b.dtype)).reshape(b.rows, b.dim)
         params = []
-        for eid, row in refs:
+        for eid, row in rows_of:
             raw = m[row].tobytes()
-            params.append({"i": eid, "d": raw, "t": dtype, "n": dim,
+            params.append({"i": eid, "d": raw, "t": b.dtype, "n": b.dim,
                            "h": hashlib.sha256(raw).digest()})
-        if params:
-            conn.execute(sa.text(
-                "UPDATE events SET input_data = :d, input_dtype = :t, input_dim = :n, "
-                "input_sha256 = :h WHERE id = :i"), params)
+        conn.execute(sa.text(
+            "UPDATE events SET input_data = :d, input_dtype = :t, input_dim = :n, "
+            "input_sha256 = :h WHERE id = :i"), params)
     op.drop_column("events", "input_row")  # SQLite ≥ 3.35: ALTER TABLE DROP COLUMN, no copy
     op.drop_column("events", "input_block_id")
     op.drop_index("ix_event_inputs_agent_seq", table_name="event_inputs")

@@ -180,7 +180,7 @@ def _insert_rows(repo: Repository, rows: list[dict[str, Any]], heads: dict[str, 
             h[1] += 1
     if moves:  # ascending per agent: each new seq is free when its row moves there
         s.execute(_MOVE, moves)
-    if rows and (moves or len(inserted) < len(rows)):
+    if len(inserted) < len(rows):  # (rows move only after a skipped one)
         settle_blocks(s, rows, {id(r) for r in rows
                                 if (r["agent_id"], r["client_id"]) in inserted})
     return inserted

@@ -4,7 +4,8 @@ of one group commit, of one dtype and size, stored as one ``(rows, dim)`` array 
 
 Why: an event row that holds its own 1.5 KB input makes PostgreSQL's heap take ≥ 2,048 B an
 event (four rows a page) before any index, and every insert, applied mark and read moves the
-whole row. With the inputs apart an event row is ~150 B and a request's inputs one blob.
+whole row. With the inputs apart an event row is ~100 B (SQLite's ``events`` table: 103 B an
+event, ``benchmarks.storage_breakdown``) and a request's inputs one blob.
 
 The rules that keep it exact and erasable:
 

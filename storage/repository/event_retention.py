@@ -3,9 +3,10 @@
 An event is pruned (its row and payload deleted, its input's block once no event refers to
 it) when it was received before the cutoff and is either in the history of the *covering
 snapshot* (the newest ``ok`` snapshot version on the head's path committed before the cutoff),
-or rejected or forgotten with a ``seq`` at most the last one that snapshot holds. Pending (and held) events are never pruned,
-nor events applied on a branch the head's path left (a rollback can still come back to them),
-unless the version horizon deleted the version they were applied in.
+or rejected or forgotten with a ``seq`` at most the last one that snapshot holds. Pending (and
+held) events are never pruned, nor events applied on a branch the head's path left (a rollback
+can still come back to them), unless the version horizon deleted the version they were applied
+in.
 
 After pruning, a pruned id is unknown: ``forget`` answers 404 for it and a re-sent id is a new
 event (the duplicate window is the event retention). Versions, predict and rollback use
@@ -92,8 +93,8 @@ class EventRetention:
         start = self.graph.history_start(agent_id)
         dead = [i for i, _, av, _, _, at in rows
                 if av is not None and 0 < av < start and as_utc(at) < cutoff]
-        return sorted({*dead, *self._covered(agent_id, head, old_snaps, cutoff, rows)},
-                      key={i: seq for i, seq, *_ in rows}.__getitem__)
+        prunable = {*dead, *self._covered(agent_id, head, old_snaps, cutoff, rows)}
+        return [r[0] for r in rows if r[0] in prunable]  # (rows are in seq order)
 
     def _covered(self, agent_id: str, head: int, old_snaps: set[int], cutoff: datetime,
                  rows: Sequence[Any]) -> list[int]:
