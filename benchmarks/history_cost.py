@@ -65,7 +65,7 @@ def grow(db: Database, agent_id: str, versions: int) -> None:
             seq += n
         repo.session.execute(update(Agent).where(Agent.id == agent_id).values(
             head_version=head + add, events_received=received + add,
-            events_applied=Agent.events_applied + add, next_seq=seq))
+            events_applied=Agent.events_applied + add, next_seq=seq, applied_seq=seq - 1))
 
 
 def measure(dep: Deployment, db: Database, agent_id: str, n: int, rng: np.random.Generator,

@@ -47,7 +47,7 @@ def check_store(database_url: str, agent_id: str, sent_ids: list[str]) -> dict[s
     try:
         with unit_of_work(db, write=False) as repo:
             agent = repo.get_agent(agent_id)
-            applied = [e.client_id for e in repo.applied_events(agent_id)]
+            applied = [e.client_id for e, _ in repo.applied_events(agent_id)]
             assert applied == sent_ids, (
                 f"{agent_id}: applied order differs from the order sent "
                 f"({len(applied)} applied, {len(sent_ids)} sent, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from storage.models import Event, Version, agent_key_of
 from storage.repository import unit_of_work
@@ -28,13 +28,13 @@ def _reference(repo, agent_id, head, old_snaps, cutoff) -> list[int]:
     if not covered:
         return []
     upto, held = max(covered), set(covered)
-    rows = repo.session.execute(select(Event.id, Event.seq, Event.applied_version,
-                                       Event.forgotten_version, Event.rejected).where(
-        Event.agent_key == agent_key_of(agent_id), Event.seq <= upto, Event.received_at < cutoff,
-        or_(Event.applied_version.is_not(None), Event.forgotten_version.is_not(None),
-            Event.rejected.is_(True))).order_by(Event.seq)).all()
-    return [i for i, seq, av, fv, rej in rows
-            if (av is not None and fv is None and seq in held) or fv is not None or rej]
+    applied = {e.seq for e, _ in repo.applied_events(agent_id)}
+    rows = repo.session.execute(select(Event.id, Event.seq, Event.forgotten_version,
+                                       Event.rejected).where(
+        Event.agent_key == agent_key_of(agent_id), Event.seq <= upto, Event.received_at < cutoff)
+        .order_by(Event.seq)).all()
+    return [i for i, seq, fv, rej in rows
+            if (seq in applied and fv is None and seq in held) or fv is not None or rej]
 
 
 @pytest.mark.parametrize("seed", range(3))

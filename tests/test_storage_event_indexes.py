@@ -1,6 +1,7 @@
-"""The events table's partial indexes (migration 0010): the pending and rejected lookups read
-indexes that hold only pending or rejected rows, find what a plain filter over every row
-finds, and SQLite (term-for-term partial index matching) and PostgreSQL plan them there."""
+"""The pending, rejected and applied lookups of the events table: they find what a plain
+filter over what happened finds, the rejected one reads a partial index that holds only the
+rejected rows (migration 0010), and the pending one a range of ``(agent_key, seq)`` after the
+agent's watermark (migration 0013); SQLite and PostgreSQL plan them there."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from storage.repository import unit_of_work
 from tests.db_fixtures import *  # noqa: F401,F403
 
 
-def _history(db: Database, seed: int) -> str:
+def _history(db: Database, seed: int) -> tuple[str, dict[int, int]]:
     """One agent with random events: some applied (in versions), some rejected, the rest
-    pending, in random proportions."""
+    pending, in random proportions; and ``seq -> version`` of the applied ones."""
     rng = np.random.default_rng(seed)
     with unit_of_work(db) as repo:
         tenant, _ = repo.create_tenant("t")
@@ -26,6 +27,7 @@ def _history(db: Database, seed: int) -> str:
                                                  "dim": 3}, layers, [],
                                 state_checksum(layers, [])).id
     head, n = 0, 0
+    applied: dict[int, int] = {}
     for _ in range(int(rng.integers(3, 7))):
         m = int(rng.integers(1, 25))
         with unit_of_work(db) as repo:
@@ -43,25 +45,27 @@ def _history(db: Database, seed: int) -> str:
                 repo.commit_version(aid, head, delta=d, event_seqs=left[:k],
                                     checksum=state_checksum(layers, []))
                 head += 1
-    return aid
+                applied.update((s, head) for s in left[:k])
+    return aid, applied
 
 
 def test_pending_and_rejected_reads_match_a_filter_over_every_row(db):
     for seed in range(3):
-        aid = _history(db, seed)
+        aid, applied = _history(db, seed)
         with unit_of_work(db, write=False) as repo:
-            rows = repo.session.execute(sa.select(
-                Event.seq, Event.applied_version, Event.forgotten_version, Event.rejected)
-                .where(Event.agent_key == agent_key_of(aid))).all()
-            want_pending = sorted(s for s, av, fv, rj in rows if av is None and fv is None
-                                  and not rj)
-            want_rejected = sorted(s for s, av, fv, rj in rows if rj)
+            rows = repo.session.execute(sa.select(Event.seq, Event.rejected)
+                                        .where(Event.agent_key == agent_key_of(aid))).all()
+            want_pending = sorted(s for s, rj in rows if s not in applied and not rj)
+            want_rejected = sorted(s for s, rj in rows if rj)
             assert [e.seq for e in repo.pending_events(aid)] == want_pending
             assert repo.pending_count(aid) == len(want_pending)
             got, _ = repo.list_events(aid, "pending", limit=1000)
             assert [e["seq"] for e in got] == want_pending
             got, _ = repo.list_events(aid, "rejected", limit=1000)
             assert [e["seq"] for e in got] == want_rejected
+            got, _ = repo.list_events(aid, "applied", limit=1000)
+            assert {e["seq"]: e["applied_version"] for e in got} == applied
+            assert [(e.seq, v) for e, v in repo.applied_events(aid)] == sorted(applied.items())
             assert want_rejected and len(rows) > len(want_pending)
 
 
@@ -82,7 +86,7 @@ def _plans(db: Database, aid: str) -> dict[str, str]:
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
     reads = [(s, p) for s, p in seen if "FROM events" in s
-             and ("applied_version IS NULL" in s or "rejected IS" in s)]
+             and ("applied_seq" in s or "rejected IS" in s)]
     assert len(reads) == 4, seen
     out = {}
     with db.engine.connect() as conn:
@@ -99,32 +103,33 @@ def _plans(db: Database, aid: str) -> dict[str, str]:
     return out
 
 
-def test_the_reads_are_planned_on_the_partial_indexes(db):
-    aid = _history(db, 7)
+def test_the_reads_are_planned_on_their_indexes(db):
+    aid, _ = _history(db, 7)
     for stmt, plan in _plans(db, aid).items():
-        want = "ix_events_rejected" if "rejected IS" in stmt and "NOT" not in stmt \
-            else "ix_events_pending"
-        assert want in plan, (stmt, plan)
+        if "applied_seq" in stmt:  # after the watermark: a range of the unique (agent_key,
+            # seq) index (SQLite names it sqlite_autoindex_*)
+            assert ("INDEX" in plan and "(agent_key=? AND seq>?" in plan) if db.is_sqlite \
+                else ("uq_events_agent_seq" in plan and "seq >" in plan), (stmt, plan)
+        else:
+            assert "ix_events_rejected" in plan, (stmt, plan)
 
 
-def test_sqlite_partial_indexes_hold_only_pending_and_rejected_rows(sqlite_template_path,
-                                                                     tmp_path):
+def test_sqlite_partial_index_holds_only_rejected_rows(sqlite_template_path, tmp_path):
     import shutil
 
     path = tmp_path / "ix.db"
     shutil.copyfile(sqlite_template_path, path)
     db = Database(f"sqlite:///{path}")
     try:
-        aid = _history(db, 3)
+        aid, _ = _history(db, 3)
         with db.engine.connect() as conn:
             cells = dict(conn.exec_driver_sql(
-                "SELECT name, SUM(ncell) FROM dbstat WHERE name IN "
-                "('ix_events_pending', 'ix_events_rejected') AND pagetype = 'leaf' "
-                "GROUP BY name").all())
-            total, pending, rejected = conn.exec_driver_sql(
-                "SELECT count(*), SUM(applied_version IS NULL), SUM(rejected) FROM events "
+                "SELECT name, SUM(ncell) FROM dbstat WHERE name LIKE 'ix_events_%' "
+                "AND pagetype = 'leaf' GROUP BY name").all())
+            total, rejected = conn.exec_driver_sql(
+                "SELECT count(*), SUM(rejected) FROM events "
                 "WHERE agent_key = (SELECT key FROM agents WHERE id = ?)", (aid,)).one()
-        assert cells == {"ix_events_pending": pending, "ix_events_rejected": rejected}
-        assert pending + rejected < total
+        assert cells.get("ix_events_rejected") == rejected < total
+        assert "ix_events_pending" not in cells
     finally:
         db.dispose()

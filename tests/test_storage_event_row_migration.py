@@ -29,7 +29,10 @@ TIMES = [datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
 
 
 def _rows(repo: Any, agent_id: str) -> list[tuple[Any, ...]]:
-    return [(e.client_id, e.seq, e.payload, e.received_at, e.applied_version,
+    # the version that applied each (a version's seq range since 0013, whose downgrade writes
+    # it into applied_version, which the upgrade then keeps)
+    applied = {e.seq: v for e, v in repo.applied_events(agent_id)}
+    return [(e.client_id, e.seq, e.payload, e.received_at, applied.get(e.seq),
              e.forgotten_version, e.origin_event_id, e.rejected, e.reject_reason, *_input(e))
             for e in repo.events_of(agent_id)]
 

@@ -405,6 +405,8 @@ def test_event_rows_survive_in_order(db):
     _, agent_id, _ = make_agent(db)
     learn(db, agent_id, 2, np.random.default_rng(11))
     with unit_of_work(db) as repo:
-        rows = repo.session.execute(select(Event.seq, Event.applied_version).where(
-            Event.agent_key == agent_key_of(agent_id)).order_by(Event.seq)).all()
+        rows = [(e.seq, v) for e, v in repo.applied_events(agent_id)]
         assert rows == [(1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]
+        # marked by the versions' seq ranges, not on the rows (applied.py)
+        assert repo.session.scalar(select(func.count()).select_from(Event).where(
+            Event.agent_key == agent_key_of(agent_id), Event.applied_version.is_not(None))) == 0

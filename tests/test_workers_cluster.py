@@ -83,7 +83,7 @@ def _contiguous_once(running, svc, tenant, agent_id) -> None:
     assert sum(v["events"] for v in vs["versions"]) == EVENTS, "an event counted twice"
     with running.service.store.read() as repo:
         rows = repo.applied_events(agent_id)
-    assert len(rows) == EVENTS and len({r.seq for r in rows}) == EVENTS
+    assert len(rows) == EVENTS and len({r.seq for r, _ in rows}) == EVENTS
 
 
 def test_removing_a_node_moves_its_shards_and_loses_nothing(cluster, tmp_path):

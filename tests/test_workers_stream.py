@@ -118,8 +118,8 @@ def test_rollback_while_events_arrive(dep):
     with running.service.store.tx() as repo:
         rows = repo.applied_events(agent)
         state_v = repo.load_state(agent, v)
-    after = [r for r in rows if r.applied_version > rb["version"]]
-    before = [r for r in rows if r.applied_version < rb["version"]]
+    after = [r for r, v in rows if v > rb["version"]]
+    before = [r for r, v in rows if v < rb["version"]]
     assert not before or not after or max(r.seq for r in before) < min(r.seq for r in after), \
         "an event acknowledged before the rollback was applied after it"
     ref = reference(CONFIG, [r.as_replay() for r in sorted(after, key=lambda r: r.seq)],

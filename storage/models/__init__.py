@@ -9,7 +9,8 @@
 ``versions``, ``deltas``, ``snapshots``/``snapshot_layers`` and ``answers`` are append-only,
 except that retention deletes ``deltas`` rows and marks the versions it thins, and a forget
 deletes the deltas and snapshots of the versions it erases (their states held a forgotten
-event). ``events`` rows gain ``applied_version``/``forgotten_version``/``rejected`` marks; a
+event). ``events`` rows gain ``forgotten_version``/``rejected`` marks (a commit marks the events
+it applied by the seq range on its version row: :mod:`storage.repository.applied`); a
 forget erases their payloads and inputs, and the opt-in event retention deletes old rows a
 snapshot covers (:mod:`storage.repository.event_retention`).
 

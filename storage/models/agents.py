@@ -85,6 +85,10 @@ class Agent(Base):
     events_rejected: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0",
                                                  deferred=True, deferred_group="agent_json")
     next_seq: Mapped[int] = mapped_column(BigInteger, default=1)
+    # the last seq applied (migration 0013): the agent's events after it that are neither
+    # rejected nor forgotten are its pending ones (storage/repository/applied.py)
+    applied_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0",
+                                             deferred=True)
     base_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), default=None)
     base_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
     root_agent_id: Mapped[str | None] = mapped_column(ForeignKey("agents.id"), default=None)

@@ -69,10 +69,8 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("agent_key", "client_id", name="uq_events_agent_client_id"),
         UniqueConstraint("agent_key", "seq", name="uq_events_agent_seq"),
-        # partial: only the rows the pending and rejected lookups find (migration 0010)
-        Index("ix_events_pending", "agent_key", "seq",
-              sqlite_where=text("applied_version IS NULL"),
-              postgresql_where=text("applied_version IS NULL")),
+        # partial: only the rows the rejected lookup finds (migration 0010); the pending ones
+        # are those after the agent's applied_seq (migration 0013)
         Index("ix_events_rejected", "agent_key", "seq", sqlite_where=text("rejected IS 1"),
               postgresql_where=text("rejected IS true")),
         # the rows forks inherited (deleting a pruned event checks its FK by this index)
@@ -89,6 +87,8 @@ class Event(Base):
     seq: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = mapped_column(UTCMicros(), default=utcnow)
+    # set only where no version's seq range says it (storage/repository/applied.py): rows
+    # written before migration 0013, fork copies, the version horizon's re-attribution
     applied_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
     forgotten_version: Mapped[int | None] = mapped_column(VersionNum, default=None)
     # rejected: the learner could not apply it (a non-finite result; reason says why): it

@@ -47,6 +47,7 @@ class Version(Base):
         UniqueConstraint("agent_id", "version", name="uq_versions_agent_version"),
         Index("ix_versions_agent_created", "agent_id", "created_at"),
         Index("ix_versions_agent_tested", "agent_id", "tested_total"),
+        Index("ix_versions_agent_last_seq", "agent_id", "last_seq"),
         CheckConstraint("version >= 0", name="version_nonneg"),
         CheckConstraint("parent IS NULL OR parent < version", name="parent_before"),
         CheckConstraint("state_of IS NULL OR state_of < version", name="state_of_before"),
@@ -62,6 +63,10 @@ class Version(Base):
     state_of: Mapped[int | None] = mapped_column(VersionNum, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     event_count: Mapped[int] = mapped_column(Integer, default=0)
+    # the seqs of the events this version applied lie in first_seq..last_seq (migration 0013;
+    # storage/repository/applied.py): NULL when it applied none
+    first_seq: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger, default=None)
     checksum: Mapped[str] = mapped_column(String(SHA_LEN))
     delta_norm: Mapped[float] = mapped_column(Double, default=0.0)
     labels_added: Mapped[list[Any]] = mapped_column(default=list)

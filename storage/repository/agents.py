@@ -152,7 +152,7 @@ class Agents:
         fork = Agent(id=new_agent_id(), key=new_agent_key(self.session),
                      tenant_id=src.tenant_id, name=name,
                      config=dict(src.config), head_version=0, events_received=n,
-                     events_applied=n, next_seq=n + 1, base_agent_id=src.id,
+                     events_applied=n, next_seq=n + 1, applied_seq=n, base_agent_id=src.id,
                      base_version=version, root_agent_id=src.root_agent_id or src.id,
                      labels=list(labels),
                      **({"created_at": created_at} if created_at else {}))

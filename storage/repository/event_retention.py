@@ -29,6 +29,7 @@ from sqlalchemy import delete, or_, select, update
 
 from storage.models import Agent, Event, Version, agent_key_of, as_utc
 from storage.repository._base import Core, check_int, chunks, cutoff_before
+from storage.repository.applied import Ranges, maybe_applied
 from storage.repository.event_inputs import block_refs, drop_unreferenced
 from storage.repository.graph import VersionGraph
 
@@ -82,12 +83,16 @@ class EventRetention:
         An event is in the covering snapshot ``S``'s history (storage/repository/graph.py)
         exactly when it was applied in ``S`` or a version on ``S``'s path back to its root,
         and not forgotten by a forget version on that path."""
-        rows = self.session.execute(select(
+        read = self.session.execute(select(
             Event.id, Event.seq, Event.applied_version, Event.forgotten_version,
             Event.rejected, Event.received_at).where(
             Event.agent_key == agent_key_of(agent_id),
-            or_(Event.applied_version.is_not(None), Event.forgotten_version.is_not(None),
+            or_(maybe_applied(agent_id), Event.forgotten_version.is_not(None),
                 Event.rejected.is_(True))).order_by(Event.seq)).all()
+        # the version that applied each (applied.py): the ranges of the seqs read, no more
+        ranges = Ranges.of_seqs(self.session, agent_id, [r[1] for r in read if r[2] is None])
+        rows = [(i, seq, ranges.applied_version(seq, av, fv, rej), fv, rej, at)
+                for i, seq, av, fv, rej, at in read]
         # applied in a version the version horizon deleted: not in any state that is left
         # (the root's own history was re-attributed to the root), so nothing can need it
         start = self.graph.history_start(agent_id)

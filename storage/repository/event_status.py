@@ -1,9 +1,10 @@
 """Listing an agent's events by status (``GET /v1/agents/{id}/events?status=``), a page at a
 time in ``seq`` order. Each status is one indexed range read, never a scan of the history:
-``rejected`` on ``ix_events_rejected (agent_key, seq) WHERE rejected``, ``pending`` on
-``ix_events_pending (agent_key, seq) WHERE applied_version IS NULL`` (partial indexes: they hold
-only those few rows), ``applied`` on ``uq_events_agent_seq (agent_key, seq)`` (almost every
-event is applied)."""
+``rejected`` on ``ix_events_rejected (agent_key, seq) WHERE rejected`` (a partial index: it
+holds only those few rows), ``pending`` on ``uq_events_agent_seq (agent_key, seq)`` after the
+agent's watermark, ``applied`` on the same index up to it (almost every event is applied);
+each page's applied versions come from the seq ranges of the versions (applied.py), one more
+indexed read."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import select
 from storage.errors import InputError
 from storage.models import Event
 from storage.repository._base import Core, check_int
+from storage.repository.applied import Ranges, maybe_applied
 from storage.repository.events import pending_terms
 
 EVENT_STATUSES = ("rejected", "pending", "applied", "held")  # held: pending while quarantined
@@ -37,8 +39,8 @@ class EventPages:
             raise InputError("status", f"expected one of {list(EVENT_STATUSES)}, got {status!r}")
         limit = check_int(limit, "limit", 1, MAX_EVENT_PAGE)
         q = select(Event.client_id, Event.seq, Event.reject_reason, Event.received_at,
-                   Event.applied_version).where(Event.agent_id == agent_id)
-        order: Any = Event.seq
+                   Event.applied_version, Event.forgotten_version, Event.rejected).where(
+            Event.agent_id == agent_id)
         if after_seq is not None:
             q = q.where(Event.seq > check_int(after_seq, "after_seq"))
         if status == "rejected":
@@ -46,13 +48,16 @@ class EventPages:
         elif status in ("pending", "held"):
             if status == "held" and not agent.quarantined:  # held: the guard's quarantine
                 return [], None
-            # the pending terms and order of pending_events: the few pending rows through
-            # ix_events_pending, not a walk of every event the agent ever had
-            q, order = q.where(*pending_terms(agent_id)[1:]), Event.seq + 0
-        else:
-            q = q.where(Event.applied_version.is_not(None))
-        rows = self.session.execute(q.order_by(order).limit(limit)).all()
-        out = [{"id": cid, "seq": seq, "status": status, "reason": reason,
-                "received_at": at.isoformat(), "applied_version": av}
-               for cid, seq, reason, at, av in rows]
+            q = q.where(*pending_terms(agent_id)[1:])
+        else:  # then those forgotten while pending are left out below
+            q = q.where(maybe_applied(agent_id))
+        rows = self.session.execute(q.order_by(Event.seq).limit(limit)).all()
+        ranges = Ranges.of_seqs(self.session, agent_id,
+                                [r.seq for r in rows if r.applied_version is None])
+        out = []
+        for cid, seq, reason, at, av, fv, rejected in rows:
+            av = ranges.applied_version(seq, av, fv, rejected)
+            if status != "applied" or av is not None:
+                out.append({"id": cid, "seq": seq, "status": status, "reason": reason,
+                            "received_at": at.isoformat(), "applied_version": av})
         return out, (rows[-1][1] if len(rows) == limit else None)

@@ -47,6 +47,7 @@ from storage.models import (
     utcnow,
 )
 from storage.repository._base import Core, check_int, chunks
+from storage.repository.applied import applied_seq_of
 from storage.repository.event_inputs import pack_inputs
 from storage.repository.graph import VersionGraph
 
@@ -189,9 +190,9 @@ def insert_rows(session: Any, rows: list[dict[str, Any]]) -> None:
 
 
 def pending_terms(agent_id: str) -> tuple[Any, ...]:
-    """The WHERE terms of an agent's pending events (they use ``ix_events_pending``, a partial
-    index of the rows with ``applied_version IS NULL``, which SQLite matches term for term)."""
-    return (Event.agent_key == agent_key_of(agent_id), Event.applied_version.is_(None),
+    """The WHERE terms of an agent's pending events: after its watermark, neither forgotten nor
+    rejected (storage/repository/applied.py), one range of the ``(agent_key, seq)`` index."""
+    return (Event.agent_key == agent_key_of(agent_id), Event.seq > applied_seq_of(agent_id),
             Event.forgotten_version.is_(None), Event.rejected.is_not(True))
 
 
@@ -284,9 +285,7 @@ class Events:
 
     def pending_events(self, agent_id: str, limit: int | None = None) -> list[Event]:
         """Events not yet applied (nor forgotten, nor rejected), oldest ``seq`` first."""
-        # seq + 0: ordering by the bare column, SQLite would walk the (agent_key, seq) index
-        # over the whole history to skip a sort of the few pending rows
-        q = select(Event).where(*pending_terms(agent_id)).order_by(Event.seq + 0)
+        q = select(Event).where(*pending_terms(agent_id)).order_by(Event.seq)
         if limit is not None:
             q = q.limit(check_int(limit, "limit", 1))
         return list(self.session.scalars(q))

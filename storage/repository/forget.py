@@ -102,8 +102,8 @@ class Forgetting:
         todo = self.events.events_by_seqs(agent_id, kept[start_len:])
         layers, labels = replay(layers, list(labels), [e.as_replay() for e in todo])
         checksum = state_checksum(layers, labels)
-        pending = [e for e in rows if e.applied_version is None and e.forgotten_version is None
-                   and not e.rejected]
+        pending = [e for e in rows if e.seq > agent.applied_seq and e.applied_version is None
+                   and e.forgotten_version is None and not e.rejected]  # (applied.py)
         version = self.versions.commit_version(
             agent_id, head, "forget", snapshot=(layers, labels), checksum=checksum,
             delta_norm=0.0, created_at=created_at)

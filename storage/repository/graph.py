@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from storage.errors import CorruptData, VersionNotFound, VersionThinned
 from storage.models import Event, Version, agent_key_of
+from storage.repository.applied import Ranges, maybe_applied
 
 #: (version → seqs applied in it, in order; version → seqs forgotten by it)
 Marks = tuple[dict[int, list[int]], dict[int, set[int]]]
@@ -161,17 +162,20 @@ class VersionGraph:
         return path
 
     def event_marks(self, agent_id: str) -> Marks:
-        """(version → seqs applied in it, in order; version → seqs forgotten by it)."""
+        """(version → seqs applied in it, in order; version → seqs forgotten by it): every
+        event row but the pending ones, and the agent's version ranges (applied.py)."""
         applied: dict[int, list[int]] = {}
         forgotten: dict[int, set[int]] = {}
+        ranges = Ranges.of_agent(self.session, agent_id)
         rows = self.session.execute(
-            select(Event.seq, Event.applied_version, Event.forgotten_version)
+            select(Event.seq, Event.applied_version, Event.forgotten_version, Event.rejected)
             .where(Event.agent_key == agent_key_of(agent_id))
-            .where((Event.applied_version.is_not(None)) | (Event.forgotten_version.is_not(None)))
+            .where(maybe_applied(agent_id) | Event.forgotten_version.is_not(None))
             .order_by(Event.seq))
-        for seq, av, fv in rows:
-            if av is not None:
-                applied.setdefault(av, []).append(seq)
+        for seq, av, fv, rejected in rows:
+            v = ranges.applied_version(seq, av, fv, rejected)
+            if v is not None:
+                applied.setdefault(v, []).append(seq)
             if fv is not None:
                 forgotten.setdefault(fv, set()).add(seq)
         return applied, forgotten

@@ -8,7 +8,9 @@ snapshot of a ``delta`` version on the head's path committed before the horizon.
 
 1. the events of ``C``'s state (its event history, graph.py) are re-attributed to ``C``
    (``applied_version = C``) and ``C.event_count`` counts them, so forget, erasure and event
-   retention, which read histories from the root, see the same histories as before;
+   retention, which read histories from the root, see the same histories as before; the
+   other events applied below ``C`` keep their version in ``applied_version`` (the seq ranges
+   of the deleted rows go with them, applied.py);
 2. ``C`` loses its source (``parent`` NULL): a version with no source is a root;
 3. every version ``0 < v < C`` is marked ``thinned`` at once, then deleted (rows, deltas and
    snapshots) in bounded chunks, one short transaction each.
@@ -97,11 +99,20 @@ class VersionHorizon:
     def _reroot(self, agent_id: str, c: int, vmap: dict[int, VInfo]) -> None:
         """Re-attribute ``c``'s event history to it and make it a root (module doc);
         ``vmap``: ``c``'s path back to the current root."""
-        hist = self.graph.history(agent_id, vmap, c)
-        for part in chunks(hist):
-            self.session.execute(update(Event).where(
-                Event.agent_key == agent_key_of(agent_id), Event.seq.in_(part),
-                Event.applied_version != c).values(applied_version=c))
+        marks = self.graph.event_marks(agent_id)
+        *_, (_, hist) = self.graph.histories(agent_id, vmap, c, marks)
+        # the versions below c go, and with them their seq ranges (applied.py): their events
+        # keep their version in applied_version, c's history is re-attributed to c
+        held = set(hist)
+        marked: dict[int, list[int]] = {c: hist}
+        for v, seqs in marks[0].items():
+            if v < c:
+                marked.setdefault(v, []).extend(s for s in seqs if s not in held)
+        for v, seqs in marked.items():
+            for part in chunks(seqs):
+                self.session.execute(update(Event).where(
+                    Event.agent_key == agent_key_of(agent_id), Event.seq.in_(part),
+                    Event.applied_version.is_distinct_from(v)).values(applied_version=v))
         self.session.execute(update(Version).where(
             Version.agent_id == agent_id, Version.version == c).values(
             parent=None, state_of=None, event_count=len(hist)))

@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from storage.models import Agent, Event, Snapshot, Version, agent_key_of
+from storage.repository.applied import Ranges, applied_versions, maybe_applied
 from storage.repository.graph import VersionGraph
 
 
@@ -40,11 +41,15 @@ class ServiceQueries:
     def all_agent_ids(self) -> list[str]:
         return list(self.session.scalars(select(Agent.id).order_by(Agent.id)))
 
-    def applied_events(self, agent_id: str) -> list[Event]:
-        """Every applied event of the agent, in ``seq`` order."""
-        return list(self.session.scalars(select(Event).where(
-            Event.agent_key == agent_key_of(agent_id), Event.applied_version.is_not(None))
+    def applied_events(self, agent_id: str) -> list[tuple[Event, int]]:
+        """Every applied event of the agent with the version that applied it, in ``seq``
+        order (storage/repository/applied.py)."""
+        rows = list(self.session.scalars(select(Event).where(
+            Event.agent_key == agent_key_of(agent_id), maybe_applied(agent_id))
             .order_by(Event.seq)))
+        marks = applied_versions(self.session, agent_id, rows,
+                                 Ranges.of_agent(self.session, agent_id))
+        return [(e, marks[e.seq]) for e in rows if e.seq in marks]
 
     def snapshot_due(self, agent_id: str, version: int, every_versions: int,
                      every_s: float, now: datetime | None = None) -> bool:

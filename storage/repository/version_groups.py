@@ -6,16 +6,16 @@ a few Core statements for the whole group, instead of the ORM round trips of one
 database work: it can run outside the write lock); :func:`commit_delta_group` writes a group
 of them and stores exactly the rows that ``commit_version(kind="delta")`` followed by
 ``record_quality`` (when the batch was tested) would store for each, one agent after the other
-(the reference the tests compare with): the version row with its quality totals, the delta
-rows, the events marked applied, the head and ``events_applied`` moved, the labels and
-answers a delta adds. It raises what ``commit_version`` raises (:class:`VersionConflict`,
+(the reference the tests compare with): the version row with its quality totals and the seq
+range of the events it applied, the delta rows, the head, the watermark and ``events_applied``
+moved, the labels and answers a delta adds. It raises what ``commit_version`` raises (:class:`VersionConflict`,
 :class:`InputError` for seqs that are not the oldest pending ones, :class:`AgentNotFound`);
 the caller's transaction must then be rolled back (nothing of the group stays).
 
 Statements per group: the agents locked (one no-op ``UPDATE`` on SQLite, one ``SELECT ... FOR
-UPDATE`` in id order), per agent one read of its last quality totals and one ``UPDATE ...
-RETURNING`` that marks its events applied and checks they are the oldest pending ones (both
-on indexes, the rows of this batch only), then one executemany each for the version rows, the
+UPDATE`` in id order), per agent one read of its last quality totals and one read that checks
+its events are the oldest pending ones (both on indexes, the rows of this batch only; no event
+row is written: storage/repository/applied.py), then one executemany each for the version rows, the
 delta rows and the agents.
 """
 
@@ -41,7 +41,7 @@ _AGENTS: Table = Base.metadata.tables["agents"]
 
 _TOUCH = (update(_AGENTS).where(_AGENTS.c.id.in_(bindparam("ids", expanding=True)))
           .values(head_version=_AGENTS.c.head_version))
-_LOCK = (select(_AGENTS.c.id, _AGENTS.c.head_version, _AGENTS.c.labels)
+_LOCK = (select(_AGENTS.c.id, _AGENTS.c.head_version, _AGENTS.c.labels, _AGENTS.c.applied_seq)
          .where(_AGENTS.c.id.in_(bindparam("ids", expanding=True)))
          .order_by(_AGENTS.c.id).with_for_update())
 _LAST_TESTED = (select(_VERSIONS.c.tested_total, _VERSIONS.c.hits_total)
@@ -49,12 +49,10 @@ _LAST_TESTED = (select(_VERSIONS.c.tested_total, _VERSIONS.c.hits_total)
                        _VERSIONS.c.tested_total.is_not(None))
                 .order_by(_VERSIONS.c.tested_total.desc()).limit(1))
 # built once: pending_terms takes the agent id as a bound parameter here
-_MARK = (update(Event).where(*pending_terms(cast(str, bindparam("aid"))),
-                             Event.seq + 0 <= bindparam("top"))
-         .values(applied_version=bindparam("v")).returning(Event.seq)
-         .execution_options(synchronize_session=False))
+_PENDING_UPTO = select(Event.seq).where(*pending_terms(cast(str, bindparam("aid"))),
+                                        Event.seq <= bindparam("top"))
 _HEAD = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
-         .values(head_version=bindparam("v"),
+         .values(head_version=bindparam("v"), applied_seq=bindparam("top"),
                  events_applied=_AGENTS.c.events_applied + bindparam("n")))
 _HEAD_LABELS = _HEAD.values(labels=bindparam("labels"))
 
@@ -109,7 +107,7 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
     with core.translate(wanted[0]):
         if core.is_sqlite:  # take the write lock now: a no-op write
             s.execute(_TOUCH, {"ids": wanted})
-        heads = {r.id: (r.head_version, list(r.labels or []))
+        heads = {r.id: (r.head_version, list(r.labels or []), r.applied_seq)
                  for r in s.execute(_LOCK, {"ids": wanted})}
     now = created_at or utcnow()
     versions: list[dict[str, Any]] = []
@@ -121,7 +119,7 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
     for c in commits:
         if c.agent_id not in heads:
             raise AgentNotFound(c.agent_id)
-        head, labels = heads[c.agent_id]
+        head, labels, _ = heads[c.agent_id]
         if head != c.parent:
             raise VersionConflict(c.agent_id, c.parent, head)
         new = head + 1
@@ -134,7 +132,8 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
                       for name, ld, form, blob in c.encoded)
         if c.seqs:
             applied.append((c.agent_id, c.seqs, new))
-        move = {"aid": c.agent_id, "v": new, "n": len(c.seqs)}
+        move = {"aid": c.agent_id, "v": new, "n": len(c.seqs),
+                "top": max(c.seqs) if c.seqs else heads[c.agent_id][2]}
         grown = labels + c.labels_added
         if c.labels_added and grown != labels:
             labels_moved.append({**move, "labels": grown})
@@ -145,8 +144,8 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
         s.execute(insert(_VERSIONS), versions)
         if deltas:
             s.execute(insert(_DELTAS), deltas)
-        for agent_id, seqs, new in applied:
-            _mark_applied(s, agent_id, seqs, new)
+        for agent_id, seqs, _ in applied:
+            _check_pending(s, agent_id, seqs)
         if heads_moved:
             s.execute(_HEAD, heads_moved)
         if labels_moved:
@@ -158,13 +157,12 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
     return out
 
 
-def _mark_applied(session: Any, agent_id: str, seqs: list[int], version: int) -> None:
-    """Mark the agent's pending events up to ``max(seqs)`` applied by ``version``; they must
-    be ``seqs`` exactly (the oldest pending ones, none skipped: what
-    :meth:`Versions.check_next_pending` checks), else :class:`InputError` (the caller rolls
-    back). One ``UPDATE ... RETURNING`` (``seq + 0``: the pending index, no range walk of
-    the history on SQLite)."""
-    got = sorted(session.execute(_MARK, {"aid": agent_id, "top": max(seqs), "v": version})
+def _check_pending(session: Any, agent_id: str, seqs: list[int]) -> None:
+    """The agent's pending events up to ``max(seqs)`` must be ``seqs`` exactly (the oldest
+    pending ones, none skipped: what :meth:`Versions.check_next_pending` checks), else
+    :class:`InputError` (the caller rolls back). One read of those rows on the ``(agent_key,
+    seq)`` index after the watermark; the version's range marks them applied."""
+    got = sorted(session.execute(_PENDING_UPTO, {"aid": agent_id, "top": max(seqs)})
                  .scalars().all())
     if got != sorted(seqs):
         bad = sorted(set(seqs) - set(got))
@@ -182,6 +180,8 @@ def _version_row(repo: Repository, c: DeltaCommit, new: int, now: datetime) -> d
         hits_total = (int(prev[1] or 0) if prev is not None else 0) + hits
     return {"agent_id": c.agent_id, "version": new, "parent": c.parent, "kind": "delta",
             "state_of": None, "created_at": now, "event_count": len(c.seqs),
+            "first_seq": min(c.seqs) if c.seqs else None,
+            "last_seq": max(c.seqs) if c.seqs else None,
             "checksum": c.checksum, "delta_norm": c.norm, "labels_added": c.labels_added,
             "has_snapshot": False, "pinned": False, "status": "ok", "hits": hits,
             "tested_total": tested, "hits_total": hits_total}

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from agent.memory.delta import Delta, LayerDelta, state_checksum
 from storage.codec import Blob
@@ -153,9 +153,9 @@ class Versions:
         if snapshot is not None:
             self.states.put_snapshot(agent_id, new, *snapshot)
             version.has_snapshot = True
-        for part in chunks(sorted(seqs)):
-            self.session.execute(update(Event).where(
-                Event.agent_key == agent.key, Event.seq.in_(part)).values(applied_version=new))
+        if seqs:  # the events are marked by the version's range (storage/repository/applied.py)
+            version.first_seq, version.last_seq = min(seqs), max(seqs)
+            agent.applied_seq = max(seqs)
         agent.head_version = new
         agent.events_applied += len(seqs)
         self._move_labels(agent, kind, delta, snapshot, state_of)
@@ -198,9 +198,9 @@ class Versions:
         return out
 
     def check_next_pending(self, agent_id: str, seqs: list[int]) -> None:
-        # the pending rows only (seq + 0: no range walk of the whole history on SQLite)
+        # the pending rows only: the (agent_key, seq) index after the agent's watermark
         rows = self.session.execute(select(Event.seq).where(
-            *pending_terms(agent_id), Event.seq + 0 <= max(seqs))).scalars().all()
+            *pending_terms(agent_id), Event.seq <= max(seqs))).scalars().all()
         if sorted(rows) != sorted(seqs):
             bad = sorted(set(seqs) - set(rows))
             raise InputError("event_seqs", f"unknown, applied or forgotten seqs {bad[:10]}" if bad

@@ -32,6 +32,7 @@ import numpy as np
 from sqlalchemy import select
 
 from storage.models import Event
+from storage.repository.applied import maybe_applied
 
 __all__ = ["Consistency", "consistency", "explain", "needed", "recent_events", "BATCH", "FOLDS",
            "MIN_EVENTS"]
@@ -53,7 +54,8 @@ def recent_events(repo: Any, agent_id: str, m: int, skip: int = 0) -> tuple[np.n
     after ``skip + m`` rows. None when an input is not a vector (an erased payload, a text with
     no stored embedding)."""
     rows = list(repo.session.scalars(select(Event).where(
-        Event.agent_id == agent_id, Event.applied_version.is_not(None))
+        Event.agent_id == agent_id, maybe_applied(agent_id),
+        Event.forgotten_version.is_(None))
         .order_by(Event.seq.desc()).offset(skip).limit(m)))
     events = [e.as_replay() for e in reversed(rows)]
     if not events or any("target" not in e or isinstance(e.get("input"), str) for e in events):
