@@ -67,6 +67,7 @@ def _history(db: Database) -> tuple[str, str, dict[str, list[tuple[Any, ...]]]]:
     with unit_of_work(db) as repo:
         fork = repo.fork(aid, 1, "f", tenant.id).id
     with unit_of_work(db, write=False) as repo:
+        assert len(repo.pending_events(aid)) == 3  # 3 rejected, 4..6 pending
         return aid, fork, {a: _rows(repo, a) for a in (aid, fork)}
 
 
@@ -117,6 +118,9 @@ def test_0011_down_and_up_keeps_every_event(empty_db_url):
             assert last.as_replay()["input"].tolist() == [2.0, 3.0, 4.0]
             assert last.received_at == datetime(2001, 2, 3, 4, 5, 6, 7, tzinfo=UTC)
             replayed = [e.as_replay() for e in repo.events_of(aid)]  # digests verified
+            # 0013's watermark (the last applied seq) keeps the pending ones pending
+            pend = [e.client_id for e in repo.pending_events(aid)]
+            assert pend == [r[0] for r in before[aid][3:]] + ["old"], pend
         with unit_of_work(db) as repo:  # the agents still take events and new agents
             repo.append_events(aid, [{"id": "new", "input": "x", "target": "A"}])
             tenant = repo.get_agent(aid).tenant_id
