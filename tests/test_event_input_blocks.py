@@ -103,7 +103,8 @@ def _check(db: Any, ref: Reference, agents: list[str]) -> None:
         for b in blocks:
             assert all(k == b.agent_key and b.first_seq <= q <= b.last_seq for k, q in refs[b.id])
             assert b.matrix("block").shape == (b.rows, b.dim)  # checksum verified
-            assert not any(g in bytes(b.data) for g in ref.gone)
+            raw = b.matrix("block").tobytes()  # (decoded, when coded by byte planes)
+            assert not any(g in bytes(b.data) or g in raw for g in ref.gone)
 
 
 def _commit(db: Any, agent: str, at: datetime, snapshot: bool) -> None:
@@ -210,6 +211,9 @@ def test_blocks_hold_every_accepted_input_and_nothing_else(db):
     ref.forgotten(agents[1], shared)
     ref.gone = []  # the fork still holds those bytes, by design
     _check(db, ref, [*agents, fork_id])
+    with unit_of_work(db, write=False) as repo:  # both forms were checked (storage/planes.py)
+        codecs = set(repo.session.scalars(select(EventInputs.codec)))
+    assert codecs == {None, "hi-huff"}, codecs
 
 
 def test_a_large_request_is_stored_in_bounded_blocks(db, monkeypatch):

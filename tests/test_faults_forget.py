@@ -62,7 +62,7 @@ def _stored_arrays(url: str) -> bytes:
             blobs = list(s.scalars(select(DeltaRow.data))) + \
                 list(s.scalars(select(SnapshotLayer.data)))
             blobs += [b for b in s.scalars(select(Event.input_data)) if b is not None]
-            blobs += list(s.scalars(select(EventInputs.data)))
+            blobs += [b.matrix("block").tobytes() for b in s.scalars(select(EventInputs))]
         return b"\0".join(bytes(b) for b in blobs)
     finally:
         db.dispose()

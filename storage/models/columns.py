@@ -19,6 +19,7 @@ LAYER_LEN = 100
 SHA_LEN = 64
 KIND_LEN = 16
 DTYPE_LEN = 8
+CODEC_LEN = 16
 
 VERSION_KINDS = ("create", "delta", "snapshot", "rollback", "forget", "fork")
 VERSION_STATUSES = ("ok", "thinned", "erased")  # erased: its state held a forgotten event

@@ -3,6 +3,7 @@ block of raw bytes (:class:`EventInputs`)."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Any, cast
 
@@ -25,10 +26,11 @@ from sqlalchemy import (
 from sqlalchemy.ext.hybrid import Comparator, hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
-from storage.codec import decode
+from storage.codec import ALLOWED_DTYPES, decode
 from storage.errors import CorruptData
 from storage.models.agents import Agent, agent_key_of
 from storage.models.columns import (
+    CODEC_LEN,
     DTYPE_LEN,
     EVENT_ID_LEN,
     Base,
@@ -37,6 +39,7 @@ from storage.models.columns import (
     VersionNum,
     utcnow,
 )
+from storage.planes import unpack
 
 
 class _ByAgentId(Comparator[int]):
@@ -164,15 +167,26 @@ class EventInputs(Base):
     dtype: Mapped[str] = mapped_column(String(DTYPE_LEN))
     dim: Mapped[int] = mapped_column(Integer)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    sha256: Mapped[bytes] = mapped_column(LargeBinary)  # 32 bytes
+    sha256: Mapped[bytes] = mapped_column(LargeBinary)  # 32 bytes, of ``data`` as stored
+    # how ``data`` holds the array (migration 0014): None raw, else storage/planes.py
+    codec: Mapped[str | None] = mapped_column(String(CODEC_LEN), default=None)
 
     def matrix(self, what: str) -> np.ndarray:
         """The block's ``(rows, dim)`` array, checksum verified; decoded once per stored
         content (kept with the object, keyed by its checksum: an erasure changes it)."""
         cached = self.__dict__.get("_matrix")
         if cached is None or cached[0] != self.sha256:
-            m = decode(self.data, self.dtype, [(self.rows, self.dim)], bytes(self.sha256).hex(),
-                       what)[0]
+            if self.codec is None:
+                m = decode(self.data, self.dtype, [(self.rows, self.dim)],
+                           bytes(self.sha256).hex(), what)[0]
+            else:  # the stored bytes verified, then decoded (storage/planes.py)
+                data = bytes(self.data)
+                if hashlib.sha256(data).digest() != bytes(self.sha256):
+                    raise CorruptData(what, "checksum mismatch")
+                if self.dtype not in ALLOWED_DTYPES:
+                    raise CorruptData(what, f"unknown dtype {self.dtype!r}")
+                raw = unpack(data, self.codec, self.dtype, self.rows * self.dim, what)
+                m = np.frombuffer(raw, dtype=np.dtype(self.dtype)).reshape(self.rows, self.dim)
             m.flags.writeable = False
             cached = self.__dict__["_matrix"] = (self.sha256, m)
         return cached[1]

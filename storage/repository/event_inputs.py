@@ -1,6 +1,7 @@
 """Event inputs in blocks (``event_inputs``, migration 0012): the inputs of one agent's events
 of one group commit, of one dtype and size, stored as one ``(rows, dim)`` array of raw bytes
-(:mod:`storage.codec`) with one SHA-256, each event row referring to its row.
+(:mod:`storage.codec`; since migration 0014 coded by byte planes, :mod:`storage.planes`) with
+one SHA-256, each event row referring to its row.
 
 Why: an event row that holds its own 1.5 KB input makes PostgreSQL's heap take ≥ 2,048 B an
 event (four rows a page) before any index, and every insert, applied mark and read moves the
@@ -29,6 +30,7 @@ import numpy as np
 from sqlalchemy import Table, and_, delete, exists, insert, select, update
 
 from storage.models import Base, Event, EventInputs
+from storage.planes import pack, unpack
 from storage.repository._base import chunks
 
 _BLOCKS: Table = Base.metadata.tables[EventInputs.__tablename__]
@@ -46,11 +48,15 @@ def block_rows(row_bytes: int) -> int:
     return max(1, BLOCK_BYTES // max(1, row_bytes))
 
 
+def _stored(m: np.ndarray) -> dict[str, Any]:
+    """The columns that hold the ``(rows, dim)`` array ``m`` (coded: storage/planes.py)."""
+    data, codec = pack(m)
+    return {"data": data, "codec": codec, "sha256": hashlib.sha256(data).digest()}
+
+
 def _block_values(agent_key: int, seqs: Sequence[int], m: np.ndarray) -> dict[str, Any]:
-    data = m.tobytes()  # (rows, dim) C order
     return {"agent_key": agent_key, "first_seq": min(seqs), "last_seq": max(seqs),
-            "rows": int(m.shape[0]), "dtype": m.dtype.str, "dim": int(m.shape[1]),
-            "data": data, "sha256": hashlib.sha256(data).digest()}
+            "rows": int(m.shape[0]), "dtype": m.dtype.str, "dim": int(m.shape[1]), **_stored(m)}
 
 
 def pack_inputs(session: Any, rows: Iterable[dict[str, Any]]) -> list[int]:
@@ -96,8 +102,7 @@ def settle_blocks(session: Any, rows: Sequence[dict[str, Any]], kept: set[int]) 
         if len(mine) < len(rs):
             m = np.stack([r["input"] for r in rs])  # (rows, dim) as packed
             m[[r["input_row"] for r in rs if id(r) not in kept]] = 0
-            data = m.tobytes()
-            values.update(data=data, sha256=hashlib.sha256(data).digest())
+            values.update(_stored(m))
         session.execute(update(_BLOCKS).where(_BLOCKS.c.id == bid).values(**values))
 
 
@@ -109,14 +114,14 @@ def zero_rows(session: Any, refs: Iterable[tuple[int, int]]) -> set[int]:
         per.setdefault(bid, []).append(row)
     for bid, rws in per.items():
         b = session.execute(select(_BLOCKS.c.rows, _BLOCKS.c.dtype, _BLOCKS.c.dim,
-                                   _BLOCKS.c.data).where(_BLOCKS.c.id == bid)).one_or_none()
+                                   _BLOCKS.c.data, _BLOCKS.c.codec)
+                            .where(_BLOCKS.c.id == bid)).one_or_none()
         if b is None:
             continue
-        m = np.frombuffer(bytes(b.data), dtype=np.dtype(b.dtype)).reshape(b.rows, b.dim).copy()
+        raw = unpack(bytes(b.data), b.codec, b.dtype, b.rows * b.dim, f"input block {bid}")
+        m = np.frombuffer(raw, dtype=np.dtype(b.dtype)).reshape(b.rows, b.dim).copy()
         m[rws] = 0
-        data = m.tobytes()
-        session.execute(update(_BLOCKS).where(_BLOCKS.c.id == bid).values(
-            data=data, sha256=hashlib.sha256(data).digest()))
+        session.execute(update(_BLOCKS).where(_BLOCKS.c.id == bid).values(**_stored(m)))
     return set(per)
 
 
