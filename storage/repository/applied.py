@@ -60,7 +60,8 @@ class Ranges:
     @classmethod
     def of_seqs(cls, session: Session, agent_id: str, seqs: Iterable[int]) -> Ranges:
         """The ranges that may hold any of ``seqs``: at most one per seq from the smallest to
-        the largest (each range holds at least one seq), one indexed read."""
+        the largest (each range holds at least one seq), one indexed read. Callers pass the
+        seqs of a page of events, or what retention left of an agent's: a short span."""
         seqs = list(seqs)
         if not seqs:
             return cls([])
@@ -96,8 +97,8 @@ def applied_versions(session: Session, agent_id: str, events: Iterable[Event],
     """``seq -> version`` for those of ``events`` (of one agent) that were applied."""
     events = list(events)
     if ranges is None:
-        ranges = Ranges.of_seqs(session, agent_id, [e.seq for e in events
-                                                    if e.applied_version is None])
+        ranges = Ranges.of_seqs(session, agent_id, [
+            e.seq for e in events if e.applied_version is None and not e.rejected])
     out: dict[int, int] = {}
     for e in events:
         v = ranges.applied_version(e.seq, e.applied_version, e.forgotten_version, e.rejected)
