@@ -4,15 +4,16 @@ The bytes of a float array are far from uniform in one place: the most significa
 each number (little-endian: the last one) holds the sign and the top of the exponent, and the
 numbers of an embedding or of a normalised feature vector share a few exponents, so that byte
 takes a few dozen values of very unequal frequency. The other bytes are mantissa and look
-random. So a block is stored as
+random. So a block of ``count`` numbers of ``size`` bytes is stored split into byte planes
+(plane ``j``: byte ``j`` of every number, in order; Parquet's BYTE_STREAM_SPLIT):
 
-    uint32 n (little-endian) | n bytes: the top-byte plane, Huffman-coded (deflate, Huffman
-    only) | the other bytes of every number, in order, raw
+    uint32 n (little-endian) | n bytes: the top plane, Huffman-coded (raw deflate, Huffman
+    only) | planes 0 .. size-2, raw (count bytes each)
 
 which gives back every bit (``unpack(pack(m)) == m``, NaN payloads and signed zeros
-included) and costs a Huffman pass over a quarter of the bytes (float32), no match search:
-~7 µs a 384-d float32 row on this machine, against ~250 B of the row's 1,536 B saved on
-Gaussian or unit-norm vectors (benchmarks/EVAL.md, "Inputs in blocks"). A block whose plane
+included) for a Huffman pass over one byte in ``size``, no match search: ~8 µs to code and ~6
+to decode a 384-d float32 row on this machine, for ~255 B of its 1,536 saved on Gaussian
+vectors and MiniLM embeddings alike (``python -m benchmarks.planes``). A block whose top plane
 does not shrink is stored raw (codec None), so no input ever costs more than before.
 
 ``PLANES`` names the coding; a reader of a codec it does not know raises :class:`CorruptData`.
@@ -27,7 +28,12 @@ import numpy as np
 
 from storage.errors import CorruptData
 
-PLANES = "hi-huff"  # the top-byte plane Huffman-coded, the other planes raw
+PLANES = "split-huff"  # byte planes, the top one Huffman-coded, the others raw
+
+
+def _planes(m: np.ndarray) -> np.ndarray:
+    """``(size, count)`` uint8: byte ``j`` of every number of ``m`` in row ``j``."""
+    return np.ascontiguousarray(m.reshape(-1).view(np.uint8).reshape(m.size, m.dtype.itemsize).T)
 
 
 def pack(m: np.ndarray) -> tuple[bytes, str | None]:
@@ -36,12 +42,12 @@ def pack(m: np.ndarray) -> tuple[bytes, str | None]:
     m = np.ascontiguousarray(m)
     if m.dtype.byteorder == ">" or m.dtype.itemsize < 2 or m.size == 0:
         return m.tobytes(), None
-    b = m.reshape(-1).view(np.uint8).reshape(m.size, m.dtype.itemsize)  # (numbers, bytes)
-    co = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_HUFFMAN_ONLY)
-    top = co.compress(b[:, -1].tobytes()) + co.flush()
+    p = _planes(m)  # (size, count)
+    co = zlib.compressobj(1, zlib.DEFLATED, -15, 8, zlib.Z_HUFFMAN_ONLY)
+    top = co.compress(p[-1].tobytes()) + co.flush()
     if 4 + len(top) >= m.size:
         return m.tobytes(), None
-    return struct.pack("<I", len(top)) + top + b[:, :-1].tobytes(), PLANES
+    return struct.pack("<I", len(top)) + top + p[:-1].tobytes(), PLANES
 
 
 def unpack(data: bytes, codec: str | None, dtype: str, count: int, what: str) -> bytes:
@@ -54,13 +60,13 @@ def unpack(data: bytes, codec: str | None, dtype: str, count: int, what: str) ->
     size = np.dtype(dtype).itemsize
     try:
         (n,) = struct.unpack_from("<I", data)
-        top = zlib.decompress(data[4:4 + n])
+        top = zlib.decompress(data[4:4 + n], -15)
     except (struct.error, zlib.error) as e:
         raise CorruptData(what, f"bad coded input: {e}") from e
     rest = np.frombuffer(data, dtype=np.uint8, offset=4 + n)
     if len(top) != count or rest.size != count * (size - 1):
         raise CorruptData(what, "coded input of the wrong size")
-    out = np.empty((count, size), dtype=np.uint8)
-    out[:, :-1] = rest.reshape(count, size - 1)
-    out[:, -1] = np.frombuffer(top, dtype=np.uint8)
-    return out.tobytes()
+    p = np.empty((size, count), dtype=np.uint8)
+    p[:-1] = rest.reshape(size - 1, count)
+    p[-1] = np.frombuffer(top, dtype=np.uint8)
+    return np.ascontiguousarray(p.T).tobytes()
