@@ -131,3 +131,32 @@ def test_stored_inputs_are_what_the_codec_writes():
     for bad in (np.array([1.0, np.nan]), np.array([np.inf], dtype=np.float32)):
         with pytest.raises(InputError):
             stored_input(bad, "events[0].input")
+
+
+def test_forget_looks_its_ids_up_without_their_blocks(db):
+    """Forget needs the seqs and marks of the ids it is given, not their input blocks (up to
+    1 MiB each): ``events_by_ids(inputs=False)`` reads no block; the default reads them."""
+    from sqlalchemy import event
+
+    with unit_of_work(db) as repo:
+        agent_id = _agent(repo)
+        repo.append_events(agent_id, [{"id": f"e{i}", "target": "p",
+                                       "input": np.array([i, 1.0, 2.0], dtype=np.float32)}
+                                      for i in range(5)])
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        with unit_of_work(db, write=False) as repo:
+            bare = repo.events_by_ids(agent_id, ["e1", "e3"], inputs=False)
+            reads = len(seen)
+            full = repo.events_by_ids(agent_id, ["e1", "e3"])
+            replayed = [e.as_replay()["input"].tolist() for e in full]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert [e.seq for e in bare] == [2, 4] and replayed == [[1.0, 1.0, 2.0], [3.0, 1.0, 2.0]]
+    assert not any("event_inputs" in s for s in seen[:reads])
+    assert any("event_inputs" in s for s in seen[reads:])

@@ -30,6 +30,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import lazyload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from agent.errors import check_text
@@ -294,11 +295,14 @@ class Events:
         return int(self.session.scalar(select(func.count()).select_from(Event).where(
             *pending_terms(agent_id))) or 0)
 
-    def events_by_ids(self, agent_id: str, client_ids: list[str]) -> list[Event]:
-        """The agent's events with these client ids (unknown ids are left out), by seq."""
+    def events_by_ids(self, agent_id: str, client_ids: list[str], *,
+                      inputs: bool = True) -> list[Event]:
+        """The agent's events with these client ids (unknown ids are left out), by seq;
+        ``inputs=False``: their input blocks not loaded with them (only if asked for)."""
         out: list[Event] = []
+        q = select(Event) if inputs else select(Event).options(lazyload(Event.input_block))
         for part in chunks(sorted(set(client_ids))):
-            out.extend(self.session.scalars(select(Event).where(
+            out.extend(self.session.scalars(q.where(
                 Event.agent_key == agent_key_of(agent_id), Event.client_id.in_(part))))
         return sorted(out, key=lambda e: e.seq)
 

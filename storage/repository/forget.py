@@ -83,7 +83,8 @@ class Forgetting:
         """
         _check_ids(event_client_ids)
         agent = self.core.lock_agent(agent_id)
-        rows = self.events.events_by_ids(agent_id, event_client_ids)
+        # (their seqs and marks: not their input blocks, up to 1 MiB each)
+        rows = self.events.events_by_ids(agent_id, event_client_ids, inputs=False)
         unknown = set(event_client_ids) - {e.client_id for e in rows}
         if unknown:
             raise UnknownEvents(agent_id, unknown)
