@@ -21,11 +21,13 @@ does not shrink is stored raw (codec None), so no input ever costs more than bef
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 
 import numpy as np
 
+from storage.codec import ALLOWED_DTYPES, decode
 from storage.errors import CorruptData
 
 PLANES = "split-huff"  # byte planes, the top one Huffman-coded, the others raw
@@ -70,3 +72,18 @@ def unpack(data: bytes, codec: str | None, dtype: str, count: int, what: str) ->
     p[:-1] = rest.reshape(size - 1, count)
     p[-1] = np.frombuffer(top, dtype=np.uint8)
     return np.ascontiguousarray(p.T).tobytes()
+
+
+def decode_block(data: bytes, codec: str | None, dtype: str, rows: int, dim: int,
+                 sha256: bytes, what: str) -> np.ndarray:
+    """The ``(rows, dim)`` array a block stores (``event_inputs`` columns), its checksum (of
+    the stored bytes) verified; :class:`CorruptData` naming ``what`` on any mismatch."""
+    if codec is None:
+        return decode(data, dtype, [(rows, dim)], bytes(sha256).hex(), what)[0]
+    data = bytes(data)
+    if hashlib.sha256(data).digest() != bytes(sha256):
+        raise CorruptData(what, "checksum mismatch")
+    if dtype not in ALLOWED_DTYPES:
+        raise CorruptData(what, f"unknown dtype {dtype!r}")
+    raw = unpack(data, codec, dtype, rows * dim, what)
+    return np.frombuffer(raw, dtype=np.dtype(dtype)).reshape(rows, dim)

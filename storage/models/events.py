@@ -3,7 +3,6 @@ block of raw bytes (:class:`EventInputs`)."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from typing import Any, cast
 
@@ -26,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.hybrid import Comparator, hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, object_session, relationship
 
-from storage.codec import ALLOWED_DTYPES, decode
+from storage.codec import decode
 from storage.errors import CorruptData
 from storage.models.agents import Agent, agent_key_of
 from storage.models.columns import (
@@ -39,7 +38,7 @@ from storage.models.columns import (
     VersionNum,
     utcnow,
 )
-from storage.planes import unpack
+from storage.planes import decode_block
 
 
 class _ByAgentId(Comparator[int]):
@@ -176,17 +175,8 @@ class EventInputs(Base):
         content (kept with the object, keyed by its checksum: an erasure changes it)."""
         cached = self.__dict__.get("_matrix")
         if cached is None or cached[0] != self.sha256:
-            if self.codec is None:
-                m = decode(self.data, self.dtype, [(self.rows, self.dim)],
-                           bytes(self.sha256).hex(), what)[0]
-            else:  # the stored bytes verified, then decoded (storage/planes.py)
-                data = bytes(self.data)
-                if hashlib.sha256(data).digest() != bytes(self.sha256):
-                    raise CorruptData(what, "checksum mismatch")
-                if self.dtype not in ALLOWED_DTYPES:
-                    raise CorruptData(what, f"unknown dtype {self.dtype!r}")
-                raw = unpack(data, self.codec, self.dtype, self.rows * self.dim, what)
-                m = np.frombuffer(raw, dtype=np.dtype(self.dtype)).reshape(self.rows, self.dim)
+            m = decode_block(self.data, self.codec, self.dtype, self.rows, self.dim,
+                             self.sha256, what)
             m.flags.writeable = False
             cached = self.__dict__["_matrix"] = (self.sha256, m)
         return cached[1]

@@ -71,6 +71,13 @@ class Ranges:
             .where(Version.agent_id == agent_id, Version.last_seq >= lo)
             .order_by(Version.last_seq).limit(hi - lo + 1)).all())
 
+    @classmethod
+    def of_rows(cls, session: Session, agent_id: str, rows: Iterable[Any]) -> Ranges:
+        """:meth:`of_seqs` of the event rows (anything with ``seq``, ``applied_version`` and
+        ``rejected``) whose version a range may say: no mark of their own, not rejected."""
+        return cls.of_seqs(session, agent_id, [r.seq for r in rows
+                                               if r.applied_version is None and not r.rejected])
+
     def version_at(self, seq: int) -> int | None:
         """The version whose range holds ``seq``, or None."""
         i = bisect_left(self._last, seq)
@@ -92,13 +99,8 @@ class Ranges:
         return v
 
 
-def applied_versions(session: Session, agent_id: str, events: Iterable[Event],
-                     ranges: Ranges | None = None) -> dict[int, int]:
+def applied_versions(events: Iterable[Event], ranges: Ranges) -> dict[int, int]:
     """``seq -> version`` for those of ``events`` (of one agent) that were applied."""
-    events = list(events)
-    if ranges is None:
-        ranges = Ranges.of_seqs(session, agent_id, [
-            e.seq for e in events if e.applied_version is None and not e.rejected])
     out: dict[int, int] = {}
     for e in events:
         v = ranges.applied_version(e.seq, e.applied_version, e.forgotten_version, e.rejected)

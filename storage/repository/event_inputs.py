@@ -30,7 +30,7 @@ import numpy as np
 from sqlalchemy import Table, and_, delete, exists, insert, select, update
 
 from storage.models import Base, Event, EventInputs
-from storage.planes import pack, unpack
+from storage.planes import decode_block, pack
 from storage.repository._base import chunks
 
 _BLOCKS: Table = Base.metadata.tables[EventInputs.__tablename__]
@@ -114,12 +114,12 @@ def zero_rows(session: Any, refs: Iterable[tuple[int, int]]) -> set[int]:
         per.setdefault(bid, []).append(row)
     for bid, rws in per.items():
         b = session.execute(select(_BLOCKS.c.rows, _BLOCKS.c.dtype, _BLOCKS.c.dim,
-                                   _BLOCKS.c.data, _BLOCKS.c.codec)
+                                   _BLOCKS.c.data, _BLOCKS.c.codec, _BLOCKS.c.sha256)
                             .where(_BLOCKS.c.id == bid)).one_or_none()
         if b is None:
             continue
-        raw = unpack(bytes(b.data), b.codec, b.dtype, b.rows * b.dim, f"input block {bid}")
-        m = np.frombuffer(raw, dtype=np.dtype(b.dtype)).reshape(b.rows, b.dim).copy()
+        m = decode_block(b.data, b.codec, b.dtype, b.rows, b.dim, b.sha256,
+                         f"input block {bid}").copy()
         m[rws] = 0
         session.execute(update(_BLOCKS).where(_BLOCKS.c.id == bid).values(**_stored(m)))
     return set(per)

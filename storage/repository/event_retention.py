@@ -90,8 +90,7 @@ class EventRetention:
             or_(maybe_applied(agent_id), Event.forgotten_version.is_not(None),
                 Event.rejected.is_(True))).order_by(Event.seq)).all()
         # the version that applied each (applied.py): the ranges of the seqs read, no more
-        ranges = Ranges.of_seqs(self.session, agent_id,
-                                [r[1] for r in read if r[2] is None and not r[4]])
+        ranges = Ranges.of_rows(self.session, agent_id, read)
         rows = [(i, seq, ranges.applied_version(seq, av, fv, rej), fv, rej, at)
                 for i, seq, av, fv, rej, at in read]
         # applied in a version the version horizon deleted: not in any state that is left

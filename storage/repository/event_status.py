@@ -53,9 +53,7 @@ class EventPages:
             q = q.where(maybe_applied(agent_id))
         rows = self.session.execute(q.order_by(Event.seq).limit(limit)).all()
         # (pending, held and rejected events were applied by no version: no range to read)
-        ranges = Ranges.of_seqs(self.session, agent_id, [
-            r.seq for r in rows if r.applied_version is None and not r.rejected]
-            if status == "applied" else [])
+        ranges = Ranges.of_rows(self.session, agent_id, rows if status == "applied" else [])
         out = []
         for cid, seq, reason, at, av, fv, rejected in rows:
             av = ranges.applied_version(seq, av, fv, rejected)

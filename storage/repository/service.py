@@ -47,8 +47,7 @@ class ServiceQueries:
         rows = list(self.session.scalars(select(Event).where(
             Event.agent_key == agent_key_of(agent_id), maybe_applied(agent_id))
             .order_by(Event.seq)))
-        marks = applied_versions(self.session, agent_id, rows,
-                                 Ranges.of_agent(self.session, agent_id))
+        marks = applied_versions(rows, Ranges.of_rows(self.session, agent_id, rows))
         return [(e, marks[e.seq]) for e in rows if e.seq in marks]
 
     def snapshot_due(self, agent_id: str, version: int, every_versions: int,
