@@ -2,9 +2,9 @@
 
     .venv/bin/python -m benchmarks.planes [--rows 682] [--blocks 3] [--repeat 20]
 
-Prints, per source, the bytes a 384-d float32 row takes raw and coded (blocks of ``--rows``,
-the 1 MiB blocks of the store), and the µs per row to code and to decode (median of
-``--repeat``): the vectors ``benchmarks.ingest_paths`` and ``benchmarks.storage_breakdown``
+Prints, per source and coding of the top plane (``split-zstd``, written; ``split-huff``,
+read), the bytes a 384-d float32 row takes raw and coded (blocks of ``--rows``, the 1 MiB
+blocks of the store), and the µs per row to code and to decode (median of ``--repeat``): the vectors ``benchmarks.ingest_paths`` and ``benchmarks.storage_breakdown``
 send, unit-norm Gaussian rows, and MiniLM embeddings of CLINC150 training texts when
 ``../shared/data`` and the model are there.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from storage.planes import pack, unpack
+from storage.planes import CODERS, PLANES, pack, unpack
 
 CLINC = Path(__file__).resolve().parents[2] / "shared" / "data" / "clinc150_data_full.json"
 
@@ -41,17 +41,18 @@ def sources(n: int) -> dict[str, np.ndarray]:
     return out
 
 
-def measure(X: np.ndarray, rows: int, repeat: int) -> tuple[float, float, float, float]:
+def measure(X: np.ndarray, rows: int, repeat: int, coding: str = PLANES
+            ) -> tuple[float, float, float, float]:
     """(raw B per row, coded B per row, µs to code a row, µs to decode a row)."""
     blocks = [np.ascontiguousarray(X[i:i + rows]) for i in range(0, len(X), rows)]
-    coded = [pack(b) for b in blocks]
+    coded = [pack(b, coding) for b in blocks]
     for b, (data, codec) in zip(blocks, coded, strict=True):
         assert unpack(data, codec, "<f4", b.size, "bench") == b.tobytes()
     enc, dec = [], []
     for _ in range(repeat):
         t = time.perf_counter()
         for b in blocks:
-            pack(b)
+            pack(b, coding)
         enc.append(time.perf_counter() - t)
         t = time.perf_counter()
         for b, (data, codec) in zip(blocks, coded, strict=True):
@@ -69,13 +70,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
     print(f"byte-plane coding, 384-d float32, blocks of {args.rows} rows\n")
-    print("| source | raw B per row | coded B per row | saved | code µs per row | "
+    print("| source | coding | raw B per row | coded B per row | saved | code µs per row | "
           "decode µs per row |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, X in sources(args.rows * args.blocks).items():
-        raw, coded, enc, dec = measure(X, args.rows, args.repeat)
-        print(f"| {name} | {raw:,.0f} | {coded:,.0f} | {raw - coded:,.0f} B "
-              f"({(raw - coded) / raw:.1%}) | {enc:.1f} | {dec:.1f} |")
+        for coding in sorted(CODERS, reverse=True):  # the written one first
+            raw, coded, enc, dec = measure(X, args.rows, args.repeat, coding)
+            print(f"| {name} | {coding} | {raw:,.0f} | {coded:,.0f} | {raw - coded:,.0f} B "
+                  f"({(raw - coded) / raw:.1%}) | {enc:.1f} | {dec:.1f} |")
 
 
 if __name__ == "__main__":

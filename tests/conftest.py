@@ -21,10 +21,12 @@ def ray_cluster():
     """One local Ray for every test that needs it (started on first use)."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, object_store_memory=256 * 2**20, include_dashboard=False,
-                 _node_ip_address="127.0.0.1", log_to_driver=False, namespace="deltamem-tests",
-                 configure_logging=False)
+    from workers.runtime import local_ray_options
+    from workers.settings import Settings
+
+    if not ray.is_initialized():  # the options of `deltamem serve`'s own cluster
+        ray.init(address="local", **local_ray_options(Settings(
+            ray_num_cpus=2, ray_object_store_mb=256, ray_namespace="deltamem-tests")))
     yield ray
     ray.shutdown()
 

@@ -213,7 +213,7 @@ def test_blocks_hold_every_accepted_input_and_nothing_else(db):
     _check(db, ref, [*agents, fork_id])
     with unit_of_work(db, write=False) as repo:  # both forms were checked (storage/planes.py)
         codecs = set(repo.session.scalars(select(EventInputs.codec)))
-    assert codecs == {None, "split-huff"}, codecs
+    assert codecs == {None, "split-zstd"}, codecs
 
 
 def test_a_large_request_is_stored_in_bounded_blocks(db, monkeypatch):

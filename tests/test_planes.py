@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from storage.errors import CorruptData
 from storage.models import EventInputs
-from storage.planes import PLANES, pack, unpack
+from storage.planes import CODERS, HUFF, PLANES, pack, unpack
 from storage.repository import unit_of_work
 from tests.db_fixtures import *  # noqa: F401,F403
 from tests.storage_helpers import checksum, empty_state, replay
@@ -38,29 +38,35 @@ def _arrays(rng: np.random.Generator):
                     yield np.ascontiguousarray(m.astype(dtype, copy=False))
 
 
-def test_every_bit_comes_back():
+@pytest.mark.parametrize("coding", sorted(CODERS))
+def test_every_bit_comes_back(coding):
     rng = np.random.default_rng(0)
     coded = raw = 0
     for m in _arrays(rng):
-        data, codec = pack(m)
+        data, codec = pack(m, coding)
         out = unpack(data, codec, m.dtype.str, m.size, "test")
         assert out == m.tobytes(), (m.shape, m.dtype)
         assert len(data) < m.nbytes if codec else data == m.tobytes()
-        coded += codec == PLANES
+        coded += codec == coding
         raw += codec is None
     assert coded > 10 and raw > 10
 
 
-def test_bad_codings_are_refused():
+@pytest.mark.parametrize("coding", sorted(CODERS))
+def test_bad_codings_are_refused(coding):
     m = np.random.default_rng(1).standard_normal((20, 384)).astype(np.float32)
-    data, codec = pack(m)
-    assert codec == PLANES
+    data, codec = pack(m, coding)
+    assert codec == coding
     with pytest.raises(CorruptData, match="unknown input coding"):
         unpack(data, "zstd", "<f4", m.size, "block 7")
     with pytest.raises(CorruptData, match="bad coded input"):
         unpack(data[:4] + b"\xff" * 8 + data[12:], codec, "<f4", m.size, "block 7")
-    with pytest.raises(CorruptData, match="wrong size"):
+    with pytest.raises(CorruptData, match="bad coded input"):
+        unpack(b"\xff\xff\x00\x00" + data[4:], codec, "<f4", m.size, "block 7")
+    with pytest.raises(CorruptData, match="wrong size|bad coded input"):
         unpack(data, codec, "<f4", m.size - 1, "block 7")
+    with pytest.raises(CorruptData, match="wrong size|bad coded input"):
+        unpack(data[:-1], codec, "<f4", m.size, "block 7")
 
 
 def test_blocks_are_coded_read_back_exactly_and_erase(db):
@@ -85,6 +91,36 @@ def test_blocks_are_coded_read_back_exactly_and_erase(db):
         assert b.codec == PLANES and not m[7].any() and X[7].tobytes() not in m.tobytes()
         left = {e.client_id: e.as_replay().get("input") for e in repo.events_of(aid)}
     assert all(left[f"e{i}"].tobytes() == X[i].tobytes() for i in range(50) if i != 7)
+
+
+def test_blocks_coded_before_read_back_and_erase(db):
+    """A block written by the Huffman coding (before zstd) still reads back exactly; erasing
+    a row of it re-codes the block with zstd."""
+    import hashlib
+
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((40, 384)).astype(np.float32)
+    with unit_of_work(db) as repo:
+        tenant, _ = repo.create_tenant("t")
+        st0 = empty_state()
+        aid = repo.create_agent(tenant.id, "a", {"kind": "classifier"}, *st0, checksum(st0)).id
+        repo.append_events(aid, [{"id": f"e{i}", "input": X[i], "target": "x"}
+                                 for i in range(40)])
+        (b,) = repo.session.scalars(select(EventInputs)).all()
+        data, codec = pack(X, HUFF)
+        b.data, b.codec, b.sha256 = data, codec, hashlib.sha256(data).digest()
+    with unit_of_work(db, write=False) as repo:
+        (b,) = repo.session.scalars(select(EventInputs)).all()
+        assert b.codec == HUFF
+        got = {e.client_id: e.as_replay()["input"] for e in repo.events_of(aid)}
+    assert all(got[f"e{i}"].tobytes() == X[i].tobytes() for i in range(40))
+    with unit_of_work(db) as repo:
+        repo.forget(aid, ["e3"], replay)
+    with unit_of_work(db, write=False) as repo:
+        (b,) = repo.session.scalars(select(EventInputs)).all()
+        m = b.matrix("block")
+        assert b.codec == PLANES and not m[3].any()
+        assert np.array_equal(np.delete(m, 3, axis=0), np.delete(X, 3, axis=0))
 
 
 def test_downgrade_writes_coded_blocks_back_raw(empty_db_url):

@@ -38,12 +38,17 @@ def _init_ray(s: Settings) -> bool:
     else:
         # address="local": always start our own; with None, Ray joins any other local
         # cluster it finds (another deployment's GCS on this machine, ray_current_cluster)
-        ray.init(address="local", num_cpus=s.ray_num_cpus,
-                 object_store_memory=s.ray_object_store_mb * 2**20,
-                 include_dashboard=False, namespace=s.ray_namespace,
-                 _node_ip_address="127.0.0.1", log_to_driver=False,
-                 configure_logging=False)
+        ray.init(address="local", **local_ray_options(s))
     return True
+
+
+def local_ray_options(s: Settings) -> dict[str, Any]:
+    """``ray.init`` options of a cluster the service starts itself (the tests' one too)."""
+    return {"num_cpus": s.ray_num_cpus, "object_store_memory": s.ray_object_store_mb * 2**20,
+            "include_dashboard": False, "namespace": s.ray_namespace,
+            "_node_ip_address": "127.0.0.1", "log_to_driver": False,
+            "configure_logging": False,
+            "_system_config": {"max_direct_call_object_size": s.ray_inline_kb * 1024}}
 
 
 def free_port(host: str = "127.0.0.1") -> int:

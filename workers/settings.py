@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     ray_address: str | None = None  # None: start a local cluster; "auto" or an address: join
     ray_num_cpus: int = Field(2, ge=1)
     ray_object_store_mb: int = Field(512, ge=64)
+    # a task's argument or result up to this size travels inside the task's message, not
+    # through the object store (Ray's max_direct_call_object_size, 100 KiB by default): a
+    # request's 1.5 MB block then costs the raylet nothing (benchmarks/EVAL.md, "Ray inline")
+    ray_inline_kb: int = Field(4096, ge=0, le=8192)
     ray_namespace: str = "deltamem"
     learner_shards: int = Field(1, ge=1, le=64)
     serving_replicas: int = Field(1, ge=1, le=64)

@@ -1,7 +1,7 @@
 """Event input blocks coded by byte planes (issue 16: ≤ 2 KB per event at 384-d): the
 ``event_inputs.codec`` column says how ``data`` holds the block's array (NULL: raw bytes, as
-0012 wrote them; ``split-huff``: storage/planes.py, byte planes, the top one Huffman-coded,
-the others raw). ``sha256`` stays the checksum of ``data`` as stored.
+0012 wrote them; ``split-huff``, later ``split-zstd``: storage/planes.py, byte planes, the top
+one entropy-coded, the others raw). ``sha256`` stays the checksum of ``data`` as stored.
 
 Blocks written before stay raw (NULL). Downgrade decodes every coded block back to raw bytes
 (and their checksum), then drops the column.
