@@ -14,7 +14,7 @@ each against the one-event-at-a-time form it replaces, on random inputs:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
@@ -33,6 +33,11 @@ from workers.actors.handover import AcceptedColumns, pack, unpack
 from workers.validation import check_key_range, check_vector, key_range_errors
 
 SIZES = (1, 15, 63, 300)
+
+
+TRICKY = [0.0, -0.0, 1, 1.0, True, 0, False, 2.5, "2.5", None,
+          datetime(2026, 1, 1, 12, tzinfo=UTC),
+          datetime(2026, 1, 1, 13, tzinfo=timezone(timedelta(hours=1)))]  # the same instant
 
 
 def _block(rng: np.random.Generator, n: int, d: int, dtype: Any) -> EventBlock:
@@ -54,6 +59,8 @@ def _block(rng: np.random.Generator, n: int, d: int, dtype: Any) -> EventBlock:
             f["ts"] = t0 + timedelta(seconds=int(rng.integers(10**6)))
         if rng.random() < 0.1:
             f["meta"] = {"k": [1, "x"]}
+        if rng.random() < 0.4:  # equal values that print apart (parse_block memoises payloads)
+            f["w"] = TRICKY[int(rng.integers(len(TRICKY)))]
         fields.append(f)
     return EventBlock(X, ids, fields)
 
@@ -82,6 +89,18 @@ def test_parse_block_is_payload_row_by_row(n, dtype):
         assert {c[3].dtype.str for c in got} == {"<f4", "<f8"}
 
 
+def test_equal_fields_that_print_apart_keep_their_own_text():
+    """parse_block computes a payload once per distinct fields: values that compare equal but
+    are stored differently (0.0 and -0.0, 1, 1.0 and True, one instant in two zones) each
+    keep their own JSON text, in any order."""
+    fields = [{"target": "a", "w": w} for w in TRICKY] * 2
+    fields += [{"w": w, "target": "a"} for w in TRICKY]  # the keys' order is the text's
+    b = EventBlock(np.ones((len(fields), 3), dtype=np.float32), [None] * len(fields), fields)
+    want = [_payload(ev, i)[2] for i, ev in enumerate(b.events())]
+    assert [p[2] for p in parse_block(b)] == want
+    assert len(set(want)) == len(TRICKY) * 2
+
+
 @pytest.mark.parametrize("n", SIZES)
 def test_parse_block_raises_the_first_error_of_the_reference(n):
     rng = np.random.default_rng(100 + n)
@@ -90,10 +109,12 @@ def test_parse_block_raises_the_first_error_of_the_reference(n):
         for _ in range(int(rng.integers(1, 3))):
             i = int(rng.integers(n))
             what = int(rng.integers(5))
+            if not isinstance(b.fields[i], dict):  # made "not an object" already
+                continue
             if what == 0:
                 b.inputs[i, int(rng.integers(5))] = [np.nan, np.inf, -np.inf][trial % 3]
             elif what == 1:
-                b.ids[i] = ["", " ", "x" * 300, "a\x00b"][trial % 4]
+                b.ids[i] = ["", " ", "x" * 300, "a\x00b", "\ud800", 7][trial % 6]
             elif what == 2:
                 b.fields[i] = {**b.fields[i], "meta": {1j}}  # not JSON
             elif what == 3:

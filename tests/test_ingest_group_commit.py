@@ -53,6 +53,35 @@ def _random_requests(rng: np.random.Generator, n: int, pool: int) -> list[tuple[
     return out
 
 
+def statements_into(out: list[str]) -> Any:
+    return lambda conn, cursor, statement, *args: out.append(statement.lower())
+
+
+def test_sqlite_new_ids_go_in_without_a_lookup(db):
+    """The common case on SQLite, every id new: one insert, no lookup of stored ids; a retry
+    of the same request afterwards is all duplicates (looked up, nothing written)."""
+    if not db.is_sqlite:
+        pytest.skip("SQLite's path")
+    with unit_of_work(db) as repo:
+        tenant, _ = repo.create_tenant("t")
+        (aid,) = empty_agents(repo, tenant.id, "g", 1)
+    evs = [{"id": f"e{i}", "input": [1.0, float(i)], "target": "a"} for i in range(20)]
+    for retry in (False, True):
+        statements: list[str] = []
+        listener = statements_into(statements)
+        event.listen(db.engine, "before_cursor_execute", listener)
+        with unit_of_work(db) as repo:
+            (got,) = append_groups(repo, [(aid, evs)])
+        event.remove(db.engine, "before_cursor_execute", listener)
+        assert not isinstance(got, Exception)
+        looked_up = any(x.startswith("select client_id from events") for x in statements)
+        assert looked_up == retry
+        assert (len(got[0]), len(got[1])) == ((0, 20) if retry else (20, 0))
+    with unit_of_work(db, write=False) as repo:
+        assert [(e.client_id, e.seq) for e in repo.events_of(aid)] == \
+            [(f"e{i}", i + 1) for i in range(20)]
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_groups_answer_as_one_at_a_time(db, seed):
     rng = np.random.default_rng(seed)
@@ -89,8 +118,11 @@ def test_groups_answer_as_one_at_a_time(db, seed):
             assert [(e.seq, e.payload) for e in g[0]] == [(e.seq, e.payload) for e in w[0]]
             assert [e.client_id for e in g[0] if not e.client_id.startswith("ev_")] == \
                 [e.client_id for e in w[0] if not e.client_id.startswith("ev_")]
-    if db.is_sqlite:  # stored ids looked up first: final seqs at once, no conflict, no move
-        assert any(x.startswith("select events.client_id") for x in statements)
+    if db.is_sqlite:  # inserted as new in a savepoint; with stored ids among them, rolled
+        # back and the stored ids looked up first: final seqs at once, no conflict, no move
+        assert any(x.startswith("insert or ignore into events") for x in statements)
+        assert any(x.startswith("rollback to savepoint") for x in statements)
+        assert any(x.startswith("select client_id from events") for x in statements)
         assert not any("on conflict" in x or x.startswith("update events set seq")
                        for x in statements)
     else:  # stored ids were skipped by the insert and the rows after them moved down

@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from agent.errors import check_text
 from storage.errors import InputError
+from storage.models import EVENT_ID_LEN
 from storage.repository.events import check_event_id, stored_payload
 
 _FLOATS = ("<f4", "<f8")
@@ -128,15 +130,52 @@ def parse_block(block: EventBlock) -> list[tuple[Any, ...]]:
         with np.errstate(over="ignore", invalid="ignore"):
             F = X.astype(np.float32)  # (n, d): beyond float32's range → inf ≠ the number
         exact = (F == X).all(axis=1)  # (n,)
+    ids_ok = _ids_ok(block.ids)  # every id valid: no row checks its own
+    memo: dict[tuple[Any, ...], tuple[dict[str, Any], str]] = {}  # fields → payload, text
     out: list[tuple[Any, ...]] = []
     for i, (cid, rest) in enumerate(zip(block.ids, block.fields, strict=True)):
         field = f"events[{i}]"
         if not isinstance(rest, dict):
             raise InputError(field, "expected an object")
-        cid = check_event_id(cid, field)
-        payload, text = stored_payload(rest, field)
+        if not ids_ok:
+            cid = check_event_id(cid, field)
+        key = _fields_key(rest)
+        got = memo.get(key) if key is not None else None
+        if got is None:
+            got = stored_payload(rest, field)
+            if key is not None:
+                memo[key] = got
         if not finite[i]:
             raise InputError(f"{field}.input", "has NaN or Inf values")
         arr = F[i] if exact[i] else X[i]  # (d,) as stored
-        out.append((cid, payload, text, arr))
+        out.append((cid, got[0], got[1], arr))
     return out
+
+
+def _ids_ok(ids: Sequence[Any]) -> bool:
+    """Whether every id passes ``check_event_id`` (None, or a non-empty str of at most
+    :data:`EVENT_ID_LEN` characters, valid text), checked at once; False: check row by row
+    (which finds the first bad one)."""
+    given = [c for c in ids if c is not None]
+    if not all(type(c) is str for c in given):
+        return False
+    if any(len(c) > EVENT_ID_LEN or not c.strip() for c in given):
+        return False
+    try:  # one scan of them all: a NUL or a lone surrogate anywhere fails it
+        check_text("".join(given), "ids")
+    except InputError:
+        return False
+    return True
+
+
+def _fields_key(rest: dict[str, Any]) -> tuple[Any, ...] | None:
+    """A key under which equal ``rest`` dicts have the same stored payload and JSON text, or
+    None (not memoised): str, int, bool and non-zero float values only (equal non-zero floats
+    print alike; 0.0 and -0.0 are equal but do not; a datetime's text depends on its zone)."""
+    key: list[Any] = []
+    for k, v in rest.items():
+        t = type(v)
+        if t is not str and t is not int and t is not bool and not (t is float and v != 0.0):
+            return None
+        key.append((k, t, v))
+    return tuple(key)

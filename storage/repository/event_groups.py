@@ -188,9 +188,32 @@ def _insert_rows(repo: Repository, rows: list[dict[str, Any]], heads: dict[str, 
 
 def _insert_rows_sqlite(repo: Repository, rows: list[dict[str, Any]],
                         heads: dict[str, list[int]]) -> set[tuple[str, str]]:
-    """:func:`_insert_rows` on SQLite, where the writer holds the whole database's write lock:
-    the ids already stored are looked up first (indexed), so the other rows get their final
-    seqs at once and go in with one ``executemany`` (no ``RETURNING``, no moves)."""
+    """:func:`_insert_rows` on SQLite, where the writer holds the whole database's write lock.
+    First as if every id were new (a client's retry is the exception): final seqs at once,
+    one ``executemany`` of ``INSERT OR IGNORE`` in a savepoint; when it inserted every row,
+    that is all. Else the savepoint is rolled back and :func:`_insert_rows_looked_up` looks
+    the stored ids up first (the reference path, one indexed ``IN`` per agent)."""
+    start = {a: list(h) for a, h in heads.items()}
+    for row in rows:
+        h = heads[row["agent_id"]]
+        row["seq"] = h[0]
+        h[0] += 1
+        h[1] += 1
+    s = repo.session
+    with repo.core.translate(rows[0]["agent_id"]):
+        nested = s.begin_nested()
+        if insert_rows(s, rows, or_ignore=True) == len(rows):
+            nested.commit()
+            return {(r["agent_id"], r["client_id"]) for r in rows}
+        nested.rollback()
+    heads.update(start)
+    return _insert_rows_looked_up(repo, rows, heads)
+
+
+def _insert_rows_looked_up(repo: Repository, rows: list[dict[str, Any]],
+                           heads: dict[str, list[int]]) -> set[tuple[str, str]]:
+    """The ids already stored are looked up first (indexed), so the other rows get their
+    final seqs at once and go in with one ``executemany`` (no ``RETURNING``, no moves)."""
     wanted: dict[int, list[str]] = {}
     for row in rows:
         wanted.setdefault(row["agent_key"], []).append(row["client_id"])
