@@ -83,19 +83,27 @@ class LabelLearner(Learner, Protocol):
         """Unit keys ``(n, d_k)`` float64 of validated inputs."""
         ...
 
+    def write_keys(self, inputs: Inputs, /) -> np.ndarray | None:
+        """Keys that both :meth:`predict_labels` and :meth:`learn_many` of ``inputs`` use now
+        (None: they differ)."""
+        ...
+
     def compute_delta(self, inputs: Inputs, targets: Sequence[str] | None,
-                      betas: Sequence[float | None] | None = None) -> Delta:
+                      betas: Sequence[float | None] | None = None, *,
+                      keys: np.ndarray | None = None) -> Delta:
         """The delta of learning the batch in order; changes nothing."""
         ...
 
     def learn_many(self, inputs: Inputs, targets: Sequence[str] | None,
-                   betas: Sequence[float | None] | None = None, delta_dtype: Any = None) -> Delta:
+                   betas: Sequence[float | None] | None = None, delta_dtype: Any = None, *,
+                   keys: np.ndarray | None = None) -> Delta:
         """Learn the batch; returns the delta exactly as applied (and as stored)."""
         ...
 
     def predict_many(self, inputs: Inputs, /, top_k: int | None = None) -> list[dict[str, Any]]: ...
 
-    def predict_labels(self, inputs: Inputs, /) -> list[str | None]:
+    def predict_labels(self, inputs: Inputs, /, *,
+                       keys: np.ndarray | None = None) -> list[str | None]:
         """``[p["label"] for p in predict_many(inputs)]``, without building the predictions."""
         ...
 

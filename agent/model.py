@@ -226,9 +226,23 @@ class MemoryAgent(StateView):
                 out[i] = float(b)
         return out
 
+    def write_keys(self, inputs: Sequence[Any] | np.ndarray) -> np.ndarray | None:
+        """The unit keys ``(n, d_k)`` that both reading and learning ``inputs`` use now, for
+        passing to :meth:`predict_labels` and :meth:`learn_many` as ``keys`` (a test-then-train
+        step computes them once); None for a standardising agent, whose writes key each row
+        by the running statistics of the rows before it, not the reads' statistics."""
+        return None if self.config.standardize else self.keys(inputs)
+
+    def _given_keys(self, keys: np.ndarray | None, n: int) -> np.ndarray | None:
+        if keys is not None and (self.config.standardize or keys.shape[0] != n):
+            raise ValueError("keys: expected write_keys(inputs) of these inputs")
+        return keys
+
     def compute_delta(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str] | None,
-                      betas: Sequence[float | None] | None = None) -> Delta:
-        """The delta of learning ``(inputs, targets)`` in order; changes nothing."""
+                      betas: Sequence[float | None] | None = None, *,
+                      keys: np.ndarray | None = None) -> Delta:
+        """The delta of learning ``(inputs, targets)`` in order; changes nothing. ``keys``:
+        :meth:`write_keys` of ``inputs``, when the caller holds them."""
         if self._reads_only:
             raise RuntimeError("a reads-only view (keep_reads_only) cannot learn")
         n = len(inputs)
@@ -241,11 +255,12 @@ class MemoryAgent(StateView):
                 raise InputError(f"targets[{i}]", f"expected a non-empty string, got {t!r}")
         b = self._betas(betas, n)
         stats = None
+        given = self._given_keys(keys, n)
         if self.config.standardize:  # writes: row i with the statistics of the rows before it
             X, stats = running_stats(self._layers[STATS_LAYER], self._keymap.raw(inputs), self._keymap.scale)
             K = self._keymap.unit(X)  # (n, d_k)
         else:
-            K = self.keys(inputs)  # (n, d_k)
+            K = self.keys(inputs) if given is None else given  # (n, d_k)
         added: list[str] = []
         seen = set(self._index)
         for t in targets:
@@ -267,13 +282,15 @@ class MemoryAgent(StateView):
         return Delta(layers, added)
 
     def learn_many(self, inputs: Sequence[Any] | np.ndarray, targets: Sequence[str] | None,
-                   betas: Sequence[float | None] | None = None, delta_dtype: Any = None) -> Delta:
+                   betas: Sequence[float | None] | None = None, delta_dtype: Any = None, *,
+                   keys: np.ndarray | None = None) -> Delta:
         """Learn a micro-batch; returns the delta exactly as applied (compact, cast; the input
-        statistics of a standardising agent stay float64).
+        statistics of a standardising agent stay float64). ``keys``: :meth:`write_keys` of
+        ``inputs`` when the caller holds them (the same delta, bit for bit).
 
         ``delta_dtype`` (the service's ``DELTAMEM_DELTA_DTYPE``) is the stored deltas' type; it
         never widens a float32 state's deltas (their factors are float32 numbers already)."""
-        delta = self.compute_delta(inputs, targets, betas).compact()
+        delta = self.compute_delta(inputs, targets, betas, keys=keys).compact()
         dt = np.dtype(delta_dtype) if delta_dtype is not None else self.dtype
         if dt.itemsize > self.dtype.itemsize:
             dt = self.dtype
@@ -286,9 +303,12 @@ class MemoryAgent(StateView):
 
     # ------------------------------------------------------------------ reads
 
-    def scores(self, inputs: Sequence[Any] | np.ndarray) -> np.ndarray:
-        """Per-label scores ``(n, m)``: ``S k`` (one-hot agents) or cosine of ``S k`` with each answer."""
-        K = self.keys(inputs)  # (n, d_k)
+    def scores(self, inputs: Sequence[Any] | np.ndarray, *,
+               keys: np.ndarray | None = None) -> np.ndarray:
+        """Per-label scores ``(n, m)``: ``S k`` (one-hot agents) or cosine of ``S k`` with each
+        answer. ``keys``: :meth:`write_keys` of ``inputs`` when the caller holds them."""
+        given = self._given_keys(keys, len(inputs))
+        K = self.keys(inputs) if given is None else given  # (n, d_k)
         Y = K @ np.asarray(self._layers["S"], dtype=np.float64).T  # (n, d_v)
         if not self._embedded_answers:
             return Y
@@ -300,10 +320,12 @@ class MemoryAgent(StateView):
         check_top_k(top_k)
         return [decode_row(row, self._labels, top_k) for row in self.scores(inputs)]
 
-    def predict_labels(self, inputs: Sequence[Any] | np.ndarray) -> list[str | None]:
+    def predict_labels(self, inputs: Sequence[Any] | np.ndarray, *,
+                       keys: np.ndarray | None = None) -> list[str | None]:
         """The best label per input (None while nothing is learned): ``predict_many``'s
-        labels without its per-row dicts (the learner's test-then-train reads these)."""
-        Y = self.scores(inputs)  # (n, m)
+        labels without its per-row dicts (the learner's test-then-train reads these).
+        ``keys``: :meth:`write_keys` of ``inputs`` when the caller holds them."""
+        Y = self.scores(inputs, keys=keys)  # (n, m)
         if not self._labels:
             return [None] * len(Y)
         return [self._labels[j] for j in np.argmax(Y, axis=1).tolist()]

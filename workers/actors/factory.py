@@ -89,10 +89,11 @@ def event_inputs(events: Sequence[dict[str, Any]]) -> Inputs:
 
 
 def learn_events(learner: Learner, events: Sequence[dict[str, Any]], delta_dtype: str | None,
-                 inputs: Inputs | None = None) -> Delta:
+                 inputs: Inputs | None = None, keys: np.ndarray | None = None) -> Delta:
     """One micro-batch of stored events (``Event.as_replay()``, or accepted events carrying
     their arrays) → the applied (stored) delta. ``inputs``: ``event_inputs(events)`` when the
-    caller has built it already (the learner's pretest did)."""
+    caller has built it already (the learner's pretest did); ``keys``: their
+    ``write_keys`` (likewise)."""
     betas = [e.get("beta") for e in events]
     if is_chat(learner):  # turns are texts (never stored as arrays)
         texts = [e.get("text", e["input"]) for e in events]
@@ -103,7 +104,19 @@ def learn_events(learner: Learner, events: Sequence[dict[str, Any]], delta_dtype
         raise TypeError(f"{type(learner).__name__} is neither a chat nor a label learner")
     targets = [e["target"] for e in events]
     X = event_inputs(events) if inputs is None else inputs
-    return learner.learn_many(X, targets, betas=betas, delta_dtype=delta_dtype)
+    return learner.learn_many(X, targets, betas=betas, delta_dtype=delta_dtype, keys=keys)
+
+
+def write_keys(learner: Learner, inputs: Inputs) -> np.ndarray | None:
+    """The keys a label learner's pretest and learning of ``inputs`` share (computed once per
+    micro-batch); None for a chat learner, a standardising agent, or inputs it refuses (the
+    pretest and the learning then find the error themselves)."""
+    if not learns_labels(learner):
+        return None
+    try:
+        return learner.write_keys(inputs)
+    except Exception:  # noqa: BLE001 - reported by the learning, which raises it again
+        return None
 
 
 def make_replay(config: dict[str, Any] | AgentConfig, delta_dtype: str | None,

@@ -27,7 +27,7 @@ from agent.memory.delta import Delta
 from storage.models import Event
 from storage.repository.events import pending_terms
 from storage.repository.version_groups import commit_delta_group, prepare_delta
-from workers.actors.factory import event_inputs
+from workers.actors.factory import event_inputs, write_keys
 from workers.actors.held_heads import HeldHeads
 from workers.actors.inbox import Inbox
 from workers.actors.poison import copy_learner, find_poison, is_transient, learn_checked
@@ -93,10 +93,11 @@ class MicroBatches:
             t0 = time.perf_counter()
             self._stats["read_s"] += t0 - tr
             X = event_inputs(payloads)  # (n, dim) once, for the pretest and the write
-            tested = pretest(learner, payloads, X)  # test-then-train: the head before the batch
+            K = write_keys(learner, X)  # (n, d_k) once too, where reads and writes share them
+            tested = pretest(learner, payloads, X, K)  # test-then-train: the head before
             try:
                 try:
-                    delta = learn_checked(learner, payloads, self._s.delta_dtype, X)
+                    delta = learn_checked(learner, payloads, self._s.delta_dtype, X, K)
                 except Exception as exc:  # noqa: BLE001 - isolate the events that cause it
                     if is_transient(exc):
                         raise

@@ -47,9 +47,10 @@ def _arrays(delta: Delta) -> list[tuple[str, np.ndarray]]:
 
 
 def learn_checked(learner: Learner, payloads: Sequence[dict[str, Any]],
-                  delta_dtype: str | None, inputs: Inputs | None = None) -> Delta:
+                  delta_dtype: str | None, inputs: Inputs | None = None,
+                  keys: np.ndarray | None = None) -> Delta:
     """``learn_events`` and a finiteness check of what it produced; raises :class:`NonFinite`."""
-    delta = learn_events(learner, payloads, delta_dtype, inputs)
+    delta = learn_events(learner, payloads, delta_dtype, inputs, keys)
     big = 0.0  # the largest |entry| of the delta's arrays (NaN propagates)
     for name, arr in _arrays(delta):
         if arr.dtype.kind in "fc" and arr.size:

@@ -20,6 +20,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from agent.learner import Inputs, Learner, learns_labels
 from workers.actors.factory import event_inputs
 
@@ -30,13 +32,15 @@ BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 
 
 def pretest(learner: Learner, payloads: Sequence[dict[str, Any]],
-            inputs: Inputs | None = None) -> list[bool] | None:
+            inputs: Inputs | None = None, keys: np.ndarray | None = None) -> list[bool] | None:
     """Whether the head ``learner`` holds predicts each event's target (before learning them).
-    ``inputs``: ``event_inputs(payloads)`` when the caller has built it already."""
+    ``inputs``: ``event_inputs(payloads)`` when the caller has built it already; ``keys``:
+    their ``write_keys`` (likewise)."""
     if not learns_labels(learner) or not payloads:
         return None
     try:
-        labels = learner.predict_labels(event_inputs(payloads) if inputs is None else inputs)
+        labels = learner.predict_labels(event_inputs(payloads) if inputs is None else inputs,
+                                        keys=keys)
         return [y is not None and y == e["target"] for y, e in zip(labels, payloads, strict=True)]
     except Exception:  # noqa: BLE001 - quality is a measurement: never block learning
         log.warning("pretest failed; the version is committed without quality", exc_info=True)
