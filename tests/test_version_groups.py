@@ -144,3 +144,49 @@ def test_stale_parent_or_skipped_seqs_raise_and_write_nothing(db):
             commit_delta_group(repo, [good[0], good[0]])
     with unit_of_work(db, write=False) as repo:
         assert [_rows(repo, a) for a in ids] == before
+
+
+def test_pending_check_is_the_reference_on_random_seqs(db):
+    """``_check_pending`` (a consecutive run counted, anything else read row by row) accepts
+    and refuses, with the same message, exactly what ``check_next_pending`` does: random
+    candidate seqs over pending events with rejected and forgotten ones among them."""
+    from sqlalchemy import update
+
+    from storage.models import Event
+    from storage.repository.version_groups import _check_pending
+
+    rng = np.random.default_rng(5)
+    with unit_of_work(db) as repo:
+        tenant, _ = repo.create_tenant("t")
+        (aid,) = empty_agents(repo, tenant.id, "p", 1)
+        repo.append_events(aid, [{"id": f"e{j}", "input": [1.0, 0, 0, 0], "target": "x"}
+                                 for j in range(30)])
+        key = repo.session.scalar(select(Agent.key).where(Agent.id == aid))
+        repo.commit_version(aid, 0, "delta", delta=random_delta(rng, {}, [], ["x"]),
+                            event_seqs=[1, 2, 3], checksum="ab" * 32)  # watermark 3
+        for seq, col in ((9, "rejected"), (14, "forgotten_version"), (15, "rejected")):
+            repo.session.execute(update(Event).where(Event.agent_key == key, Event.seq == seq)
+                                 .values({col: True if col == "rejected" else 1}))
+
+    def outcome(fn: Any, seqs: list[int]) -> str | None:
+        try:
+            fn(seqs)
+        except InputError as e:
+            return str(e)
+        return None
+
+    tried = {True: 0, False: 0}
+    with unit_of_work(db, write=False) as repo:
+        for _ in range(400):
+            lo = int(rng.integers(1, 20))
+            seqs = list(range(lo, lo + int(rng.integers(1, 10))))
+            if rng.random() < 0.3 and len(seqs) > 1:  # a gap
+                seqs.pop(int(rng.integers(len(seqs))))
+            if rng.random() < 0.1:  # a repeat
+                seqs.append(seqs[0])
+            rng.shuffle(seqs)
+            got = outcome(lambda s: _check_pending(repo.session, aid, s), seqs)
+            want = outcome(lambda s: repo.versions.check_next_pending(aid, s), seqs)
+            assert got == want, seqs
+            tried[want is None] += 1
+    assert tried[True] > 10 and tried[False] > 100

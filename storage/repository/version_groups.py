@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 
 from agent.memory.delta import Delta, LayerDelta
 from storage.codec import Blob
@@ -51,6 +51,8 @@ _LAST_TESTED = (select(_VERSIONS.c.tested_total, _VERSIONS.c.hits_total)
 # built once: pending_terms takes the agent id as a bound parameter here
 _PENDING_UPTO = select(Event.seq).where(*pending_terms(cast(str, bindparam("aid"))),
                                         Event.seq <= bindparam("top"))
+_PENDING_RUN = select(func.count(), func.min(Event.seq)).where(
+    *pending_terms(cast(str, bindparam("aid"))), Event.seq <= bindparam("top"))
 _HEAD = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
          .values(head_version=bindparam("v"), applied_seq=bindparam("top"),
                  events_applied=_AGENTS.c.events_applied + bindparam("n")))
@@ -161,7 +163,16 @@ def _check_pending(session: Any, agent_id: str, seqs: list[int]) -> None:
     """The agent's pending events up to ``max(seqs)`` must be ``seqs`` exactly (the oldest
     pending ones, none skipped: what :meth:`Versions.check_next_pending` checks), else
     :class:`InputError` (the caller rolls back). One read of those rows on the ``(agent_key,
-    seq)`` index after the watermark; the version's range marks them applied."""
+    seq)`` index after the watermark; the version's range marks them applied.
+
+    A run of consecutive seqs ``lo..hi`` (the learner's common case) is checked by counting
+    instead of reading the rows: the pending seqs up to ``hi`` are distinct integers, so if
+    there are ``hi - lo + 1`` of them and the least is ``lo``, they are ``lo..hi``."""
+    lo, hi = min(seqs), max(seqs)
+    if hi - lo + 1 == len(seqs) and len(set(seqs)) == len(seqs):
+        n, least = session.execute(_PENDING_RUN, {"aid": agent_id, "top": hi}).one()
+        if n == len(seqs) and least == lo:
+            return
     got = sorted(session.execute(_PENDING_UPTO, {"aid": agent_id, "top": max(seqs)})
                  .scalars().all())
     if got != sorted(seqs):
