@@ -263,3 +263,51 @@ def test_an_arrow_body_gives_the_block_json_validation_gives():
             assert [g[:3] for g in got] == [w[:3] for w in want]
             assert [(g[3].dtype, g[3].tobytes()) for g in got] == \
                 [(w[3].dtype, w[3].tobytes()) for w in want]
+
+
+def test_clean_arrow_columns_give_what_row_checks_give():
+    """An Arrow body whose rows all pass is taken column by column (workers/http/arrow.py
+    ``clean_columns``); it must give what the JSON checks give row by row, and a body with
+    one bad target, id or beta anywhere must still reject exactly that row."""
+    from client import arrow_body
+    from workers.http.arrow import arrow_events
+    from workers.http.event_batch import split_events
+    from workers.settings import Settings
+
+    rng = np.random.default_rng(8)
+    agent = {"kind": "classifier", "encoder": "none", "dim": 4}
+    bad_targets = [" ", "\u2003\u00a0", "\x00x", "t" * 1001]
+    bad_ids = ["", "\t", "a\x00", "i" * 201]
+    bad_betas = [0.0, 1.5, -0.1, float("nan"), float("inf")]
+    fast = 0
+    for trial in range(60):
+        n = SIZES[trial % len(SIZES)]
+        X = rng.normal(size=(n, 4)).astype(np.float32)
+        evs: list[dict[str, Any]] = []
+        for i in range(n):
+            ev: dict[str, Any] = {"input": X[i], "target": rng.choice(["é", "L1", "ß x", "t" * 1000])}
+            if rng.random() < 0.6:
+                ev["id"] = f"id-{trial}-{i}" if rng.random() < 0.9 else "\u00e9" * 200
+            if trial % 3 == 0 and rng.random() < 0.5:
+                ev["beta"] = float(rng.choice([1.0, 0.25, 1e-300]))
+            evs.append(ev)
+        if trial % 2:  # one bad cell somewhere
+            i = int(rng.integers(n))
+            what = trial % 6
+            if what == 1:
+                evs[i]["target"] = bad_targets[trial % len(bad_targets)]
+            elif what == 3:
+                evs[i]["id"] = bad_ids[trial % len(bad_ids)]
+            else:
+                evs[i]["beta"] = bad_betas[trial % len(bad_betas)]
+        rows, block, rejected, first, m = arrow_events(arrow_body(evs), agent, Settings())
+        items = [(None, {**e, "input": e["input"].tolist()}, None) for e in evs]
+        valid, want_rejected, want_first = split_events(items, agent, Settings())
+        assert m == n and rows == [i for i, _ in valid]
+        assert rejected == want_rejected and first == want_first
+        fast += not rejected
+        assert isinstance(block, EventBlock)
+        got = [_payload(ev, i) for i, ev in enumerate(block.events())]
+        want = [_payload(ev, i) for i, (_, ev) in enumerate(valid)]
+        assert [g[:3] for g in got] == [w[:3] for w in want]
+    assert fast >= 25

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import InputError
+from agent.errors import InputError, check_text
 from storage.models import as_utc
 from storage.repository.event_block import EventBlock
 from workers.http.event_batch import rejected_entry
@@ -215,6 +215,10 @@ def arrow_events(data: bytes, agent: dict[str, Any], settings: Settings
         inputs = table.column("input").to_pylist()
     labeled = agent.get("kind") in LABELED_KINDS
     cols = {name: _column(table, name) for name in ("target", *_OPTIONAL)}
+    if vectors and not errors:
+        clean = clean_columns(cols, n, labeled)
+        if clean is not None:  # no row has a problem: the block without a check per row
+            return list(range(n)), EventBlock(X, *clean), [], None, n
     rows: list[int] = []
     valid: list[dict[str, Any]] = []
     rejected: list[dict[str, Any]] = []
@@ -253,3 +257,53 @@ def arrow_events(data: bytes, agent: dict[str, Any], settings: Settings
         ids = [ev.pop("id", None) for ev in valid]
         return rows, EventBlock(X[rows], ids, valid), rejected, first, n
     return rows, valid, rejected, first, n
+
+
+def clean_columns(cols: dict[str, list[Any] | None], n: int, labeled: bool
+                  ) -> tuple[list[str | None], list[dict[str, Any]]] | None:
+    """``(ids, fields)`` of a vector agent's rows as :func:`arrow_events`'s checks row by row
+    build them, when column-wide checks show that no row has a problem in its target,
+    speaker, id or beta (and no row has a ts, which is converted row by row); else None,
+    and the row-by-row checks find the rows at fault (tests/test_api_arrow.py compares)."""
+    if cols["ts"] is not None and any(v is not None for v in cols["ts"]):
+        return None
+    name, limit = ("target", MAX_TARGET_CHARS) if labeled else ("speaker", MAX_SPEAKER_CHARS)
+    values = cols[name]
+    if labeled and values is None:
+        return None
+    if values is not None and not _all_text(values, limit, required=labeled):
+        return None
+    ids = cols["id"] if cols["id"] is not None else [None] * n
+    if not _all_text(ids, MAX_ID_CHARS, required=False):
+        return None
+    betas = cols["beta"]
+    if betas is not None and not all(b is None or (type(b) is float and np.isfinite(b)
+                                                    and 0.0 < b <= 1.0) for b in betas):
+        return None
+    names = [None] * n if values is None else values
+    fields: list[dict[str, Any]] = [{} if v is None else {name: v} for v in names]
+    if betas is not None:
+        for f, b in zip(fields, betas, strict=True):
+            if b is not None:
+                f["beta"] = float(b)
+    return ids, fields
+
+
+def _all_text(values: list[Any], max_chars: int, required: bool) -> bool:
+    """Whether every value passes ``check_str(value, ..., max_chars, required)``, checked at
+    once: one scan of them all finds a NUL or a lone surrogate anywhere."""
+    given = [v for v in values if v is not None]
+    if required and len(given) < len(values):
+        return False
+    if not given:
+        return True
+    if set(map(type, given)) != {str} or any(map(str.isspace, given)):
+        return False
+    lengths = list(map(len, given))
+    if min(lengths) < 1 or max(lengths) > max_chars:
+        return False
+    try:
+        check_text("".join(given), "values")
+    except InputError:
+        return False
+    return True
