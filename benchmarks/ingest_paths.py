@@ -253,7 +253,8 @@ def learn_many_rate(n: int) -> float:
 
 
 def storage(db_path: str, url: str) -> dict[str, float]:
-    """Bytes per event: the SQLite file, and the event input bytes, payloads and delta data."""
+    """Bytes per event: the SQLite file, and the event input bytes, payloads and delta data;
+    events per delta version (the learner's micro-batches)."""
     from sqlalchemy import create_engine, text
 
     eng = create_engine(url)
@@ -267,11 +268,12 @@ def storage(db_path: str, url: str) -> dict[str, float]:
                 "SELECT coalesce(sum(length(data)), 0) FROM event_inputs")
             pay = total("SELECT sum(length(payload)) FROM events")
             dd = total("SELECT sum(length(data)) FROM deltas")
+            nv = total("SELECT count(*) FROM versions WHERE kind = 'delta'") or 1.0
             conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
     finally:
         eng.dispose()
     return {"events": float(n), "file": os.path.getsize(db_path) / n, "input": inp / n,
-            "payload": pay / n, "deltas": dd / n}
+            "payload": pay / n, "deltas": dd / n, "per_version": n / nv}
 
 
 def main(argv: list[str] | None = None) -> int:

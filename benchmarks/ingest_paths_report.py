@@ -49,7 +49,7 @@ def report(args: Any, s: Any, out: dict[str, Any]) -> None:
         rows.append(["storage per event at 384-d (after the vector runs)",
                      f"{st['file']:,.0f} B (SQLite file)",
                      f"input {st['input']:,.0f} B, payload {st['payload']:,.0f} B",
-                     f"deltas {st['deltas']:,.0f} B"])
+                     f"deltas {st['deltas']:,.0f} B, {st['per_version']:,.0f} events a version"])
     print(md_table(["path", "rate", "against", "note"], rows))
     vec = [(fmt, name) for fmt, name in (("json", "JSON"), ("arrow", "Arrow"),
                                          ("single", "1 event/request")) if fmt in out]

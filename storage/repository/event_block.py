@@ -118,10 +118,40 @@ def narrow(x: np.ndarray) -> np.ndarray:
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
+class BlockColumns:
+    """A block's rows as stored, in columns (:func:`parse_columns`): ``ids`` (str or None),
+    ``payloads`` and their JSON ``texts`` (lists of n), and the inputs: row ``i`` stored as
+    ``F[i]`` (float32) when ``exact[i]``, else as ``X[i]`` (float64)."""
+
+    __slots__ = ("ids", "payloads", "texts", "X", "F", "exact")
+
+    def __init__(self, ids: list[str | None], payloads: list[dict[str, Any]], texts: list[str],
+                 X: np.ndarray, F: np.ndarray, exact: np.ndarray) -> None:
+        self.ids, self.payloads, self.texts = ids, payloads, texts
+        self.X, self.F, self.exact = X, F, exact  # (n, d), (n, d) float32, (n,) bool
+
+    def matrix(self) -> np.ndarray | None:
+        """The ``(n, d)`` stored inputs as one matrix of one dtype; None when rows differ."""
+        if self.exact.all():
+            return self.F
+        return self.X if not self.exact.any() else None
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """:func:`parse_block`'s tuples."""
+        F, X, exact = self.F, self.X, self.exact
+        return [(cid, p, t, F[i] if exact[i] else X[i]) for i, (cid, p, t) in
+                enumerate(zip(self.ids, self.payloads, self.texts, strict=True))]
+
+
 def parse_block(block: EventBlock) -> list[tuple[Any, ...]]:
     """Per row ``(client id or None, payload, payload JSON text, stored input array)``: what
     ``events._payload`` gives for the row's event. Raises the
     :class:`InputError` of the first bad row (its id, its payload, then its input)."""
+    return parse_columns(block).rows()
+
+
+def parse_columns(block: EventBlock) -> BlockColumns:
+    """:func:`parse_block` in columns (the same checks, the same first error)."""
     X = block.inputs  # (n, d)
     finite = np.isfinite(X).all(axis=1)  # (n,)
     if X.dtype == np.float32:
@@ -132,13 +162,15 @@ def parse_block(block: EventBlock) -> list[tuple[Any, ...]]:
         exact = (F == X).all(axis=1)  # (n,)
     ids_ok = _ids_ok(block.ids)  # every id valid: no row checks its own
     memo: dict[tuple[Any, ...], tuple[dict[str, Any], str]] = {}  # fields → payload, text
-    out: list[tuple[Any, ...]] = []
+    ids: list[str | None] = list(block.ids) if ids_ok else []
+    payloads: list[dict[str, Any]] = []
+    texts: list[str] = []
     for i, (cid, rest) in enumerate(zip(block.ids, block.fields, strict=True)):
         field = f"events[{i}]"
         if not isinstance(rest, dict):
             raise InputError(field, "expected an object")
         if not ids_ok:
-            cid = check_event_id(cid, field)
+            ids.append(check_event_id(cid, field))
         key = _fields_key(rest)
         got = memo.get(key) if key is not None else None
         if got is None:
@@ -147,9 +179,9 @@ def parse_block(block: EventBlock) -> list[tuple[Any, ...]]:
                 memo[key] = got
         if not finite[i]:
             raise InputError(f"{field}.input", "has NaN or Inf values")
-        arr = F[i] if exact[i] else X[i]  # (d,) as stored
-        out.append((cid, got[0], got[1], arr))
-    return out
+        payloads.append(got[0])
+        texts.append(got[1])
+    return BlockColumns(ids, payloads, texts, X, F, exact)
 
 
 def _ids_ok(ids: Sequence[Any]) -> bool:

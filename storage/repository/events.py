@@ -12,9 +12,10 @@ that same function.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from sqlalchemy import (
@@ -86,6 +87,34 @@ class AcceptedEvent:
         """What ``Event.as_replay()`` gives for this event once it is read back from the
         store (the same numbers, the same dtype): what the learner is notified with."""
         return replay_dict(self.payload, self.client_id, self.seq, self.input)
+
+
+class AcceptedRun(Sequence[AcceptedEvent]):
+    """Events of one request stored in one run of seqs (:mod:`storage.repository.event_columns`),
+    in columns: the sequence of the :class:`AcceptedEvent` they are, built only when read one
+    by one (``inputs``: the ``(n, d)`` stored input rows, one dtype)."""
+
+    __slots__ = ("seqs", "ids", "payloads", "received_at", "inputs")
+
+    def __init__(self, seqs: range, ids: list[str], payloads: list[dict[str, Any]],
+                 received_at: datetime, inputs: np.ndarray) -> None:
+        self.seqs, self.ids, self.payloads = seqs, ids, payloads
+        self.received_at, self.inputs = received_at, inputs  # inputs: (n, d)
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    @overload
+    def __getitem__(self, i: int) -> AcceptedEvent: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[AcceptedEvent]: ...
+
+    def __getitem__(self, i: int | slice) -> AcceptedEvent | list[AcceptedEvent]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return AcceptedEvent(self.ids[i], self.seqs[i], self.payloads[i], self.received_at,
+                             self.inputs[i])
 
 
 # the values of an event row insert, the payload bound as already-encoded JSON text and cast

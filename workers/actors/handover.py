@@ -11,7 +11,7 @@ as the dicts themselves.
 
 >>> import numpy as np
 >>> from datetime import datetime, timezone
->>> from storage.repository.events import AcceptedEvent
+>>> from storage.repository.events import AcceptedEvent, AcceptedRun
 >>> t = datetime(2026, 1, 1, tzinfo=timezone.utc)
 >>> evs = [AcceptedEvent(f"e{i}", i, {"target": "a"}, t, np.full(2, i, np.float32))
 ...        for i in (1, 2)]
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from storage.models import replay_dict
-from storage.repository.events import AcceptedEvent
+from storage.repository.events import AcceptedEvent, AcceptedRun
 
 
 class AcceptedColumns:
@@ -62,6 +62,21 @@ def pack(events: Sequence[AcceptedEvent]) -> Handed:
         return [e.as_replay() for e in events]
     return AcceptedColumns([e.seq for e in events], [e.client_id for e in events],
                            [e.payload for e in events], np.stack([e.input for e in events]))
+
+
+def pack_parts(parts: Sequence[Sequence[AcceptedEvent]]) -> Handed:
+    """:func:`pack` of the parts' events in order; runs stored in columns
+    (:class:`AcceptedRun`, one dtype and size) are joined without an object per event."""
+    runs = [p for p in parts if len(p)]
+    if runs and all(isinstance(p, AcceptedRun) for p in runs):
+        first = runs[0].inputs  # type: ignore[attr-defined]
+        if all(p.inputs.dtype == first.dtype and p.inputs.shape[1:] == first.shape[1:]  # type: ignore[attr-defined]
+               for p in runs):
+            rs: list[AcceptedRun] = runs  # type: ignore[assignment]
+            return AcceptedColumns([s for r in rs for s in r.seqs], [i for r in rs for i in r.ids],
+                                   [p for r in rs for p in r.payloads],
+                                   first if len(rs) == 1 else np.concatenate([r.inputs for r in rs]))
+    return pack([e for p in parts for e in p])
 
 
 def unpack(handed: Handed) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ import ray
 
 from storage.repository.event_groups import EventsIn, Result, append_groups
 from workers.actors.group_commit import GroupCommitter
-from workers.actors.handover import pack
+from workers.actors.handover import pack_parts
 from workers.actors.learner import shard_of
 from workers.contract import ActorRef, ServiceError
 from workers.gc_tuning import settle_gc
@@ -95,16 +95,16 @@ class IngestActor:
         """One transaction for the group, then one notify per learner shard."""
         with self._store.tx() as repo:
             results = append_groups(repo, requests)
-        by_shard: dict[int, dict[str, list[Any]]] = {}
+        by_shard: dict[int, dict[str, list[Any]]] = {}  # shard -> agent -> accepted parts
         for (agent_id, _), res in zip(requests, results, strict=True):
             if not isinstance(res, Exception) and res[0]:
                 shard = shard_of(agent_id, self._s.learner_shards)
-                by_shard.setdefault(shard, {}).setdefault(agent_id, []).extend(res[0])
+                by_shard.setdefault(shard, {}).setdefault(agent_id, []).append(res[0])
         for shard, accepted in by_shard.items():
-            n = sum(len(a) for a in accepted.values())
+            n = sum(len(p) for parts in accepted.values() for p in parts)
             # the accepted events go with the notification: the learner need not read them
             self._pending_refs[shard] = self._learner(shard).notify.remote(
-                sorted(accepted), n, {a: pack(evs) for a, evs in accepted.items()})
+                sorted(accepted), n, {a: pack_parts(parts) for a, parts in accepted.items()})
             self._backlog[shard] = self._backlog.get(shard, 0) + n
         return results
 
