@@ -47,6 +47,58 @@ def test_inbox_hands_out_only_a_gapless_run_from_the_next_seq():
     assert box.take("a", 10) is None and len(box) == 0
 
 
+def test_columns_hand_out_what_their_dicts_would():
+    """Runs put in columns (handover.ColumnEvents) and the same runs put as dicts: every take
+    gives the same events (as replay dicts), the columns as one ColumnEvents whose matrix,
+    targets and betas are the events'; random runs overlap, repeat, leave gaps and mix
+    dtypes, with commits in between."""
+    from datetime import UTC, datetime
+
+    from storage.repository.events import AcceptedRun
+    from workers.actors.factory import event_inputs
+    from workers.actors.handover import ColumnEvents, fields, pack_parts, unpack
+
+    rng = np.random.default_rng(11)
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    cols, dicts = Inbox(max_events=10_000), Inbox(max_events=10_000)
+    for box in (cols, dicts):
+        box.committed("a", 0, complete=True)
+    nxt, joined = 1, 0
+    for _ in range(200):
+        lo = max(1, nxt + int(rng.integers(-3, 4)))
+        n = int(rng.integers(1, 9))
+        dtype = np.float32 if rng.random() < 0.9 else np.float64
+        run = AcceptedRun(range(lo, lo + n), [f"e{s}" for s in range(lo, lo + n)],
+                          [{"target": f"L{s % 3}", **({"beta": 0.5} if s % 4 == 0 else {})}
+                           for s in range(lo, lo + n)], t,
+                          rng.normal(size=(n, 3)).astype(dtype))
+        handed = pack_parts([run])
+        cols.put("a", ColumnEvents.of(handed))  # type: ignore[arg-type]
+        dicts.put("a", unpack(handed))
+        if rng.random() < 0.4:
+            k = int(rng.integers(1, 12))
+            got, want = cols.take("a", k), dicts.take("a", k)
+            if want is None or not want:
+                assert got == want
+                continue
+            assert got is not None
+            as_dicts = [{**e, "input": (e["input"].dtype.str, e["input"].tobytes())}
+                        for e in got]
+            assert as_dicts == [{**e, "input": (e["input"].dtype.str, e["input"].tobytes())}
+                                for e in want]
+            if isinstance(got, ColumnEvents):
+                joined += 1
+                X = event_inputs(got)
+                assert np.array_equal(np.asarray(X, dtype=np.float64), event_inputs(want))
+                for name in ("target", "beta"):
+                    assert fields(got, name) == [e.get(name) for e in want]
+            last = int(want[-1]["seq"])
+            for box in (cols, dicts):
+                box.committed("a", last, complete=True)
+            nxt = last + 1
+    assert joined > 20
+
+
 def test_an_unstarted_agent_starts_at_the_stores_oldest_pending_seq():
     box = Inbox(max_events=10)
     assert not box.unstarted("a")  # holds nothing

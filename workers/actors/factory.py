@@ -16,6 +16,7 @@ from agent.backbones.minilm import Encoder
 from agent.config import AgentConfig
 from agent.learner import Inputs, Layers, Learner, is_chat, learns_labels
 from agent.memory.delta import Delta
+from workers.actors.handover import ColumnEvents, fields
 
 
 def config_of(config: dict[str, Any] | AgentConfig) -> AgentConfig:
@@ -79,7 +80,10 @@ def event_inputs(events: Sequence[dict[str, Any]]) -> Inputs:
     """The inputs of a micro-batch: one ``(n, dim)`` float64 array when every input is an array
     (stored vectors, or embeddings of texts), which the learner takes without checking floats
     one by one; else the list as given (texts, or JSON lists of an event stored before inputs
-    were kept as arrays)."""
+    were kept as arrays). Events in columns (``handover.ColumnEvents``) give their matrix as
+    stored (float32 or float64: learners key it in float64, the same numbers)."""
+    if isinstance(events, ColumnEvents):
+        return events.inputs  # (n, dim)
     inputs = [e["input"] for e in events]
     if inputs and all(isinstance(x, np.ndarray) for x in inputs):
         dims = {x.shape for x in inputs}
@@ -94,7 +98,7 @@ def learn_events(learner: Learner, events: Sequence[dict[str, Any]], delta_dtype
     their arrays) → the applied (stored) delta. ``inputs``: ``event_inputs(events)`` when the
     caller has built it already (the learner's pretest did); ``keys``: their
     ``write_keys`` (likewise)."""
-    betas = [e.get("beta") for e in events]
+    betas = fields(events, "beta")
     if is_chat(learner):  # turns are texts (never stored as arrays)
         texts = [e.get("text", e["input"]) for e in events]
         speakers = [e.get("speaker") for e in events]
@@ -102,7 +106,7 @@ def learn_events(learner: Learner, events: Sequence[dict[str, Any]], delta_dtype
                                   speakers=speakers)
     if not learns_labels(learner):
         raise TypeError(f"{type(learner).__name__} is neither a chat nor a label learner")
-    targets = [e["target"] for e in events]
+    targets = fields(events, "target", required=True)
     X = event_inputs(events) if inputs is None else inputs
     return learner.learn_many(X, targets, betas=betas, delta_dtype=delta_dtype, keys=keys)
 

@@ -24,7 +24,7 @@ as the dicts themselves.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -86,3 +86,61 @@ def unpack(handed: Handed) -> list[dict[str, Any]]:
         return handed
     return [replay_dict(payload, cid, seq, x) for seq, cid, payload, x in
             zip(handed.seqs, handed.ids, handed.payloads, handed.inputs, strict=True)]
+
+
+class ColumnEvents(Sequence[dict[str, Any]]):
+    """Accepted events kept in columns by the learner (:mod:`workers.actors.inbox`): the
+    sequence of their ``as_replay()`` dicts (:func:`unpack`'s), each built only when read one
+    by one; a micro-batch takes its inputs matrix, targets and betas from the columns
+    (:func:`fields`, ``factory.event_inputs``) without building any."""
+
+    __slots__ = ("seqs", "ids", "payloads", "inputs")
+
+    def __init__(self, seqs: Sequence[int], ids: Sequence[str],
+                 payloads: Sequence[dict[str, Any]], inputs: np.ndarray) -> None:
+        self.seqs, self.ids, self.payloads = seqs, ids, payloads
+        self.inputs = inputs  # (n, d), as stored
+
+    @classmethod
+    def of(cls, handed: AcceptedColumns) -> ColumnEvents:
+        return cls(handed.seqs, handed.ids, handed.payloads, handed.inputs)
+
+    @classmethod
+    def join(cls, parts: Sequence[tuple[ColumnEvents, int, int]]) -> ColumnEvents:
+        """The rows ``lo:hi`` of each ``(events, lo, hi)`` in order, as one (the inputs
+        must share a dtype and size)."""
+        if len(parts) == 1:
+            c, lo, hi = parts[0]
+            return cls(c.seqs[lo:hi], c.ids[lo:hi], c.payloads[lo:hi], c.inputs[lo:hi])
+        return cls([s for c, lo, hi in parts for s in c.seqs[lo:hi]],
+                   [i for c, lo, hi in parts for i in c.ids[lo:hi]],
+                   [p for c, lo, hi in parts for p in c.payloads[lo:hi]],
+                   np.concatenate([c.inputs[lo:hi] for c, lo, hi in parts]))
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    @overload
+    def __getitem__(self, i: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> ColumnEvents: ...
+
+    def __getitem__(self, i: int | slice) -> dict[str, Any] | ColumnEvents:
+        if isinstance(i, slice):
+            lo, hi, step = i.indices(len(self))
+            if step != 1:
+                raise ValueError("ColumnEvents: slices of step 1 only")
+            return ColumnEvents.join([(self, lo, hi)])
+        return replay_dict(self.payloads[i], self.ids[i], self.seqs[i], self.inputs[i])
+
+
+def fields(events: Sequence[dict[str, Any]], name: str, required: bool = False) -> list[Any]:
+    """``[e[name] for e in events]`` (``required``) or ``[e.get(name) ...]``; read from the
+    stored payloads of :class:`ColumnEvents` (a replay dict is its payload plus ``id``,
+    ``seq`` and ``input``, so the payload's own fields are the dict's)."""
+    if isinstance(events, ColumnEvents):
+        rows: Sequence[dict[str, Any]] = events.payloads
+    else:
+        rows = events
+    return [e[name] for e in rows] if required else [e.get(name) for e in rows]

@@ -2,7 +2,8 @@
 the learner learns them without reading back from SQL what was just written there.
 
 Events arrive per agent as ``Event.as_replay()`` dicts (arrays included) numbered by ``seq``,
-the agent's order of acknowledgement. The inbox hands out only a gapless run starting at the
+the agent's order of acknowledgement, or in columns (:class:`ColumnEvents`: a run of vector
+events kept as one matrix, handed out again as one, sliced, without a dict per event). The inbox hands out only a gapless run starting at the
 seq after the last one committed; whenever it cannot vouch for that (after a restart, a
 notification without events, a gap or reordering between ingest actors, an error, a forget
 or rollback, a rejected event, a full inbox) :meth:`Inbox.take` answers None and the learner
@@ -30,7 +31,10 @@ True
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Any
+
+from workers.actors.handover import ColumnEvents
 
 
 class Inbox:
@@ -38,13 +42,14 @@ class Inbox:
 
     def __init__(self, max_events: int) -> None:
         self._max = int(max_events)
-        self._events: dict[str, dict[int, dict[str, Any]]] = {}
+        # per agent, per seq: the event's dict, or (its columns, its row)
+        self._events: dict[str, dict[int, Any]] = {}
         self._next: dict[str, int] = {}
         self._stale: set[str] = set()
         self._count = 0
         self._lock = threading.Lock()
 
-    def put(self, agent_id: str, events: list[dict[str, Any]] | None) -> None:
+    def put(self, agent_id: str, events: Sequence[dict[str, Any]] | None) -> None:
         """Events accepted for ``agent_id`` (None: the agent has pending events not given)."""
         with self._lock:
             if not events:
@@ -58,13 +63,19 @@ class Inbox:
                 return
             box = self._events.setdefault(agent_id, {})
             first = self._next.get(agent_id, 0)
+            if isinstance(events, ColumnEvents):
+                for i, s in enumerate(events.seqs):
+                    if s >= first and s not in box:
+                        box[s] = (events, i)
+                        self._count += 1
+                return
             for ev in events:
                 s = int(ev["seq"])
                 if s >= first and s not in box:
                     box[s] = ev
                     self._count += 1
 
-    def take(self, agent_id: str, limit: int) -> list[dict[str, Any]] | None:
+    def take(self, agent_id: str, limit: int) -> Sequence[dict[str, Any]] | None:
         """Up to ``limit`` events from the next seq on, in order ([]: none pending), or None
         when the store must be read."""
         with self._lock:
@@ -77,10 +88,10 @@ class Inbox:
                 self._count -= 1
             if not box:
                 return []
-            out: list[dict[str, Any]] = []
+            out: list[Any] = []
             while len(out) < limit and nxt + len(out) in box:
                 out.append(box[nxt + len(out)])
-            return out if out else None  # events, but not the next one: a gap
+            return _assemble(out) if out else None  # events, but not the next one: a gap
 
     def unstarted(self, agent_id: str) -> bool:
         """True when the inbox holds events of ``agent_id`` but does not know where its pending
@@ -117,3 +128,20 @@ class Inbox:
     def __len__(self) -> int:
         with self._lock:
             return self._count
+
+
+def _assemble(items: list[Any]) -> Sequence[dict[str, Any]]:
+    """The taken events: one :class:`ColumnEvents` when every one is a row of columns of one
+    dtype and size (consecutive rows joined as slices), else their dicts."""
+    if all(type(x) is tuple for x in items):
+        first = items[0][0].inputs
+        if all(c.inputs.dtype == first.dtype and c.inputs.shape[1:] == first.shape[1:]
+               for c, _ in items):
+            parts: list[tuple[ColumnEvents, int, int]] = []
+            for c, i in items:
+                if parts and parts[-1][0] is c and parts[-1][2] == i:
+                    parts[-1] = (c, parts[-1][1], i + 1)
+                else:
+                    parts.append((c, i, i + 1))
+            return ColumnEvents.join(parts)
+    return [x[0][x[1]] if type(x) is tuple else x for x in items]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
@@ -28,6 +28,7 @@ from storage.models import Event
 from storage.repository.events import pending_terms
 from storage.repository.version_groups import commit_delta_group, prepare_delta
 from workers.actors.factory import event_inputs, write_keys
+from workers.actors.handover import ColumnEvents
 from workers.actors.held_heads import HeldHeads
 from workers.actors.inbox import Inbox
 from workers.actors.poison import copy_learner, find_poison, is_transient, learn_checked
@@ -165,7 +166,7 @@ class MicroBatches:
             self.quality.observe(learner.config.kind, sum(hits) / len(hits))
         self._guard.observe(repo, row, learner, hits)
 
-    def _isolate(self, agent_id: str, payloads: list[dict[str, Any]],
+    def _isolate(self, agent_id: str, payloads: Sequence[dict[str, Any]],
                  seqs: list[int]) -> tuple[int, Learner, Delta, int] | None:
         """After a failed micro-batch (workers/actors/poison.py): reject the events that fail on
         their own (None: the caller reads the pending events again), or, when none does,
@@ -187,7 +188,7 @@ class MicroBatches:
         delta = learn_checked(head, payloads[:clean], self._s.delta_dtype)
         return version, head, delta, clean
 
-    def _pending(self, agent_id: str, limit: int) -> tuple[list[dict[str, Any]], list[int], bool]:
+    def _pending(self, agent_id: str, limit: int) -> tuple[Sequence[dict[str, Any]], list[int], bool]:
         """The agent's next pending events (at most ``limit``): from the inbox when it holds
         the next ones, else from the store (recovery). ``(events, seqs, complete)``; complete:
         no pending event beyond these is known only to the store."""
@@ -198,7 +199,8 @@ class MicroBatches:
         got = self._inbox.take(agent_id, limit)
         if got is not None:
             self._stats["inbox_events"] += len(got)
-            return got, [int(e["seq"]) for e in got], True
+            seqs = list(got.seqs) if isinstance(got, ColumnEvents) else [int(e["seq"]) for e in got]
+            return got, seqs, True
         self._stats["sql_reads"] += 1
         with self._store.read() as repo:
             rows = repo.pending_events(agent_id, limit=limit)

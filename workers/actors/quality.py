@@ -24,6 +24,7 @@ import numpy as np
 
 from agent.learner import Inputs, Learner, learns_labels
 from workers.actors.factory import event_inputs
+from workers.actors.handover import fields
 
 __all__ = ["pretest", "QualityHistogram", "BUCKETS"]
 
@@ -41,7 +42,8 @@ def pretest(learner: Learner, payloads: Sequence[dict[str, Any]],
     try:
         labels = learner.predict_labels(event_inputs(payloads) if inputs is None else inputs,
                                         keys=keys)
-        return [y is not None and y == e["target"] for y, e in zip(labels, payloads, strict=True)]
+        return [y is not None and y == t for y, t in
+                zip(labels, fields(payloads, "target", required=True), strict=True)]
     except Exception:  # noqa: BLE001 - quality is a measurement: never block learning
         log.warning("pretest failed; the version is committed without quality", exc_info=True)
         return None
