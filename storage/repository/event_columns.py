@@ -4,8 +4,9 @@ does row by row (the reference), for the common case, without a Python object pe
 A group takes this path when every request is an :class:`EventBlock` whose rows all pass
 and are stored in one dtype, no event id repeats within the group, and none is stored already.
 Then each request's events are one run of seqs after its agent's head, its inputs one block
-coded from its matrix (no re-stacking), its rows one ``executemany`` of tuples zipped from
-columns, and its answer an :class:`AcceptedRun` (the events in columns). Anything else, found
+coded from its matrix before the transaction takes the write lock (no re-stacking), its rows
+one ``executemany`` of tuples zipped from columns, and its answer an :class:`AcceptedRun`
+(the events in columns). Anything else, found
 before or by the insert (a savepoint: an id already stored makes ``INSERT OR IGNORE`` skip a
 row), returns None and the caller takes the row path in the same transaction, which gives
 every request its own answer and error (tests/test_event_columns.py compares the two).
@@ -23,20 +24,21 @@ from storage.errors import AgentNotFound, InputError
 from storage.repository import Repository
 from storage.repository.event_block import BlockColumns, EventBlock, parse_columns
 from storage.repository.event_inputs import _INSERT as _BLOCK_INSERT
-from storage.repository.event_inputs import _block_values, block_rows
+from storage.repository.event_inputs import _block_values, _stored, block_rows
 from storage.repository.events import _MICROS, _SQLITE_INSERT, MAX_BATCH, AcceptedRun
 
 _INSERT_OR_IGNORE = _SQLITE_INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
-Parsed = list[tuple[str, BlockColumns] | Exception]
+Parsed = list[tuple[str, BlockColumns, list[dict[str, Any]]] | Exception]
 
 
 def parse_group(requests: Sequence[tuple[str, Any]]) -> Parsed | None:
-    """Per request its columns or its error; None when a request is not a block stored in
-    one dtype (the row path takes the group)."""
+    """Per request ``(agent id, its columns, its blocks coded)`` or its error; None when a
+    request is not a block stored in one dtype (the row path takes the group). The blocks are
+    coded here, before the caller's transaction takes the write lock."""
+    if not all(isinstance(events, EventBlock) for _, events in requests):
+        return None
     out: Parsed = []
     for agent_id, events in requests:
-        if not isinstance(events, EventBlock):
-            return None
         try:
             if not isinstance(agent_id, str):
                 raise AgentNotFound(repr(agent_id))
@@ -46,9 +48,11 @@ def parse_group(requests: Sequence[tuple[str, Any]]) -> Parsed | None:
         except (InputError, AgentNotFound) as exc:
             out.append(exc)
             continue
-        if cols.matrix() is None:
+        m = cols.matrix()  # (n, d)
+        if m is None:
             return None
-        out.append((agent_id, cols))
+        step = block_rows(m.shape[1] * m.dtype.itemsize)
+        out.append((agent_id, cols, [_stored(m[lo:lo + step]) for lo in range(0, len(m), step)]))
     return out
 
 
@@ -77,7 +81,7 @@ def append_columns(repo: Repository, parsed: Parsed, heads: dict[str, list[int]]
         if isinstance(p, Exception):
             out.append(p)
             continue
-        agent_id, cols = p
+        agent_id, cols, coded = p
         if agent_id not in heads:
             out.append(AgentNotFound(agent_id))
             continue
@@ -90,10 +94,10 @@ def append_columns(repo: Repository, parsed: Parsed, heads: dict[str, list[int]]
         nxt[agent_id][1] += n
         bids: list[int] = []
         step = block_rows(m.shape[1] * m.dtype.itemsize)
-        for lo in range(0, n, step):
+        for lo, stored in zip(range(0, n, step), coded, strict=True):
             part = m[lo:lo + step]  # (rows, d)
             bid = int(s.execute(_BLOCK_INSERT, _block_values(
-                key, seqs[lo:lo + len(part)], part)).scalar_one())
+                key, seqs[lo:lo + len(part)], part, stored)).scalar_one())
             bids.extend(repeat(bid, len(part)))
         rows.extend(zip(repeat(key, n), ids, seqs, repeat(stamp, n), cols.texts, bids,
                         [i % step for i in range(n)], strict=True))

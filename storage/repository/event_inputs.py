@@ -54,9 +54,12 @@ def _stored(m: np.ndarray) -> dict[str, Any]:
     return {"data": data, "codec": codec, "sha256": hashlib.sha256(data).digest()}
 
 
-def _block_values(agent_key: int, seqs: Sequence[int], m: np.ndarray) -> dict[str, Any]:
+def _block_values(agent_key: int, seqs: Sequence[int], m: np.ndarray,
+                  stored: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A block row of ``m`` (``stored``: ``_stored(m)`` when coded already)."""
     return {"agent_key": agent_key, "first_seq": min(seqs), "last_seq": max(seqs),
-            "rows": int(m.shape[0]), "dtype": m.dtype.str, "dim": int(m.shape[1]), **_stored(m)}
+            "rows": int(m.shape[0]), "dtype": m.dtype.str, "dim": int(m.shape[1]),
+            **(stored if stored is not None else _stored(m))}
 
 
 def pack_inputs(session: Any, rows: Iterable[dict[str, Any]]) -> list[int]:
