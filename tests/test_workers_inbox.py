@@ -176,3 +176,104 @@ def test_the_learner_reads_the_store_only_to_recover(dep):
     assert [e["id"] for e in hist] == [e["id"] for e in ref_events]
     assert_same_predictions(svc, tenant, agent_id, ref,
                             np.random.default_rng(3).normal(size=(10, 8)).tolist())
+
+
+class _NaiveInbox:
+    """The inbox's rules written plainly (every take drops what is below the next seq)."""
+
+    def __init__(self, max_events: int) -> None:
+        self.max, self.events, self.next, self.stale = max_events, {}, {}, set()
+
+    def count(self) -> int:
+        return sum(len(b) for b in self.events.values())
+
+    def put(self, a, evs):
+        if not evs:
+            self.stale.add(a)
+            return
+        if self.count() + len(evs) > self.max:
+            self.events.clear()
+            self.stale.update(self.next)
+            self.stale.add(a)
+            return
+        box = self.events.setdefault(a, {})
+        for e in evs:
+            if e["seq"] >= self.next.get(a, 0):
+                box.setdefault(e["seq"], e)
+
+    def take(self, a, limit):
+        if a not in self.next or a in self.stale:
+            return None
+        box = self.events.get(a, {})
+        for s in [s for s in box if s < self.next[a]]:
+            del box[s]
+        if not box:
+            return []
+        out = []
+        while len(out) < limit and self.next[a] + len(out) in box:
+            out.append(box[self.next[a] + len(out)])
+        return out or None
+
+    def start(self, a, first):
+        if a not in self.next and a not in self.stale and first is not None:
+            self.next[a] = first
+
+    def committed(self, a, last, complete):
+        box = self.events.get(a, {})
+        for s in [s for s in box if s <= last]:  # applied: they leave the box
+            del box[s]
+        self.next[a] = last + 1
+        (self.stale.discard if complete else self.stale.add)(a)
+
+    def reset(self, a):
+        self.events.pop(a, None)
+        self.next.pop(a, None)
+        self.stale.discard(a)
+
+
+def test_the_inbox_follows_its_rules_on_random_operations():
+    """Random puts (overlapping, out of order, repeated), takes, commits of what was taken or
+    of a store read, starts, resets and overflows: every take and count as the plain rules
+    give them (applied seqs leave at the commit; the inbox scans its box only when it
+    must)."""
+    rng = np.random.default_rng(12)
+    box, ref = Inbox(max_events=60), _NaiveInbox(60)
+    agents = ["a", "b"]
+    for _ in range(3000):
+        a = agents[int(rng.integers(2))]
+        op = rng.random()
+        if op < 0.4:
+            lo = int(rng.integers(1, 40))
+            evs = [{"seq": s} for s in rng.permutation(range(lo, lo + int(rng.integers(0, 6))))]
+            box.put(a, [dict(e) for e in evs])
+            ref.put(a, evs)
+        elif op < 0.7:
+            k = int(rng.integers(1, 8))
+            got, want = box.take(a, k), ref.take(a, k)
+            assert (None if got is None else [e["seq"] for e in got]) == \
+                (None if want is None else [e["seq"] for e in want])
+            if got and rng.random() < 0.8:
+                last = got[-1]["seq"] if rng.random() < 0.8 else got[-1]["seq"] + 2
+                complete = bool(rng.random() < 0.9)
+                box.committed(a, last, complete)
+                ref.committed(a, last, complete)
+        elif op < 0.8:
+            last, complete = int(rng.integers(0, 45)), bool(rng.random() < 0.5)
+            box.committed(a, last, complete)
+            ref.committed(a, last, complete)
+        elif op < 0.9:
+            first = None if rng.random() < 0.2 else int(rng.integers(1, 40))
+            assert box.unstarted(a) == (a not in ref.next and a not in ref.stale
+                                        and bool(ref.events.get(a)))
+            box.start(a, first)
+            ref.start(a, first)
+        else:
+            box.reset(a)
+            ref.reset(a)
+        for x in agents:  # after a take both boxes hold the same seqs from the next one on
+            if x in ref.next and x not in ref.stale:
+                nb = box.take(x, 100)
+                nr = ref.take(x, 100)
+                assert (None if nb is None else [e["seq"] for e in nb]) == \
+                    (None if nr is None else [e["seq"] for e in nr])
+        assert len(box) == ref.count()

@@ -46,6 +46,7 @@ class Inbox:
         self._events: dict[str, dict[int, Any]] = {}
         self._next: dict[str, int] = {}
         self._stale: set[str] = set()
+        self._low: set[str] = set()  # agents whose box may hold seqs below their next
         self._count = 0
         self._lock = threading.Lock()
 
@@ -57,12 +58,15 @@ class Inbox:
                 return
             if self._count + len(events) > self._max:  # bounded: drop, the store has them
                 self._events.clear()
+                self._low.clear()
                 self._stale.update(self._next)
                 self._count = 0
                 self._stale.add(agent_id)
                 return
             box = self._events.setdefault(agent_id, {})
             first = self._next.get(agent_id, 0)
+            if agent_id not in self._next:  # where its pending events start is not known
+                self._low.add(agent_id)
             if isinstance(events, ColumnEvents):
                 for i, s in enumerate(events.seqs):
                     if s >= first and s not in box:
@@ -83,9 +87,9 @@ class Inbox:
             if nxt is None or agent_id in self._stale:
                 return None
             box = self._events.get(agent_id, {})
-            for s in [s for s in box if s < nxt]:
-                del box[s]
-                self._count -= 1
+            if agent_id in self._low:  # may hold seqs below the next: drop them (one scan)
+                self._low.discard(agent_id)
+                self._drop_below(agent_id, nxt)
             if not box:
                 return []
             out: list[Any] = []
@@ -112,11 +116,28 @@ class Inbox:
         """Events up to ``last_seq`` are applied; ``complete``: every pending event the store
         held up to then was in the batch (else the store is read again next time)."""
         with self._lock:
+            prev = self._next.get(agent_id)
+            box = self._events.get(agent_id)
+            if box:  # the applied seqs leave the box: the run prev..last_seq, or by a scan
+                if prev is not None and agent_id not in self._low and \
+                        last_seq + 1 - prev <= len(box):
+                    for s in range(prev, int(last_seq) + 1):
+                        if box.pop(s, None) is not None:
+                            self._count -= 1
+                else:
+                    self._low.discard(agent_id)
+                    self._drop_below(agent_id, int(last_seq) + 1)
             self._next[agent_id] = int(last_seq) + 1
             if complete:
                 self._stale.discard(agent_id)
             else:
                 self._stale.add(agent_id)
+
+    def _drop_below(self, agent_id: str, nxt: int) -> None:
+        box = self._events.get(agent_id, {})
+        for s in [s for s in box if s < nxt]:
+            del box[s]
+            self._count -= 1
 
     def reset(self, agent_id: str) -> None:
         """Forget what is known of the agent: the next take reads the store."""
@@ -124,6 +145,7 @@ class Inbox:
             self._count -= len(self._events.pop(agent_id, {}))
             self._next.pop(agent_id, None)
             self._stale.discard(agent_id)
+            self._low.discard(agent_id)
 
     def __len__(self) -> int:
         with self._lock:
@@ -133,15 +155,23 @@ class Inbox:
 def _assemble(items: list[Any]) -> Sequence[dict[str, Any]]:
     """The taken events: one :class:`ColumnEvents` when every one is a row of columns of one
     dtype and size (consecutive rows joined as slices), else their dicts."""
-    if all(type(x) is tuple for x in items):
-        first = items[0][0].inputs
+    parts: list[tuple[ColumnEvents, int, int]] = []  # runs of consecutive rows
+    c0, lo, hi = None, 0, 0
+    for x in items:
+        if type(x) is not tuple:
+            break
+        c, i = x
+        if c is c0 and i == hi:
+            hi += 1
+            continue
+        if c0 is not None:
+            parts.append((c0, lo, hi))
+        c0, lo, hi = c, i, i + 1
+    else:
+        assert c0 is not None
+        parts.append((c0, lo, hi))
+        first = parts[0][0].inputs
         if all(c.inputs.dtype == first.dtype and c.inputs.shape[1:] == first.shape[1:]
-               for c, _ in items):
-            parts: list[tuple[ColumnEvents, int, int]] = []
-            for c, i in items:
-                if parts and parts[-1][0] is c and parts[-1][2] == i:
-                    parts[-1] = (c, parts[-1][1], i + 1)
-                else:
-                    parts.append((c, i, i + 1))
+               for c, _, _ in parts):
             return ColumnEvents.join(parts)
     return [x[0][x[1]] if type(x) is tuple else x for x in items]
