@@ -69,15 +69,21 @@ def test_bad_codings_are_refused(coding):
         unpack(data[:-1], codec, "<f4", m.size, "block 7")
 
 
+def _agent_with_events(repo, X: np.ndarray) -> str:
+    """A classifier agent with one event per row of ``X`` (ids ``e0``, ``e1``, ...)."""
+    tenant, _ = repo.create_tenant("t")
+    st0 = empty_state()
+    aid = repo.create_agent(tenant.id, "a", {"kind": "classifier"}, *st0, checksum(st0)).id
+    repo.append_events(aid, [{"id": f"e{i}", "input": X[i], "target": "x"}
+                             for i in range(len(X))])
+    return aid
+
+
 def test_blocks_are_coded_read_back_exactly_and_erase(db):
     rng = np.random.default_rng(2)
     X = rng.standard_normal((50, 384)).astype(np.float32)
     with unit_of_work(db) as repo:
-        tenant, _ = repo.create_tenant("t")
-        st0 = empty_state()
-        aid = repo.create_agent(tenant.id, "a", {"kind": "classifier"}, *st0, checksum(st0)).id
-        repo.append_events(aid, [{"id": f"e{i}", "input": X[i], "target": "x"}
-                                 for i in range(50)])
+        aid = _agent_with_events(repo, X)
     with unit_of_work(db, write=False) as repo:
         (b,) = repo.session.scalars(select(EventInputs)).all()
         assert b.codec == PLANES and len(b.data) < 0.9 * X.nbytes
@@ -101,11 +107,7 @@ def test_blocks_coded_before_read_back_and_erase(db):
     rng = np.random.default_rng(4)
     X = rng.standard_normal((40, 384)).astype(np.float32)
     with unit_of_work(db) as repo:
-        tenant, _ = repo.create_tenant("t")
-        st0 = empty_state()
-        aid = repo.create_agent(tenant.id, "a", {"kind": "classifier"}, *st0, checksum(st0)).id
-        repo.append_events(aid, [{"id": f"e{i}", "input": X[i], "target": "x"}
-                                 for i in range(40)])
+        aid = _agent_with_events(repo, X)
         (b,) = repo.session.scalars(select(EventInputs)).all()
         data, codec = pack(X, HUFF)
         b.data, b.codec, b.sha256 = data, codec, hashlib.sha256(data).digest()
