@@ -12,6 +12,7 @@ agent.errors.InputError: name: not valid Unicode text: a lone UTF-16 surrogate '
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -76,3 +77,29 @@ def check_text(value: str, field: str, what: str = "text") -> str:
             raise InputError(field, f"not valid Unicode {what}: a lone UTF-16 surrogate "
                              f"{value[exc.start]!r} at character {exc.start}") from None
     return value
+
+
+def texts_ok(values: Sequence[Any], max_chars: int, required: bool = False) -> bool:
+    """Whether every value is a non-blank ``str`` of at most ``max_chars`` characters that
+    :func:`check_text` accepts (None allowed unless ``required``), checked at once: one scan
+    of them all joined finds a NUL or a lone surrogate anywhere. False says only that some
+    value fails; checking them one by one names it.
+
+    >>> texts_ok(["a", None, "b c"], 10), texts_ok(["a", " "], 10), texts_ok(["a\\x00"], 10)
+    (True, False, False)
+    """
+    given = [v for v in values if v is not None]
+    if required and len(given) < len(values):
+        return False
+    if not given:
+        return True
+    if set(map(type, given)) != {str} or any(map(str.isspace, given)):
+        return False
+    lengths = list(map(len, given))
+    if min(lengths) < 1 or max(lengths) > max_chars:
+        return False
+    try:
+        check_text("".join(given), "values")
+    except InputError:
+        return False
+    return True

@@ -48,15 +48,15 @@ def test_inbox_hands_out_only_a_gapless_run_from_the_next_seq():
 
 
 def test_columns_hand_out_what_their_dicts_would():
-    """Runs put in columns (handover.ColumnEvents) and the same runs put as dicts: every take
-    gives the same events (as replay dicts), the columns as one ColumnEvents whose matrix,
-    targets and betas are the events'; random runs overlap, repeat, leave gaps and mix
-    dtypes, with commits in between."""
+    """Runs put in columns (handover.AcceptedColumns) and the same runs put as dicts: every
+    take gives the same events (as replay dicts), the columns as one AcceptedColumns whose
+    matrix, targets and betas are the events'; random runs overlap, repeat, leave gaps and
+    mix dtypes, with commits in between."""
     from datetime import UTC, datetime
 
     from storage.repository.events import AcceptedRun
     from workers.actors.factory import event_inputs
-    from workers.actors.handover import ColumnEvents, fields, pack_parts, unpack
+    from workers.actors.handover import AcceptedColumns, fields, pack_parts, unpack
 
     rng = np.random.default_rng(11)
     t = datetime(2026, 1, 1, tzinfo=UTC)
@@ -73,7 +73,7 @@ def test_columns_hand_out_what_their_dicts_would():
                            for s in range(lo, lo + n)], t,
                           rng.normal(size=(n, 3)).astype(dtype))
         handed = pack_parts([run])
-        cols.put("a", ColumnEvents.of(handed))  # type: ignore[arg-type]
+        cols.put("a", handed)
         dicts.put("a", unpack(handed))
         if rng.random() < 0.4:
             k = int(rng.integers(1, 12))
@@ -86,7 +86,7 @@ def test_columns_hand_out_what_their_dicts_would():
                         for e in got]
             assert as_dicts == [{**e, "input": (e["input"].dtype.str, e["input"].tobytes())}
                                 for e in want]
-            if isinstance(got, ColumnEvents):
+            if isinstance(got, AcceptedColumns):
                 joined += 1
                 X = event_inputs(got)
                 assert np.array_equal(np.asarray(X, dtype=np.float64), event_inputs(want))

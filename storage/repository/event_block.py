@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import check_text
+from agent.errors import texts_ok
 from storage.errors import InputError
 from storage.models import EVENT_ID_LEN
 from storage.repository.events import check_event_id, stored_payload
@@ -160,7 +160,7 @@ def parse_columns(block: EventBlock) -> BlockColumns:
         with np.errstate(over="ignore", invalid="ignore"):
             F = X.astype(np.float32)  # (n, d): beyond float32's range → inf ≠ the number
         exact = (F == X).all(axis=1)  # (n,)
-    ids_ok = _ids_ok(block.ids)  # every id valid: no row checks its own
+    ids_ok = texts_ok(block.ids, EVENT_ID_LEN)  # every id valid: no row checks its own
     memo: dict[tuple[Any, ...], tuple[dict[str, Any], str]] = {}  # fields → payload, text
     ids: list[str | None] = list(block.ids) if ids_ok else []
     payloads: list[dict[str, Any]] = []
@@ -182,22 +182,6 @@ def parse_columns(block: EventBlock) -> BlockColumns:
         payloads.append(got[0])
         texts.append(got[1])
     return BlockColumns(ids, payloads, texts, X, F, exact)
-
-
-def _ids_ok(ids: Sequence[Any]) -> bool:
-    """Whether every id passes ``check_event_id`` (None, or a non-empty str of at most
-    :data:`EVENT_ID_LEN` characters, valid text), checked at once; False: check row by row
-    (which finds the first bad one)."""
-    given = [c for c in ids if c is not None]
-    if not all(type(c) is str for c in given):
-        return False
-    if any(len(c) > EVENT_ID_LEN or not c.strip() for c in given):
-        return False
-    try:  # one scan of them all: a NUL or a lone surrogate anywhere fails it
-        check_text("".join(given), "ids")
-    except InputError:
-        return False
-    return True
 
 
 def _fields_key(rest: dict[str, Any]) -> tuple[Any, ...] | None:

@@ -1,15 +1,15 @@
 """Group commit of vector blocks in columns, on SQLite: what :func:`event_groups.append_groups`
 does row by row (the reference), for the common case, without a Python object per event.
 
-A group takes this path when every request is an :class:`EventBlock` whose rows all pass
-and are stored in one dtype, no event id repeats within the group, and none is stored already.
-Then each request's events are one run of seqs after its agent's head, its inputs one block
-coded from its matrix before the transaction takes the write lock (no re-stacking), its rows
-one ``executemany`` of tuples zipped from columns, and its answer an :class:`AcceptedRun`
-(the events in columns). Anything else, found
-before or by the insert (a savepoint: an id already stored makes ``INSERT OR IGNORE`` skip a
-row), returns None and the caller takes the row path in the same transaction, which gives
-every request its own answer and error (tests/test_event_columns.py compares the two).
+A group takes this path when every request is an :class:`EventBlock` whose rows all pass and
+are stored in one dtype. Each request's events are one run of seqs after its agent's head,
+its inputs one block coded from its matrix before the transaction takes the write lock (no
+re-stacking), its rows one ``executemany`` of tuples zipped from columns, and its answer an
+:class:`AcceptedRun` (the events in columns). The rows go in by ``INSERT OR IGNORE`` in a
+savepoint: when an id was stored already or repeats within the group a row is skipped, the
+savepoint is rolled back and :func:`append_columns` answers None; the caller then takes the
+row path in the same transaction, which gives every request its own answer and error
+(tests/test_event_columns.py compares the two).
 """
 
 from __future__ import annotations
@@ -18,23 +18,40 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from storage.errors import AgentNotFound, InputError
 from storage.repository import Repository
 from storage.repository.event_block import BlockColumns, EventBlock, parse_columns
 from storage.repository.event_inputs import _INSERT as _BLOCK_INSERT
 from storage.repository.event_inputs import _block_values, _stored, block_rows
-from storage.repository.events import _MICROS, _SQLITE_INSERT, MAX_BATCH, AcceptedRun
+from storage.repository.events import (
+    _MICROS,
+    MAX_BATCH,
+    SQLITE_INSERT_OR_IGNORE,
+    AcceptedRun,
+)
 
-_INSERT_OR_IGNORE = _SQLITE_INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
-Parsed = list[tuple[str, BlockColumns, list[dict[str, Any]]] | Exception]
+
+class ColumnRequest(NamedTuple):
+    """A request ready for the column path: its columns, their stored ``(n, d)`` matrix, and
+    its blocks (``_stored`` rows of ``matrix[lo:lo + step]``), coded before the write lock."""
+
+    agent_id: str
+    cols: BlockColumns
+    matrix: np.ndarray
+    step: int
+    coded: list[dict[str, Any]]
+
+
+Parsed = list[ColumnRequest | Exception]
 
 
 def parse_group(requests: Sequence[tuple[str, Any]]) -> Parsed | None:
-    """Per request ``(agent id, its columns, its blocks coded)`` or its error; None when a
-    request is not a block stored in one dtype (the row path takes the group). The blocks are
-    coded here, before the caller's transaction takes the write lock."""
+    """Per request its :class:`ColumnRequest` or its error; None when a request is not a
+    block stored in one dtype (the row path takes the group)."""
     if not all(isinstance(events, EventBlock) for _, events in requests):
         return None
     out: Parsed = []
@@ -52,7 +69,8 @@ def parse_group(requests: Sequence[tuple[str, Any]]) -> Parsed | None:
         if m is None:
             return None
         step = block_rows(m.shape[1] * m.dtype.itemsize)
-        out.append((agent_id, cols, [_stored(m[lo:lo + step]) for lo in range(0, len(m), step)]))
+        out.append(ColumnRequest(agent_id, cols, m, step,
+                                 [_stored(m[lo:lo + step]) for lo in range(0, len(m), step)]))
     return out
 
 
@@ -60,53 +78,37 @@ def append_columns(repo: Repository, parsed: Parsed, heads: dict[str, list[int]]
                    keys: dict[str, int], now: datetime) -> list[Any] | None:
     """Store the group in columns (the agents' rows locked by the caller; ``heads``: next seq
     and events received per agent, moved on success). Per request ``(AcceptedRun, [])`` or
-    its error; None, having written nothing, when the row path must take it."""
-    seen: dict[str, set[str]] = {}
-    for p in parsed:
-        if isinstance(p, Exception) or p[0] not in heads:
-            continue
-        given = [c for c in p[1].ids if c is not None]
-        mine = seen.setdefault(p[0], set())
-        if len(set(given)) < len(given) or not mine.isdisjoint(given):
-            return None  # an id repeated within the group: the row path answers it
-        mine.update(given)
+    its error; None, having written nothing, when the insert skipped a row (an id stored
+    already or repeated in the group)."""
     s = repo.session
-    conn = s.connection()
     stamp = _MICROS.process_bind_param(now, s.get_bind().dialect)
     nxt = {a: list(h) for a, h in heads.items()}
     out: list[Any] = []
     rows: list[tuple[Any, ...]] = []
     nested = s.begin_nested()
     for p in parsed:
-        if isinstance(p, Exception):
-            out.append(p)
+        if isinstance(p, Exception) or p.agent_id not in heads:
+            out.append(p if isinstance(p, Exception) else AgentNotFound(p.agent_id))
             continue
-        agent_id, cols, coded = p
-        if agent_id not in heads:
-            out.append(AgentNotFound(agent_id))
-            continue
-        m = cols.matrix()  # (n, d), one dtype (parse_group)
-        assert m is not None
-        n, key = len(cols.ids), keys[agent_id]
-        ids = [c if c is not None else "ev_" + uuid.uuid4().hex for c in cols.ids]
-        seqs = range(nxt[agent_id][0], nxt[agent_id][0] + n)
-        nxt[agent_id][0] += n
-        nxt[agent_id][1] += n
+        n, key, h = len(p.matrix), keys[p.agent_id], nxt[p.agent_id]
+        ids = [c if c is not None else "ev_" + uuid.uuid4().hex for c in p.cols.ids]
+        seqs = range(h[0], h[0] + n)
+        h[0] += n
+        h[1] += n
         bids: list[int] = []
-        step = block_rows(m.shape[1] * m.dtype.itemsize)
-        for lo, stored in zip(range(0, n, step), coded, strict=True):
-            part = m[lo:lo + step]  # (rows, d)
+        for lo, stored in zip(range(0, n, p.step), p.coded, strict=True):
+            part = p.matrix[lo:lo + p.step]  # (rows, d)
             bid = int(s.execute(_BLOCK_INSERT, _block_values(
                 key, seqs[lo:lo + len(part)], part, stored)).scalar_one())
             bids.extend(repeat(bid, len(part)))
-        rows.extend(zip(repeat(key, n), ids, seqs, repeat(stamp, n), cols.texts, bids,
-                        [i % step for i in range(n)], strict=True))
-        out.append((AcceptedRun(seqs, ids, cols.payloads, now, m), []))
-    if rows and conn.exec_driver_sql(_INSERT_OR_IGNORE, rows).rowcount != len(rows):
-        nested.rollback()  # an id stored already: the row path looks them up
+        rows.extend(zip(repeat(key, n), ids, seqs, repeat(stamp, n), p.cols.texts, bids,
+                        [i % p.step for i in range(n)], strict=True))
+        out.append((AcceptedRun(seqs, ids, p.cols.payloads, now, p.matrix), []))
+    if rows and s.connection().exec_driver_sql(SQLITE_INSERT_OR_IGNORE,
+                                               rows).rowcount != len(rows):
+        nested.rollback()
         return None
     nested.commit()
     for a, h in nxt.items():
         heads[a][:] = h
     return out
-

@@ -100,11 +100,12 @@ def append_groups(repo: Repository, requests: Sequence[tuple[str, EventsIn]], *,
     if cols is not None:  # the common case in columns (storage/repository/event_columns.py)
         with repo.core.translate(wanted[0]):
             out = append_columns(repo, cols, heads, keys, now)
-        if out is None:  # the row path takes it: the same checks gave the same errors
-            parsed = [p if isinstance(p, Exception) else p[1].rows() for p in cols]
+        if out is None:  # an id was stored or repeated: the row path, looking ids up first
+            parsed = [p if isinstance(p, Exception) else p.cols.rows() for p in cols]
     if out is None:
         rows, plan = _plan_rows(requests, parsed, heads, keys, now)
-        inserted = _insert_rows(repo, rows, heads, {k: a for a, k in keys.items()})
+        inserted = _insert_rows(repo, rows, heads, {k: a for a, k in keys.items()},
+                                fresh=cols is None)
         out = _answers(requests, plan, inserted, now)
     moved = [a for a in wanted if a in heads and tuple(heads[a]) != start[a]]
     if moved:
@@ -159,12 +160,15 @@ def _plan_rows(requests: Sequence[tuple[str, EventsIn]], parsed: Plan,
 
 
 def _insert_rows(repo: Repository, rows: list[dict[str, Any]], heads: dict[str, list[int]],
-                 ids: dict[int, str]) -> set[tuple[str, str]]:
+                 ids: dict[int, str], fresh: bool = True) -> set[tuple[str, str]]:
     """Insert ``rows`` (``ids``: agent key → agent id); returns the ``(agent id, client id)``
-    inserted. Their final seqs are
-    written into the rows and ``heads`` (next seq, events received) moved past them."""
+    inserted. Their final seqs are written into the rows and ``heads`` (next seq, events
+    received) moved past them. ``fresh`` False: some id is known to be stored or repeated
+    already (SQLite looks them up first instead of trying every row as new)."""
     s = repo.session
     if rows and s.get_bind().dialect.name == "sqlite":
+        if not fresh:
+            return _insert_rows_looked_up(repo, rows, heads)
         return _insert_rows_sqlite(repo, rows, heads)
     # provisional seqs in acknowledgement order; an id already stored is skipped by the
     # unique (agent_key, client_id) index and the rows after it move down (dense seqs)

@@ -133,6 +133,8 @@ _INSERT: Insert = insert(_EVENTS).values(**INSERT_VALUES)
 # (``rejected`` as the Core insert's column default writes it)
 _SQLITE_INSERT = ("INSERT INTO events (agent_key, client_id, seq, received_at, payload, "
                   "input_block_id, input_row, rejected) VALUES (?, ?, ?, ?, ?, ?, ?, 0)")
+# (a row whose id or seq is taken is skipped: the group commit inserts as if every id were new)
+SQLITE_INSERT_OR_IGNORE = _SQLITE_INSERT.replace("INSERT", "INSERT OR IGNORE", 1)
 _MICROS = UTCMicros()
 _COUNT_ACCEPTED = (update(_AGENTS).where(_AGENTS.c.id == bindparam("agent_id"))
                    .values(next_seq=bindparam("next_seq"),
@@ -216,7 +218,7 @@ def insert_rows(session: Any, rows: list[dict[str, Any]], *, or_ignore: bool = F
     for r in rows:
         if r["received_at"] not in stamps:
             stamps[r["received_at"]] = _MICROS.process_bind_param(r["received_at"], dialect)
-    sql = _SQLITE_INSERT.replace("INSERT", "INSERT OR IGNORE", 1) if or_ignore else _SQLITE_INSERT
+    sql = SQLITE_INSERT_OR_IGNORE if or_ignore else _SQLITE_INSERT
     return int(session.connection().exec_driver_sql(sql, [
         (r["agent_key"], r["client_id"], r["seq"], stamps[r["received_at"]], r["payload_json"],
          r["input_block_id"], r["input_row"]) for r in rows]).rowcount)

@@ -16,7 +16,7 @@ from agent.backbones.minilm import Encoder
 from agent.config import AgentConfig
 from agent.learner import Inputs, Layers, Learner, is_chat, learns_labels
 from agent.memory.delta import Delta
-from workers.actors.handover import ColumnEvents, fields
+from workers.actors.handover import AcceptedColumns, fields
 
 
 def config_of(config: dict[str, Any] | AgentConfig) -> AgentConfig:
@@ -80,9 +80,9 @@ def event_inputs(events: Sequence[dict[str, Any]]) -> Inputs:
     """The inputs of a micro-batch: one ``(n, dim)`` float64 array when every input is an array
     (stored vectors, or embeddings of texts), which the learner takes without checking floats
     one by one; else the list as given (texts, or JSON lists of an event stored before inputs
-    were kept as arrays). Events in columns (``handover.ColumnEvents``) give their matrix as
+    were kept as arrays). Events in columns (``handover.AcceptedColumns``) give their matrix as
     stored (float32 or float64: learners key it in float64, the same numbers)."""
-    if isinstance(events, ColumnEvents):
+    if isinstance(events, AcceptedColumns):
         return events.inputs  # (n, dim)
     inputs = [e["input"] for e in events]
     if inputs and all(isinstance(x, np.ndarray) for x in inputs):

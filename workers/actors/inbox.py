@@ -2,9 +2,9 @@
 the learner learns them without reading back from SQL what was just written there.
 
 Events arrive per agent as ``Event.as_replay()`` dicts (arrays included) numbered by ``seq``,
-the agent's order of acknowledgement, or in columns (:class:`ColumnEvents`: a run of vector
-events kept as one matrix, handed out again as one, sliced, without a dict per event). The inbox hands out only a gapless run starting at the
-seq after the last one committed; whenever it cannot vouch for that (after a restart, a
+the agent's order of acknowledgement, or in columns (:class:`AcceptedColumns`: a run of vector
+events kept as one matrix, handed out again as one, sliced, without a dict per event). The
+inbox hands out only a gapless run starting at the seq after the last one committed; whenever it cannot vouch for that (after a restart, a
 notification without events, a gap or reordering between ingest actors, an error, a forget
 or rollback, a rejected event, a full inbox) :meth:`Inbox.take` answers None and the learner
 reads the pending events from the store, as it always could. The store stays the truth;
@@ -34,7 +34,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from workers.actors.handover import ColumnEvents
+from workers.actors.handover import AcceptedColumns
 
 
 class Inbox:
@@ -46,7 +46,6 @@ class Inbox:
         self._events: dict[str, dict[int, Any]] = {}
         self._next: dict[str, int] = {}
         self._stale: set[str] = set()
-        self._low: set[str] = set()  # agents whose box may hold seqs below their next
         self._count = 0
         self._lock = threading.Lock()
 
@@ -58,16 +57,13 @@ class Inbox:
                 return
             if self._count + len(events) > self._max:  # bounded: drop, the store has them
                 self._events.clear()
-                self._low.clear()
                 self._stale.update(self._next)
                 self._count = 0
                 self._stale.add(agent_id)
                 return
             box = self._events.setdefault(agent_id, {})
-            first = self._next.get(agent_id, 0)
-            if agent_id not in self._next:  # where its pending events start is not known
-                self._low.add(agent_id)
-            if isinstance(events, ColumnEvents):
+            first = self._next.get(agent_id, 0)  # once known, the box holds no seq below it
+            if isinstance(events, AcceptedColumns):
                 for i, s in enumerate(events.seqs):
                     if s >= first and s not in box:
                         box[s] = (events, i)
@@ -87,9 +83,6 @@ class Inbox:
             if nxt is None or agent_id in self._stale:
                 return None
             box = self._events.get(agent_id, {})
-            if agent_id in self._low:  # may hold seqs below the next: drop them (one scan)
-                self._low.discard(agent_id)
-                self._drop_below(agent_id, nxt)
             if not box:
                 return []
             out: list[Any] = []
@@ -111,6 +104,7 @@ class Inbox:
             if agent_id in self._next or agent_id in self._stale or first_pending_seq is None:
                 return  # known already (committed or marked stale meanwhile), or no answer
             self._next[agent_id] = int(first_pending_seq)
+            self._drop_below(agent_id, self._next[agent_id])  # held before it was known
 
     def committed(self, agent_id: str, last_seq: int, complete: bool) -> None:
         """Events up to ``last_seq`` are applied; ``complete``: every pending event the store
@@ -119,13 +113,11 @@ class Inbox:
             prev = self._next.get(agent_id)
             box = self._events.get(agent_id)
             if box:  # the applied seqs leave the box: the run prev..last_seq, or by a scan
-                if prev is not None and agent_id not in self._low and \
-                        last_seq + 1 - prev <= len(box):
+                if prev is not None and last_seq + 1 - prev <= len(box):
                     for s in range(prev, int(last_seq) + 1):
                         if box.pop(s, None) is not None:
                             self._count -= 1
                 else:
-                    self._low.discard(agent_id)
                     self._drop_below(agent_id, int(last_seq) + 1)
             self._next[agent_id] = int(last_seq) + 1
             if complete:
@@ -145,7 +137,6 @@ class Inbox:
             self._count -= len(self._events.pop(agent_id, {}))
             self._next.pop(agent_id, None)
             self._stale.discard(agent_id)
-            self._low.discard(agent_id)
 
     def __len__(self) -> int:
         with self._lock:
@@ -153,9 +144,9 @@ class Inbox:
 
 
 def _assemble(items: list[Any]) -> Sequence[dict[str, Any]]:
-    """The taken events: one :class:`ColumnEvents` when every one is a row of columns of one
+    """The taken events: one :class:`AcceptedColumns` when every one is a row of columns of one
     dtype and size (consecutive rows joined as slices), else their dicts."""
-    parts: list[tuple[ColumnEvents, int, int]] = []  # runs of consecutive rows
+    parts: list[tuple[AcceptedColumns, int, int]] = []  # runs of consecutive rows
     c0, lo, hi = None, 0, 0
     for x in items:
         if type(x) is not tuple:
@@ -173,5 +164,5 @@ def _assemble(items: list[Any]) -> Sequence[dict[str, Any]]:
         first = parts[0][0].inputs
         if all(c.inputs.dtype == first.dtype and c.inputs.shape[1:] == first.shape[1:]
                for c, _, _ in parts):
-            return ColumnEvents.join(parts)
+            return AcceptedColumns.join(parts)
     return [x[0][x[1]] if type(x) is tuple else x for x in items]

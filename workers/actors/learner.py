@@ -30,7 +30,7 @@ import ray
 from agent.learner import Learner
 from workers.actors.encoder import RemoteEncoder
 from workers.actors.factory import make_replay, use_encoder
-from workers.actors.handover import AcceptedColumns, ColumnEvents, Handed, unpack
+from workers.actors.handover import Handed
 from workers.actors.held_heads import HeldHeads
 from workers.actors.inbox import Inbox
 from workers.actors.micro_batch import Batch, MicroBatches
@@ -96,9 +96,7 @@ class LearnerActor:
         this shard's backlog (events)."""
         for agent_id in agent_ids:
             handed = (events or {}).get(agent_id)
-            self._inbox.put(agent_id, None if handed is None else  # columns stay columns
-                            ColumnEvents.of(handed) if isinstance(handed, AcceptedColumns)
-                            else unpack(handed))
+            self._inbox.put(agent_id, handed)  # columns stay columns
         with self._cv:
             self._dirty.update(agent_ids)
             self._backlog += n_events

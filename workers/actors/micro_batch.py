@@ -28,7 +28,7 @@ from storage.models import Event
 from storage.repository.events import pending_terms
 from storage.repository.version_groups import commit_delta_group, prepare_delta
 from workers.actors.factory import event_inputs, write_keys
-from workers.actors.handover import ColumnEvents
+from workers.actors.handover import AcceptedColumns
 from workers.actors.held_heads import HeldHeads
 from workers.actors.inbox import Inbox
 from workers.actors.poison import copy_learner, find_poison, is_transient, learn_checked
@@ -199,7 +199,7 @@ class MicroBatches:
         got = self._inbox.take(agent_id, limit)
         if got is not None:
             self._stats["inbox_events"] += len(got)
-            seqs = list(got.seqs) if isinstance(got, ColumnEvents) else [int(e["seq"]) for e in got]
+            seqs = list(got.seqs) if isinstance(got, AcceptedColumns) else [int(e["seq"]) for e in got]
             return got, seqs, True
         self._stats["sql_reads"] += 1
         with self._store.read() as repo:

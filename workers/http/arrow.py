@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.errors import InputError, check_text
+from agent.errors import InputError, texts_ok
 from storage.models import as_utc
 from storage.repository.event_block import EventBlock
 from workers.http.event_batch import rejected_entry
@@ -278,10 +278,10 @@ def clean_columns(cols: dict[str, list[Any] | None], n: int, labeled: bool
     values = cols[name]
     if labeled and values is None:
         return None
-    if values is not None and not _all_text(values, limit, required=labeled):
+    if values is not None and not texts_ok(values, limit, required=labeled):
         return None
     ids = cols["id"] if cols["id"] is not None else [None] * n
-    if not _all_text(ids, MAX_ID_CHARS, required=False):
+    if not texts_ok(ids, MAX_ID_CHARS, required=False):
         return None
     betas = cols["beta"]
     if betas is not None and not all(b is None or (type(b) is float and np.isfinite(b)
@@ -295,22 +295,3 @@ def clean_columns(cols: dict[str, list[Any] | None], n: int, labeled: bool
                 f["beta"] = float(b)
     return ids, fields
 
-
-def _all_text(values: list[Any], max_chars: int, required: bool) -> bool:
-    """Whether every value passes ``check_str(value, ..., max_chars, required)``, checked at
-    once: one scan of them all finds a NUL or a lone surrogate anywhere."""
-    given = [v for v in values if v is not None]
-    if required and len(given) < len(values):
-        return False
-    if not given:
-        return True
-    if set(map(type, given)) != {str} or any(map(str.isspace, given)):
-        return False
-    lengths = list(map(len, given))
-    if min(lengths) < 1 or max(lengths) > max_chars:
-        return False
-    try:
-        check_text("".join(given), "values")
-    except InputError:
-        return False
-    return True
