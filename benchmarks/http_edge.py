@@ -45,6 +45,10 @@ class InstantService:
     def cached_config(self, tenant: str, agent_id: str) -> dict[str, Any] | None:
         return None  # holds nothing: the route asks agent_config in a thread
 
+    async def ingest_on_loop(self, tenant: str, agent_id: str, events: Any,
+                             partial: bool) -> dict[str, Any] | None:
+        return None  # as cached_config: the route calls ingest in a thread
+
     def predict_cached(self, tenant: str, agent_id: str, inputs: Any, **kw: Any) -> dict[str, Any] | None:
         return None
 

@@ -8,13 +8,14 @@ caller's items are committed in the order it gave them, and no group breaks the 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
 
 import pytest
 
-from workers.actors.group_commit import GroupCommitter
+from workers.actors.group_commit import GroupCommitter, LoopGroupCommitter
 
 
 class Boom(Exception):
@@ -116,3 +117,89 @@ def test_items_of_one_call_share_a_group_and_callers_merge():
     for t in [first, *rest]:
         t.join()
     assert groups[1:] == [1, 5]
+
+
+# ---- LoopGroupCommitter: the same rules for callers on one asyncio event loop -----------------
+
+def _run_loop(seed: int, max_requests: int, max_events: int) -> None:
+    rng = random.Random(seed)
+    groups: list[list[tuple[int, int, int]]] = []
+
+    async def commit(items: list[tuple[int, int, int]]) -> list[object]:
+        await asyncio.sleep(rng.random() * 0.002)  # a commit takes a while: callers pile up
+        groups.append(list(items))
+        if any(i == 13 for _, i, _ in items) and len(items) % 2 == 0:
+            raise Boom(f"group of {len(items)}")  # the whole group fails
+        return [ValueError(f"bad {c}/{i}") if i % 7 == 3 else (c, i, s * 10) for c, i, s in items]
+
+    g = LoopGroupCommitter(commit, max_requests=max_requests, max_events=max_events)
+    got: dict[int, list[tuple[int, object]]] = {c: [] for c in range(8)}
+
+    async def caller(c: int) -> None:
+        crng = random.Random(seed * 100 + c)
+        for i in range(40):
+            size = crng.randint(1, 9)
+            if crng.random() < 0.3:
+                await asyncio.sleep(crng.random() * 0.001)
+            try:
+                got[c].append((size, await g.submit((c, i, size), size)))
+            except (ValueError, Boom) as e:
+                got[c].append((size, e))
+
+    async def main() -> None:
+        await asyncio.gather(*(caller(c) for c in range(8)))
+
+    asyncio.run(main())
+    seen = [(c, i) for grp in groups for c, i, _ in grp]
+    assert len(seen) == len(set(seen)) == sum(len(v) for v in got.values()) == 8 * 40
+    failed = {id(grp): any(i == 13 for _, i, _ in grp) and len(grp) % 2 == 0 for grp in groups}
+    where = {(c, i): grp for grp in groups for c, i, _ in grp}
+    for c, answers in got.items():
+        for i, (size, ans) in enumerate(answers):
+            if failed[id(where[(c, i)])]:
+                assert isinstance(ans, Boom)
+            elif i % 7 == 3:
+                assert isinstance(ans, ValueError) and str(ans) == f"bad {c}/{i}"
+            else:
+                assert ans == (c, i, size * 10)
+    for grp in groups:
+        assert len(grp) <= max_requests
+        assert len(grp) == 1 or sum(s for _, _, s in grp) <= max_events
+    assert max(len(grp) for grp in groups) > 1  # callers that waited together were merged
+    stats = g.stats()
+    assert stats["groups"] == len(groups) and stats["requests"] == len(seen)
+    assert stats["largest"] == max(len(grp) for grp in groups)
+
+
+@pytest.mark.parametrize("seed,max_requests,max_events", [(0, 256, 20_000), (1, 3, 20_000),
+                                                          (2, 256, 12), (4, 5, 15)])
+def test_loop_callers_get_their_own_answers(seed, max_requests, max_events):
+    _run_loop(seed, max_requests, max_events)
+
+
+def test_loop_caller_alone_goes_at_once_and_a_cancelled_one_is_still_committed():
+    committed: list[list[str]] = []
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def commit(items: list[str]) -> list[str]:
+            if items != ["first"]:
+                await release.wait()
+            committed.append(list(items))
+            return [x.upper() for x in items]
+
+        g = LoopGroupCommitter(commit)
+        assert await g.submit("first") == "FIRST"  # alone: no timer, committed at once
+        waiting = [asyncio.create_task(g.submit("a"))]
+        await asyncio.sleep(0.01)  # "a" is being committed; "b" and "c" queue behind it
+        waiting += [asyncio.create_task(g.submit(x)) for x in ("b", "c")]
+        await asyncio.sleep(0.01)
+        waiting[1].cancel()
+        release.set()
+        assert await waiting[0] == "A" and await waiting[2] == "C"
+        with pytest.raises(asyncio.CancelledError):
+            await waiting[1]
+        assert g._task is None and not g._queue  # the committer stopped with the queue empty
+
+    asyncio.run(main())
+    assert committed == [["first"], ["a"], ["b", "c"]]  # "b" committed though its caller left

@@ -262,3 +262,49 @@ def test_one_call_of_many_requests_answers_each_as_one_call_each(ray_cluster, db
                 assert event_rows(repo, m) == event_rows(repo, o)
     finally:
         running.stop()
+
+
+def test_requests_on_the_loop_answer_as_in_a_thread(ray_cluster, db_url):
+    """Vector requests over HTTP wait for the ingest actor on the app's event loop
+    (``Runtime.ingest_on_loop``, ``IngestEdge.submit_async``); the same requests given to
+    ``Runtime.ingest`` (a worker thread's path) on a twin agent get the same answers request
+    by request (accepted, duplicates, a 429 with its retry hint) and store the same events."""
+    from workers.contract import ServiceError
+    from workers.runtime import free_port, start
+    from workers.settings import Settings
+
+    s = Settings(database_url=db_url, port=free_port(), queue_max_events=1000,
+                 ray_namespace=f"lp-{uuid.uuid4().hex[:8]}", scheduler_enabled=False)
+    running = start(s)
+    try:
+        svc = running.service
+        t = svc.create_tenant("t")
+        loop_agent, thread_agent = (svc.create_agent(t["id"], n, CONFIG)["id"] for n in "ab")
+        rng = np.random.default_rng(11)
+        reqs = []
+        for k in range(12):  # ids from a small pool: duplicates within and across requests
+            reqs.append([{"id": f"e{int(i)}", "input": [float(x) for x in rng.normal(size=DIM)],
+                          "target": f"L{int(i) % 3}"} for i in rng.integers(0, 20, size=k % 4 + 1)])
+        reqs.insert(5, [{"id": f"big{i}", "input": [1.0] * DIM, "target": "L0"}
+                        for i in range(1001)])  # more than the shard may queue: 429
+        before = sum(x["on_loop"] for x in svc.edge_stats())
+        with httpx.Client(base_url=running.url, timeout=120,
+                          headers={"Authorization": f"Bearer {t['api_key']}"}) as http:
+            for evs in reqs:
+                got = http.post(f"/v1/agents/{loop_agent}/events", json={"events": evs})
+                try:
+                    want = svc.ingest(t["id"], thread_agent, evs, partial=False)
+                except ServiceError as e:
+                    assert (got.status_code, got.json()["error"]["code"]) == (e.status, e.code)
+                    assert got.json()["retry_after_ms"] == e.extra["retry_after_ms"]
+                    continue
+                assert got.status_code == 202, got.text
+                assert got.json() == {"accepted": want["accepted"],
+                                      "duplicates": want["duplicates"], "rejected": []}
+            missing = http.post("/v1/agents/ag_missing/events", json={"events": reqs[0]})
+            assert missing.status_code == 404
+        assert sum(x["on_loop"] for x in svc.edge_stats()) - before >= len(reqs) - 1
+        with svc.store.read() as repo:
+            assert event_rows(repo, loop_agent) == event_rows(repo, thread_agent)
+    finally:
+        running.stop()

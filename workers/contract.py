@@ -92,6 +92,10 @@ class ServiceAPI(Protocol):
     # the same two answers when this process holds them without waiting (the app calls these
     # on the event loop): None means "ask agent_config / predict" (in a thread)
     def cached_config(self, tenant_id: str, agent_id: str) -> dict[str, Any] | None: ...
+    # ingest's answer awaited on the loop (no worker thread), None: ask ingest (in a thread)
+    async def ingest_on_loop(self, tenant_id: str, agent_id: str,
+                             events: list[dict[str, Any]] | EventBlock,
+                             partial: bool) -> dict[str, Any] | None: ...
     def predict_cached(self, tenant_id: str, agent_id: str, inputs: Any, *,
                        version: int | None = None, min_version: int | None = None,
                        as_of: datetime | None = None, top_k: int | None = None,

@@ -9,6 +9,7 @@ a classifier agent encoded here: :mod:`workers.text_head`).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import zlib
 from datetime import datetime
@@ -54,6 +55,21 @@ def actor_result(ref: ObjectRef[Any], timeout: float) -> Any:
 
     try:
         return ray.get(ref, timeout=timeout)
+    except ray.exceptions.RayTaskError as e:
+        if isinstance(e.cause, (PicklableError, SQLAlchemyError)):
+            raise e.cause from None
+        raise
+
+
+async def actor_result_async(ref: ObjectRef[Any], timeout: float) -> Any:
+    """:func:`actor_result` awaited on an asyncio event loop (no thread waits): the same
+    value, the same errors (``GetTimeoutError`` after ``timeout`` seconds)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        return await asyncio.wait_for(ref.as_future(), timeout)
+    except TimeoutError:
+        raise ray.exceptions.GetTimeoutError(f"no answer from the actor in {timeout} s") from None
     except ray.exceptions.RayTaskError as e:
         if isinstance(e.cause, (PicklableError, SQLAlchemyError)):
             raise e.cause from None
@@ -123,7 +139,7 @@ class Runtime:
                           for i in range(self.s.learner_shards)]
         self._ingest = [IngestActor.options(name=f"ingest-{i}", **opts).remote(js)
                         for i in range(max(1, self.s.learner_shards))]
-        self._edges = [IngestEdge(a, self._call) for a in self._ingest]
+        self._edges = [IngestEdge(a, self._call, self._wait) for a in self._ingest]
         ray.get([a.ping.remote() for a in self._learners] +
                 [a.stats.remote() for a in self._servers], timeout=self.s.startup_timeout_s)
         with self.store.read() as repo:
@@ -146,7 +162,7 @@ class Runtime:
                           for i in range(self.s.learner_shards)]
         self._ingest = [ray.get_actor(f"ingest-{i}", namespace=ns)
                         for i in range(max(1, self.s.learner_shards))]
-        self._edges = [IngestEdge(a, self._call) for a in self._ingest]
+        self._edges = [IngestEdge(a, self._call, self._wait) for a in self._ingest]
         self._owner = False
         if self.text_head.mode == "local":
             with self.store.read() as repo:
@@ -196,6 +212,9 @@ class Runtime:
 
     def _call(self, ref: ObjectRef[Any], timeout: float | None = None) -> Any:
         return actor_result(ref, self.s.actor_call_timeout_s if timeout is None else timeout)
+
+    async def _wait(self, ref: ObjectRef[Any]) -> Any:
+        return await actor_result_async(ref, self.s.actor_call_timeout_s)
 
     # ---- tenants ---------------------------------------------------------------------
     def create_tenant(self, name: str) -> dict[str, Any]:
@@ -278,13 +297,34 @@ class Runtime:
         config = self._config(tenant_id, agent_id)
         if not len(events):
             return {"accepted": 0, "duplicates": 0, "duplicate_ids": [], "rejected": []}
-        if not isinstance(events, EventBlock):
-            events = with_arrays(config, events, self.text_encoder)  # vectors, embeddings
-            if config.get("encoder") == "none":  # one matrix, not an array per event
-                events = EventBlock.of_events(events) or events
-        out = self._edges[next(self._rr) % len(self._edges)].submit(agent_id, events)
-        out["rejected"] = []
-        return out
+        out = self._edge().submit(agent_id, self._stored_form(config, events))
+        return {**out, "rejected": []}
+
+    async def ingest_on_loop(self, tenant_id: str, agent_id: str,
+                             events: list[dict[str, Any]] | EventBlock,
+                             partial: bool) -> dict[str, Any] | None:
+        """:meth:`ingest`'s answer, waited for on the event loop, when nothing on the way
+        blocks: a vector agent this process knows (no read, no texts to encode); else None
+        (then :meth:`ingest` answers, in a thread). Raises as :meth:`ingest` does."""
+        config = self.cached_config(tenant_id, agent_id)
+        if config is None or config.get("encoder") != "none" or not len(events):
+            return None
+        out = await self._edge().submit_async(agent_id, self._stored_form(config, events))
+        return {**out, "rejected": []}
+
+    def _edge(self) -> IngestEdge:
+        return self._edges[next(self._rr) % len(self._edges)]
+
+    def _stored_form(self, config: dict[str, Any], events: list[dict[str, Any]] | EventBlock
+                     ) -> list[dict[str, Any]] | EventBlock:
+        """Events as the ingest actor takes them: vectors as arrays, in one matrix (an
+        :class:`EventBlock`) where they can be; texts with their embeddings."""
+        if isinstance(events, EventBlock):
+            return events
+        events = with_arrays(config, events, self.text_encoder)  # vectors, embeddings
+        if config.get("encoder") == "none":  # one matrix, not an array per event
+            return EventBlock.of_events(events) or events
+        return events
 
     def predict(self, tenant_id: str, agent_id: str, inputs: list[Any], *,
                 version: int | None = None, min_version: int | None = None,

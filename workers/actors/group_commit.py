@@ -7,6 +7,8 @@ caller its own answer, and steps down; callers that arrived meanwhile form the n
 one request alone is committed at once (no timer, no added latency), and under load each
 commit (and its fsync) carries everything that arrived while the previous one ran. An answer
 is handed back only after ``commit`` returned, i.e. after the transaction committed.
+:class:`LoopGroupCommitter` does the same for callers on one asyncio event loop (the HTTP
+process's requests, :mod:`workers.ingest_edge`): no thread waits, the commit is awaited.
 
 >>> g = GroupCommitter(lambda reqs: [sum(x) for x in reqs])
 >>> g.submit([1, 2]), g.stats()["groups"]
@@ -15,14 +17,15 @@ is handed back only after ``commit`` returned, i.e. after the transaction commit
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 
 class _Request:
-    __slots__ = ("item", "size", "done", "result", "error")
+    __slots__ = ("item", "size", "done", "result", "error", "future")
 
     def __init__(self, item: Any, size: int) -> None:
         self.item = item
@@ -30,6 +33,32 @@ class _Request:
         self.done = False
         self.result: Any = None
         self.error: BaseException | None = None
+        self.future: asyncio.Future[Any] | None = None  # LoopGroupCommitter's callers
+
+
+class _Counts:
+    """Groups committed, requests they carried, the largest group."""
+
+    def __init__(self) -> None:
+        self.groups = self.requests = self.largest = 0
+
+    def add(self, n: int) -> None:
+        self.groups += 1
+        self.requests += n
+        self.largest = max(self.largest, n)
+
+    def stats(self) -> dict[str, int]:
+        return {"groups": self.groups, "requests": self.requests, "largest": self.largest}
+
+
+def _take(queue: deque[_Request], max_requests: int, max_events: int) -> list[_Request]:
+    """The oldest queued requests that fit one group (at least one)."""
+    group = [queue.popleft()]
+    events = group[0].size
+    while queue and len(group) < max_requests and events + queue[0].size <= max_events:
+        events += queue[0].size
+        group.append(queue.popleft())
+    return group
 
 
 class GroupCommitter:
@@ -48,9 +77,7 @@ class GroupCommitter:
         self._queue: deque[_Request] = deque()
         self._cv = threading.Condition()
         self._leading = False
-        self._groups = 0
-        self._requests = 0
-        self._largest = 0
+        self._counts = _Counts()
 
     def submit(self, item: Any, size: int = 1) -> Any:
         """``item``'s result, once the group holding it is committed (``size``: its events)."""
@@ -77,7 +104,7 @@ class GroupCommitter:
                     self._cv.wait()
                     continue
                 self._leading = True
-                group = self._take()
+                group = _take(self._queue, self.max_requests, self.max_events)
                 self._cv.release()
                 try:
                     self._run(group)
@@ -85,15 +112,6 @@ class GroupCommitter:
                     self._cv.acquire()
                     self._leading = False
                     self._cv.notify_all()
-
-    def _take(self) -> list[_Request]:
-        group = [self._queue.popleft()]
-        events = group[0].size
-        while self._queue and len(group) < self.max_requests and \
-                events + self._queue[0].size <= self.max_events:
-            events += self._queue[0].size
-            group.append(self._queue.popleft())
-        return group
 
     def _run(self, group: list[_Request]) -> None:
         try:
@@ -111,10 +129,78 @@ class GroupCommitter:
         finally:
             for r in group:
                 r.done = True
-            self._groups += 1
-            self._requests += len(group)
-            self._largest = max(self._largest, len(group))
+            self._counts.add(len(group))
 
     def stats(self) -> dict[str, int]:
         """Groups committed, requests they carried, the largest group."""
-        return {"groups": self._groups, "requests": self._requests, "largest": self._largest}
+        return self._counts.stats()
+
+
+class LoopGroupCommitter:
+    """:class:`GroupCommitter` for callers on one asyncio event loop: ``await submit(item,
+    size)``; ``commit(items)`` is a coroutine function returning one result per item.
+
+    The first caller that finds no commit running starts a task that commits everything
+    queued (within the bounds), then what queued meanwhile, until the queue is empty. A caller
+    that is cancelled stops waiting; its item is still committed with its group.
+
+    >>> async def commit(items): return [sum(x) for x in items]
+    >>> g = LoopGroupCommitter(commit)
+    >>> asyncio.run(g.submit([1, 2])), g.stats()["groups"]
+    (3, 1)
+    """
+
+    def __init__(self, commit: Callable[[list[Any]], Awaitable[Sequence[Any]]],
+                 max_requests: int = 256, max_events: int = 20_000) -> None:
+        self._commit = commit
+        self.max_requests = max_requests
+        self.max_events = max_events
+        self._queue: deque[_Request] = deque()
+        self._task: asyncio.Task[None] | None = None  # the running committer (a strong ref)
+        self._counts = _Counts()
+
+    async def submit(self, item: Any, size: int = 1) -> Any:
+        """``item``'s result (or its error, raised), once the group holding it is committed."""
+        loop = asyncio.get_running_loop()
+        req = _Request(item, size)
+        req.future = loop.create_future()
+        self._queue.append(req)
+        if self._task is None:
+            self._task = loop.create_task(self._run())
+        return await req.future
+
+    async def _run(self) -> None:
+        try:
+            while self._queue:
+                group = _take(self._queue, self.max_requests, self.max_events)
+                try:
+                    results = list(await self._commit([r.item for r in group]))
+                    if len(results) != len(group):
+                        raise RuntimeError(f"commit returned {len(results)} results for "
+                                           f"{len(group)}")
+                except asyncio.CancelledError:  # the loop is closing: no caller waits on
+                    for r in group:             # a future that will never be set
+                        r.future.cancel()  # type: ignore[union-attr]
+                    raise
+                except Exception as exc:  # noqa: BLE001 - handed to every caller of the group
+                    results = [exc] * len(group)
+                for r, res in zip(group, results, strict=True):
+                    fut = r.future
+                    assert fut is not None
+                    if fut.done():  # its caller was cancelled
+                        continue
+                    if isinstance(res, BaseException):
+                        fut.set_exception(res)
+                    else:
+                        fut.set_result(res)
+                self._counts.add(len(group))
+        finally:
+            self._task = None
+            for r in self._queue:  # only when cancelled: nothing commits them now
+                if r.future is not None and not r.future.done():
+                    r.future.cancel()
+            self._queue.clear()
+
+    def stats(self) -> dict[str, int]:
+        """Groups committed, requests they carried, the largest group."""
+        return self._counts.stats()

@@ -67,8 +67,10 @@ async def store_valid(service: Service, tenant: str, agent_id: str, valid: Valid
     """Ingest the valid events; the service's ``rejected`` indices mapped back to the request's."""
     index_of, events = valid
     lines = [line for line, _, _ in items]
-    try:
-        out = await call(service.ingest, tenant, agent_id, events, partial)
+    try:  # on the loop when nothing on the way blocks, else in a thread
+        out = await service.ingest_on_loop(tenant, agent_id, events, partial)
+        if out is None:
+            out = await call(service.ingest, tenant, agent_id, events, partial)
     except ServiceError as e:
         if "rejected" in e.extra:
             e.extra["rejected"] = remap_rejected(e.extra["rejected"], index_of, lines)
