@@ -190,3 +190,64 @@ def test_pending_check_is_the_reference_on_random_seqs(db):
             assert got == want, seqs
             tried[want is None] += 1
     assert tried[True] > 10 and tried[False] > 100
+
+
+def test_group_pending_check_is_the_reference_agent_by_agent(db):
+    """``_check_group_pending`` (the consecutive runs of a group counted in one statement)
+    passes exactly when ``check_next_pending`` passes for every agent, and otherwise raises
+    the first failing agent's error: random candidates for five agents whose pending events
+    have rejected and forgotten ones among them, groups larger than one statement's share."""
+    from sqlalchemy import update
+
+    from storage.models import Event
+    from storage.repository import version_groups as vg
+
+    rng = np.random.default_rng(9)
+    with unit_of_work(db) as repo:
+        tenant, _ = repo.create_tenant("t")
+        aids = empty_agents(repo, tenant.id, "g", 5)
+        keys, marks = {}, {}
+        for n, aid in enumerate(aids):
+            repo.append_events(aid, [{"id": f"e{j}", "input": [1.0, 0, 0, 0], "target": "x"}
+                                     for j in range(25)])
+            keys[aid] = repo.session.scalar(select(Agent.key).where(Agent.id == aid))
+            marks[aid] = n % 3  # watermarks 0, 1 and 2
+            if marks[aid]:
+                repo.commit_version(aid, 0, "delta", delta=random_delta(rng, {}, [], ["x"]),
+                                    event_seqs=list(range(1, marks[aid] + 1)), checksum="ab" * 32)
+            for seq in rng.choice(np.arange(4, 20), size=2, replace=False):
+                col = "rejected" if rng.random() < 0.5 else "forgotten_version"
+                repo.session.execute(update(Event).where(Event.agent_key == keys[aid],
+                                                         Event.seq == int(seq))
+                                     .values({col: True if col == "rejected" else 1}))
+
+    def outcome(fn: Any) -> str | None:
+        try:
+            fn()
+        except InputError as e:
+            return str(e)
+        return None
+
+    def candidate(aid: str) -> list[int]:
+        lo = marks[aid] + 1 + (int(rng.integers(0, 3)) if rng.random() < 0.2 else 0)
+        seqs = list(range(lo, lo + int(rng.integers(1, 8))))
+        if rng.random() < 0.15 and len(seqs) > 1:  # a gap
+            seqs.pop(int(rng.integers(len(seqs))))
+        return seqs
+
+    tried = {True: 0, False: 0}
+    vg_max = vg._RUNS_MAX
+    vg._RUNS_MAX = 2  # five agents: three statements a group
+    try:
+        with unit_of_work(db, write=False) as repo:
+            for _ in range(300):
+                picked = [a for a in aids if rng.random() < 0.8] or aids[:1]
+                runs = [(a, keys[a], marks[a], candidate(a)) for a in picked]
+                got = outcome(lambda r=runs: vg._check_group_pending(repo.session, r))
+                want = next((w for w in (outcome(lambda r=r: repo.versions.check_next_pending(
+                    r[0], r[3])) for r in runs) if w is not None), None)
+                assert got == want, runs
+                tried[want is None] += 1
+    finally:
+        vg._RUNS_MAX = vg_max
+    assert tried[True] > 30 and tried[False] > 30

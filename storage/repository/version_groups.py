@@ -13,10 +13,11 @@ moved, the labels and answers a delta adds. It raises what ``commit_version`` ra
 the caller's transaction must then be rolled back (nothing of the group stays).
 
 Statements per group: the agents locked (one no-op ``UPDATE`` on SQLite, one ``SELECT ... FOR
-UPDATE`` in id order), per agent one read of its last quality totals and one read that checks
-its events are the oldest pending ones (both on indexes, the rows of this batch only; no event
-row is written: storage/repository/applied.py), then one executemany each for the version rows, the
-delta rows and the agents.
+UPDATE`` in id order, which also reads each agent's last quality totals), one read that checks
+every agent's events are its oldest pending ones (one range of the ``(agent_key, seq)`` index
+each, the rows of this batch only; no event row is written: storage/repository/applied.py;
+a batch that is not a run of consecutive seqs is read on its own), then one executemany each
+for the version rows, the delta rows and the agents.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 
 from agent.memory.delta import Delta, LayerDelta
 from storage.codec import Blob
@@ -41,18 +42,45 @@ _AGENTS: Table = Base.metadata.tables["agents"]
 
 _TOUCH = (update(_AGENTS).where(_AGENTS.c.id.in_(bindparam("ids", expanding=True)))
           .values(head_version=_AGENTS.c.head_version))
-_LOCK = (select(_AGENTS.c.id, _AGENTS.c.head_version, _AGENTS.c.labels, _AGENTS.c.applied_seq)
+
+
+def _last_tested(col: Any) -> Any:
+    """``col`` of the agent's version with the most events tested (its quality totals so far:
+    what ``record_quality`` adds to), a scalar subquery of the locked agent's row."""
+    return (select(col).where(_VERSIONS.c.agent_id == _AGENTS.c.id,
+                              _VERSIONS.c.tested_total.is_not(None))
+            .order_by(_VERSIONS.c.tested_total.desc()).limit(1).scalar_subquery())
+
+
+_LOCK = (select(_AGENTS.c.id, _AGENTS.c.head_version, _AGENTS.c.labels, _AGENTS.c.applied_seq,
+                _AGENTS.c.key, _last_tested(_VERSIONS.c.tested_total).label("tested"),
+                _last_tested(_VERSIONS.c.hits_total).label("hits"))
          .where(_AGENTS.c.id.in_(bindparam("ids", expanding=True)))
          .order_by(_AGENTS.c.id).with_for_update())
-_LAST_TESTED = (select(_VERSIONS.c.tested_total, _VERSIONS.c.hits_total)
-                .where(_VERSIONS.c.agent_id == bindparam("aid"),
-                       _VERSIONS.c.tested_total.is_not(None))
-                .order_by(_VERSIONS.c.tested_total.desc()).limit(1))
 # built once: pending_terms takes the agent id as a bound parameter here
 _PENDING_UPTO = select(Event.seq).where(*pending_terms(cast(str, bindparam("aid"))),
                                         Event.seq <= bindparam("top"))
 _PENDING_RUN = select(func.count(), func.min(Event.seq)).where(
     *pending_terms(cast(str, bindparam("aid"))), Event.seq <= bindparam("top"))
+_RUNS_MAX = 32  # agents a statement of _pending_runs checks at most
+_RUNS: dict[int, Any] = {}  # built once per number of agents (at most _RUNS_MAX)
+
+
+def _pending_runs(n: int) -> Any:
+    """Per agent of ``n`` (bound as ``k{i}``, ``lo{i}``, ``hi{i}``: its key, its watermark and
+    the last seq of its batch) the count and least seq of its pending events up to ``hi{i}``,
+    one row per agent that has any (``_PENDING_RUN`` for ``n`` agents at once)."""
+    stmt = _RUNS.get(n)
+    if stmt is None:
+        ranges = [and_(Event.agent_key == bindparam(f"k{i}"), Event.seq > bindparam(f"lo{i}"),
+                       Event.seq <= bindparam(f"hi{i}")) for i in range(n)]
+        stmt = _RUNS[n] = (select(Event.agent_key, func.count(), func.min(Event.seq))
+                           .where(or_(*ranges), Event.forgotten_version.is_(None),
+                                  Event.rejected.is_not(True))
+                           .group_by(Event.agent_key))
+    return stmt
+
+
 _HEAD = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
          .values(head_version=bindparam("v"), applied_seq=bindparam("top"),
                  events_applied=_AGENTS.c.events_applied + bindparam("n")))
@@ -109,8 +137,8 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
     with core.translate(wanted[0]):
         if core.is_sqlite:  # take the write lock now: a no-op write
             s.execute(_TOUCH, {"ids": wanted})
-        heads = {r.id: (r.head_version, list(r.labels or []), r.applied_seq)
-                 for r in s.execute(_LOCK, {"ids": wanted})}
+        heads = {r.id: (r.head_version, list(r.labels or []), r.applied_seq, r.key,
+                        (r.tested, r.hits)) for r in s.execute(_LOCK, {"ids": wanted})}
     now = created_at or utcnow()
     versions: list[dict[str, Any]] = []
     deltas: list[dict[str, Any]] = []
@@ -121,11 +149,11 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
     for c in commits:
         if c.agent_id not in heads:
             raise AgentNotFound(c.agent_id)
-        head, labels, _ = heads[c.agent_id]
+        head, labels, _, _, totals = heads[c.agent_id]
         if head != c.parent:
             raise VersionConflict(c.agent_id, c.parent, head)
         new = head + 1
-        row = _version_row(repo, c, new, now)
+        row = _version_row(c, new, now, totals)
         versions.append(row)
         deltas.extend({"agent_id": c.agent_id, "version": new, "layer": name, "form": form,
                        "gamma": float(ld.gamma), "d_v": ld.shape[0], "d_k": ld.shape[1],
@@ -146,8 +174,7 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
         s.execute(insert(_VERSIONS), versions)
         if deltas:
             s.execute(insert(_DELTAS), deltas)
-        for agent_id, seqs, _ in applied:
-            _check_pending(s, agent_id, seqs)
+        _check_group_pending(s, [(a, heads[a][3], heads[a][2], seqs) for a, seqs, _ in applied])
         if heads_moved:
             s.execute(_HEAD, heads_moved)
         if labels_moved:
@@ -157,6 +184,27 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
                 repo.versions.record_answers(c.agent_id, done.version, c.labels_added)
         s.flush()
     return out
+
+
+def _check_group_pending(session: Any, runs: list[tuple[str, int, int, list[int]]]) -> None:
+    """:func:`_check_pending` for every ``(agent id, agent key, watermark, seqs)`` of a group,
+    raising the first failing one's error (in the given order): the batches that are runs of
+    consecutive seqs are counted together, :data:`_RUNS_MAX` agents a statement; a batch that
+    is not a run, or whose count disagrees, is checked on its own."""
+    is_run = [max(r[3]) - min(r[3]) + 1 == len(r[3]) == len(set(r[3])) for r in runs]
+    todo = [r for r, ok in zip(runs, is_run, strict=True) if ok]
+    counted: set[int] = set()  # agent keys whose run checked out
+    for k in range(0, len(todo), _RUNS_MAX):
+        part = todo[k:k + _RUNS_MAX]
+        params: dict[str, int] = {}
+        for i, (_, key, watermark, seqs) in enumerate(part):
+            params.update({f"k{i}": key, f"lo{i}": watermark, f"hi{i}": max(seqs)})
+        got = {key: (n, least) for key, n, least in session.execute(_pending_runs(len(part)),
+                                                                      params)}
+        counted.update(r[1] for r in part if got.get(r[1]) == (len(r[3]), min(r[3])))
+    for agent_id, key, _, seqs in runs:
+        if key not in counted:
+            _check_pending(session, agent_id, seqs)
 
 
 def _check_pending(session: Any, agent_id: str, seqs: list[int]) -> None:
@@ -181,14 +229,15 @@ def _check_pending(session: Any, agent_id: str, seqs: list[int]) -> None:
                          else "must be the oldest pending events (none may be skipped)")
 
 
-def _version_row(repo: Repository, c: DeltaCommit, new: int, now: datetime) -> dict[str, Any]:
-    """The ``versions`` row of ``c`` as ``insert_version`` + ``record_quality`` write it."""
+def _version_row(c: DeltaCommit, new: int, now: datetime,
+                 totals: tuple[int | None, int | None]) -> dict[str, Any]:
+    """The ``versions`` row of ``c`` as ``insert_version`` + ``record_quality`` write it
+    (``totals``: the agent's quality totals so far, None before any)."""
     hits = tested = hits_total = None
     if c.hits is not None:
-        prev = repo.session.execute(_LAST_TESTED, {"aid": c.agent_id}).first()
         hits = int(sum(bool(x) for x in c.hits))
-        tested = (int(prev[0] or 0) if prev is not None else 0) + len(c.hits)
-        hits_total = (int(prev[1] or 0) if prev is not None else 0) + hits
+        tested = int(totals[0] or 0) + len(c.hits)
+        hits_total = int(totals[1] or 0) + hits
     return {"agent_id": c.agent_id, "version": new, "parent": c.parent, "kind": "delta",
             "state_of": None, "created_at": now, "event_count": len(c.seqs),
             "first_seq": min(c.seqs) if c.seqs else None,
