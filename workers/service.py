@@ -67,7 +67,7 @@ async def actor_result_async(ref: ObjectRef[Any], timeout: float) -> Any:
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        return await asyncio.wait_for(ref.as_future(), timeout)
+        return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
     except TimeoutError:
         raise ray.exceptions.GetTimeoutError(f"no answer from the actor in {timeout} s") from None
     except ray.exceptions.RayTaskError as e:

@@ -25,14 +25,34 @@ import numpy as np
 from storage.errors import AgentNotFound, InputError
 from storage.repository import Repository
 from storage.repository.event_block import BlockColumns, EventBlock, parse_columns
-from storage.repository.event_inputs import _INSERT as _BLOCK_INSERT
-from storage.repository.event_inputs import _block_values, _stored, block_rows
+from storage.repository.event_inputs import _BLOCKS, _block_values, _stored, block_rows
 from storage.repository.events import (
     _MICROS,
     MAX_BATCH,
     SQLITE_INSERT_OR_IGNORE,
     AcceptedRun,
 )
+
+# the group's blocks in one INSERT ... VALUES (...), ... RETURNING id per _BLOCKS_MAX blocks
+_BLOCK_COLS = ("agent_key", "first_seq", "last_seq", "rows", "dtype", "dim", "data", "sha256",
+               "codec")
+_BLOCKS_MAX = 500  # 4,500 parameters a statement (SQLite takes 32,766)
+
+
+def _insert_blocks(repo: Repository, blocks: list[dict[str, Any]]) -> list[int]:
+    """Insert the blocks (SQLite, the write lock held); their ids in the order given. The
+    ids of one statement are new rowids, each larger than every one before (SQLite gives a
+    new row a rowid above the largest), so sorted they are in the order of the VALUES."""
+    conn = repo.session.connection()
+    out: list[int] = []
+    for k in range(0, len(blocks), _BLOCKS_MAX):
+        part = blocks[k:k + _BLOCKS_MAX]
+        values = ", ".join(["(" + ", ".join("?" * len(_BLOCK_COLS)) + ")"] * len(part))
+        sql = (f"INSERT INTO {_BLOCKS.name} ({', '.join(_BLOCK_COLS)}) VALUES {values} "
+               "RETURNING id")
+        got = conn.exec_driver_sql(sql, tuple(b[c] for b in part for c in _BLOCK_COLS))
+        out += sorted(int(i) for (i,) in got)
+    return out
 
 
 class ColumnRequest(NamedTuple):
@@ -84,8 +104,9 @@ def append_columns(repo: Repository, parsed: Parsed, heads: dict[str, list[int]]
     stamp = _MICROS.process_bind_param(now, s.get_bind().dialect)
     nxt = {a: list(h) for a, h in heads.items()}
     out: list[Any] = []
-    rows: list[tuple[Any, ...]] = []
-    nested = s.begin_nested()
+    blocks: list[dict[str, Any]] = []  # every block of the group, in order
+    # per stored request: (request, agent key, seqs, ids, index of its first block)
+    runs: list[tuple[ColumnRequest, int, range, list[str], int]] = []
     for p in parsed:
         if isinstance(p, Exception) or p.agent_id not in heads:
             out.append(p if isinstance(p, Exception) else AgentNotFound(p.agent_id))
@@ -95,15 +116,19 @@ def append_columns(repo: Repository, parsed: Parsed, heads: dict[str, list[int]]
         seqs = range(h[0], h[0] + n)
         h[0] += n
         h[1] += n
-        bids: list[int] = []
-        for lo, stored in zip(range(0, n, p.step), p.coded, strict=True):
-            part = p.matrix[lo:lo + p.step]  # (rows, d)
-            bid = int(s.execute(_BLOCK_INSERT, _block_values(
-                key, seqs[lo:lo + len(part)], part, stored)).scalar_one())
-            bids.extend(repeat(bid, len(part)))
-        rows.extend(zip(repeat(key, n), ids, seqs, repeat(stamp, n), p.cols.texts, bids,
-                        [i % p.step for i in range(n)], strict=True))
+        runs.append((p, key, seqs, ids, len(blocks)))
+        blocks.extend(_block_values(key, seqs[lo:lo + p.step], p.matrix[lo:lo + p.step], stored)
+                      for lo, stored in zip(range(0, n, p.step), p.coded, strict=True))
         out.append((AcceptedRun(seqs, ids, p.cols.payloads, now, p.matrix), []))
+    nested = s.begin_nested()
+    # one statement for the group's blocks, their ids in the order given
+    bids = _insert_blocks(repo, blocks) if blocks else []
+    rows: list[tuple[Any, ...]] = []
+    for p, key, seqs, ids, first in runs:
+        n = len(seqs)
+        per_row = [bids[first + i // p.step] for i in range(n)]
+        rows.extend(zip(repeat(key, n), ids, seqs, repeat(stamp, n), p.cols.texts, per_row,
+                        [i % p.step for i in range(n)], strict=True))
     if rows and s.connection().exec_driver_sql(SQLITE_INSERT_OR_IGNORE,
                                                rows).rowcount != len(rows):
         nested.rollback()
