@@ -6,7 +6,8 @@ events, predict, versions, forget, quality, guard, operations, and the console),
 ``{"error": {"code", "message", "field"?}}`` (``workers.http.errors``). The routes reach the
 service, settings and bearer-key :class:`~workers.http.auth.Auth` through dependencies
 (``workers.http.routes.deps``); they call the service in a worker thread so a blocking call never
-stalls the event loop. ``/openapi.json`` documents each body (``workers.http.schemas``).
+stalls the event loop, unless it answers without blocking (a held config or head, a vector
+ingest awaited on the loop: ``ServiceAPI.cached_config``, ``predict_cached``, ``ingest_on_loop``). ``/openapi.json`` documents each body (``workers.http.schemas``).
 ``workers.runtime`` serves ``build_app(service, settings)`` with uvicorn (or Ray Serve); the tests
 drive it over real HTTP.
 """
