@@ -22,6 +22,38 @@ class Boom(Exception):
     pass
 
 
+def _outcomes(items: list[tuple[int, int, int]]) -> list[object]:
+    """The commit's answers: the whole group fails now and then, an item fails now and then."""
+    if any(i == 13 for _, i, _ in items) and len(items) % 2 == 0:
+        raise Boom(f"group of {len(items)}")
+    return [ValueError(f"bad {c}/{i}") if i % 7 == 3 else (c, i, s * 10) for c, i, s in items]
+
+
+def _check(groups: list[list[tuple[int, int, int]]], got: dict[int, list[tuple[int, object]]],
+           max_requests: int, max_events: int, stats: dict[str, int]) -> None:
+    """Every item committed once, in its caller's order, its caller given its own answer (or
+    its group's error); no group over the bounds; the counters add up."""
+    seen = [(c, i) for grp in groups for c, i, _ in grp]
+    assert len(seen) == len(set(seen)) == sum(len(v) for v in got.values())  # once each
+    failed = {id(grp): any(i == 13 for _, i, _ in grp) and len(grp) % 2 == 0 for grp in groups}
+    where = {(c, i): grp for grp in groups for c, i, _ in grp}
+    for c, answers in got.items():
+        order = [seen.index((c, i)) for i in range(len(answers))]
+        assert order == sorted(order)  # a caller's items in the order it gave them
+        for i, (size, ans) in enumerate(answers):
+            if failed[id(where[(c, i)])]:
+                assert isinstance(ans, Boom)
+            elif i % 7 == 3:
+                assert isinstance(ans, ValueError) and str(ans) == f"bad {c}/{i}"
+            else:
+                assert ans == (c, i, size * 10)
+    for grp in groups:
+        assert len(grp) <= max_requests
+        assert len(grp) == 1 or sum(s for _, _, s in grp) <= max_events
+    assert stats["groups"] == len(groups) and stats["requests"] == len(seen)
+    assert stats["largest"] == max(len(grp) for grp in groups)
+
+
 def _run(seed: int, max_requests: int, max_events: int) -> None:
     rng = random.Random(seed)
     groups: list[list[tuple[int, int, int]]] = []  # per commit: (caller, index, size)
@@ -31,9 +63,7 @@ def _run(seed: int, max_requests: int, max_events: int) -> None:
         time.sleep(rng.random() * 0.002)  # a commit takes a while: callers pile up
         with lock:
             groups.append(list(items))
-        if any(i == 13 for _, i, _ in items) and len(items) % 2 == 0:
-            raise Boom(f"group of {len(items)}")  # the whole group fails
-        return [ValueError(f"bad {c}/{i}") if i % 7 == 3 else (c, i, s * 10) for c, i, s in items]
+        return _outcomes(items)
 
     g = GroupCommitter(commit, max_requests=max_requests, max_events=max_events)
     callers = 8
@@ -62,27 +92,7 @@ def _run(seed: int, max_requests: int, max_events: int) -> None:
     for t in threads:
         t.join()
 
-    seen = [(c, i) for grp in groups for c, i, _ in grp]
-    assert len(seen) == len(set(seen)) == sum(len(v) for v in got.values())  # once each
-    failed = {id(grp): any(i == 13 for _, i, _ in grp) and len(grp) % 2 == 0 for grp in groups}
-    where = {(c, i): grp for grp in groups for c, i, _ in grp}
-    for c, answers in got.items():
-        order = [seen.index((c, i)) for i in range(len(answers))]
-        assert order == sorted(order)  # a caller's items in the order it gave them
-        for i, (size, ans) in enumerate(answers):
-            if failed[id(where[(c, i)])]:
-                assert isinstance(ans, Boom)
-            elif i % 7 == 3:
-                assert isinstance(ans, ValueError) and str(ans) == f"bad {c}/{i}"
-            else:
-                assert ans == (c, i, size * 10)
-    for grp in groups:
-        assert len(grp) <= max_requests
-        assert len(grp) == 1 or sum(s for _, _, s in grp) <= max_events
-    stats = g.stats()
-    assert stats["groups"] == len(groups) and stats["requests"] == len(seen)
-    assert stats["largest"] == max(len(grp) for grp in groups)
-
+    _check(groups, got, max_requests, max_events, g.stats())
 
 @pytest.mark.parametrize("seed,max_requests,max_events", [(0, 256, 20_000), (1, 3, 20_000),
                                                           (2, 256, 12), (3, 1, 1), (4, 5, 15)])
@@ -128,9 +138,7 @@ def _run_loop(seed: int, max_requests: int, max_events: int) -> None:
     async def commit(items: list[tuple[int, int, int]]) -> list[object]:
         await asyncio.sleep(rng.random() * 0.002)  # a commit takes a while: callers pile up
         groups.append(list(items))
-        if any(i == 13 for _, i, _ in items) and len(items) % 2 == 0:
-            raise Boom(f"group of {len(items)}")  # the whole group fails
-        return [ValueError(f"bad {c}/{i}") if i % 7 == 3 else (c, i, s * 10) for c, i, s in items]
+        return _outcomes(items)
 
     g = LoopGroupCommitter(commit, max_requests=max_requests, max_events=max_events)
     got: dict[int, list[tuple[int, object]]] = {c: [] for c in range(8)}
@@ -150,26 +158,9 @@ def _run_loop(seed: int, max_requests: int, max_events: int) -> None:
         await asyncio.gather(*(caller(c) for c in range(8)))
 
     asyncio.run(main())
-    seen = [(c, i) for grp in groups for c, i, _ in grp]
-    assert len(seen) == len(set(seen)) == sum(len(v) for v in got.values()) == 8 * 40
-    failed = {id(grp): any(i == 13 for _, i, _ in grp) and len(grp) % 2 == 0 for grp in groups}
-    where = {(c, i): grp for grp in groups for c, i, _ in grp}
-    for c, answers in got.items():
-        for i, (size, ans) in enumerate(answers):
-            if failed[id(where[(c, i)])]:
-                assert isinstance(ans, Boom)
-            elif i % 7 == 3:
-                assert isinstance(ans, ValueError) and str(ans) == f"bad {c}/{i}"
-            else:
-                assert ans == (c, i, size * 10)
-    for grp in groups:
-        assert len(grp) <= max_requests
-        assert len(grp) == 1 or sum(s for _, _, s in grp) <= max_events
+    assert sum(len(v) for v in got.values()) == 8 * 40
     assert max(len(grp) for grp in groups) > 1  # callers that waited together were merged
-    stats = g.stats()
-    assert stats["groups"] == len(groups) and stats["requests"] == len(seen)
-    assert stats["largest"] == max(len(grp) for grp in groups)
-
+    _check(groups, got, max_requests, max_events, g.stats())
 
 @pytest.mark.parametrize("seed,max_requests,max_events", [(0, 256, 20_000), (1, 3, 20_000),
                                                           (2, 256, 12), (4, 5, 15)])
