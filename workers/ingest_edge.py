@@ -53,15 +53,21 @@ class IngestEdge:
     async def submit_async(self, agent_id: str, events: EventsIn) -> dict[str, Any]:
         return await self._loop_groups.submit((agent_id, events), len(events))  # type: ignore[no-any-return]
 
-    def _send(self, requests: list[tuple[str, EventsIn]]) -> list[Any]:
+    def _remote(self, requests: list[tuple[str, EventsIn]]) -> tuple[ObjectRef[Any], bool]:
+        """The actor call for a group: ``ingest`` for one request (True), else ``ingest_many``."""
         if len(requests) == 1:
-            return [self._call(self._actor.ingest.remote(*requests[0]))]
-        return list(self._call(self._actor.ingest_many.remote(requests)))
+            return self._actor.ingest.remote(*requests[0]), True
+        return self._actor.ingest_many.remote(requests), False
+
+    def _send(self, requests: list[tuple[str, EventsIn]]) -> list[Any]:
+        ref, one = self._remote(requests)
+        got = self._call(ref)
+        return [got] if one else list(got)
 
     async def _send_async(self, requests: list[tuple[str, EventsIn]]) -> list[Any]:
-        if len(requests) == 1:
-            return [await self._wait(self._actor.ingest.remote(*requests[0]))]
-        return list(await self._wait(self._actor.ingest_many.remote(requests)))
+        ref, one = self._remote(requests)
+        got = await self._wait(ref)
+        return [got] if one else list(got)
 
     def stats(self) -> dict[str, int]:
         """Actor calls made (``groups``), requests they carried, the largest call (from

@@ -51,29 +51,35 @@ def actor_result(ref: ObjectRef[Any], timeout: float) -> Any:
     """``ray.get(ref)``; an error the actor raised is raised here as itself (the service's,
     the store's and input errors pickle with their fields: ``agent.errors.PicklableError``),
     so callers catch the real types and ``workers.http.errors`` answers them."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
         return ray.get(ref, timeout=timeout)
     except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, (PicklableError, SQLAlchemyError)):
-            raise e.cause from None
-        raise
+        own = _own_error(e)
+        if own is None:
+            raise
+        raise own from None
 
 
 async def actor_result_async(ref: ObjectRef[Any], timeout: float) -> Any:
     """:func:`actor_result` awaited on an asyncio event loop (no thread waits): the same
     value, the same errors (``GetTimeoutError`` after ``timeout`` seconds)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     try:
         return await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
     except TimeoutError:
         raise ray.exceptions.GetTimeoutError(f"no answer from the actor in {timeout} s") from None
     except ray.exceptions.RayTaskError as e:
-        if isinstance(e.cause, (PicklableError, SQLAlchemyError)):
-            raise e.cause from None
-        raise
+        own = _own_error(e)
+        if own is None:
+            raise
+        raise own from None
+
+
+def _own_error(e: ray.exceptions.RayTaskError) -> BaseException | None:
+    """The actor's error itself when it pickles with its fields (the service's, the store's,
+    input errors, SQLAlchemy's): raised as itself; None: Ray's wrapper is raised."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return e.cause if isinstance(e.cause, (PicklableError, SQLAlchemyError)) else None
 
 
 def agent_json(agent: Any, labels: list[str]) -> dict[str, Any]:

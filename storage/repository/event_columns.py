@@ -34,8 +34,7 @@ from storage.repository.events import (
 )
 
 # the group's blocks in one INSERT ... VALUES (...), ... RETURNING id per _BLOCKS_MAX blocks
-_BLOCK_COLS = ("agent_key", "first_seq", "last_seq", "rows", "dtype", "dim", "data", "sha256",
-               "codec")
+_BLOCK_COLS = tuple(c.name for c in _BLOCKS.c if not c.primary_key)  # _block_values' keys
 _BLOCKS_MAX = 500  # 4,500 parameters a statement (SQLite takes 32,766)
 
 

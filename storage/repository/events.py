@@ -224,11 +224,15 @@ def insert_rows(session: Any, rows: list[dict[str, Any]], *, or_ignore: bool = F
          r["input_block_id"], r["input_row"]) for r in rows]).rowcount)
 
 
+# the WHERE terms of an event still to learn, whoever's: neither forgotten nor rejected
+LIVE_TERMS = (Event.forgotten_version.is_(None), Event.rejected.is_not(True))
+
+
 def pending_terms(agent_id: str) -> tuple[Any, ...]:
     """The WHERE terms of an agent's pending events: after its watermark, neither forgotten nor
     rejected (storage/repository/applied.py), one range of the ``(agent_key, seq)`` index."""
     return (Event.agent_key == agent_key_of(agent_id), Event.seq > applied_seq_of(agent_id),
-            Event.forgotten_version.is_(None), Event.rejected.is_not(True))
+            *LIVE_TERMS)
 
 
 class Events:

@@ -33,7 +33,7 @@ from storage.codec import Blob
 from storage.errors import AgentNotFound, InputError, VersionConflict
 from storage.models import Base, DeltaRow, Event, Version, utcnow
 from storage.repository import Repository
-from storage.repository.events import pending_terms
+from storage.repository.events import LIVE_TERMS, pending_terms
 from storage.repository.versions import check_commit
 
 _VERSIONS: Table = Base.metadata.tables[Version.__tablename__]
@@ -75,9 +75,7 @@ def _pending_runs(n: int) -> Any:
         ranges = [and_(Event.agent_key == bindparam(f"k{i}"), Event.seq > bindparam(f"lo{i}"),
                        Event.seq <= bindparam(f"hi{i}")) for i in range(n)]
         stmt = _RUNS[n] = (select(Event.agent_key, func.count(), func.min(Event.seq))
-                           .where(or_(*ranges), Event.forgotten_version.is_(None),
-                                  Event.rejected.is_not(True))
-                           .group_by(Event.agent_key))
+                           .where(or_(*ranges), *LIVE_TERMS).group_by(Event.agent_key))
     return stmt
 
 
@@ -85,6 +83,16 @@ _HEAD = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
          .values(head_version=bindparam("v"), applied_seq=bindparam("top"),
                  events_applied=_AGENTS.c.events_applied + bindparam("n")))
 _HEAD_LABELS = _HEAD.values(labels=bindparam("labels"))
+
+
+class _Head(NamedTuple):
+    """A locked agent's row as the group commit reads it (``_LOCK``)."""
+
+    version: int
+    labels: list[str]
+    applied_seq: int  # the watermark
+    key: int
+    totals: tuple[int | None, int | None]  # tested and hits so far (None before any)
 
 
 class DeltaCommit(NamedTuple):
@@ -137,8 +145,8 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
     with core.translate(wanted[0]):
         if core.is_sqlite:  # take the write lock now: a no-op write
             s.execute(_TOUCH, {"ids": wanted})
-        heads = {r.id: (r.head_version, list(r.labels or []), r.applied_seq, r.key,
-                        (r.tested, r.hits)) for r in s.execute(_LOCK, {"ids": wanted})}
+        heads = {r.id: _Head(r.head_version, list(r.labels or []), r.applied_seq, r.key,
+                             (r.tested, r.hits)) for r in s.execute(_LOCK, {"ids": wanted})}
     now = created_at or utcnow()
     versions: list[dict[str, Any]] = []
     deltas: list[dict[str, Any]] = []
@@ -149,11 +157,11 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
     for c in commits:
         if c.agent_id not in heads:
             raise AgentNotFound(c.agent_id)
-        head, labels, _, _, totals = heads[c.agent_id]
-        if head != c.parent:
-            raise VersionConflict(c.agent_id, c.parent, head)
-        new = head + 1
-        row = _version_row(c, new, now, totals)
+        h = heads[c.agent_id]
+        if h.version != c.parent:
+            raise VersionConflict(c.agent_id, c.parent, h.version)
+        new = h.version + 1
+        row = _version_row(c, new, now, h.totals)
         versions.append(row)
         deltas.extend({"agent_id": c.agent_id, "version": new, "layer": name, "form": form,
                        "gamma": float(ld.gamma), "d_v": ld.shape[0], "d_k": ld.shape[1],
@@ -163,9 +171,9 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
         if c.seqs:
             applied.append((c.agent_id, c.seqs, new))
         move = {"aid": c.agent_id, "v": new, "n": len(c.seqs),
-                "top": max(c.seqs) if c.seqs else heads[c.agent_id][2]}
-        grown = labels + c.labels_added
-        if c.labels_added and grown != labels:
+                "top": max(c.seqs) if c.seqs else h.applied_seq}
+        grown = h.labels + c.labels_added
+        if c.labels_added and grown != h.labels:
             labels_moved.append({**move, "labels": grown})
         else:
             heads_moved.append(move)
@@ -174,7 +182,8 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
         s.execute(insert(_VERSIONS), versions)
         if deltas:
             s.execute(insert(_DELTAS), deltas)
-        _check_group_pending(s, [(a, heads[a][3], heads[a][2], seqs) for a, seqs, _ in applied])
+        _check_group_pending(s, [(a, heads[a].key, heads[a].applied_seq, seqs)
+                                 for a, seqs, _ in applied])
         if heads_moved:
             s.execute(_HEAD, heads_moved)
         if labels_moved:
@@ -190,9 +199,8 @@ def _check_group_pending(session: Any, runs: list[tuple[str, int, int, list[int]
     """:func:`_check_pending` for every ``(agent id, agent key, watermark, seqs)`` of a group,
     raising the first failing one's error (in the given order): the batches that are runs of
     consecutive seqs are counted together, :data:`_RUNS_MAX` agents a statement; a batch that
-    is not a run, or whose count disagrees, is checked on its own."""
-    is_run = [max(r[3]) - min(r[3]) + 1 == len(r[3]) == len(set(r[3])) for r in runs]
-    todo = [r for r, ok in zip(runs, is_run, strict=True) if ok]
+    is not a run, or whose count disagrees, is read row by row."""
+    todo = [r for r in runs if _is_run(r[3])]
     counted: set[int] = set()  # agent keys whose run checked out
     for k in range(0, len(todo), _RUNS_MAX):
         part = todo[k:k + _RUNS_MAX]
@@ -204,7 +212,7 @@ def _check_group_pending(session: Any, runs: list[tuple[str, int, int, list[int]
         counted.update(r[1] for r in part if got.get(r[1]) == (len(r[3]), min(r[3])))
     for agent_id, key, _, seqs in runs:
         if key not in counted:
-            _check_pending(session, agent_id, seqs)
+            _check_rows(session, agent_id, seqs)
 
 
 def _check_pending(session: Any, agent_id: str, seqs: list[int]) -> None:
@@ -216,11 +224,20 @@ def _check_pending(session: Any, agent_id: str, seqs: list[int]) -> None:
     A run of consecutive seqs ``lo..hi`` (the learner's common case) is checked by counting
     instead of reading the rows: the pending seqs up to ``hi`` are distinct integers, so if
     there are ``hi - lo + 1`` of them and the least is ``lo``, they are ``lo..hi``."""
-    lo, hi = min(seqs), max(seqs)
-    if hi - lo + 1 == len(seqs) and len(set(seqs)) == len(seqs):
-        n, least = session.execute(_PENDING_RUN, {"aid": agent_id, "top": hi}).one()
-        if n == len(seqs) and least == lo:
+    if _is_run(seqs):
+        n, least = session.execute(_PENDING_RUN, {"aid": agent_id, "top": max(seqs)}).one()
+        if n == len(seqs) and least == min(seqs):
             return
+    _check_rows(session, agent_id, seqs)
+
+
+def _is_run(seqs: list[int]) -> bool:
+    """Whether ``seqs`` are distinct and consecutive (in any order)."""
+    return max(seqs) - min(seqs) + 1 == len(seqs) == len(set(seqs))
+
+
+def _check_rows(session: Any, agent_id: str, seqs: list[int]) -> None:
+    """:func:`_check_pending` by reading the pending seqs up to ``max(seqs)``."""
     got = sorted(session.execute(_PENDING_UPTO, {"aid": agent_id, "top": max(seqs)})
                  .scalars().all())
     if got != sorted(seqs):
