@@ -9,7 +9,8 @@ re-stacking), its rows one ``executemany`` of tuples zipped from columns, and it
 savepoint: when an id was stored already or repeats within the group a row is skipped, the
 savepoint is rolled back and :func:`append_columns` answers None; the caller then takes the
 row path in the same transaction, which gives every request its own answer and error
-(tests/test_event_columns.py compares the two).
+(tests/test_event_columns.py compares the two). The statements run on the transaction's DBAPI
+cursor (storage/repository/sqlite_cursor.py).
 """
 
 from __future__ import annotations
@@ -32,24 +33,24 @@ from storage.repository.events import (
     SQLITE_INSERT_OR_IGNORE,
     AcceptedRun,
 )
+from storage.repository.sqlite_cursor import SqliteCursor
 
 # the group's blocks in one INSERT ... VALUES (...), ... RETURNING id per _BLOCKS_MAX blocks
 _BLOCK_COLS = tuple(c.name for c in _BLOCKS.c if not c.primary_key)  # _block_values' keys
 _BLOCKS_MAX = 500  # 4,500 parameters a statement (SQLite takes 32,766)
 
 
-def _insert_blocks(repo: Repository, blocks: list[dict[str, Any]]) -> list[int]:
+def _insert_blocks(cur: SqliteCursor, blocks: list[dict[str, Any]]) -> list[int]:
     """Insert the blocks (SQLite, the write lock held); their ids in the order given. The
     ids of one statement are new rowids, each larger than every one before (SQLite gives a
     new row a rowid above the largest), so sorted they are in the order of the VALUES."""
-    conn = repo.session.connection()
     out: list[int] = []
     for k in range(0, len(blocks), _BLOCKS_MAX):
         part = blocks[k:k + _BLOCKS_MAX]
         values = ", ".join(["(" + ", ".join("?" * len(_BLOCK_COLS)) + ")"] * len(part))
         sql = (f"INSERT INTO {_BLOCKS.name} ({', '.join(_BLOCK_COLS)}) VALUES {values} "
                "RETURNING id")
-        got = conn.exec_driver_sql(sql, tuple(b[c] for b in part for c in _BLOCK_COLS))
+        got = cur.execute(sql, tuple(b[c] for b in part for c in _BLOCK_COLS)).fetchall()
         out += sorted(int(i) for (i,) in got)
     return out
 
@@ -119,20 +120,21 @@ def append_columns(repo: Repository, parsed: Parsed, heads: dict[str, list[int]]
         blocks.extend(_block_values(key, seqs[lo:lo + p.step], p.matrix[lo:lo + p.step], stored)
                       for lo, stored in zip(range(0, n, p.step), p.coded, strict=True))
         out.append((AcceptedRun(seqs, ids, p.cols.payloads, now, p.matrix), []))
-    nested = s.begin_nested()
+    cur = SqliteCursor(s)  # five statements: SQLAlchemy's own work would be most of the cost
+    cur.execute("SAVEPOINT columns")
     # one statement for the group's blocks, their ids in the order given
-    bids = _insert_blocks(repo, blocks) if blocks else []
+    bids = _insert_blocks(cur, blocks) if blocks else []
     rows: list[tuple[Any, ...]] = []
     for p, key, seqs, ids, first in runs:
         n = len(seqs)
         per_row = [bids[first + i // p.step] for i in range(n)]
         rows.extend(zip(repeat(key, n), ids, seqs, repeat(stamp, n), p.cols.texts, per_row,
                         [i % p.step for i in range(n)], strict=True))
-    if rows and s.connection().exec_driver_sql(SQLITE_INSERT_OR_IGNORE,
-                                               rows).rowcount != len(rows):
-        nested.rollback()
+    if rows and cur.executemany(SQLITE_INSERT_OR_IGNORE, rows) != len(rows):
+        cur.execute("ROLLBACK TO columns")
+        cur.execute("RELEASE columns")
         return None
-    nested.commit()
+    cur.execute("RELEASE columns")
     for a, h in nxt.items():
         heads[a][:] = h
     return out

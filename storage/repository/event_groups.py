@@ -15,7 +15,8 @@ index instead of looked up first), one ``UPDATE`` of the agents' counters; only 
 was skipped, one more ``UPDATE`` moves the rows after it down, so ``seq`` stays dense. On
 SQLite, where the transaction holds the database's write lock and a statement is a call into
 the library, the stored ids are looked up first (one indexed ``IN`` per agent and 1,000 ids)
-and the rows go in with one ``executemany`` of tuples (:func:`events.insert_rows`).
+and the rows go in with one ``executemany`` of tuples (:func:`events.insert_rows`); the lock,
+the counters and the column path run on the transaction's DBAPI cursor.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from storage.repository.events import (
     _payload,
     insert_rows,
 )
+from storage.repository.sqlite_cursor import SqliteCursor
 
 Result = tuple[list[AcceptedEvent], list[str]]
 EventsIn = list[dict[str, Any]] | EventBlock
@@ -55,6 +57,11 @@ _MOVE = (update(_EVENTS).where(_EVENTS.c.agent_key == bindparam("akey"),
                                _EVENTS.c.seq == bindparam("old")).values(seq=bindparam("new")))
 _COUNT = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
           .values(next_seq=bindparam("next_seq"), events_received=bindparam("received")))
+# SQLite, where the transaction holds the whole database's write lock: the same two statements
+# on the transaction's cursor (storage/repository/sqlite_cursor.py)
+_LOCK_SQLITE = f"SELECT id, next_seq, events_received, key FROM {_AGENTS.name} WHERE id IN ({{}}) " \
+    "ORDER BY id"
+_COUNT_SQLITE = f"UPDATE {_AGENTS.name} SET next_seq = ?, events_received = ? WHERE id = ?"
 
 
 # PostgreSQL: the event insert of storage.repository.events, ON CONFLICT (agent_key, client_id)
@@ -84,17 +91,20 @@ def append_groups(repo: Repository, requests: Sequence[tuple[str, EventsIn]], *,
     The agents' rows stay locked until the caller's transaction ends.
     """
     s = repo.session
-    cols = parse_group(requests) if s.get_bind().dialect.name == "sqlite" else None
+    sqlite = s.get_bind().dialect.name == "sqlite"
+    cols = parse_group(requests) if sqlite else None
     parsed: list[Any] = _parse_requests(requests) if cols is None else list(cols)
     wanted = sorted({a for (a, _), p in zip(requests, parsed, strict=True)
                      if not isinstance(p, Exception)})
     if not wanted:
         return list(parsed)  # type: ignore[arg-type]
     with repo.core.translate(wanted[0]):
-        locked = s.execute(_LOCK, {"ids": wanted}).all()
-    heads = {r.id: [r.next_seq, r.events_received] for r in locked}
+        locked = (SqliteCursor(s).execute(_LOCK_SQLITE.format(", ".join("?" * len(wanted))),
+                                          wanted).fetchall()
+                  if sqlite else s.execute(_LOCK, {"ids": wanted}).all())
+    heads = {a: [nxt, received] for a, nxt, received, _ in locked}
     start = {a: tuple(h) for a, h in heads.items()}
-    keys = {r.id: r.key for r in locked}
+    keys = {a: key for a, _, _, key in locked}
     now = received_at or utcnow()
     out: list[Result | Exception] | None = None
     if cols is not None:  # the common case in columns (storage/repository/event_columns.py)
@@ -108,7 +118,9 @@ def append_groups(repo: Repository, requests: Sequence[tuple[str, EventsIn]], *,
                                 fresh=cols is None)
         out = _answers(requests, plan, inserted, now)
     moved = [a for a in wanted if a in heads and tuple(heads[a]) != start[a]]
-    if moved:
+    if moved and sqlite:
+        SqliteCursor(s).executemany(_COUNT_SQLITE, [(*heads[a], a) for a in moved])
+    elif moved:
         s.execute(_COUNT, [{"aid": a, "next_seq": heads[a][0], "received": heads[a][1]}
                            for a in moved])
     return out
