@@ -83,6 +83,8 @@ _HEAD = (update(_AGENTS).where(_AGENTS.c.id == bindparam("aid"))
          .values(head_version=bindparam("v"), applied_seq=bindparam("top"),
                  events_applied=_AGENTS.c.events_applied + bindparam("n")))
 _HEAD_LABELS = _HEAD.values(labels=bindparam("labels"))
+_INSERT_VERSIONS = insert(_VERSIONS)
+_INSERT_DELTAS = insert(_DELTAS)
 
 
 class _Head(NamedTuple):
@@ -143,10 +145,13 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
     core, s = repo.core, repo.session
     wanted = sorted(ids)
     with core.translate(wanted[0]):
+        # Core statements on the session's connection: the same SQL, parameters and results
+        # without the ORM's per-statement work (none of these tables is mapped state here)
+        conn = s.connection()
         if core.is_sqlite:  # take the write lock now: a no-op write
-            s.execute(_TOUCH, {"ids": wanted})
+            conn.execute(_TOUCH, {"ids": wanted})
         heads = {r.id: _Head(r.head_version, list(r.labels or []), r.applied_seq, r.key,
-                             (r.tested, r.hits)) for r in s.execute(_LOCK, {"ids": wanted})}
+                             (r.tested, r.hits)) for r in conn.execute(_LOCK, {"ids": wanted})}
     now = created_at or utcnow()
     versions: list[dict[str, Any]] = []
     deltas: list[dict[str, Any]] = []
@@ -179,15 +184,15 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
             heads_moved.append(move)
         out.append(Committed(c.agent_id, new, c.checksum, row["tested_total"]))
     with core.translate(wanted[0], commits[0].parent):
-        s.execute(insert(_VERSIONS), versions)
+        conn.execute(_INSERT_VERSIONS, versions)
         if deltas:
-            s.execute(insert(_DELTAS), deltas)
-        _check_group_pending(s, [(a, heads[a].key, heads[a].applied_seq, seqs)
-                                 for a, seqs, _ in applied])
+            conn.execute(_INSERT_DELTAS, deltas)
+        _check_group_pending(conn, [(a, heads[a].key, heads[a].applied_seq, seqs)
+                                    for a, seqs, _ in applied])
         if heads_moved:
-            s.execute(_HEAD, heads_moved)
+            conn.execute(_HEAD, heads_moved)
         if labels_moved:
-            s.execute(_HEAD_LABELS, labels_moved)
+            conn.execute(_HEAD_LABELS, labels_moved)
         for c, done in zip(commits, out, strict=True):
             if c.labels_added:
                 repo.versions.record_answers(c.agent_id, done.version, c.labels_added)
@@ -195,7 +200,7 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
     return out
 
 
-def _check_group_pending(session: Any, runs: list[tuple[str, int, int, list[int]]]) -> None:
+def _check_group_pending(conn: Any, runs: list[tuple[str, int, int, list[int]]]) -> None:
     """:func:`_check_pending` for every ``(agent id, agent key, watermark, seqs)`` of a group,
     raising the first failing one's error (in the given order): the batches that are runs of
     consecutive seqs are counted together, :data:`_RUNS_MAX` agents a statement; a batch that
@@ -207,15 +212,15 @@ def _check_group_pending(session: Any, runs: list[tuple[str, int, int, list[int]
         params: dict[str, int] = {}
         for i, (_, key, watermark, seqs) in enumerate(part):
             params.update({f"k{i}": key, f"lo{i}": watermark, f"hi{i}": max(seqs)})
-        got = {key: (n, least) for key, n, least in session.execute(_pending_runs(len(part)),
-                                                                      params)}
+        got = {key: (n, least) for key, n, least in conn.execute(_pending_runs(len(part)),
+                                                                   params)}
         counted.update(r[1] for r in part if got.get(r[1]) == (len(r[3]), min(r[3])))
     for agent_id, key, _, seqs in runs:
         if key not in counted:
-            _check_rows(session, agent_id, seqs)
+            _check_rows(conn, agent_id, seqs)
 
 
-def _check_pending(session: Any, agent_id: str, seqs: list[int]) -> None:
+def _check_pending(conn: Any, agent_id: str, seqs: list[int]) -> None:
     """The agent's pending events up to ``max(seqs)`` must be ``seqs`` exactly (the oldest
     pending ones, none skipped: what :meth:`Versions.check_next_pending` checks), else
     :class:`InputError` (the caller rolls back). One read of those rows on the ``(agent_key,
@@ -225,10 +230,10 @@ def _check_pending(session: Any, agent_id: str, seqs: list[int]) -> None:
     instead of reading the rows: the pending seqs up to ``hi`` are distinct integers, so if
     there are ``hi - lo + 1`` of them and the least is ``lo``, they are ``lo..hi``."""
     if _is_run(seqs):
-        n, least = session.execute(_PENDING_RUN, {"aid": agent_id, "top": max(seqs)}).one()
+        n, least = conn.execute(_PENDING_RUN, {"aid": agent_id, "top": max(seqs)}).one()
         if n == len(seqs) and least == min(seqs):
             return
-    _check_rows(session, agent_id, seqs)
+    _check_rows(conn, agent_id, seqs)
 
 
 def _is_run(seqs: list[int]) -> bool:
@@ -236,9 +241,9 @@ def _is_run(seqs: list[int]) -> bool:
     return max(seqs) - min(seqs) + 1 == len(seqs) == len(set(seqs))
 
 
-def _check_rows(session: Any, agent_id: str, seqs: list[int]) -> None:
+def _check_rows(conn: Any, agent_id: str, seqs: list[int]) -> None:
     """:func:`_check_pending` by reading the pending seqs up to ``max(seqs)``."""
-    got = sorted(session.execute(_PENDING_UPTO, {"aid": agent_id, "top": max(seqs)})
+    got = sorted(conn.execute(_PENDING_UPTO, {"aid": agent_id, "top": max(seqs)})
                  .scalars().all())
     if got != sorted(seqs):
         bad = sorted(set(seqs) - set(got))
