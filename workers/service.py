@@ -135,7 +135,8 @@ class Runtime:
     # ---- lifecycle -------------------------------------------------------------------
     def start_actors(self) -> None:
         js, ns = self.s.model_dump_json(), self.s.ray_namespace
-        opts = {"namespace": ns, "get_if_exists": True, "lifetime": None}
+        opts = {"namespace": ns, "get_if_exists": True, "lifetime": None,
+                "enable_task_events": self.s.ray_task_events}
         nodes = _alive_nodes()
         self._servers = [ServingActor.options(name=f"serving-{i}", **opts).remote(i, js)
                          for i in range(self.s.serving_replicas)]

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     # through the object store (Ray's max_direct_call_object_size, 100 KiB by default): a
     # request's 1.5 MB block then costs the raylet nothing (benchmarks/EVAL.md, "Ray inline")
     ray_inline_kb: int = Field(4096, ge=0, le=8192)
+    # Ray's task events (the dashboard's task list, ``ray.timeline()``) for the service's
+    # actors. Off, as Ray Serve has them for its replicas: otherwise every actor call leaves an
+    # event in the GCS, whose memory then grows with the calls up to Ray's cap of 100,000
+    # tasks (~4 MB a minute in the soak; benchmarks/EVAL.md, "Task events")
+    ray_task_events: bool = False
     ray_namespace: str = "deltamem"
     learner_shards: int = Field(1, ge=1, le=64)
     serving_replicas: int = Field(1, ge=1, le=64)
