@@ -147,13 +147,14 @@ def test_stale_parent_or_skipped_seqs_raise_and_write_nothing(db):
 
 
 def test_pending_check_is_the_reference_on_random_seqs(db):
-    """``_check_pending`` (a consecutive run counted, anything else read row by row) accepts
-    and refuses, with the same message, exactly what ``check_next_pending`` does: random
-    candidate seqs over pending events with rejected and forgotten ones among them."""
+    """``_check_group_pending`` for one agent (a consecutive run counted, anything else read
+    row by row) accepts and refuses, with the same message, exactly what
+    ``check_next_pending`` does: random candidate seqs over pending events with rejected and
+    forgotten ones among them."""
     from sqlalchemy import update
 
     from storage.models import Event
-    from storage.repository.version_groups import _check_pending
+    from storage.repository.version_groups import _check_group_pending
 
     rng = np.random.default_rng(5)
     with unit_of_work(db) as repo:
@@ -185,7 +186,7 @@ def test_pending_check_is_the_reference_on_random_seqs(db):
             if rng.random() < 0.1:  # a repeat
                 seqs.append(seqs[0])
             rng.shuffle(seqs)
-            got = outcome(lambda s: _check_pending(repo.session, aid, s), seqs)
+            got = outcome(lambda s: _check_group_pending(repo.session, [(aid, key, 3, s)]), seqs)
             want = outcome(lambda s: repo.versions.check_next_pending(aid, s), seqs)
             assert got == want, seqs
             tried[want is None] += 1

@@ -24,7 +24,6 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from storage.errors import AgentNotFound, InputError
-from storage.repository import Repository
 from storage.repository.event_block import BlockColumns, EventBlock, parse_columns
 from storage.repository.event_inputs import _BLOCKS, _block_values, _stored, block_rows
 from storage.repository.events import (
@@ -94,14 +93,14 @@ def parse_group(requests: Sequence[tuple[str, Any]]) -> Parsed | None:
     return out
 
 
-def append_columns(repo: Repository, parsed: Parsed, heads: dict[str, list[int]],
-                   keys: dict[str, int], now: datetime) -> list[Any] | None:
-    """Store the group in columns (the agents' rows locked by the caller; ``heads``: next seq
-    and events received per agent, moved on success). Per request ``(AcceptedRun, [])`` or
-    its error; None, having written nothing, when the insert skipped a row (an id stored
-    already or repeated in the group)."""
-    s = repo.session
-    stamp = _MICROS.process_bind_param(now, s.get_bind().dialect)
+def append_columns(cur: SqliteCursor, parsed: Parsed, heads: dict[str, list[int]],
+                   keys: dict[str, int], now: datetime, dialect: Any) -> list[Any] | None:
+    """Store the group in columns on ``cur``, the cursor of the caller's transaction (the
+    agents' rows locked by it; ``heads``: next seq and events received per agent, moved on
+    success; ``dialect``: the engine's, for the stored time). Per request
+    ``(AcceptedRun, [])`` or its error; None, having written nothing, when the insert skipped
+    a row (an id stored already or repeated in the group)."""
+    stamp = _MICROS.process_bind_param(now, dialect)
     nxt = {a: list(h) for a, h in heads.items()}
     out: list[Any] = []
     blocks: list[dict[str, Any]] = []  # every block of the group, in order
@@ -120,7 +119,6 @@ def append_columns(repo: Repository, parsed: Parsed, heads: dict[str, list[int]]
         blocks.extend(_block_values(key, seqs[lo:lo + p.step], p.matrix[lo:lo + p.step], stored)
                       for lo, stored in zip(range(0, n, p.step), p.coded, strict=True))
         out.append((AcceptedRun(seqs, ids, p.cols.payloads, now, p.matrix), []))
-    cur = SqliteCursor(s)  # five statements: SQLAlchemy's own work would be most of the cost
     cur.execute("SAVEPOINT columns")
     # one statement for the group's blocks, their ids in the order given
     bids = _insert_blocks(cur, blocks) if blocks else []

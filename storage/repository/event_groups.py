@@ -91,25 +91,31 @@ def append_groups(repo: Repository, requests: Sequence[tuple[str, EventsIn]], *,
     The agents' rows stay locked until the caller's transaction ends.
     """
     s = repo.session
-    sqlite = s.get_bind().dialect.name == "sqlite"
+    dialect = s.get_bind().dialect
+    sqlite = dialect.name == "sqlite"
     cols = parse_group(requests) if sqlite else None
     parsed: list[Any] = _parse_requests(requests) if cols is None else list(cols)
     wanted = sorted({a for (a, _), p in zip(requests, parsed, strict=True)
                      if not isinstance(p, Exception)})
     if not wanted:
         return list(parsed)  # type: ignore[arg-type]
+    cur = None  # SQLite: the transaction's cursor, for the lock, the columns and the counts
+    locked: Sequence[Any]
     with repo.core.translate(wanted[0]):
-        locked = (SqliteCursor(s).execute(_LOCK_SQLITE.format(", ".join("?" * len(wanted))),
-                                          wanted).fetchall()
-                  if sqlite else s.execute(_LOCK, {"ids": wanted}).all())
+        if sqlite:
+            cur = SqliteCursor(s)  # begins the transaction: the write lock
+            locked = cur.execute(_LOCK_SQLITE.format(", ".join("?" * len(wanted))),
+                                 wanted).fetchall()
+        else:
+            locked = s.execute(_LOCK, {"ids": wanted}).all()
     heads = {a: [nxt, received] for a, nxt, received, _ in locked}
     start = {a: tuple(h) for a, h in heads.items()}
     keys = {a: key for a, _, _, key in locked}
     now = received_at or utcnow()
     out: list[Result | Exception] | None = None
-    if cols is not None:  # the common case in columns (storage/repository/event_columns.py)
-        with repo.core.translate(wanted[0]):
-            out = append_columns(repo, cols, heads, keys, now)
+    if cols is not None and cur is not None:  # the common case in columns
+        with repo.core.translate(wanted[0]):     # (storage/repository/event_columns.py)
+            out = append_columns(cur, cols, heads, keys, now, dialect)
         if out is None:  # an id was stored or repeated: the row path, looking ids up first
             parsed = [p if isinstance(p, Exception) else p.cols.rows() for p in cols]
     if out is None:
@@ -118,8 +124,8 @@ def append_groups(repo: Repository, requests: Sequence[tuple[str, EventsIn]], *,
                                 fresh=cols is None)
         out = _answers(requests, plan, inserted, now)
     moved = [a for a in wanted if a in heads and tuple(heads[a]) != start[a]]
-    if moved and sqlite:
-        SqliteCursor(s).executemany(_COUNT_SQLITE, [(*heads[a], a) for a in moved])
+    if moved and cur is not None:
+        cur.executemany(_COUNT_SQLITE, [(*heads[a], a) for a in moved])
     elif moved:
         s.execute(_COUNT, [{"aid": a, "next_seq": heads[a][0], "received": heads[a][1]}
                            for a in moved])

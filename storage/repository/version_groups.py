@@ -60,8 +60,6 @@ _LOCK = (select(_AGENTS.c.id, _AGENTS.c.head_version, _AGENTS.c.labels, _AGENTS.
 # built once: pending_terms takes the agent id as a bound parameter here
 _PENDING_UPTO = select(Event.seq).where(*pending_terms(cast(str, bindparam("aid"))),
                                         Event.seq <= bindparam("top"))
-_PENDING_RUN = select(func.count(), func.min(Event.seq)).where(
-    *pending_terms(cast(str, bindparam("aid"))), Event.seq <= bindparam("top"))
 _RUNS_MAX = 32  # agents a statement of _pending_runs checks at most
 _RUNS: dict[int, Any] = {}  # built once per number of agents (at most _RUNS_MAX)
 
@@ -69,7 +67,7 @@ _RUNS: dict[int, Any] = {}  # built once per number of agents (at most _RUNS_MAX
 def _pending_runs(n: int) -> Any:
     """Per agent of ``n`` (bound as ``k{i}``, ``lo{i}``, ``hi{i}``: its key, its watermark and
     the last seq of its batch) the count and least seq of its pending events up to ``hi{i}``,
-    one row per agent that has any (``_PENDING_RUN`` for ``n`` agents at once)."""
+    one row per agent that has any."""
     stmt = _RUNS.get(n)
     if stmt is None:
         ranges = [and_(Event.agent_key == bindparam(f"k{i}"), Event.seq > bindparam(f"lo{i}"),
@@ -201,10 +199,17 @@ def commit_delta_group(repo: Repository, commits: Sequence[DeltaCommit], *,
 
 
 def _check_group_pending(conn: Any, runs: list[tuple[str, int, int, list[int]]]) -> None:
-    """:func:`_check_pending` for every ``(agent id, agent key, watermark, seqs)`` of a group,
-    raising the first failing one's error (in the given order): the batches that are runs of
-    consecutive seqs are counted together, :data:`_RUNS_MAX` agents a statement; a batch that
-    is not a run, or whose count disagrees, is read row by row."""
+    """Per ``(agent id, agent key, watermark, seqs)`` of a group, the agent's pending events up
+    to ``max(seqs)`` must be ``seqs`` exactly (the oldest pending ones, none skipped: what
+    :meth:`Versions.check_next_pending` checks), else :class:`InputError` of the first failing
+    one in the given order (the caller rolls back). The version's range marks them applied.
+
+    A run of consecutive seqs ``lo..hi`` (the learner's common case) is checked by counting
+    instead of reading the rows: the pending seqs up to ``hi`` are distinct integers, so if
+    there are ``hi - lo + 1`` of them and the least is ``lo``, they are ``lo..hi``. The runs
+    are counted together, one range of the ``(agent_key, seq)`` index each, :data:`_RUNS_MAX`
+    agents a statement; a batch that is not a run, or whose count disagrees, is read row by
+    row."""
     todo = [r for r in runs if _is_run(r[3])]
     counted: set[int] = set()  # agent keys whose run checked out
     for k in range(0, len(todo), _RUNS_MAX):
@@ -220,29 +225,14 @@ def _check_group_pending(conn: Any, runs: list[tuple[str, int, int, list[int]]])
             _check_rows(conn, agent_id, seqs)
 
 
-def _check_pending(conn: Any, agent_id: str, seqs: list[int]) -> None:
-    """The agent's pending events up to ``max(seqs)`` must be ``seqs`` exactly (the oldest
-    pending ones, none skipped: what :meth:`Versions.check_next_pending` checks), else
-    :class:`InputError` (the caller rolls back). One read of those rows on the ``(agent_key,
-    seq)`` index after the watermark; the version's range marks them applied.
-
-    A run of consecutive seqs ``lo..hi`` (the learner's common case) is checked by counting
-    instead of reading the rows: the pending seqs up to ``hi`` are distinct integers, so if
-    there are ``hi - lo + 1`` of them and the least is ``lo``, they are ``lo..hi``."""
-    if _is_run(seqs):
-        n, least = conn.execute(_PENDING_RUN, {"aid": agent_id, "top": max(seqs)}).one()
-        if n == len(seqs) and least == min(seqs):
-            return
-    _check_rows(conn, agent_id, seqs)
-
-
 def _is_run(seqs: list[int]) -> bool:
     """Whether ``seqs`` are distinct and consecutive (in any order)."""
     return max(seqs) - min(seqs) + 1 == len(seqs) == len(set(seqs))
 
 
 def _check_rows(conn: Any, agent_id: str, seqs: list[int]) -> None:
-    """:func:`_check_pending` by reading the pending seqs up to ``max(seqs)``."""
+    """One batch of :func:`_check_group_pending`, by reading the pending seqs up to
+    ``max(seqs)``."""
     got = sorted(conn.execute(_PENDING_UPTO, {"aid": agent_id, "top": max(seqs)})
                  .scalars().all())
     if got != sorted(seqs):
