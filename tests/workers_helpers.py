@@ -27,9 +27,9 @@ def wait_for(cond: Callable[[], bool], timeout: float = 120.0, what: str = "cond
 
 
 def start_deployment(tmp: Path, http: bool = False, **overrides: Any) -> RunningService:
-    s = Settings(database_url=f"sqlite:///{tmp / 'deltamem.db'}",
-                 ray_namespace=f"t-{uuid.uuid4().hex[:8]}", scheduler_enabled=False,
-                 batch_max_ms=5.0, **overrides)
+    s = Settings(**{"database_url": f"sqlite:///{tmp / 'deltamem.db'}",
+                    "ray_namespace": f"t-{uuid.uuid4().hex[:8]}", "scheduler_enabled": False,
+                    "batch_max_ms": 5.0, **overrides})
     return start(s, http=http)
 
 

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     # under a backlog, everything already pending (up to this many) goes into one commit:
     # it adds no latency (those events are waiting anyway) and amortises the SQL commit
     batch_burst_events: int = Field(512, ge=1, le=100_000)
-    batch_max_ms: float = Field(50.0, ge=0.0)
+    batch_max_ms: float = Field(50.0, ge=0.0)  # least time from one round's end to the next's start
     queue_max_events: int = Field(100_000, ge=1)  # per learner shard; beyond: 429
     delta_dtype: str = Field("float64", pattern="^(float64|float32|float16)$")
     # the text encoder actor: CPUs reserved for it (Ray num_cpus) and torch threads it runs

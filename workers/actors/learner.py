@@ -79,6 +79,7 @@ class LearnerActor:
         self._batches = MicroBatches(self._store, self._s, shard, self._cache, self._inbox,
                                      self._guard, self._stats, self._drop, self._adjust_backlog)
         self._stop = False
+        self._round_end = float("-inf")  # when the last round ended (monotonic): none yet
         with self._store.read() as repo:  # recover: whatever was acknowledged but not applied
             pending = [a for a in repo.agents_with_pending_events()
                        if shard_of(a, self._n) == self._shard]
@@ -223,8 +224,10 @@ class LearnerActor:
                     self._cv.wait()
                 if self._stop:
                     return
-                # time window: give a burst a moment to fill the micro-batch
-                deadline = time.monotonic() + self._s.batch_max_ms / 1000.0
+                # rounds start batch_max_ms apart at least (from the end of one to the start
+                # of the next), so under load the events arriving meanwhile share a version;
+                # an event reaching an idle learner (no round that recent) goes at once
+                deadline = self._round_end + self._s.batch_max_ms / 1000.0
                 while self._backlog < self._s.batch_max_events and not self._stop:
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -232,6 +235,7 @@ class LearnerActor:
                     self._cv.wait(left)
                 agents, self._dirty = sorted(self._dirty), set()
             failed = self._drain_round(agents)
+            self._round_end = time.monotonic()
             # events already acknowledged must not wait for a next notify (there may be none,
             # e.g. the database restarted under the last commit): retry, backing off (settings)
             backoff = min(self._s.learner_backoff_max_s, 2 * backoff) if failed \
@@ -253,10 +257,12 @@ class LearnerActor:
 
     def _drain_round(self, agents: list[str]) -> list[str]:
         """Apply the pending events of ``agents``: each pass learns one micro-batch per agent
-        and commits them all in one transaction (one write lock, one fsync), until none has
-        events left. A pass whose transaction fails is redone agent by agent
+        and commits them all in one transaction (one write lock, one fsync); another pass takes
+        the agents whose batch was cut short (a full batch, a poison event, the store's next
+        events), while events that arrived meanwhile wait for the next round. A pass whose transaction fails is redone agent by agent
         (:meth:`_drain`, which finds the one at fault). Returns the agents that failed."""
-        cap = 4 * max(self._s.batch_max_events, self._s.batch_burst_events)
+        limit = max(self._s.batch_max_events, self._s.batch_burst_events)  # prepare's
+        cap = 4 * limit
         failed: list[str] = []
         todo = list(agents)
         while todo:
@@ -301,8 +307,10 @@ class LearnerActor:
                     except Exception:
                         self._failed(b.agent_id)
                         failed.append(b.agent_id)
-            else:  # agents that had a batch may have more
-                later = [b.agent_id for b in group] + later
+            else:  # an agent whose batch was cut short has more now; events that came
+                # meanwhile came with a notify (the next round, a window later, takes them)
+                later = [b.agent_id for b in group
+                         if not b.complete or len(b.seqs) >= limit] + later
             todo = later
         return failed
 
