@@ -12,7 +12,10 @@ uvicorn, SQLite in a temporary directory), HTTP clients, classifier agents (rule
 
 * vector JSON / Arrow: ``--agents`` agents, each sent ``--per-agent`` events in requests of
   ``--request`` (bodies built before the clock starts), ``--vector-clients`` client threads;
-* 1 event/request: ``--single`` events over ``--clients`` threads, one JSON request each;
+* 1 event/request: ``--single`` events over ``--clients`` threads, one JSON request each,
+  with the events a version and the apply lag (notify to commit, ``workers/actors/
+  apply_lag.py``) p50 / p99 of the row; before it, the apply lag at an idle learner (40
+  one-event requests 150 ms apart);
 * clients run as threads of a process of their own, as a deployment's clients do; the
   vector rows' load generator is ``--client``: ``raw`` (bytes on a kept-alive socket,
   ``benchmarks/raw_http.py``; the default) or ``httpx`` (the project's client), which takes
@@ -43,6 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -176,8 +180,13 @@ def vector_e2e(c: Any, fmt: str, n_agents: int, per_agent: int, request: int,
             "body_bytes": sum(len(b) for _, b, _ in jobs), "cpu": spent}
 
 
-def single_e2e(c: Any, n: int, clients: int, seed: int, kind: str = "raw") -> dict[str, Any]:
+def single_e2e(c: Any, n: int, clients: int, seed: int, kind: str = "raw",
+               learners: Sequence[Any] = ()) -> dict[str, Any]:
+    """``n`` one-event requests over ``clients`` agents and threads, until every event is
+    applied; with the ``learners`` (actor handles): the row's events a version and the p50 /
+    p99 of its apply lags (``workers/actors/apply_lag.py``, shard 0's)."""
     import orjson
+    import ray
 
     agents = [c.create_agent(f"one-{uuid.uuid4().hex[:6]}", kind="classifier", encoder="none",
                              dim=DIM, memory=CONFIG["memory"]).id for _ in range(clients)]
@@ -186,11 +195,36 @@ def single_e2e(c: Any, n: int, clients: int, seed: int, kind: str = "raw") -> di
                                                             "target": y[i]}]}), "application/json")
             for i in range(n)]
     cpu: dict[str, Any] = {}
+    before = ray.get([h.ping.remote() for h in learners])
     t0 = _send_all(c, jobs, clients, cpu, kind)
     _wait_applied(c, agents, n)
     wall = time.perf_counter() - t0
-    return {"events": n, "wall": wall,
-            "cpu": proc_cpu.by_role(cpu["before"], proc_cpu.snapshot(), os.getpid())}
+    out = {"events": n, "wall": wall,
+           "cpu": proc_cpu.by_role(cpu["before"], proc_cpu.snapshot(), os.getpid())}
+    if learners:  # (the shard counts a version just after publishing it)
+        time.sleep(0.2)
+        after = ray.get([h.ping.remote() for h in learners])
+        out["versions"] = sum(a["versions"] - b["versions"] for a, b in zip(after, before, strict=True))
+        notifies = after[0]["apply_lag"]["count"] - before[0]["apply_lag"]["count"]
+        out["lag"] = ray.get(learners[0].apply_lag.remote(notifies))
+    return out
+
+
+def idle_lag(c: Any, learners: Sequence[Any], n: int = 40, gap_s: float = 0.15) -> dict[str, Any]:
+    """The apply lag of ``n`` one-event requests to one agent, ``gap_s`` apart (each applied
+    before the next is sent): the learner is idle when each arrives."""
+    import ray
+
+    agent = c.create_agent(f"idle-{uuid.uuid4().hex[:6]}", kind="classifier", encoder="none",
+                           dim=DIM, memory=CONFIG["memory"]).id
+    X, y = vectors(np.random.default_rng(5), n)
+    before = ray.get(learners[0].ping.remote())["apply_lag"]["count"]
+    for i in range(n):
+        c.ingest(agent, [{"id": f"i{i}", "input": X[i].tolist(), "target": y[i]}])
+        _wait_applied(c, [agent], i + 1)
+        time.sleep(gap_s)
+    done = ray.get(learners[0].ping.remote())["apply_lag"]["count"] - before
+    return ray.get(learners[0].apply_lag.remote(done))
 
 
 def text_e2e(c: Any, n: int, clients: int = 1) -> dict[str, Any]:
@@ -340,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
             if rows & {"json", "arrow"}:
                 out["storage"] = storage(db, s.database_url)
             if "single" in rows:
-                out["single"] = single_e2e(c, args.single, args.clients, 3, args.client)
+                out["idle_lag"] = idle_lag(c, running.service.learner_handles())
+                out["single"] = single_e2e(c, args.single, args.clients, 3, args.client,
+                                           running.service.learner_handles())
             if "text" in rows:
                 out["text"] = text_e2e(c, args.texts)
                 out["text_clients"] = text_e2e(c, args.texts, args.text_clients)

@@ -32,7 +32,12 @@ def report(args: Any, s: Any, out: dict[str, Any]) -> None:
         rows.append([f"vector e2e, 1 event/request, {args.clients} clients",
                      f"{rate['single']:,.0f} events/s",
                      f"{100 * rate['single'] / ref:.2f} % of learn_many",
-                     f"{args.single} requests"])
+                     f"{args.single} requests" + _versions_and_lag(out["single"])])
+    if out.get("idle_lag", {}).get("p50_s") is not None:
+        lag = out["idle_lag"]
+        rows.append(["apply lag at an idle learner, 1 event/request every 150 ms",
+                     f"p50 {1e3 * lag['p50_s']:.1f} ms", f"p99 {1e3 * lag['p99_s']:.1f} ms",
+                     f"{lag['recent']} requests"])
     if "text" in out:
         for k, clients in (("text", 1), ("text_clients", args.text_clients)):
             r = out[k]["events"] / out[k]["wall"]
@@ -63,3 +68,14 @@ def report(args: Any, s: Any, out: dict[str, Any]) -> None:
                               for f, _ in vec]] for r in roles]
                        + [["all", *[f"{1e6 * sum(out[f]['cpu'].values()) / out[f]['events']:.1f}"
                                     for f, _ in vec]]]))
+
+
+def _versions_and_lag(row: dict[str, Any]) -> str:
+    """``; E events a version; apply lag p50 / p99 A / B ms`` where the row measured them."""
+    if not row.get("versions"):
+        return ""
+    lag = row.get("lag") or {}
+    text = f"; {row['events'] / row['versions']:.1f} events a version"
+    if lag.get("p50_s") is not None:
+        text += f"; apply lag p50 / p99 {1e3 * lag['p50_s']:.0f} / {1e3 * lag['p99_s']:.0f} ms"
+    return text

@@ -84,6 +84,13 @@ def test_hits_per_version_equal_a_reference_learner_run_test_then_train(raw, ten
     count = [ln for ln in metrics.splitlines()
              if ln.startswith('deltamem_prequential_accuracy_count{kind="classifier"}')]
     assert count and float(count[0].split()[-1]) >= len(per)
+    # the apply lag (workers/actors/apply_lag.py): one figure per notify, each of the 11
+    # requests here one at least; cumulative buckets
+    lag = {ln.split()[0]: float(ln.split()[1]) for ln in metrics.splitlines()
+           if ln.startswith("deltamem_apply_lag_seconds")}
+    buckets = [v for k, v in lag.items() if k.startswith("deltamem_apply_lag_seconds_bucket")]
+    assert lag["deltamem_apply_lag_seconds_count"] >= 11 and lag["deltamem_apply_lag_seconds_sum"] > 0
+    assert buckets == sorted(buckets) and buckets[-1] == lag["deltamem_apply_lag_seconds_count"]
 
 
 @pytest.mark.parametrize("params,field", [({"window": 0}, "window"), ({"window": "x"}, "window"),

@@ -10,6 +10,7 @@ from typing import Any
 
 import ray
 
+from workers.actors.apply_lag import render_lag
 from workers.actors.quality import render_histogram
 
 
@@ -69,6 +70,7 @@ def _learners(out: list[str], rt: Any) -> None:
           "Idle head states dropped to stay within the learner cache (reloaded when needed).",
           [({"shard": str(p["shard"])}, p["evicted"]) for p in pings])
     render_histogram(out, [p.get("quality", {}) for p in pings])  # per agent kind (issue 18)
+    render_lag(out, [p.get("apply_lag", {}) for p in pings])
     guard: dict[str, int] = {}
     for p in pings:
         for action, n in p.get("guard", {}).items():
