@@ -5,7 +5,8 @@ request's events, or a group's for one agent), by its last event.
 
 Each shard keeps a Prometheus histogram (cumulative, ``deltamem_apply_lag_seconds`` in
 ``/metrics``, merged over shards by :func:`render_lag`) and the last :data:`RECENT` figures,
-whose quantiles ``ping`` reports (the benchmarks print them).
+whose quantiles the benchmarks print (``LearnerActor.apply_lag``; ``ping`` reports the
+histogram alone, cheap enough for readiness probes).
 
 >>> lag = ApplyLag()
 >>> lag.arrived("a", 3, t=10.0); lag.arrived("a", 5, t=10.5)
@@ -71,18 +72,22 @@ class ApplyLag:
     def waiting_agents(self) -> int:
         return len(self._waiting)
 
-    def snapshot(self, last: int | None = None) -> dict[str, Any]:
-        """The histogram (``counts`` per bucket of :data:`LAG_BUCKETS`, then +Inf; ``sum``,
-        ``count``) and the p50 / p99 of the recent figures, or of the ``last`` of them
-        (seconds; None before any)."""
+    def histogram(self) -> dict[str, Any]:
+        """``counts`` per bucket of :data:`LAG_BUCKETS` (cumulative), then +Inf; ``sum``,
+        ``count``."""
         with self._lock:
+            return {"counts": list(self._counts), "sum": self._sum, "count": self._counts[-1]}
+
+    def snapshot(self, last: int | None = None) -> dict[str, Any]:
+        """:meth:`histogram` and the p50 / p99 of the recent figures, or of the ``last`` of
+        them (seconds; None before any), computed outside the lock."""
+        with self._lock:
+            out = {"counts": list(self._counts), "sum": self._sum, "count": self._counts[-1]}
             recent = np.fromiter(self._recent, float, len(self._recent))
-            if last is not None:
-                recent = recent[max(0, recent.size - last):]
-            p50, p99 = (np.quantile(recent, [0.5, 0.99]).tolist() if recent.size
-                        else (None, None))
-            return {"counts": list(self._counts), "sum": self._sum, "count": self._counts[-1],
-                    "p50_s": p50, "p99_s": p99, "recent": int(recent.size)}
+        if last is not None:
+            recent = recent[max(0, recent.size - last):]
+        p50, p99 = np.quantile(recent, [0.5, 0.99]).tolist() if recent.size else (None, None)
+        return {**out, "p50_s": p50, "p99_s": p99, "recent": int(recent.size)}
 
 
 def render_lag(out: list[str], snapshots: Sequence[dict[str, Any]]) -> None:

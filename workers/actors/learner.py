@@ -28,10 +28,9 @@ from typing import Any
 import ray
 
 from agent.learner import Learner
-from workers.actors.apply_lag import ApplyLag
 from workers.actors.encoder import RemoteEncoder
 from workers.actors.factory import make_replay, use_encoder
-from workers.actors.handover import AcceptedColumns, Handed
+from workers.actors.handover import Handed
 from workers.actors.held_heads import HeldHeads
 from workers.actors.inbox import Inbox
 from workers.actors.micro_batch import Batch, MicroBatches
@@ -66,7 +65,6 @@ class LearnerActor:
         self._dirty: set[str] = set()
         self._inbox = Inbox(self._s.queue_max_events)  # accepted events, given with notify
         self._servers: dict[int, ActorRef] = {}  # serving replica -> handle
-        self._lag = ApplyLag()  # notify -> commit, per notify (workers/actors/apply_lag.py)
         self._backlog = 0
         self._cv = threading.Condition()
         # timers (seconds, summed over commits): read_s = pending events + head state from
@@ -101,9 +99,8 @@ class LearnerActor:
         for agent_id in agent_ids:
             handed = (events or {}).get(agent_id)
             self._inbox.put(agent_id, handed)  # columns stay columns
-            if handed:
-                last = handed.seqs[-1] if isinstance(handed, AcceptedColumns) else handed[-1]["seq"]
-                self._lag.arrived(agent_id, int(last), now)
+            if handed:  # its apply lag runs from now (workers/actors/apply_lag.py)
+                self._batches.lag.arrived(agent_id, int(handed[-1]["seq"]), now)
         with self._cv:
             self._dirty.update(agent_ids)
             self._backlog += n_events
@@ -122,11 +119,12 @@ class LearnerActor:
     def ping(self) -> dict[str, Any]:
         return {"shard": self._shard, "backlog": self._backlog, "agents": len(self._cache),
                 "held_bytes": self._cache.held_bytes, "quality": self._batches.quality.snapshot(),
-                "guard": self._guard.counts, "apply_lag": self._lag.snapshot(), **self._stats}
+                "guard": self._guard.counts, "apply_lag": self._batches.lag.histogram(),
+                **self._stats}
 
     def apply_lag(self, last: int) -> dict[str, Any]:
         """The apply lag's record, quantiles of the ``last`` figures (benchmarks)."""
-        return self._lag.snapshot(last)
+        return self._batches.lag.snapshot(last)
 
     def flush(self, agent_id: str) -> int:
         """Apply every pending event of ``agent_id`` now; returns the head version."""
@@ -263,17 +261,16 @@ class LearnerActor:
                 b = self._batches.prepare(agent_id)
                 if b is None:
                     return
-                row = self._batches.commit([b])[0]
-                self._lag.applied(agent_id, b.seqs[-1], time.monotonic())
-                self._publish([self._batches.finish(b, row)])
+                self._publish([self._batches.finish(b, self._batches.commit([b])[0])])
 
     def _drain_round(self, agents: list[str]) -> list[str]:
         """Apply the pending events of ``agents``: each pass learns one micro-batch per agent
         and commits them all in one transaction (one write lock, one fsync); another pass takes
         the agents whose batch was cut short (a full batch, a poison event, the store's next
-        events), while events that arrived meanwhile wait for the next round. A pass whose transaction fails is redone agent by agent
-        (:meth:`_drain`, which finds the one at fault). Returns the agents that failed."""
-        limit = max(self._s.batch_max_events, self._s.batch_burst_events)  # prepare's
+        events), while events that arrived meanwhile wait for the next round. A pass whose
+        transaction fails is redone agent by agent (:meth:`_drain`, which finds the one at
+        fault). Returns the agents that failed."""
+        limit = self._batches.limit
         cap = 4 * limit
         failed: list[str] = []
         todo = list(agents)
@@ -307,9 +304,6 @@ class LearnerActor:
                         log.warning("learner %s: a commit of %d agents failed; committing them "
                                     "one by one", self._shard, len(group), exc_info=True)
                     if rows is not None:  # the replicas hear of the pass in one message
-                        done = time.monotonic()
-                        for b in group:
-                            self._lag.applied(b.agent_id, b.seqs[-1], done)
                         self._publish([self._batches.finish(b, row)
                                        for b, row in zip(group, rows, strict=True)])
             finally:

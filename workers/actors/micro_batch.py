@@ -27,6 +27,7 @@ from agent.memory.delta import Delta
 from storage.models import Event
 from storage.repository.events import pending_terms
 from storage.repository.version_groups import commit_delta_group, prepare_delta
+from workers.actors.apply_lag import ApplyLag
 from workers.actors.factory import event_inputs, write_keys
 from workers.actors.handover import AcceptedColumns
 from workers.actors.held_heads import HeldHeads
@@ -75,6 +76,9 @@ class MicroBatches:
         self._drop = drop
         self._adjust_backlog = adjust_backlog
         self.quality = QualityHistogram()  # micro-batch hit rates per agent kind (metrics)
+        self.lag = ApplyLag()  # notify -> commit, per notify (workers/actors/apply_lag.py)
+        # the most events a batch takes: one that full may leave more pending
+        self.limit = max(settings.batch_max_events, settings.batch_burst_events)
 
     def prepare(self, agent_id: str) -> Batch | None:
         """The agent's next micro-batch learnt on its head, not committed (None: nothing
@@ -84,8 +88,7 @@ class MicroBatches:
             if self._guard.held_back(agent_id):  # quarantined by its guard: events stay held
                 return None
             tr = time.perf_counter()
-            limit = max(self._s.batch_max_events, self._s.batch_burst_events)
-            payloads, seqs, complete = self._pending(agent_id, limit)
+            payloads, seqs, complete = self._pending(agent_id, self.limit)
             if not seqs:
                 self._stats["read_s"] += time.perf_counter() - tr
                 self._stats["busy_s"] += time.perf_counter() - tr
@@ -144,9 +147,10 @@ class MicroBatches:
         return rows
 
     def finish(self, b: Batch, row: Any) -> Publication:
-        """After the commit: the inbox, the held head, the backlog; returns what the replicas
-        are told (``LearnerActor._publish``)."""
+        """After the commit: the inbox, the held head, the backlog, the apply lag; returns
+        what the replicas are told (``LearnerActor._publish``)."""
         tf = time.perf_counter()
+        self.lag.applied(b.agent_id, b.seqs[-1], time.monotonic())
         self._inbox.committed(b.agent_id, b.seqs[-1], b.complete)
         self._cache.hold(b.agent_id, row.version, b.learner)
         self._adjust_backlog(-len(b.seqs))
